@@ -1,0 +1,1 @@
+"""Shared pieces of the PCMM digital twin: the tag registry, the RTD model and the command line."""

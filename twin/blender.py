@@ -1,0 +1,144 @@
+"""Continuous blender: n tanks in series, each emptying through a weir-like law.
+
+Tank i holds m_i and passes `flow_ref * (m_i / m_ref)**(1/flow_exponent)` to the next, with
+`m_ref = holdup_ref / n * (speed_ref / speed)**speed_exponent`. At steady throughput F each tank
+holds `m_ref * (F / flow_ref)**flow_exponent`, so hold-up rises with throughput and falls with
+impeller speed, and the residence time distribution is the tanks-in-series one with mean
+hold-up / F (Vanarase & Muzzio 2011; `plant.rtd` has the analytic form).
+"""
+
+from __future__ import annotations
+
+import math
+
+from plant.rtd import steady_holdup_kg
+from twin.context import Context
+from twin.feed_frame import FeedFrame
+from twin.layout import ModuleSpec
+from twin.parameters import BlenderParams
+
+MIN_SPEED_RPM = 1.0  # below this the impeller is stopped and nothing leaves
+
+
+class Blender:
+    def __init__(self, ctx: Context, spec: ModuleSpec) -> None:
+        p: BlenderParams = spec.params
+        self.ctx, self.id, self.p = ctx, spec.id, p
+        self.inlet = ctx.components.empty()
+        self.tanks = [ctx.components.empty() for _ in range(p.tanks)]
+        self.tank_mass = [0.0] * p.tanks
+        self.outlets: list[FeedFrame] = []
+        self.setpoint = p.speed_sp_rpm
+        self.speed = 0.0
+        self.speed_loss = 0.0
+        self.out_flow_kgh = 0.0
+        self.outlet_api_pct = 0.0
+        self._api = ctx.components.api
+        self._speed_alpha = 1.0 - math.exp(-ctx.dt / p.speed_time_constant_s)
+        self._inv_exp = 1.0 / p.flow_exponent
+        k = spec.id
+        self._k = (f"{k}.speed_pv", f"{k}.holdup_mass", f"{k}.throughput",
+                   f"{k}.residence_time", f"{k}.motor_current", f"{k}.true_api_pct")
+        ctx.store.values[f"{k}.speed_sp"] = self.setpoint
+
+    @property
+    def holdup(self) -> float:
+        return sum(self.tank_mass)
+
+    def start(self) -> None:
+        self.ctx.env.process(self.run())
+
+    def run(self):  # type: ignore[no-untyped-def]
+        env, dt = self.ctx.env, self.ctx.dt
+        while True:
+            yield env.timeout(dt)
+            self.step(env.now, dt)
+
+    def step(self, now: float, dt: float) -> None:
+        p = self.p
+        target = self.setpoint * (1.0 - self.speed_loss) if self.ctx.line.blending else 0.0
+        self.speed += (target - self.speed) * self._speed_alpha
+
+        tanks, masses = self.tanks, self.tank_mass
+        first, inlet = tanks[0], self.inlet
+        masses[0] += sum(inlet) - inlet[-1]  # the last slot is volume, not mass
+        for i, x in enumerate(inlet):
+            first[i] += x
+            inlet[i] = 0.0
+
+        out = [0.0] * len(first)
+        out_mass = 0.0
+        if self.speed > MIN_SPEED_RPM:
+            m_ref = p.holdup_ref_kg / p.tanks * (p.speed_ref_rpm / self.speed) ** p.speed_exponent
+            capacity = p.flow_ref_kgh / 3600.0 * dt
+            shares = [
+                min(1.0, capacity * (m / m_ref) ** self._inv_exp / m) if m > 0.0 else 0.0
+                for m in masses
+            ]
+            # Last tank first, so every tank passes on what it held at the start of the step.
+            for n in range(len(tanks) - 1, -1, -1):
+                share = shares[n]
+                if share == 0.0:
+                    continue
+                tank = tanks[n]
+                dest = out if n == len(tanks) - 1 else tanks[n + 1]
+                for i, x in enumerate(tank):
+                    moved = x * share
+                    dest[i] += moved
+                    tank[i] = x - moved
+                moved_mass = masses[n] * share
+                masses[n] -= moved_mass
+                if n == len(tanks) - 1:
+                    out_mass = moved_mass
+                else:
+                    masses[n + 1] += moved_mass
+        self.out_flow_kgh = out_mass * 3600.0 / dt
+        if out_mass > 0.0:
+            self.outlet_api_pct = 100.0 * out[self._api] / out_mass
+            if len(self.outlets) == 1:
+                self.outlets[0].put(out_mass, out)
+            else:
+                share = 1.0 / len(self.outlets)
+                for outlet in self.outlets:
+                    outlet.put(out_mass * share, [x * share for x in out])
+        self._publish(now)
+
+    def _publish(self, now: float) -> None:
+        p, values, k = self.p, self.ctx.store.values, self._k
+        holdup = self.holdup
+        values[k[0]] = self.speed
+        values[k[1]] = holdup
+        values[k[2]] = self.out_flow_kgh
+        values[k[3]] = holdup / self.out_flow_kgh * 3600.0 if self.out_flow_kgh > 1e-6 else 0.0
+        values[k[4]] = (p.motor_current_idle_a + p.motor_current_a_per_kg * holdup
+                        + p.motor_current_a_per_rpm * self.speed) if self.speed > MIN_SPEED_RPM else 0.0
+        values[k[5]] = self.outlet_api_pct
+        self.ctx.store.stamps[self.id] = now
+
+    def apply_fault(self, kind: str, magnitude: float) -> None:
+        if kind == "impeller_slowdown":
+            self.speed_loss = magnitude
+
+    def remove_fault(self, kind: str) -> None:
+        if kind == "impeller_slowdown":
+            self.speed_loss = 0.0
+
+    def write(self, name: str, value: float | int) -> None:
+        if name == "speed_sp":
+            self.setpoint = float(value)
+        self.ctx.store.values[f"{self.id}.{name}"] = value
+
+    def warm_start(self, inflow_kgh: float, composition: list[float]) -> None:
+        """Fill the tanks with their steady-state hold-up of a blend of `composition` (per kg)."""
+        p = self.p
+        self.speed = self.setpoint
+        holdup = steady_holdup_kg(
+            inflow_kgh, self.speed, p.holdup_ref_kg, p.flow_ref_kgh, p.speed_ref_rpm,
+            p.flow_exponent, p.speed_exponent,
+        )
+        per_tank = holdup / p.tanks
+        for n in range(p.tanks):
+            self.tanks[n] = [x * per_tank for x in composition]
+            self.tank_mass[n] = per_tank
+        self.outlet_api_pct = 100.0 * composition[self._api]
+        self.out_flow_kgh = inflow_kgh

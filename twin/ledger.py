@@ -1,0 +1,71 @@
+"""Ground truth: what was really made, and where it went. For scoring, never for control."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class TabletSlice:
+    """One press step's tablets: their true quality and their fate."""
+
+    time: float
+    press: str
+    tablets: float
+    mass_kg: float
+    weight_mg: float
+    content_pct: float  # true API content, % of label claim
+    hardness_n: float
+    oos: bool
+    diverted: bool
+
+
+class Ledger:
+    """Running totals of the material balance and of quality, plus recent slices.
+
+    `slices` keeps the most recent `keep` slices (all of them when `keep` is None).
+    """
+
+    def __init__(self, keep: int | None = 3600) -> None:
+        self.fed_kg: dict[str, float] = {}
+        self.tablets_made = 0.0
+        self.tablets_accepted = 0.0
+        self.tablets_diverted = 0.0
+        self.mass_accepted = 0.0
+        self.mass_diverted = 0.0
+        self.oos_tablets = 0.0
+        self.oos_mass = 0.0
+        self.oos_accepted_tablets = 0.0
+        self.oos_accepted_mass = 0.0
+        self.oos_diverted_mass = 0.0
+        self.slices: deque[TabletSlice] = deque(maxlen=keep)
+
+    def record(self, piece: TabletSlice) -> None:
+        self.slices.append(piece)
+        self.tablets_made += piece.tablets
+        if piece.diverted:
+            self.tablets_diverted += piece.tablets
+            self.mass_diverted += piece.mass_kg
+        else:
+            self.tablets_accepted += piece.tablets
+            self.mass_accepted += piece.mass_kg
+        if piece.oos:
+            self.oos_tablets += piece.tablets
+            self.oos_mass += piece.mass_kg
+            if piece.diverted:
+                self.oos_diverted_mass += piece.mass_kg
+            else:
+                self.oos_accepted_tablets += piece.tablets
+                self.oos_accepted_mass += piece.mass_kg
+
+    @property
+    def total_fed_kg(self) -> float:
+        return sum(self.fed_kg.values())
+
+    @property
+    def in_spec_pct(self) -> float:
+        """Share of tablets made that were in spec, %."""
+        if self.tablets_made == 0:
+            return 0.0
+        return 100.0 * (1.0 - self.oos_tablets / self.tablets_made)

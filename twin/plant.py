@@ -1,0 +1,328 @@
+"""The pod as one object with a small contract: snapshot, apply, inject/clear, advance.
+
+    plant = Plant(seed=1, site_id="site1")
+    plant.apply(LineCommand("start", user="alice", reason="campaign 7"))
+    plant.advance(3600.0)                     # one hour of plant time, as fast as it computes
+    plant.snapshot()["nir.api_pct"]           # TagValue(value, quality, source_time)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import simpy
+
+from plant.tags import DataType, Tag, TagRegistry, build_registry
+from twin.audit import AuditLog
+from twin.blender import Blender
+from twin.commands import Command, CommandResult, LineCommand, SetpointCommand
+from twin.context import Context, PlantEvent
+from twin.diverter import Diverter
+from twin.environment import Environment
+from twin.faults import CATALOGUE, ActiveFault, FaultSpec
+from twin.feed_frame import FeedFrame
+from twin.feeder import Feeder
+from twin.layout import Layout, load_layout, vary_for_site
+from twin.ledger import Ledger
+from twin.line import ALLOWED, Line
+from twin.material import Components
+from twin.nir import Nir
+from twin.press import Press
+from twin.store import TagStore, TagValue
+
+
+class Module(Protocol):
+    id: str
+
+    def write(self, name: str, value: float | int) -> None: ...
+    def apply_fault(self, kind: str, magnitude: float) -> None: ...
+    def remove_fault(self, kind: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FaultResult:
+    accepted: bool
+    reason: str
+    fault_id: int | None = None
+
+
+class Plant:
+    """A running pod: its modules, its tags, its ground truth and its audit trail.
+
+    Args:
+        layout: a `Layout`, a layout file, the name of a shipped layout, or None for the default.
+        seed: seeds every random stream; the same seed gives the same run.
+        site_id: names the site; with `variation`, it also draws the site's own equipment.
+        variation: how far this site's equipment parameters may stray from the layout's (0-0.5).
+        warm_start: begin in steady production instead of idle.
+        keep_slices: how many recent tablet slices the ledger keeps (None: all).
+    """
+
+    def __init__(
+        self,
+        layout: Layout | str | Path | None = None,
+        *,
+        seed: int = 0,
+        site_id: str = "site1",
+        variation: float = 0.0,
+        warm_start: bool = False,
+        keep_slices: int | None = 3600,
+    ) -> None:
+        base = layout if isinstance(layout, Layout) else load_layout(layout)
+        self.layout = vary_for_site(base, site_id, variation)
+        self.site_id, self.seed = site_id, seed
+        self.registry: TagRegistry = build_registry(self.layout.modules)
+        self.env = simpy.Environment()
+        materials = [m.params.material for m in self.layout.of_type("feeder")]
+        self.components = Components(tuple(dict.fromkeys(materials)))
+        self.store = TagStore(self.registry)
+        self.ledger = Ledger(keep_slices)
+        self.audit = AuditLog()
+        self.ctx = Context(self.env, self.layout.line.step_s, seed, self.store, self.ledger,
+                           self.components)
+        self.modules: dict[str, Any] = {}
+        self._faults: dict[int, ActiveFault] = {}
+        self._fault_processes: dict[int, simpy.Process] = {}
+        self._build()
+        if warm_start:
+            self._warm_start()
+
+    # Construction ---------------------------------------------------------------------------
+    def _build(self) -> None:
+        layout, ctx = self.layout, self.ctx
+        self.line = Line(ctx, layout.of_type("line")[0])
+        ctx._line = self.line
+        made: dict[str, Any] = {"line": self.line}
+        for spec in layout.of_type("blender"):
+            made[spec.id] = Blender(ctx, spec)
+        for spec in layout.of_type("feed_frame"):
+            made[spec.id] = FeedFrame(ctx, spec)
+        for spec in layout.of_type("diverter"):
+            made[spec.id] = Diverter(ctx, spec)
+        for spec in layout.modules:
+            if spec.type == "feeder":
+                made[spec.id] = Feeder(ctx, spec, made[spec.feeds[0]].inlet)
+            elif spec.type == "blender":
+                made[spec.id].outlets = [made[target] for target in spec.feeds]
+            elif spec.type == "nir":
+                made[spec.id] = Nir(ctx, spec, made[spec.observes])
+            elif spec.type == "feed_frame":
+                pass
+            elif spec.type == "press":
+                frame = next(made[f.id] for f in layout.of_type("feed_frame") if spec.id in f.feeds)
+                made[spec.id] = Press(ctx, spec, frame, made[spec.feeds[0]])
+            elif spec.type == "environment":
+                made[spec.id] = Environment(ctx, spec)
+        self.line.presses = [made[s.id] for s in layout.of_type("press")]
+        self.line.diverters = [made[s.id] for s in layout.of_type("diverter")]
+        self.line.feed_frames = [made[s.id] for s in layout.of_type("feed_frame")]
+        self.modules = {spec.id: made[spec.id] for spec in layout.modules}
+        # Processes start in material order, the line last, so within one time step material
+        # moves downstream and the state machine sees the step's outcome.
+        for module in self.modules.values():
+            if module is not self.line and hasattr(module, "start"):
+                module.start()
+        self.line.start()
+
+    def _warm_start(self) -> None:
+        """Fill every hold-up with its steady-state blend and begin in production."""
+        for spec in self.layout.of_type("blender"):
+            blender: Blender = self.modules[spec.id]
+            feeders = [self.modules[f.id] for f in self.layout.of_type("feeder")
+                       if spec.id in f.feeds]
+            total = sum(f.setpoint for f in feeders)
+            per_kg = self.components.empty()
+            for feeder in feeders:
+                share = feeder.setpoint / total
+                per_kg[feeder.component] += share
+                per_kg[self.components.volume] += share / feeder.p.bulk_density_g_cm3
+                feeder.warm_start()
+            blender.warm_start(total, per_kg)
+            share = 1.0 / len(blender.outlets)
+            for frame in blender.outlets:
+                parcel_kg = total * share / 3600.0 * self.ctx.dt
+                while frame.level < frame.p.start_level_kg:
+                    frame.put(parcel_kg, [x * parcel_kg for x in per_kg])
+        for module in self.modules.values():
+            if isinstance(module, Press | Diverter):
+                module.warm_start()
+        self.line.warm_start()
+
+    # The contract ---------------------------------------------------------------------------
+    @property
+    def now(self) -> float:
+        """Plant time, seconds since the twin was created."""
+        return float(self.env.now)
+
+    @property
+    def state(self) -> str:
+        return self.line.state_name
+
+    def advance(self, until: float) -> None:
+        """Run the plant up to plant time `until` (seconds)."""
+        if until > self.env.now:
+            self.env.run(until=until)
+
+    def snapshot(self, include_truth: bool = True) -> dict[str, TagValue]:
+        """Every tag's value, quality and source time; ground truth only when asked for."""
+        return self.store.snapshot(include_truth)
+
+    def read(self, tag_id: str) -> Any:
+        return self.store.values[tag_id]
+
+    def apply(self, command: Command) -> CommandResult:
+        """Carry out a setpoint write or a line command, or say why not. Always audited."""
+        if isinstance(command, LineCommand):
+            return self._line_command(command)
+        if isinstance(command, SetpointCommand):
+            return self._setpoint(command)
+        raise TypeError(f"not a command: {command!r}")
+
+    def _line_command(self, command: LineCommand) -> CommandResult:
+        old = self.line.state_name
+        if command.action not in ALLOWED:
+            why: str | None = f"unknown line command {command.action!r} (start, stop, reset)"
+        else:
+            why = self.line.command(command.action)
+        return self._audited(command.user, command.action, self.line.id, old,
+                             self.line.state_name, command.reason, why)
+
+    def _setpoint(self, command: SetpointCommand) -> CommandResult:
+        tag = self.registry.get(command.tag)
+        if tag is None:
+            return self._audited(command.user, "write", command.tag, None, command.value,
+                                 command.reason, f"unknown tag {command.tag!r}")
+        old = _display(tag, self.store.values[tag.id])
+        why: str | None
+        if not tag.writable:
+            why = f"{tag.id} is a {tag.access} tag; only setpoints can be written"
+            return self._audited(command.user, "write", tag.id, old, command.value,
+                                 command.reason, why)
+        value, why = tag.check(command.value)
+        if why is None and self.line.faulted and tag.module_type != "diverter":
+            why = "the line is faulted: reset it before changing setpoints"
+        if why is None:
+            self.modules[tag.module].write(tag.name, value)
+        new = _display(tag, value) if why is None else command.value
+        return self._audited(command.user, "write", tag.id, old, new, command.reason, why)
+
+    def _audited(self, user: str, action: str, target: str, old: Any, new: Any, reason: str,
+                 why: str | None) -> CommandResult:
+        accepted = why is None
+        result = why or "accepted"
+        self.audit.record(self.now, user, action, target, old=old, new=new, reason=reason,
+                          accepted=accepted, result=result)
+        return CommandResult(accepted, result, self.now, old, new)
+
+    # Faults ---------------------------------------------------------------------------------
+    def inject(self, spec: FaultSpec) -> FaultResult:
+        """Schedule or start a fault of the catalogue; rejected with a reason when invalid."""
+        ftype = CATALOGUE.get(spec.kind)
+        target = spec.target or (ftype.default_target if ftype else "")
+        magnitude = spec.magnitude if spec.magnitude is not None else (
+            ftype.default_magnitude if ftype else 0.0)
+        onset = self.now if spec.onset_s is None else spec.onset_s
+        why: str | None = None
+        if ftype is None:
+            why = f"unknown fault {spec.kind!r}; known: {', '.join(CATALOGUE)}"
+        elif target not in self.modules or self.layout.module(target).type != ftype.target_type:
+            choices = ", ".join(m.id for m in self.layout.of_type(ftype.target_type))
+            why = f"{spec.kind} needs a {ftype.target_type} target ({choices}), not {target!r}"
+        elif not (math.isfinite(magnitude) and ftype.low <= magnitude <= ftype.high):
+            why = (f"{spec.kind} magnitude {magnitude:g} is outside "
+                   f"{ftype.low:g}..{ftype.high:g} {ftype.magnitude_unit}".rstrip())
+        elif not (math.isfinite(spec.duration_s) and spec.duration_s >= 0):
+            why = f"duration must be 0 (until cleared) or a positive number of seconds"
+        elif not math.isfinite(onset) or onset < self.now:
+            why = f"onset {onset:g} s is in the past (plant time is {self.now:g} s)"
+        elif any(f.kind == spec.kind and f.target == target and f.status != "ended"
+                 for f in self._faults.values()):
+            why = f"{spec.kind} on {target} is already active; clear it first"
+        self.audit.record(
+            self.now, spec.user, "inject_fault", f"{spec.kind}@{target}", new=magnitude,
+            reason=spec.reason, accepted=why is None,
+            result=why or f"onset {onset:g} s, duration {spec.duration_s:g} s",
+        )
+        if why is not None:
+            return FaultResult(False, why)
+        fault = ActiveFault(len(self._faults) + 1, spec.kind, target, magnitude, onset,
+                            spec.duration_s, spec.user)
+        self._faults[fault.id] = fault
+        if onset <= self.now:
+            self._activate(fault)
+        self._fault_processes[fault.id] = self.env.process(self._fault_life(fault))
+        return FaultResult(True, "accepted", fault.id)
+
+    def clear(self, fault_id: int, user: str = "operator", reason: str = "") -> FaultResult:
+        """End a pending or active fault now."""
+        fault = self._faults.get(fault_id)
+        why = None
+        if fault is None:
+            why = f"no fault with id {fault_id}"
+        elif fault.status == "ended":
+            why = f"fault {fault_id} ({fault.kind}) has already ended"
+        target = f"{fault.kind}@{fault.target}" if fault else str(fault_id)
+        self.audit.record(self.now, user, "clear_fault", target, reason=reason,
+                          accepted=why is None, result=why or "cleared")
+        if why is not None or fault is None:
+            return FaultResult(False, why or "", fault_id)
+        self._fault_processes[fault_id].interrupt("cleared")
+        self._end(fault)
+        return FaultResult(True, "cleared", fault_id)
+
+    def faults(self, include_ended: bool = False) -> list[ActiveFault]:
+        return [f for f in self._faults.values() if include_ended or f.status != "ended"]
+
+    def _activate(self, fault: ActiveFault) -> None:
+        fault.status = "active"
+        self.modules[fault.target].apply_fault(fault.kind, fault.magnitude)
+        self.line.active_faults += 1
+        self.ctx.event(fault.target, "fault", f"{fault.kind} active, magnitude {fault.magnitude:g}")
+
+    def _end(self, fault: ActiveFault) -> None:
+        if fault.status == "active":
+            self.modules[fault.target].remove_fault(fault.kind)
+            self.line.active_faults -= 1
+        fault.status, fault.ended_s = "ended", self.now
+        self.ctx.event(fault.target, "fault", f"{fault.kind} ended")
+
+    def _fault_life(self, fault: ActiveFault):  # type: ignore[no-untyped-def]
+        try:
+            if fault.status == "pending":
+                yield self.env.timeout(fault.onset_s - self.env.now)
+                self._activate(fault)
+            if fault.duration_s > 0:
+                yield self.env.timeout(fault.onset_s + fault.duration_s - self.env.now)
+            else:
+                yield self.env.event()  # until cleared
+        except simpy.Interrupt:
+            return  # `clear` has ended it
+        self._end(fault)
+        self.audit.record(self.now, "twin", "fault_ended", f"{fault.kind}@{fault.target}",
+                          old=fault.magnitude, reason="duration elapsed", accepted=True,
+                          result="ended")
+
+    # Ground truth ---------------------------------------------------------------------------
+    def holdup_kg(self) -> float:
+        """Powder inside the line now: blenders (and their inlets) and feed frames."""
+        total = 0.0
+        for module in self.modules.values():
+            if isinstance(module, Blender):
+                total += module.holdup + sum(module.inlet) - module.inlet[-1]
+            elif isinstance(module, FeedFrame):
+                total += module.level
+        return total
+
+    @property
+    def events(self) -> list[PlantEvent]:
+        return list(self.ctx.events)
+
+
+def _display(tag: Tag, value: Any) -> Any:
+    """A value as people read it: state names for enumerated tags."""
+    if tag.data_type is DataType.ENUM and isinstance(value, int) and 0 <= value < len(tag.states):
+        return tag.states[value]
+    return value

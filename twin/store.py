@@ -1,0 +1,45 @@
+"""The live tag table the modules write into, and the snapshot the outside reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from plant.tags import DataType, Quality, TagRegistry
+
+
+@dataclass(frozen=True, slots=True)
+class TagValue:
+    """A tag value as the plant reports it; `source_time` is plant time in seconds."""
+
+    value: Any
+    quality: Quality
+    source_time: float
+
+
+class TagStore:
+    """Current value of every tag, with per-tag quality and per-module source time.
+
+    Modules write `values[tag_id]` directly on their hot path; quality is kept only for the
+    tags that are not Good, and a module stamps its source time once per update.
+    """
+
+    def __init__(self, registry: TagRegistry) -> None:
+        self.registry = registry
+        self.values: dict[str, Any] = {
+            tag.id: (False if tag.data_type is DataType.BOOL else 0.0
+                     if tag.data_type is DataType.FLOAT else 0)
+            for tag in registry.values()
+        }
+        self.quality: dict[str, Quality] = {}
+        self.stamps: dict[str, float] = dict.fromkeys(registry.modules, 0.0)
+        self._module_of = {tag.id: tag.module for tag in registry.values()}
+
+    def snapshot(self, include_truth: bool = True) -> dict[str, TagValue]:
+        good = Quality.GOOD
+        quality, stamps, module_of = self.quality, self.stamps, self._module_of
+        return {
+            tag_id: TagValue(value, quality.get(tag_id, good), stamps[module_of[tag_id]])
+            for tag_id, value in self.values.items()
+            if include_truth or not self.registry[tag_id].ground_truth
+        }
