@@ -32,10 +32,15 @@ Command = SetpointCommand | LineCommand
 
 @dataclass(frozen=True, slots=True)
 class CommandResult:
-    """Whether a command was carried out; when rejected, `reason` says why."""
+    """Whether a command was carried out; when rejected, `reason` says why.
+
+    `code` says the same for programs: "accepted", or the kind of rejection: "unknown_tag",
+    "not_writable", "type", "range", "state" or "unknown_command".
+    """
 
     accepted: bool
     reason: str
     time: float
     old: Any = None
     new: Any = None
+    code: str = "accepted"

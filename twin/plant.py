@@ -185,37 +185,41 @@ class Plant:
         old = self.line.state_name
         if command.action not in ALLOWED:
             why: str | None = f"unknown line command {command.action!r} (start, stop, reset)"
+            code = "unknown_command"
         else:
             why = self.line.command(command.action)
+            code = "state"
         return self._audited(command.user, command.action, self.line.id, old,
-                             self.line.state_name, command.reason, why)
+                             self.line.state_name, command.reason, why, code)
 
     def _setpoint(self, command: SetpointCommand) -> CommandResult:
         tag = self.registry.get(command.tag)
         if tag is None:
             return self._audited(command.user, "write", command.tag, None, command.value,
-                                 command.reason, f"unknown tag {command.tag!r}")
+                                 command.reason, f"unknown tag {command.tag!r}", "unknown_tag")
         old = _display(tag, self.store.values[tag.id])
         why: str | None
         if not tag.writable:
             why = f"{tag.id} is a {tag.access} tag; only setpoints can be written"
             return self._audited(command.user, "write", tag.id, old, command.value,
-                                 command.reason, why)
+                                 command.reason, why, "not_writable")
         value, why = tag.check(command.value)
+        code = _check_code(tag, command.value)
         if why is None and self.line.faulted and tag.module_type != "diverter":
-            why = "the line is faulted: reset it before changing setpoints"
+            why, code = "the line is faulted: reset it before changing setpoints", "state"
         if why is None:
             self.modules[tag.module].write(tag.name, value)
         new = _display(tag, value) if why is None else command.value
-        return self._audited(command.user, "write", tag.id, old, new, command.reason, why)
+        return self._audited(command.user, "write", tag.id, old, new, command.reason, why, code)
 
     def _audited(self, user: str, action: str, target: str, old: Any, new: Any, reason: str,
-                 why: str | None) -> CommandResult:
+                 why: str | None, code: str = "") -> CommandResult:
         accepted = why is None
         result = why or "accepted"
         self.audit.record(self.now, user, action, target, old=old, new=new, reason=reason,
                           accepted=accepted, result=result)
-        return CommandResult(accepted, result, self.now, old, new)
+        return CommandResult(accepted, result, self.now, old, new,
+                             "accepted" if accepted else code)
 
     # Faults ---------------------------------------------------------------------------------
     def inject(self, spec: FaultSpec) -> FaultResult:
@@ -319,6 +323,17 @@ class Plant:
     @property
     def events(self) -> list[PlantEvent]:
         return list(self.ctx.events)
+
+
+def _check_code(tag: Tag, value: Any) -> str:
+    """Why `Tag.check` refuses a value, for programs: "type" (wrong kind) or "range"."""
+    if isinstance(value, bool):
+        return "range" if tag.data_type is DataType.BOOL else "type"
+    if tag.data_type is DataType.BOOL:
+        return "type"
+    if tag.data_type is DataType.ENUM:
+        return "range" if isinstance(value, str | int) else "type"
+    return "range" if isinstance(value, int | float) else "type"
 
 
 def _display(tag: Tag, value: Any) -> Any:
