@@ -24,7 +24,7 @@ class FeederParams:
     feed_factor_kgh_pct: float = 0.05  # kg/h per % drive with a full hopper (est.)
     feed_factor_fill_loss: float = 0.10  # fractional feed-factor loss from full to empty (est.)
     flow_rsd: float = 0.02  # short-term relative SD of the true flow (est.)
-    noise_corr_s: float = 4.0  # s, correlation time of the flow noise (est.)
+    noise_corr_s: float = 10.0  # s, correlation time of the flow noise (est.)
     hopper_capacity_kg: float = 6.0  # kg
     hopper_start_kg: float = 4.5  # kg in the hopper at start
     refill_level_kg: float = 1.5  # kg, refill starts below this

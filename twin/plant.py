@@ -162,9 +162,16 @@ class Plant:
         return self.line.state_name
 
     def advance(self, until: float) -> None:
-        """Run the plant up to plant time `until` (seconds)."""
-        if until > self.env.now:
-            self.env.run(until=until)
+        """Run the plant up to and including plant time `until` (seconds).
+
+        Everything scheduled at `until` has happened on return, so a snapshot taken then is
+        the plant as it is at `until`.
+        """
+        env = self.env
+        if until > env.now:
+            env.run(until=until)
+        while env.peek() <= until:
+            env.step()
 
     def snapshot(self, include_truth: bool = True) -> dict[str, TagValue]:
         """Every tag's value, quality and source time; ground truth only when asked for."""
