@@ -24,7 +24,9 @@ class Blender:
     def __init__(self, ctx: Context, spec: ModuleSpec) -> None:
         p: BlenderParams = spec.params
         self.ctx, self.id, self.p = ctx, spec.id, p
+        self.line = ctx.line  # created before every other module
         self.inlet = ctx.components.empty()
+        self._empty = ctx.components.empty()
         self.tanks = [ctx.components.empty() for _ in range(p.tanks)]
         self.tank_mass = [0.0] * p.tanks
         self.outlets: list[FeedFrame] = []
@@ -37,36 +39,32 @@ class Blender:
         self._speed_alpha = 1.0 - math.exp(-ctx.dt / p.speed_time_constant_s)
         self._inv_exp = 1.0 / p.flow_exponent
         k = spec.id
-        self._k = (f"{k}.speed_pv", f"{k}.holdup_mass", f"{k}.throughput",
-                   f"{k}.residence_time", f"{k}.motor_current", f"{k}.true_api_pct")
+        self._k = (
+            f"{k}.speed_pv",
+            f"{k}.holdup_mass",
+            f"{k}.throughput",
+            f"{k}.residence_time",
+            f"{k}.motor_current",
+            f"{k}.true_api_pct",
+        )
         ctx.store.values[f"{k}.speed_sp"] = self.setpoint
 
     @property
     def holdup(self) -> float:
         return sum(self.tank_mass)
 
-    def start(self) -> None:
-        self.ctx.env.process(self.run())
-
-    def run(self):  # type: ignore[no-untyped-def]
-        env, dt = self.ctx.env, self.ctx.dt
-        while True:
-            yield env.timeout(dt)
-            self.step(env.now, dt)
-
     def step(self, now: float, dt: float) -> None:
         p = self.p
-        target = self.setpoint * (1.0 - self.speed_loss) if self.ctx.line.blending else 0.0
+        target = self.setpoint * (1.0 - self.speed_loss) if self.line.blending else 0.0
         self.speed += (target - self.speed) * self._speed_alpha
 
-        tanks, masses = self.tanks, self.tank_mass
-        first, inlet = tanks[0], self.inlet
-        masses[0] += sum(inlet) - inlet[-1]  # the last slot is volume, not mass
-        for i, x in enumerate(inlet):
-            first[i] += x
-            inlet[i] = 0.0
+        tanks, masses, inlet = self.tanks, self.tank_mass, self.inlet
+        if inlet[-1] > 0.0:  # powder arrived (its bulk volume is the last slot)
+            masses[0] += sum(inlet) - inlet[-1]
+            tanks[0] = [x + y for x, y in zip(tanks[0], inlet, strict=True)]
+            inlet[:] = self._empty  # in place: the feeders hold this list
 
-        out = [0.0] * len(first)
+        out = self._empty
         out_mass = 0.0
         if self.speed > MIN_SPEED_RPM:
             m_ref = p.holdup_ref_kg / p.tanks * (p.speed_ref_rpm / self.speed) ** p.speed_exponent
@@ -76,22 +74,21 @@ class Blender:
                 for m in masses
             ]
             # Last tank first, so every tank passes on what it held at the start of the step.
-            for n in range(len(tanks) - 1, -1, -1):
+            last = len(tanks) - 1
+            for n in range(last, -1, -1):
                 share = shares[n]
                 if share == 0.0:
                     continue
                 tank = tanks[n]
-                dest = out if n == len(tanks) - 1 else tanks[n + 1]
-                for i, x in enumerate(tank):
-                    moved = x * share
-                    dest[i] += moved
-                    tank[i] = x - moved
+                keep = 1.0 - share
                 moved_mass = masses[n] * share
                 masses[n] -= moved_mass
-                if n == len(tanks) - 1:
-                    out_mass = moved_mass
+                if n == last:
+                    out, out_mass = [x * share for x in tank], moved_mass
                 else:
+                    tanks[n + 1] = [d + x * share for d, x in zip(tanks[n + 1], tank, strict=True)]
                     masses[n + 1] += moved_mass
+                tanks[n] = [x * keep for x in tank]
         self.out_flow_kgh = out_mass * 3600.0 / dt
         if out_mass > 0.0:
             self.outlet_api_pct = 100.0 * out[self._api] / out_mass
@@ -110,8 +107,15 @@ class Blender:
         values[k[1]] = holdup
         values[k[2]] = self.out_flow_kgh
         values[k[3]] = holdup / self.out_flow_kgh * 3600.0 if self.out_flow_kgh > 1e-6 else 0.0
-        values[k[4]] = (p.motor_current_idle_a + p.motor_current_a_per_kg * holdup
-                        + p.motor_current_a_per_rpm * self.speed) if self.speed > MIN_SPEED_RPM else 0.0
+        values[k[4]] = (
+            (
+                p.motor_current_idle_a
+                + p.motor_current_a_per_kg * holdup
+                + p.motor_current_a_per_rpm * self.speed
+            )
+            if self.speed > MIN_SPEED_RPM
+            else 0.0
+        )
         values[k[5]] = self.outlet_api_pct
         self.ctx.store.stamps[self.id] = now
 
@@ -133,8 +137,13 @@ class Blender:
         p = self.p
         self.speed = self.setpoint
         holdup = steady_holdup_kg(
-            inflow_kgh, self.speed, p.holdup_ref_kg, p.flow_ref_kgh, p.speed_ref_rpm,
-            p.flow_exponent, p.speed_exponent,
+            inflow_kgh,
+            self.speed,
+            p.holdup_ref_kg,
+            p.flow_ref_kgh,
+            p.speed_ref_rpm,
+            p.flow_exponent,
+            p.speed_exponent,
         )
         per_tank = holdup / p.tanks
         for n in range(p.tanks):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import random
 import zlib
 from collections import deque
+from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import simpy
 
@@ -16,6 +17,9 @@ from twin.store import TagStore
 
 if TYPE_CHECKING:
     from twin.line import Line
+
+#: What a SimPy process function returns: a generator of events.
+ProcessGenerator = Generator[Any, Any, None]
 
 
 @dataclass(frozen=True, slots=True)

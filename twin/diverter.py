@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from twin.context import Context
+from twin.context import Context, ProcessGenerator
 from twin.layout import ModuleSpec
 from twin.parameters import DiverterParams
 
@@ -17,17 +17,22 @@ class Diverter:
         self.setpoint = ACCEPT
         self.forced_reject = True  # the line holds the gate at reject until production starts
         self.position = FB_REJECT
-        self.moving_to = FB_REJECT
-        self.arrives = 0.0
         self.stuck = False
+        self._moving = False
         self.accepted = 0.0
         self.diverted = 0.0
         self.diverted_mass = 0.0
         self.oos_mass = 0.0
         self.oos_accepted = 0.0
         k = spec.id
-        self._k = (f"{k}.position_pv", f"{k}.accepted_count", f"{k}.diverted_count",
-                   f"{k}.diverted_mass", f"{k}.true_oos_mass", f"{k}.true_oos_accepted")
+        self._k = (
+            f"{k}.position_pv",
+            f"{k}.accepted_count",
+            f"{k}.diverted_count",
+            f"{k}.diverted_mass",
+            f"{k}.true_oos_mass",
+            f"{k}.true_oos_accepted",
+        )
         ctx.store.values[f"{k}.position_sp"] = self.setpoint
         ctx.store.values[self._k[0]] = self.position
 
@@ -36,24 +41,23 @@ class Diverter:
         return FB_REJECT if self.forced_reject or self.setpoint == REJECT else FB_ACCEPT
 
     def start(self) -> None:
-        self.ctx.env.process(self.run())
+        """The gate moves only when asked to: see `follow`."""
 
-    def run(self):  # type: ignore[no-untyped-def]
-        env, dt = self.ctx.env, self.ctx.dt
-        while True:
-            yield env.timeout(dt)
-            self.step(env.now)
+    def follow(self) -> None:
+        """Move toward the target position, unless stuck or already on the way there."""
+        if not self.stuck and not self._moving and self.position != self.target:
+            self._moving = True
+            self.ctx.env.process(self._actuate())
 
-    def step(self, now: float) -> None:
-        if not self.stuck:
-            target = self.target
-            if self.position == FB_MOVING:
-                if now >= self.arrives:
-                    self.position = self.moving_to
-            elif self.position != target:
-                self.position, self.moving_to = FB_MOVING, target
-                self.arrives = now + self.p.actuation_s
-        self._publish(now)
+    def _actuate(self) -> ProcessGenerator:
+        env = self.ctx.env
+        while self.position != self.target and not self.stuck:
+            self.position = FB_MOVING
+            self._publish(env.now)
+            yield env.timeout(self.p.actuation_s)
+            self.position = self.target
+            self._publish(env.now)
+        self._moving = False
 
     def receive(self, tablets: float, mass: float, oos: bool) -> bool:
         """Route a slice of tablets; returns True when it went to reject.
@@ -70,6 +74,7 @@ class Diverter:
             self.oos_mass += mass
             if not diverted:
                 self.oos_accepted += tablets
+        self._publish(self.ctx.env.now)
         return diverted
 
     def _publish(self, now: float) -> None:
@@ -89,12 +94,20 @@ class Diverter:
     def remove_fault(self, kind: str) -> None:
         if kind == "diverter_stuck":
             self.stuck = False
+            self.follow()
 
     def write(self, name: str, value: float | int) -> None:
         if name == "position_sp":
             self.setpoint = int(value)
         self.ctx.store.values[f"{self.id}.{name}"] = value
+        self.follow()
+
+    def hold_reject(self, hold: bool) -> None:
+        """The line holds the gate at reject outside production, and releases it."""
+        self.forced_reject = hold
+        self.follow()
 
     def warm_start(self) -> None:
         self.forced_reject = False
-        self.position = self.moving_to = FB_ACCEPT if self.setpoint == ACCEPT else FB_REJECT
+        self.position = FB_ACCEPT if self.setpoint == ACCEPT else FB_REJECT
+        self._publish(self.ctx.env.now)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import random
 
-from twin.context import Context
+from twin.context import Context, ProcessGenerator
 from twin.layout import ModuleSpec
 from twin.parameters import EnvironmentParams
 
@@ -21,7 +21,10 @@ class Environment:
         self.ctx, self.id, self.p = ctx, spec.id, p
         self.rng = ctx.rng(spec.id)
         self.temperature, self.humidity, self.pressure = (
-            p.temperature_c, p.humidity_pct, p.diff_pressure_pa)
+            p.temperature_c,
+            p.humidity_pct,
+            p.diff_pressure_pa,
+        )
         self._keep = math.exp(-p.period_s / p.wander_time_s)
         self._k = (f"{spec.id}.temperature", f"{spec.id}.humidity", f"{spec.id}.diff_pressure")
         self._publish(0.0)
@@ -29,14 +32,18 @@ class Environment:
     def start(self) -> None:
         self.ctx.env.process(self.run())
 
-    def run(self):  # type: ignore[no-untyped-def]
+    def run(self) -> ProcessGenerator:
         env, p = self.ctx.env, self.p
         while True:
             yield env.timeout(p.period_s)
             rng, keep = self.rng, self._keep
-            self.temperature = wander(rng, self.temperature, p.temperature_c, p.temperature_sd_c, keep)
+            self.temperature = wander(
+                rng, self.temperature, p.temperature_c, p.temperature_sd_c, keep
+            )
             self.humidity = wander(rng, self.humidity, p.humidity_pct, p.humidity_sd_pct, keep)
-            self.pressure = wander(rng, self.pressure, p.diff_pressure_pa, p.diff_pressure_sd_pa, keep)
+            self.pressure = wander(
+                rng, self.pressure, p.diff_pressure_pa, p.diff_pressure_sd_pa, keep
+            )
             self._publish(env.now)
 
     def _publish(self, now: float) -> None:

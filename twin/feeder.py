@@ -36,6 +36,7 @@ class Feeder:
     def __init__(self, ctx: Context, spec: ModuleSpec, inlet: list[float]) -> None:
         p: FeederParams = spec.params
         self.ctx, self.id, self.p = ctx, spec.id, p
+        self.line = ctx.line  # created before every other module
         self.rng = ctx.rng(spec.id)
         self.inlet = inlet
         self.component = ctx.components.names.index(p.material)
@@ -74,22 +75,22 @@ class Feeder:
         self._pv_alpha = dt / (p.pv_filter_s + dt)
         self._learn = dt / p.feed_factor_learn_s
         self._refill_rate = (p.refill_target_kg - p.refill_level_kg) / p.refill_time_s
+        self._litres_per_kg = 1.0 / p.bulk_density_g_cm3
+        self._fed = ctx.ledger.fed_kg
         k = spec.id
-        self._k = (f"{k}.mass_flow_pv", f"{k}.hopper_mass", f"{k}.drive_command",
-                   f"{k}.feed_factor", f"{k}.mode", f"{k}.refilling", f"{k}.refill_lot",
-                   f"{k}.true_flow")
+        self._k = (
+            f"{k}.mass_flow_pv",
+            f"{k}.hopper_mass",
+            f"{k}.drive_command",
+            f"{k}.feed_factor",
+            f"{k}.mode",
+            f"{k}.refilling",
+            f"{k}.refill_lot",
+            f"{k}.true_flow",
+        )
         ctx.store.values[f"{k}.mass_flow_sp"] = self.setpoint
         ctx.store.values[f"{k}.mode_sp"] = self.mode_sp
         self._publish(0.0, VOLUMETRIC)
-
-    def start(self) -> None:
-        self.ctx.env.process(self.run(), )
-
-    def run(self):  # type: ignore[no-untyped-def]
-        env, dt = self.ctx.env, self.ctx.dt
-        while True:
-            yield env.timeout(dt)
-            self.step(env.now, dt)
 
     def _feed_factor(self) -> float:
         p = self.p
@@ -111,7 +112,7 @@ class Feeder:
 
     def step(self, now: float, dt: float) -> None:
         p = self.p
-        running = self.ctx.line.feeding
+        running = self.line.feeding
         if self.refilling:
             self.hopper = min(p.hopper_capacity_kg, self.hopper + self._refill_rate * dt)
             if self.hopper >= p.refill_target_kg or self.hopper >= p.hopper_capacity_kg:
@@ -125,7 +126,9 @@ class Feeder:
             self.ctx.event(self.id, "refill", f"refill started at {self.hopper:.2f} kg")
         self.densification *= self._densify_decay
         if self.bridging_now != self.bridging:
-            self.bridging_now += (self.bridging - self.bridging_now) * min(1.0, dt / BRIDGING_ONSET_S)
+            self.bridging_now += (self.bridging - self.bridging_now) * min(
+                1.0, dt / BRIDGING_ONSET_S
+            )
         if self.drift_per_h:
             self.drift_factor *= 1.0 + self.drift_per_h * dt / 3600.0
 
@@ -133,26 +136,28 @@ class Feeder:
         if running:
             if not volumetric and self.feed_factor_estimate > 0.0:
                 self.drive = min(100.0, self.setpoint / self.feed_factor_estimate)
-            self.noise = flow_noise(self.rng, self.noise, self._phi,
-                                    self._innovation * p.flow_rsd * self.noise_gain)
-            flow = max(0.0, self._feed_factor() * self.drive * (1.0 + self.noise))
-            kg = min(flow * dt / 3600.0, self.hopper)
+            self.noise = noise = flow_noise(
+                self.rng, self.noise, self._phi, self._innovation * p.flow_rsd * self.noise_gain
+            )
+            flow = self._feed_factor() * self.drive * (1.0 + noise)
+            kg = min(flow * dt / 3600.0, self.hopper) if flow > 0.0 else 0.0
             self.hopper -= kg
             self.true_flow = kg * 3600.0 / dt
-            self.inlet[self.component] += kg
-            self.inlet[self.volume_slot] += kg / (p.bulk_density_g_cm3 * self.density_factor)
-            self.ctx.ledger.fed_kg[self.id] += kg
+            inlet = self.inlet
+            inlet[self.component] += kg
+            inlet[self.volume_slot] += kg * self._litres_per_kg / self.density_factor
+            self._fed[self.id] += kg
         else:
             self.drive = 0.0
             self.true_flow = 0.0
 
         # A drifting load cell reads the hopper lighter and lighter, which looks like more flow.
-        target_bias = self.load_cell_bias * self.setpoint
+        target_bias = self.load_cell_bias * self.setpoint if self.load_cell_bias else 0.0
         if self.load_cell_bias_kgh != target_bias:
             ramp = abs(target_bias) * dt / p.load_cell_ramp_s if target_bias else math.inf
             delta = target_bias - self.load_cell_bias_kgh
             self.load_cell_bias_kgh += max(-ramp, min(ramp, delta))
-        if running:
+        if running and self.load_cell_bias_kgh:
             self.load_cell_offset_kg -= self.load_cell_bias_kgh * dt / 3600.0
         measured = self.true_flow + self.load_cell_bias_kgh if running else 0.0
         self.filtered_flow += (measured - self.filtered_flow) * self._pv_alpha
@@ -170,7 +175,9 @@ class Feeder:
             values[k[0]] = self.drive * self.feed_factor_estimate
             store.quality[k[0]] = Quality.UNCERTAIN
         else:
-            values[k[0]] = max(0.0, self.filtered_flow * (1.0 + reading_noise(self.rng, self.p.pv_noise_rsd)))
+            values[k[0]] = max(
+                0.0, self.filtered_flow * (1.0 + reading_noise(self.rng, self.p.pv_noise_rsd))
+            )
             store.quality.pop(k[0], None)
         values[k[1]] = max(0.0, self.hopper + self.load_cell_offset_kg)
         values[k[2]] = self.drive

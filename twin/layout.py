@@ -126,6 +126,7 @@ def _parse_module(raw: Any, name: str) -> ModuleSpec:
 def _build_params(cls: type, overrides: Any, module_id: str, name: str) -> Any:
     if not isinstance(overrides, dict):
         raise LayoutError(f"{name}: params of {module_id} must be a table")
+    overrides = dict(overrides)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     defaults = cls()
     for key, value in overrides.items():
@@ -160,11 +161,13 @@ def _check_wiring(modules: list[ModuleSpec], name: str) -> None:
             raise LayoutError(f"{name}: a {module.type} feeds nothing; remove {module.id}.feeds")
         for target in module.feeds:
             if target not in by_id or by_id[target].type not in allowed:
-                raise LayoutError(f"{name}: {module.id} feeds {target!r}, which is not a {allowed[0]}")
+                raise LayoutError(
+                    f"{name}: {module.id} feeds {target!r}, which is not a {allowed[0]}"
+                )
         watched = _OBSERVES.get(module.type, ())
         if watched:
-            target = module.observes
-            if target not in by_id or by_id[target].type not in watched:
+            observed = module.observes
+            if observed is None or observed not in by_id or by_id[observed].type not in watched:
                 raise LayoutError(f"{name}: {module.id} must observe a {watched[0]}")
     materials = [m.params.material for m in modules if m.type == "feeder"]
     if "api" not in materials:
@@ -195,5 +198,7 @@ def vary_for_site(layout: Layout, site_id: str, variation: float) -> Layout:
             field: getattr(module.params, field) * (1.0 + variation * rng.uniform(-1.0, 1.0))
             for field in type(module.params).VARY
         }
-        modules.append(dataclasses.replace(module, params=dataclasses.replace(module.params, **changes)))
+        modules.append(
+            dataclasses.replace(module, params=dataclasses.replace(module.params, **changes))
+        )
     return dataclasses.replace(layout, modules=tuple(modules))

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class TabletSlice:
+class TabletSlice(NamedTuple):
     """One press step's tablets: their true quality and their fate."""
 
     time: float

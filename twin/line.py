@@ -1,8 +1,8 @@
 """The production state machine of the line.
 
-    idle --start--> starting --(start-up material diverted)--> producing <--> diverting
-    producing/diverting/starting --stop--> stopping --(press runs dry)--> stopped --start--> ...
-    any running state --trip--> faulted --reset--> stopped
+idle --start--> starting --(start-up material diverted)--> producing <--> diverting
+producing/diverting/starting --stop--> stopping --(press runs dry)--> stopped --start--> ...
+any running state --trip--> faulted --reset--> stopped
 """
 
 from __future__ import annotations
@@ -65,15 +65,6 @@ class Line:
     def state_name(self) -> str:
         return LINE_STATES[self.state]
 
-    def start(self) -> None:
-        self.ctx.env.process(self.run())
-
-    def run(self):  # type: ignore[no-untyped-def]
-        env, dt = self.ctx.env, self.ctx.dt
-        while True:
-            yield env.timeout(dt)
-            self.step(env.now)
-
     def change(self, state: int, why: str) -> None:
         if state == self.state:
             return
@@ -82,7 +73,7 @@ class Line:
         self.changes += 1
         hold_reject = state not in (PRODUCING, DIVERTING)
         for diverter in self.diverters:
-            diverter.forced_reject = hold_reject
+            diverter.hold_reject(hold_reject)
         if state == STARTING:
             for press in self.presses:
                 press.primed = False
@@ -96,14 +87,16 @@ class Line:
         self.change(target, f"{action} command")
         return None
 
-    def step(self, now: float) -> None:
+    def step(self, now: float, dt: float) -> None:
         state, p = self.state, self.p
         if state == STARTING and now - self.since >= p.startup_divert_s:
             self.change(PRODUCING, "start-up material diverted")
         elif state in (PRODUCING, DIVERTING):
             diverting = any(d.position != FB_ACCEPT for d in self.diverters)
-            self.change(DIVERTING if diverting else PRODUCING,
-                        "diverter at reject" if diverting else "diverter at accept")
+            self.change(
+                DIVERTING if diverting else PRODUCING,
+                "diverter at reject" if diverting else "diverter at accept",
+            )
         if self.state in RUNNING:
             for frame in self.feed_frames:
                 if frame.level > frame.p.max_level_kg:
@@ -113,9 +106,7 @@ class Line:
                     if press.starved_s >= press.feed_frame.p.starve_trip_s:
                         self.change(FAULTED, f"{press.id} starved for {press.starved_s:.0f} s")
         if self.state == STOPPING:
-            dry = all(
-                press.starved_s >= press.feed_frame.p.starve_trip_s for press in self.presses
-            )
+            dry = all(press.starved_s >= press.feed_frame.p.starve_trip_s for press in self.presses)
             if dry or now - self.since >= p.stop_timeout_s:
                 self.change(STOPPED, "line empty" if dry else "stop timeout")
         self._publish(now)

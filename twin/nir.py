@@ -6,7 +6,7 @@ import random
 
 from plant.tags import Quality
 from twin.blender import Blender
-from twin.context import Context
+from twin.context import Context, ProcessGenerator
 from twin.layout import ModuleSpec
 from twin.parameters import NirParams
 
@@ -38,7 +38,7 @@ class Nir:
     def start(self) -> None:
         self.ctx.env.process(self.run())
 
-    def run(self):  # type: ignore[no-untyped-def]
+    def run(self) -> ProcessGenerator:
         env, period = self.ctx.env, self.p.period_s
         while True:
             yield env.timeout(period)
@@ -60,7 +60,11 @@ class Nir:
                 return  # dropout: the value goes stale, its source time with it
             value = self.blender.outlet_api_pct + self.bias + outlier(rng)
         else:
-            value = self.blender.outlet_api_pct + self.bias + prediction_error(rng, self.p.noise_sd_pct_ww)
+            value = (
+                self.blender.outlet_api_pct
+                + self.bias
+                + prediction_error(rng, self.p.noise_sd_pct_ww)
+            )
             store.values[k[1]] = True
             store.quality.pop(k[0], None)
         store.values[k[0]] = max(0.0, value)

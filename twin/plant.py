@@ -1,9 +1,9 @@
 """The pod as one object with a small contract: snapshot, apply, inject/clear, advance.
 
-    plant = Plant(seed=1, site_id="site1")
-    plant.apply(LineCommand("start", user="alice", reason="campaign 7"))
-    plant.advance(3600.0)                     # one hour of plant time, as fast as it computes
-    plant.snapshot()["nir.api_pct"]           # TagValue(value, quality, source_time)
+plant = Plant(seed=1, site_id="site1")
+plant.apply(LineCommand("start", user="alice", reason="campaign 7"))
+plant.advance(3600.0)                     # one hour of plant time, as fast as it computes
+plant.snapshot()["nir.api_pct"]           # TagValue(value, quality, source_time)
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from plant.tags import DataType, Tag, TagRegistry, build_registry
 from twin.audit import AuditLog
 from twin.blender import Blender
 from twin.commands import Command, CommandResult, LineCommand, SetpointCommand
-from twin.context import Context, PlantEvent
+from twin.context import Context, PlantEvent, ProcessGenerator
 from twin.diverter import Diverter
 from twin.environment import Environment
 from twin.faults import CATALOGUE, ActiveFault, FaultSpec
@@ -81,8 +81,9 @@ class Plant:
         self.store = TagStore(self.registry)
         self.ledger = Ledger(keep_slices)
         self.audit = AuditLog()
-        self.ctx = Context(self.env, self.layout.line.step_s, seed, self.store, self.ledger,
-                           self.components)
+        self.ctx = Context(
+            self.env, self.layout.line.step_s, seed, self.store, self.ledger, self.components
+        )
         self.modules: dict[str, Any] = {}
         self._faults: dict[int, ActiveFault] = {}
         self._fault_processes: dict[int, simpy.Process] = {}
@@ -107,7 +108,7 @@ class Plant:
                 made[spec.id] = Feeder(ctx, spec, made[spec.feeds[0]].inlet)
             elif spec.type == "blender":
                 made[spec.id].outlets = [made[target] for target in spec.feeds]
-            elif spec.type == "nir":
+            elif spec.type == "nir" and spec.observes is not None:
                 made[spec.id] = Nir(ctx, spec, made[spec.observes])
             elif spec.type == "feed_frame":
                 pass
@@ -120,19 +121,39 @@ class Plant:
         self.line.diverters = [made[s.id] for s in layout.of_type("diverter")]
         self.line.feed_frames = [made[s.id] for s in layout.of_type("feed_frame")]
         self.modules = {spec.id: made[spec.id] for spec in layout.modules}
-        # Processes start in material order, the line last, so within one time step material
-        # moves downstream and the state machine sees the step's outcome.
+        self.env.process(self._material_flow())
         for module in self.modules.values():
-            if module is not self.line and hasattr(module, "start"):
+            if hasattr(module, "start"):
                 module.start()
-        self.line.start()
+
+    def _material_flow(self) -> ProcessGenerator:
+        """Integrate the continuous material path, one fixed step at a time.
+
+        Feeders, blenders and presses are coupled every step, so one process steps them in
+        material order (upstream first) and the line's state machine last, which makes the
+        order explicit instead of leaving it to the event queue. Discrete happenings (NIR
+        spectra, gate moves, faults, the room) are processes of their own.
+        """
+        order = {"feeder": 0, "blender": 1, "press": 2}
+        stepped = sorted(
+            (spec for spec in self.layout.modules if spec.type in order),
+            key=lambda spec: order[spec.type],
+        )
+        steps = [self.modules[spec.id].step for spec in stepped] + [self.line.step]
+        env, dt = self.env, self.ctx.dt
+        while True:
+            yield env.timeout(dt)
+            now = env.now
+            for step in steps:
+                step(now, dt)
 
     def _warm_start(self) -> None:
         """Fill every hold-up with its steady-state blend and begin in production."""
         for spec in self.layout.of_type("blender"):
             blender: Blender = self.modules[spec.id]
-            feeders = [self.modules[f.id] for f in self.layout.of_type("feeder")
-                       if spec.id in f.feeds]
+            feeders = [
+                self.modules[f.id] for f in self.layout.of_type("feeder") if spec.id in f.feeds
+            ]
             total = sum(f.setpoint for f in feeders)
             per_kg = self.components.empty()
             for feeder in feeders:
@@ -196,20 +217,44 @@ class Plant:
         else:
             why = self.line.command(command.action)
             code = "state"
-        return self._audited(command.user, command.action, self.line.id, old,
-                             self.line.state_name, command.reason, why, code)
+        return self._audited(
+            command.user,
+            command.action,
+            self.line.id,
+            old,
+            self.line.state_name,
+            command.reason,
+            why,
+            code,
+        )
 
     def _setpoint(self, command: SetpointCommand) -> CommandResult:
         tag = self.registry.get(command.tag)
         if tag is None:
-            return self._audited(command.user, "write", command.tag, None, command.value,
-                                 command.reason, f"unknown tag {command.tag!r}", "unknown_tag")
+            return self._audited(
+                command.user,
+                "write",
+                command.tag,
+                None,
+                command.value,
+                command.reason,
+                f"unknown tag {command.tag!r}",
+                "unknown_tag",
+            )
         old = _display(tag, self.store.values[tag.id])
         why: str | None
         if not tag.writable:
             why = f"{tag.id} is a {tag.access} tag; only setpoints can be written"
-            return self._audited(command.user, "write", tag.id, old, command.value,
-                                 command.reason, why, "not_writable")
+            return self._audited(
+                command.user,
+                "write",
+                tag.id,
+                old,
+                command.value,
+                command.reason,
+                why,
+                "not_writable",
+            )
         value, why = tag.check(command.value)
         code = _check_code(tag, command.value)
         if why is None and self.line.faulted and tag.module_type != "diverter":
@@ -219,22 +264,42 @@ class Plant:
         new = _display(tag, value) if why is None else command.value
         return self._audited(command.user, "write", tag.id, old, new, command.reason, why, code)
 
-    def _audited(self, user: str, action: str, target: str, old: Any, new: Any, reason: str,
-                 why: str | None, code: str = "") -> CommandResult:
+    def _audited(
+        self,
+        user: str,
+        action: str,
+        target: str,
+        old: Any,
+        new: Any,
+        reason: str,
+        why: str | None,
+        code: str = "",
+    ) -> CommandResult:
         accepted = why is None
         result = why or "accepted"
-        self.audit.record(self.now, user, action, target, old=old, new=new, reason=reason,
-                          accepted=accepted, result=result)
-        return CommandResult(accepted, result, self.now, old, new,
-                             "accepted" if accepted else code)
+        self.audit.record(
+            self.now,
+            user,
+            action,
+            target,
+            old=old,
+            new=new,
+            reason=reason,
+            accepted=accepted,
+            result=result,
+        )
+        return CommandResult(accepted, result, self.now, old, new, "accepted" if accepted else code)
 
     # Faults ---------------------------------------------------------------------------------
     def inject(self, spec: FaultSpec) -> FaultResult:
         """Schedule or start a fault of the catalogue; rejected with a reason when invalid."""
         ftype = CATALOGUE.get(spec.kind)
         target = spec.target or (ftype.default_target if ftype else "")
-        magnitude = spec.magnitude if spec.magnitude is not None else (
-            ftype.default_magnitude if ftype else 0.0)
+        magnitude = (
+            spec.magnitude
+            if spec.magnitude is not None
+            else (ftype.default_magnitude if ftype else 0.0)
+        )
         onset = self.now if spec.onset_s is None else spec.onset_s
         why: str | None = None
         if ftype is None:
@@ -243,24 +308,34 @@ class Plant:
             choices = ", ".join(m.id for m in self.layout.of_type(ftype.target_type))
             why = f"{spec.kind} needs a {ftype.target_type} target ({choices}), not {target!r}"
         elif not (math.isfinite(magnitude) and ftype.low <= magnitude <= ftype.high):
-            why = (f"{spec.kind} magnitude {magnitude:g} is outside "
-                   f"{ftype.low:g}..{ftype.high:g} {ftype.magnitude_unit}".rstrip())
+            why = (
+                f"{spec.kind} magnitude {magnitude:g} is outside "
+                f"{ftype.low:g}..{ftype.high:g} {ftype.magnitude_unit}".rstrip()
+            )
         elif not (math.isfinite(spec.duration_s) and spec.duration_s >= 0):
-            why = f"duration must be 0 (until cleared) or a positive number of seconds"
+            why = "duration must be 0 (until cleared) or a positive number of seconds"
         elif not math.isfinite(onset) or onset < self.now:
             why = f"onset {onset:g} s is in the past (plant time is {self.now:g} s)"
-        elif any(f.kind == spec.kind and f.target == target and f.status != "ended"
-                 for f in self._faults.values()):
+        elif any(
+            f.kind == spec.kind and f.target == target and f.status != "ended"
+            for f in self._faults.values()
+        ):
             why = f"{spec.kind} on {target} is already active; clear it first"
         self.audit.record(
-            self.now, spec.user, "inject_fault", f"{spec.kind}@{target}", new=magnitude,
-            reason=spec.reason, accepted=why is None,
+            self.now,
+            spec.user,
+            "inject_fault",
+            f"{spec.kind}@{target}",
+            new=magnitude,
+            reason=spec.reason,
+            accepted=why is None,
             result=why or f"onset {onset:g} s, duration {spec.duration_s:g} s",
         )
         if why is not None:
             return FaultResult(False, why)
-        fault = ActiveFault(len(self._faults) + 1, spec.kind, target, magnitude, onset,
-                            spec.duration_s, spec.user)
+        fault = ActiveFault(
+            len(self._faults) + 1, spec.kind, target, magnitude, onset, spec.duration_s, spec.user
+        )
         self._faults[fault.id] = fault
         if onset <= self.now:
             self._activate(fault)
@@ -276,8 +351,15 @@ class Plant:
         elif fault.status == "ended":
             why = f"fault {fault_id} ({fault.kind}) has already ended"
         target = f"{fault.kind}@{fault.target}" if fault else str(fault_id)
-        self.audit.record(self.now, user, "clear_fault", target, reason=reason,
-                          accepted=why is None, result=why or "cleared")
+        self.audit.record(
+            self.now,
+            user,
+            "clear_fault",
+            target,
+            reason=reason,
+            accepted=why is None,
+            result=why or "cleared",
+        )
         if why is not None or fault is None:
             return FaultResult(False, why or "", fault_id)
         self._fault_processes[fault_id].interrupt("cleared")
@@ -300,7 +382,7 @@ class Plant:
         fault.status, fault.ended_s = "ended", self.now
         self.ctx.event(fault.target, "fault", f"{fault.kind} ended")
 
-    def _fault_life(self, fault: ActiveFault):  # type: ignore[no-untyped-def]
+    def _fault_life(self, fault: ActiveFault) -> ProcessGenerator:
         try:
             if fault.status == "pending":
                 yield self.env.timeout(fault.onset_s - self.env.now)
@@ -312,9 +394,16 @@ class Plant:
         except simpy.Interrupt:
             return  # `clear` has ended it
         self._end(fault)
-        self.audit.record(self.now, "twin", "fault_ended", f"{fault.kind}@{fault.target}",
-                          old=fault.magnitude, reason="duration elapsed", accepted=True,
-                          result="ended")
+        self.audit.record(
+            self.now,
+            "twin",
+            "fault_ended",
+            f"{fault.kind}@{fault.target}",
+            old=fault.magnitude,
+            reason="duration elapsed",
+            accepted=True,
+            result="ended",
+        )
 
     # Ground truth ---------------------------------------------------------------------------
     def holdup_kg(self) -> float:

@@ -22,7 +22,9 @@ from twin.parameters import PressParams
 MAX_PRESSURE_MPA = 600.0  # tooling limit; Kawakita diverges as compaction nears a
 
 
-def kawakita_pressure_mpa(weight_mg: float, gap_mm: float, area_mm2: float, p: PressParams) -> float:
+def kawakita_pressure_mpa(
+    weight_mg: float, gap_mm: float, area_mm2: float, p: PressParams
+) -> float:
     """Compaction pressure to squeeze `weight_mg` of powder into a gap of `gap_mm`."""
     if weight_mg <= 0.0:
         return 0.0
@@ -55,6 +57,7 @@ class Press:
     ) -> None:
         p: PressParams = spec.params
         self.ctx, self.id, self.p = ctx, spec.id, p
+        self.line = ctx.line  # created before every other module
         self.rng = ctx.rng(spec.id)
         self.feed_frame, self.diverter = feed_frame, diverter
         self.area_mm2 = math.pi * (p.die_diameter_mm / 2.0) ** 2
@@ -79,23 +82,23 @@ class Press:
         self.turret_offset = 0.0
 
         k = spec.id
-        self._k = (f"{k}.turret_speed_pv", f"{k}.fill_depth_pv", f"{k}.main_force",
-                   f"{k}.pre_force", f"{k}.tablet_weight", f"{k}.thickness", f"{k}.hardness",
-                   f"{k}.production_rate", f"{k}.tablets_total", f"{k}.true_api_content")
+        self._k = (
+            f"{k}.turret_speed_pv",
+            f"{k}.fill_depth_pv",
+            f"{k}.main_force",
+            f"{k}.pre_force",
+            f"{k}.tablet_weight",
+            f"{k}.thickness",
+            f"{k}.hardness",
+            f"{k}.production_rate",
+            f"{k}.tablets_total",
+            f"{k}.true_api_content",
+        )
         values = ctx.store.values
         values[f"{k}.turret_speed_sp"] = self.turret_sp
         values[f"{k}.fill_depth_sp"] = self.fill_depth_sp
         values[f"{k}.main_gap_sp"] = self.gap_sp
         values[self._k[1]] = self.fill_depth
-
-    def start(self) -> None:
-        self.ctx.env.process(self.run())
-
-    def run(self):  # type: ignore[no-untyped-def]
-        env, dt = self.ctx.env, self.ctx.dt
-        while True:
-            yield env.timeout(dt)
-            self.step(env.now, dt)
 
     def _move_fill_depth(self, dt: float) -> None:
         error = self.fill_depth_sp - self.fill_depth
@@ -109,7 +112,7 @@ class Press:
 
     def step(self, now: float, dt: float) -> None:
         p = self.p
-        line, frame = self.ctx.line, self.feed_frame
+        line, frame = self.line, self.feed_frame
         if not self.primed and line.starting and frame.level >= frame.p.start_level_kg:
             self.primed = True
         running = line.pressing and (self.primed or not line.starting)
@@ -141,7 +144,9 @@ class Press:
         frame.publish(now, running)
         self._publish(now, tablets, weight)
 
-    def _make(self, now: float, tablets: float, mass: float, drawn: list[float], weight: float) -> None:
+    def _make(
+        self, now: float, tablets: float, mass: float, drawn: list[float], weight: float
+    ) -> None:
         p = self.p
         api_mg = weight * drawn[self._api] / mass
         content = 100.0 * api_mg / p.api_label_claim_mg
@@ -168,7 +173,9 @@ class Press:
         if weight > 0.0 and tablets > 0.0:
             area = self.area_mm2
             main = kawakita_pressure_mpa(weight, self._gap, area, p) * area / 1000.0
-            pre = kawakita_pressure_mpa(weight, p.pre_gap_mm + self.wear_mm, area, p) * area / 1000.0
+            pre = (
+                kawakita_pressure_mpa(weight, p.pre_gap_mm + self.wear_mm, area, p) * area / 1000.0
+            )
             values[k[2]] = reading(rng, main, p.force_noise_rsd)
             values[k[3]] = reading(rng, pre, p.force_noise_rsd)
             values[k[4]] = reading(rng, weight, p.weight_noise_rsd)

@@ -27,8 +27,13 @@ class TagStore:
     def __init__(self, registry: TagRegistry) -> None:
         self.registry = registry
         self.values: dict[str, Any] = {
-            tag.id: (False if tag.data_type is DataType.BOOL else 0.0
-                     if tag.data_type is DataType.FLOAT else 0)
+            tag.id: (
+                False
+                if tag.data_type is DataType.BOOL
+                else 0.0
+                if tag.data_type is DataType.FLOAT
+                else 0
+            )
             for tag in registry.values()
         }
         self.quality: dict[str, Quality] = {}
