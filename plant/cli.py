@@ -8,15 +8,20 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
+from rich.table import Column, Table
 
-from plant.simulate import SpecError, Summary, parse_fault, run, write_csv
+from opcua_server.cli import app as opcua_app
+from plant.simulate import SpecError, Summary, parse_fault, run, schedule, write_csv
 from twin import CATALOGUE, LayoutError, Plant
 
-app = typer.Typer(help="Digital twin of a mobile, modular continuous tablet line.",
-                  no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="Digital twin of a mobile, modular continuous tablet line.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 console = Console()
 err = Console(stderr=True)
+app.add_typer(opcua_app, name="opcua")
 
 
 def fail(message: str) -> typer.Exit:
@@ -28,31 +33,44 @@ def fail(message: str) -> typer.Exit:
 def simulate(
     hours: Annotated[float, typer.Option(help="Plant time to simulate, hours.", min=0.0)] = 1.0,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same run.")] = 0,
-    fault: Annotated[list[str] | None, typer.Option(
-        help="KIND[/TARGET]@T:MAGNITUDE:DURATION, e.g. bridging@1h:0.8:5m (repeatable).")] = None,
+    fault: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="KIND[/TARGET]@T:MAGNITUDE:DURATION, e.g. bridging@1h:0.8:5m (repeatable)."
+        ),
+    ] = None,
     layout: Annotated[str | None, typer.Option(help="Layout file or shipped layout name.")] = None,
     site: Annotated[str, typer.Option(help="Site id.")] = "site1",
     variation: Annotated[float, typer.Option(help="Site equipment variation, 0-0.5.")] = 0.0,
-    csv: Annotated[Path | None, typer.Option(help="Write the tag history to this CSV file.")] = None,
+    csv: Annotated[
+        Path | None, typer.Option(help="Write the tag history to this CSV file.")
+    ] = None,
     sample: Annotated[float, typer.Option(help="CSV sample period, s.", min=0.001)] = 1.0,
 ) -> None:
     """Run the twin accelerated and print what it made."""
     if hours <= 0:
         raise fail("--hours must be above 0")
     try:
-        faults = [parse_fault(text) for text in fault or []]
         plant = Plant(layout, seed=seed, site_id=site, variation=variation)
-    except (SpecError, LayoutError) as error:
+        schedule(plant, [parse_fault(text) for text in fault or []])
+        out = write_csv(csv) if csv else None
+    except (SpecError, LayoutError, OSError) as error:
         raise fail(str(error)) from None
-    out = write_csv(csv) if csv else None
     try:
-        with Progress(TextColumn("simulating"), BarColumn(), TextColumn("{task.description}"),
-                      TimeRemainingColumn(), console=err, transient=True) as bar:
+        with Progress(
+            TextColumn("simulating"),
+            BarColumn(),
+            TextColumn("{task.description}"),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
+        ) as bar:
             task = bar.add_task("", total=hours * 3600.0)
-            summary = run(plant, hours, faults, out, sample,
-                          lambda t: bar.update(task, completed=t, description=f"{t / 3600:.2f} h"))
-    except SpecError as error:
-        raise fail(str(error)) from None
+
+            def progress(t: float) -> None:
+                bar.update(task, completed=t, description=f"{t / 3600:.2f} h")
+
+            summary = run(plant, hours, csv_out=out, sample_s=sample, progress=progress)
     finally:
         if out:
             out.close()
@@ -73,8 +91,11 @@ def _print_summary(s: Summary) -> None:
         ("diverted", f"{s.tablets_diverted:,} ({s.diverted_kg:.3f} kg)"),
         ("true OOS mass", f"{s.true_oos_kg:.3f} kg"),
         ("OOS tablets accepted", f"{s.oos_accepted:,}"),
-        ("mass balance", f"fed {s.fed_kg:.3f} kg, hold-up {s.holdup_kg:.3f} kg, "
-                         f"error {s.balance_error_kg:.2e} kg"),
+        (
+            "mass balance",
+            f"fed {s.fed_kg:.3f} kg, hold-up {s.holdup_kg:.3f} kg, "
+            f"error {s.balance_error_kg:.2e} kg",
+        ),
     ]
     for name, value in rows:
         table.add_row(name, value)
@@ -86,11 +107,17 @@ def _print_summary(s: Summary) -> None:
 @app.command("faults")
 def list_faults() -> None:
     """List the fault catalogue the twin can simulate."""
-    table = Table("#", "kind", "default target", "magnitude", "range", "shows as")
+    table = Table("#", "default target", "magnitude", "range", "shows as")
+    table.columns.insert(1, Column("kind", no_wrap=True))
     for f in CATALOGUE.values():
-        table.add_row(str(f.number), f.kind, f.default_target,
-                      f"{f.default_magnitude:g} {f.magnitude_unit}".strip(),
-                      f"{f.low:g}..{f.high:g}", f.shows_as)
+        table.add_row(
+            str(f.number),
+            f.kind,
+            f.default_target,
+            f"{f.default_magnitude:g} {f.magnitude_unit}".strip(),
+            f"{f.low:g}..{f.high:g}",
+            f.shows_as,
+        )
     console.print(table)
 
 

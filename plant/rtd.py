@@ -21,7 +21,7 @@ def steady_holdup_kg(
     """Steady hold-up: grows with throughput, falls as the impeller speeds up."""
     if flow_kgh <= 0.0 or speed_rpm <= 0.0:
         return 0.0
-    return (
+    return float(
         holdup_ref_kg
         * (flow_kgh / flow_ref_kgh) ** flow_exponent
         * (speed_ref_rpm / speed_rpm) ** speed_exponent

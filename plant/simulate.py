@@ -41,8 +41,15 @@ def parse_fault(text: str, user: str = "simulate") -> FaultSpec:
         magnitude = float(parts[1])
     except ValueError:
         raise SpecError(f"fault {text!r}: magnitude {parts[1]!r} is not a number") from None
-    return FaultSpec(kind, target or None, magnitude, parse_duration(parts[2]),
-                     parse_duration(parts[0]), user=user, reason="scripted in plant simulate")
+    return FaultSpec(
+        kind,
+        target or None,
+        magnitude,
+        parse_duration(parts[2]),
+        parse_duration(parts[0]),
+        user=user,
+        reason="scripted in plant simulate",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +99,14 @@ def summarise(plant: Plant, hours: float) -> Summary:
     )
 
 
+def schedule(plant: Plant, faults: Iterable[FaultSpec]) -> None:
+    """Hand the faults to the twin, which validates them; the first refused one is an error."""
+    for spec in faults:
+        result = plant.inject(spec)
+        if not result.accepted:
+            raise SpecError(f"fault {spec.kind}: {result.reason}")
+
+
 def run(
     plant: Plant,
     hours: float,
@@ -101,10 +116,7 @@ def run(
     progress: Callable[[float], None] | None = None,
 ) -> Summary:
     """Start the line, schedule the faults, run `hours` of plant time, return the summary."""
-    for spec in faults:
-        result = plant.inject(spec)
-        if not result.accepted:
-            raise SpecError(f"fault {spec.kind}: {result.reason}")
+    schedule(plant, faults)
     if plant.state in ("idle", "stopped"):
         plant.apply(LineCommand("start", user="simulate", reason="plant simulate"))
     end = hours * 3600.0

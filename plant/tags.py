@@ -10,6 +10,7 @@ This module is pure (standard library only) so that the twin may import it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -119,7 +120,10 @@ class Tag:
             if isinstance(value, bool) or not isinstance(value, int):
                 return None, f"{self.id}: expected one of {', '.join(self.states)}"
             if not 0 <= value < len(self.states):
-                return None, f"{self.id}: state index {value} out of range 0..{len(self.states) - 1}"
+                return (
+                    None,
+                    f"{self.id}: state index {value} out of range 0..{len(self.states) - 1}",
+                )
             return value, None
         if self.data_type is DataType.BOOL:
             if not isinstance(value, bool):
@@ -128,7 +132,7 @@ class Tag:
         if isinstance(value, bool) or not isinstance(value, int | float):
             return None, f"{self.id}: expected a number, got {value!r}"
         number = float(value)
-        if number != number or not self.low <= number <= self.high:  # NaN fails too
+        if math.isnan(number) or not self.low <= number <= self.high:
             unit = f" {self.unit.symbol}" if self.unit.symbol else ""
             return None, (
                 f"{self.id}: {value}{unit} is outside the range {self.low:g}..{self.high:g}{unit}"
@@ -137,7 +141,7 @@ class Tag:
 
 
 M, S, ST = Access.MEASURED, Access.SETPOINT, Access.STATE
-F, I, B, E = DataType.FLOAT, DataType.INT, DataType.BOOL, DataType.ENUM
+F, INT, B, E = DataType.FLOAT, DataType.INT, DataType.BOOL, DataType.ENUM
 
 FEEDER_MODES = ("gravimetric", "volumetric")
 DIVERTER_POSITIONS = ("accept", "reject")
@@ -150,80 +154,175 @@ BIG = 1e12
 TEMPLATES: dict[str, tuple[TagSpec, ...]] = {
     "feeder": (
         TagSpec("mass_flow_sp", KG_PER_H, F, S, 0.0, "max_flow_kgh", "Mass flow setpoint"),
-        TagSpec("mass_flow_pv", KG_PER_H, F, M, 0.0, "max_flow_kgh",
-                "Mass flow from loss in weight (Uncertain while refilling: estimated from drive)"),
+        TagSpec(
+            "mass_flow_pv",
+            KG_PER_H,
+            F,
+            M,
+            0.0,
+            "max_flow_kgh",
+            "Mass flow from loss in weight (Uncertain while refilling: estimated from drive)",
+        ),
         TagSpec("hopper_mass", KG, F, M, 0.0, "hopper_capacity_kg", "Hopper mass from load cells"),
         TagSpec("drive_command", PERCENT, F, M, 0.0, 100.0, "Screw drive command"),
-        TagSpec("feed_factor", FEED_FACTOR, F, M, 0.0, "max_flow_kgh",
-                "Feed factor the gravimetric controller has learnt (flow per % drive)"),
+        TagSpec(
+            "feed_factor",
+            FEED_FACTOR,
+            F,
+            M,
+            0.0,
+            "max_flow_kgh",
+            "Feed factor the gravimetric controller has learnt (flow per % drive)",
+        ),
         TagSpec("mode", ONE, E, ST, 0, 1, "Control mode actually in force", FEEDER_MODES),
-        TagSpec("mode_sp", ONE, E, S, 0, 1,
-                "Requested mode (gravimetric still runs volumetric during refills)", FEEDER_MODES),
+        TagSpec(
+            "mode_sp",
+            ONE,
+            E,
+            S,
+            0,
+            1,
+            "Requested mode (gravimetric still runs volumetric during refills)",
+            FEEDER_MODES,
+        ),
         TagSpec("refilling", ONE, B, ST, 0, 1, "Hopper refill in progress"),
-        TagSpec("refill_lot", ONE, I, ST, 0, BIG, "Lot number of the last refill"),
-        TagSpec("true_flow", KG_PER_H, F, M, 0.0, "max_flow_kgh",
-                "True mass flow leaving the feeder", ground_truth=True),
+        TagSpec("refill_lot", ONE, INT, ST, 0, BIG, "Lot number of the last refill"),
+        TagSpec(
+            "true_flow",
+            KG_PER_H,
+            F,
+            M,
+            0.0,
+            "max_flow_kgh",
+            "True mass flow leaving the feeder",
+            ground_truth=True,
+        ),
     ),
     "blender": (
         TagSpec("speed_sp", RPM, F, S, 100.0, 400.0, "Impeller speed setpoint"),
         TagSpec("speed_pv", RPM, F, M, 0.0, 500.0, "Impeller speed"),
         TagSpec("holdup_mass", KG, F, M, 0.0, 5.0, "Powder hold-up in the blender"),
         TagSpec("throughput", KG_PER_H, F, M, 0.0, 60.0, "Mass flow leaving the blender"),
-        TagSpec("residence_time", SECOND, F, M, 0.0, 3600.0,
-                "Mean residence time, hold-up over throughput"),
+        TagSpec(
+            "residence_time",
+            SECOND,
+            F,
+            M,
+            0.0,
+            3600.0,
+            "Mean residence time, hold-up over throughput",
+        ),
         TagSpec("motor_current", AMPERE, F, M, 0.0, 30.0, "Impeller motor current"),
-        TagSpec("true_api_pct", PERCENT_WW, F, M, 0.0, 100.0,
-                "True API concentration at the blender outlet", ground_truth=True),
+        TagSpec(
+            "true_api_pct",
+            PERCENT_WW,
+            F,
+            M,
+            0.0,
+            100.0,
+            "True API concentration at the blender outlet",
+            ground_truth=True,
+        ),
     ),
     "nir": (
-        TagSpec("api_pct", PERCENT_WW, F, M, 0.0, 100.0,
-                "API concentration predicted from the NIR spectrum at the blender outlet"),
+        TagSpec(
+            "api_pct",
+            PERCENT_WW,
+            F,
+            M,
+            0.0,
+            100.0,
+            "API concentration predicted from the NIR spectrum at the blender outlet",
+        ),
         TagSpec("spectrum_ok", ONE, B, ST, 0, 1, "Spectrum quality check passed"),
-        TagSpec("reading_count", ONE, I, ST, 0, BIG, "Spectra acquired since start"),
+        TagSpec("reading_count", ONE, INT, ST, 0, BIG, "Spectra acquired since start"),
     ),
     "feed_frame": (
-        TagSpec("level", KG, F, M, 0.0, "max_level_kg", "Powder in the press hopper and feed frame"),
+        TagSpec(
+            "level", KG, F, M, 0.0, "max_level_kg", "Powder in the press hopper and feed frame"
+        ),
         TagSpec("speed_sp", RPM, F, S, 10.0, 60.0, "Feed frame paddle speed setpoint"),
         TagSpec("speed_pv", RPM, F, M, 0.0, 80.0, "Feed frame paddle speed"),
     ),
     "press": (
-        TagSpec("turret_speed_sp", RPM, F, S, "min_turret_rpm", "max_turret_rpm",
-                "Turret speed setpoint"),
+        TagSpec(
+            "turret_speed_sp",
+            RPM,
+            F,
+            S,
+            "min_turret_rpm",
+            "max_turret_rpm",
+            "Turret speed setpoint",
+        ),
         TagSpec("turret_speed_pv", RPM, F, M, 0.0, 60.0, "Turret speed"),
-        TagSpec("fill_depth_sp", MILLIMETRE, F, S, "min_fill_depth_mm", "max_fill_depth_mm",
-                "Fill depth setpoint"),
+        TagSpec(
+            "fill_depth_sp",
+            MILLIMETRE,
+            F,
+            S,
+            "min_fill_depth_mm",
+            "max_fill_depth_mm",
+            "Fill depth setpoint",
+        ),
         TagSpec("fill_depth_pv", MILLIMETRE, F, M, 0.0, 20.0, "Fill depth actuator position"),
-        TagSpec("main_gap_sp", MILLIMETRE, F, S, 2.0, 6.0,
-                "Punch gap at main compression (sets hardness)"),
+        TagSpec(
+            "main_gap_sp",
+            MILLIMETRE,
+            F,
+            S,
+            2.0,
+            6.0,
+            "Punch gap at main compression (sets hardness)",
+        ),
         TagSpec("main_force", KILONEWTON, F, M, 0.0, 100.0, "Main compression force"),
         TagSpec("pre_force", KILONEWTON, F, M, 0.0, 50.0, "Pre-compression force"),
         TagSpec("tablet_weight", MG, F, M, 0.0, 2000.0, "Tablet weight (checkweigher)"),
         TagSpec("thickness", MILLIMETRE, F, M, 0.0, 10.0, "Tablet thickness"),
         TagSpec("hardness", NEWTON, F, M, 0.0, 500.0, "Tablet breaking force"),
         TagSpec("production_rate", PER_HOUR, F, M, 0.0, 500_000.0, "Tablets made per hour"),
-        TagSpec("tablets_total", ONE, I, ST, 0, BIG, "Tablets made since start"),
-        TagSpec("true_api_content", PERCENT, F, M, 0.0, 200.0,
-                "True API content of the tablets made now, % of label claim", ground_truth=True),
+        TagSpec("tablets_total", ONE, INT, ST, 0, BIG, "Tablets made since start"),
+        TagSpec(
+            "true_api_content",
+            PERCENT,
+            F,
+            M,
+            0.0,
+            200.0,
+            "True API content of the tablets made now, % of label claim",
+            ground_truth=True,
+        ),
     ),
     "diverter": (
         TagSpec("position_sp", ONE, E, S, 0, 1, "Commanded gate position", DIVERTER_POSITIONS),
         TagSpec("position_pv", ONE, E, M, 0, 2, "Gate position feedback", DIVERTER_FEEDBACK),
-        TagSpec("accepted_count", ONE, I, ST, 0, BIG, "Tablets sent to accept"),
-        TagSpec("diverted_count", ONE, I, ST, 0, BIG, "Tablets sent to reject"),
+        TagSpec("accepted_count", ONE, INT, ST, 0, BIG, "Tablets sent to accept"),
+        TagSpec("diverted_count", ONE, INT, ST, 0, BIG, "Tablets sent to reject"),
         TagSpec("diverted_mass", KG, F, ST, 0.0, BIG, "Mass sent to reject"),
-        TagSpec("true_oos_mass", KG, F, M, 0.0, BIG, "True out-of-spec mass made", ground_truth=True),
-        TagSpec("true_oos_accepted", ONE, I, M, 0, BIG,
-                "True out-of-spec tablets sent to accept", ground_truth=True),
+        TagSpec(
+            "true_oos_mass", KG, F, M, 0.0, BIG, "True out-of-spec mass made", ground_truth=True
+        ),
+        TagSpec(
+            "true_oos_accepted",
+            ONE,
+            INT,
+            M,
+            0,
+            BIG,
+            "True out-of-spec tablets sent to accept",
+            ground_truth=True,
+        ),
     ),
     "environment": (
         TagSpec("temperature", CELSIUS, F, M, -10.0, 50.0, "Pod room temperature"),
         TagSpec("humidity", PERCENT, F, M, 0.0, 100.0, "Pod room relative humidity"),
-        TagSpec("diff_pressure", PASCAL, F, M, -100.0, 100.0, "Pod differential pressure to outside"),
+        TagSpec(
+            "diff_pressure", PASCAL, F, M, -100.0, 100.0, "Pod differential pressure to outside"
+        ),
     ),
     "line": (
         TagSpec("state", ONE, E, ST, 0, len(LINE_STATES) - 1, "Production state", LINE_STATES),
-        TagSpec("active_faults", ONE, I, ST, 0, 100, "Faults active now"),
-        TagSpec("state_changes", ONE, I, ST, 0, BIG, "State changes since start"),
+        TagSpec("active_faults", ONE, INT, ST, 0, 100, "Faults active now"),
+        TagSpec("state_changes", ONE, INT, ST, 0, BIG, "State changes since start"),
     ),
 }
 
