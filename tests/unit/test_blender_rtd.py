@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from plant.rtd import (
@@ -10,8 +12,6 @@ from plant.rtd import (
     tanks_in_series_cdf,
     tanks_in_series_pdf,
 )
-import dataclasses
-
 from twin import Plant, load_layout
 from twin.blender import Blender
 
@@ -21,7 +21,8 @@ def quiet_plant() -> Plant:
     layout = load_layout()
     modules = tuple(
         dataclasses.replace(m, params=dataclasses.replace(m.params, flow_rsd=0.0))
-        if m.type == "feeder" else m
+        if m.type == "feeder"
+        else m
         for m in layout.modules
     )
     return Plant(dataclasses.replace(layout, modules=modules), seed=1, warm_start=True)
@@ -50,8 +51,15 @@ def test_mean_residence_time_matches_the_model(speed: float) -> None:
     blender.write("speed_sp", speed)
     plant.advance(900)  # settle at the new speed
     p = blender.p
-    expected_holdup = steady_holdup_kg(20.0, speed, p.holdup_ref_kg, p.flow_ref_kgh,
-                                       p.speed_ref_rpm, p.flow_exponent, p.speed_exponent)
+    expected_holdup = steady_holdup_kg(
+        20.0,
+        speed,
+        p.holdup_ref_kg,
+        p.flow_ref_kgh,
+        p.speed_ref_rpm,
+        p.flow_exponent,
+        p.speed_exponent,
+    )
     assert blender.holdup == pytest.approx(expected_holdup, rel=0.03)
     response = tracer_response(plant, 0.005, 900)
     times = [i + 1.0 for i in range(len(response))]

@@ -18,9 +18,16 @@ def test_accepted_setpoint_is_applied_and_audited(warm: Callable[..., Plant]) ->
     plant.advance(60)
     assert plant.read("blender.speed_pv") == pytest.approx(300.0, rel=0.01)
     record = list(plant.audit)[-1]
-    assert (record.user, record.action, record.target, record.old, record.new, record.reason,
-            record.accepted, record.time) == ("alice", "write", "blender.speed_sp", 250.0, 300.0,
-                                              "trial", True, 10.0)
+    assert (
+        record.user,
+        record.action,
+        record.target,
+        record.old,
+        record.new,
+        record.reason,
+        record.accepted,
+        record.time,
+    ) == ("alice", "write", "blender.speed_sp", 250.0, 300.0, "trial", True, 10.0)
 
 
 def test_enum_setpoints_take_state_names(warm: Callable[..., Plant]) -> None:
@@ -75,8 +82,13 @@ def test_line_commands_follow_the_state_machine() -> None:
     assert plant.state == "stopped"
     assert plant.apply(LineCommand("start")).accepted
     actions = [(r.action, r.accepted) for r in plant.audit]
-    assert actions == [("stop", False), ("start", True), ("start", False), ("stop", True),
-                       ("start", True)]
+    assert actions == [
+        ("stop", False),
+        ("start", True),
+        ("start", False),
+        ("stop", True),
+        ("start", True),
+    ]
 
 
 def test_unknown_line_command_is_rejected() -> None:

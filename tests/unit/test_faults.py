@@ -175,8 +175,11 @@ def test_11_stiction_makes_a_weight_loop_limit_cycle(warm: Warm, stiction: float
         plant.apply(SetpointCommand("press.fill_depth_sp", depth, user="test-loop"))
         positions.append(plant.read("press.fill_depth_pv"))
     true_weights = [s.weight_mg for s in plant.ledger.slices][-1200:]
-    jumps = sum(1 for a, b in zip(positions[-120:], positions[-119:], strict=False)
-                if abs(b - a) >= stiction > 0)
+    jumps = sum(
+        1
+        for a, b in zip(positions[-120:], positions[-119:], strict=False)
+        if abs(b - a) >= stiction > 0
+    )
     swing = max(true_weights) - min(true_weights)
     if stiction:
         assert swing > 5.0 and jumps >= 3  # stick, slip past the target, stick again
@@ -222,9 +225,12 @@ def test_faults_end_after_their_duration_and_can_be_cleared(warm: Warm) -> None:
     assert not plant.clear(99).accepted
     actions = [(r.user, r.action, r.accepted) for r in plant.audit]
     assert actions == [
-        ("test", "inject_fault", True), ("test", "inject_fault", True),
-        ("twin", "fault_ended", True), ("bob", "clear_fault", True),
-        ("operator", "clear_fault", False), ("operator", "clear_fault", False),
+        ("test", "inject_fault", True),
+        ("test", "inject_fault", True),
+        ("twin", "fault_ended", True),
+        ("bob", "clear_fault", True),
+        ("operator", "clear_fault", False),
+        ("operator", "clear_fault", False),
     ]
     assert timed in [f.id for f in plant.faults(include_ended=True)]
 
@@ -252,7 +258,9 @@ def test_a_fault_can_be_scheduled(warm: Warm) -> None:
         (FaultSpec("bridging", onset_s=-1), "in the past"),
     ],
 )
-def test_bad_fault_requests_are_rejected_and_audited(warm: Warm, spec: FaultSpec, reason: str) -> None:
+def test_bad_fault_requests_are_rejected_and_audited(
+    warm: Warm, spec: FaultSpec, reason: str
+) -> None:
     plant = warm()
     result = plant.inject(spec)
     assert not result.accepted and reason in result.reason

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from tests.unit.conftest import mean, sample, sd
-from twin import Plant, SetpointCommand
+from twin import FaultSpec, LineCommand, Plant, SetpointCommand
 from twin.press import hardness_n, kawakita_pressure_mpa
 
 
@@ -56,8 +56,9 @@ def test_force_follows_weight_by_kawakita(warm: Callable[..., Plant]) -> None:
     # Kawakita holds: (V0 - V) / V0 = a b P / (1 + b P)
     v0 = 400.0 / p.kawakita_ref_density_g_cm3
     c = (v0 - area * 3.6) / v0
-    assert c == pytest.approx(p.kawakita_a * p.kawakita_b_per_mpa * pressure
-                              / (1 + p.kawakita_b_per_mpa * pressure))
+    assert c == pytest.approx(
+        p.kawakita_a * p.kawakita_b_per_mpa * pressure / (1 + p.kawakita_b_per_mpa * pressure)
+    )
     force = mean(sample(plant, "press.main_force", 0, 300))
     assert force == pytest.approx(pressure * area / 1000.0, rel=0.01)
     assert 8.0 < force < 20.0  # kN, the usual window for a 400 mg, 10 mm tablet
@@ -87,8 +88,6 @@ def test_production_rate_follows_turret_speed(warm: Callable[..., Plant]) -> Non
 def test_same_seed_same_run_other_seed_other_run() -> None:
     def run(seed: int) -> tuple[object, ...]:
         plant = Plant(seed=seed)
-        from twin import FaultSpec, LineCommand
-
         plant.apply(LineCommand("start"))
         plant.inject(FaultSpec("nir_dropout", onset_s=900, duration_s=300))
         plant.advance(1800)

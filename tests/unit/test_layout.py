@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from twin import LayoutError, Plant, load_layout
+from twin import LayoutError, LineCommand, Plant, load_layout
 from twin.layout import vary_for_site
 
 TWO_PRESSES = """
@@ -23,7 +23,16 @@ params = { material = "api", flow_sp_kgh = 2.0 }
 id = "excipient_feeder"
 type = "feeder"
 feeds = "blender"
-params = { material = "excipient", flow_sp_kgh = 35.6, max_flow_kgh = 60.0, feed_factor_kgh_pct = 0.8, hopper_capacity_kg = 60.0, hopper_start_kg = 50.0, refill_level_kg = 15.0, refill_target_kg = 50.0, bulk_density_g_cm3 = 0.55 }
+[module.params]
+material = "excipient"
+flow_sp_kgh = 35.6
+max_flow_kgh = 60.0
+feed_factor_kgh_pct = 0.8
+hopper_capacity_kg = 60.0
+hopper_start_kg = 50.0
+refill_level_kg = 15.0
+refill_target_kg = 50.0
+bulk_density_g_cm3 = 0.55
 [[module]]
 id = "blender"
 type = "blender"
@@ -58,8 +67,16 @@ type = "diverter"
 def test_default_layout_is_the_pcmm_line() -> None:
     layout = load_layout()
     assert [m.type for m in layout.modules] == [
-        "feeder", "feeder", "feeder", "blender", "nir", "feed_frame", "press", "diverter",
-        "environment", "line",
+        "feeder",
+        "feeder",
+        "feeder",
+        "blender",
+        "nir",
+        "feed_frame",
+        "press",
+        "diverter",
+        "environment",
+        "line",
     ]
     assert layout.module("api_feeder").params.flow_sp_kgh == 2.0
 
@@ -69,8 +86,6 @@ def test_second_api_feeder_and_second_press_are_a_layout_change(tmp_path: Path) 
     path.write_text(TWO_PRESSES)
     plant = Plant(path, seed=3)
     assert {"press_b.tablet_weight", "api_feeder_b.mass_flow_pv"} <= set(plant.registry)
-    from twin import LineCommand
-
     plant.apply(LineCommand("start"))
     plant.advance(1800)
     assert plant.state == "producing"
@@ -88,10 +103,15 @@ def test_second_api_feeder_and_second_press_are_a_layout_change(tmp_path: Path) 
     [
         ("[[module]]\nid='x'\ntype='mixer'\n", "unknown type 'mixer'"),
         ("[[module]]\nid='f'\ntype='feeder'\nfeeds='nowhere'\n", "feeds 'nowhere'"),
-        ("[[module]]\nid='f'\ntype='feeder'\nfeeds='b'\nparams={speed=3}\n[[module]]\nid='b'\n"
-         "type='blender'\n", "has no parameter 'speed'"),
-        ("[[module]]\nid='f'\ntype='feeder'\nfeeds='b'\nparams={flow_sp_kgh='fast'}\n",
-         "must be float"),
+        (
+            "[[module]]\nid='f'\ntype='feeder'\nfeeds='b'\nparams={speed=3}\n[[module]]\nid='b'\n"
+            "type='blender'\n",
+            "has no parameter 'speed'",
+        ),
+        (
+            "[[module]]\nid='f'\ntype='feeder'\nfeeds='b'\nparams={flow_sp_kgh='fast'}\n",
+            "must be float",
+        ),
         ("name='x'\n", "no [[module]] tables"),
         ("[[module]]\nid='bad id'\ntype='feeder'\n", "must be a name"),
         ("[[module\n", "layout"),
@@ -116,7 +136,9 @@ def test_sites_get_their_own_equipment() -> None:
     one = vary_for_site(base, "site1", 0.05)
     again = vary_for_site(base, "site1", 0.05)
     two = vary_for_site(base, "site2", 0.05)
-    ff = [m.params.feed_factor_kgh_pct for m in (one.module("api_feeder"), two.module("api_feeder"))]
+    ff = [
+        m.params.feed_factor_kgh_pct for m in (one.module("api_feeder"), two.module("api_feeder"))
+    ]
     assert one == again
     assert ff[0] != ff[1]
     assert all(abs(f / 0.05 - 1) <= 0.05 for f in ff)

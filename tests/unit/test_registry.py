@@ -57,15 +57,19 @@ def test_check_coerces_and_explains() -> None:
 
 def test_a_second_api_feeder_is_a_layout_change() -> None:
     layout = load_layout()
-    data = {"module": [
-        {"id": m.id, "type": m.type, "feeds": list(m.feeds), "observes": m.observes}
-        for m in layout.modules
-    ]}
+    data = {
+        "module": [
+            {"id": m.id, "type": m.type, "feeds": list(m.feeds), "observes": m.observes}
+            for m in layout.modules
+        ]
+    }
     for entry in data["module"]:
         if entry["observes"] is None:
             del entry["observes"]
-    data["module"].insert(1, {"id": "api_feeder_2", "type": "feeder", "feeds": "blender",
-                              "params": {"material": "api"}})
+    data["module"].insert(
+        1,
+        {"id": "api_feeder_2", "type": "feeder", "feeds": "blender", "params": {"material": "api"}},
+    )
     reg = build_registry(parse_layout(data).modules)
     assert "api_feeder_2.mass_flow_sp" in reg
     assert len(reg.of_module("api_feeder_2")) == len(reg.of_module("api_feeder"))
