@@ -67,7 +67,10 @@ def profile(hours: float, seed: int, top: int = 8) -> list[dict[str, Any]]:
     total = sum(row[2] for row in stats.stats.values())  # type: ignore[attr-defined]
     rows = sorted(stats.stats.items(), key=lambda item: item[1][2], reverse=True)  # type: ignore[attr-defined]
     return [
-        {"function": f"{path.split('/')[-1]}:{line}:{name}", "own_pct": round(100 * row[2] / total, 1)}
+        {
+            "function": f"{path.split('/')[-1]}:{line}:{name}",
+            "own_pct": round(100 * row[2] / total, 1),
+        }
         for (path, line, name), row in rows[:top]
     ]
 

@@ -22,9 +22,22 @@ def plant_command() -> list[str]:
 def test_simulate_runs_and_writes_history(tmp_path: Path) -> None:
     out = tmp_path / "h.csv"
     done = subprocess.run(
-        [*plant_command(), "simulate", "--hours", "0.5", "--seed", "9",
-         "--fault", "refill_disturbance@10m:0.3:5m", "--csv", str(out)],
-        capture_output=True, text=True, timeout=120, check=False,
+        [
+            *plant_command(),
+            "simulate",
+            "--hours",
+            "0.5",
+            "--seed",
+            "9",
+            "--fault",
+            "refill_disturbance@10m:0.3:5m",
+            "--csv",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     assert "refill_disturbance@api_feeder" in done.stdout
@@ -35,7 +48,10 @@ def test_simulate_runs_and_writes_history(tmp_path: Path) -> None:
 def test_bad_input_exits_2_with_one_line(tmp_path: Path) -> None:
     done = subprocess.run(
         [*plant_command(), "simulate", "--fault", "bridging@1h:2:1"],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert done.returncode == 2
     assert done.stderr.startswith("error: fault bridging: bridging magnitude 2 is outside")
@@ -43,8 +59,9 @@ def test_bad_input_exits_2_with_one_line(tmp_path: Path) -> None:
 
 
 def test_fault_catalogue_is_listed() -> None:
-    done = subprocess.run([*plant_command(), "faults"], capture_output=True, text=True,
-                          timeout=60, check=False)
+    done = subprocess.run(
+        [*plant_command(), "faults"], capture_output=True, text=True, timeout=60, check=False
+    )
     assert done.returncode == 0
     for kind in ("refill_disturbance", "bridging", "diverter_stuck"):
         assert kind in done.stdout

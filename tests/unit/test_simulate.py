@@ -29,7 +29,12 @@ def test_bad_durations(text: str) -> None:
 def test_fault_spec() -> None:
     spec = parse_fault("feeder_noise/excipient_feeder@30m:3:10m")
     assert (spec.kind, spec.target, spec.magnitude, spec.onset_s, spec.duration_s) == (
-        "feeder_noise", "excipient_feeder", 3.0, 1800.0, 600.0)
+        "feeder_noise",
+        "excipient_feeder",
+        3.0,
+        1800.0,
+        600.0,
+    )
     assert parse_fault("bridging@1h:0.8:0").target is None
 
 
@@ -62,8 +67,18 @@ def test_run_summarises_ground_truth() -> None:
 def test_cli_prints_summary_and_writes_csv(tmp_path: Path) -> None:
     out = tmp_path / "history.csv"
     result = CliRunner().invoke(
-        app, ["simulate", "--hours", "0.25", "--seed", "3", "--fault", "nir_bias@5m:1:5m",
-              "--csv", str(out)],
+        app,
+        [
+            "simulate",
+            "--hours",
+            "0.25",
+            "--seed",
+            "3",
+            "--fault",
+            "nir_bias@5m:1:5m",
+            "--csv",
+            str(out),
+        ],
     )
     assert result.exit_code == 0, result.output
     assert "tablets made" in result.output and "nir_bias@nir" in result.output
