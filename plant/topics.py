@@ -1,0 +1,89 @@
+"""The MQTT topic tree, ISA-95 style, derived from the tag registry's modules.
+
+    pcmm/v1/<site>/<module>/telemetry          batched samples of one module (edge -> all)
+    pcmm/v1/<site>/simulation/<module>         the twin's ground truth, simulation only
+    pcmm/v1/<site>/events/<kind>               audit, alarm, state and fault events
+    pcmm/v1/<site>/command/<kind>/<user>       setpoint | line | fault commands (MQTT 5 request)
+    pcmm/v1/<site>/reply/<user>                command results (MQTT 5 response topic)
+    pcmm/v1/<site>/status/<service>            retained online/offline (Last Will)
+    pcmm/v1/<site>/metrics/<service>           self-metrics of a bridge service
+    pcmm/v1/deadletter/<service>               payloads a service could not accept
+
+A command topic ends in the requester's MQTT user name, and the broker's ACL lets a user
+publish only under its own name (`pattern write pcmm/v1/+/command/+/%u`), so the user segment
+is attested by the broker: that is who the audit trail names. Results go to the MQTT 5 response
+topic the request names (by convention its user's reply topic) with its correlation data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ROOT = "pcmm/v1"
+EVENT_KINDS = ("audit", "alarm", "state", "fault")
+COMMAND_KINDS = ("setpoint", "line", "fault")
+
+
+def _segment(name: str, what: str) -> str:
+    if not name or any(c in name for c in "/+#$") or name != name.strip():
+        raise ValueError(f"{what} {name!r} cannot be an MQTT topic level")
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class SiteTopics:
+    """Every topic of one site."""
+
+    site: str
+
+    def __post_init__(self) -> None:
+        _segment(self.site, "site id")
+
+    @property
+    def base(self) -> str:
+        return f"{ROOT}/{self.site}"
+
+    def telemetry(self, module: str) -> str:
+        return f"{self.base}/{_segment(module, 'module')}/telemetry"
+
+    def truth(self, module: str) -> str:
+        return f"{self.base}/simulation/{_segment(module, 'module')}"
+
+    def event(self, kind: str) -> str:
+        if kind not in EVENT_KINDS:
+            raise ValueError(f"unknown event kind {kind!r}")
+        return f"{self.base}/events/{kind}"
+
+    def command(self, kind: str, user: str) -> str:
+        if kind not in COMMAND_KINDS:
+            raise ValueError(f"unknown command kind {kind!r}")
+        return f"{self.base}/command/{kind}/{_segment(user, 'user')}"
+
+    @property
+    def all_commands(self) -> str:
+        return f"{self.base}/command/+/+"
+
+    def reply(self, user: str) -> str:
+        return f"{self.base}/reply/{_segment(user, 'user')}"
+
+    def status(self, service: str) -> str:
+        return f"{self.base}/status/{_segment(service, 'service')}"
+
+    def metrics(self, service: str) -> str:
+        return f"{self.base}/metrics/{_segment(service, 'service')}"
+
+
+def deadletter(service: str) -> str:
+    return f"{ROOT}/deadletter/{_segment(service, 'service')}"
+
+
+# Wildcard subscriptions across sites.
+ALL_TELEMETRY = f"{ROOT}/+/+/telemetry"
+ALL_TRUTH = f"{ROOT}/+/simulation/+"
+ALL_EVENTS = f"{ROOT}/+/events/+"
+ALL_METRICS = f"{ROOT}/+/metrics/+"
+
+
+def shared(group: str, topic_filter: str) -> str:
+    """An MQTT 5 shared subscription: the group's members split the messages between them."""
+    return f"$share/{_segment(group, 'share group')}/{topic_filter}"
