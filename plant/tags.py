@@ -147,7 +147,7 @@ FEEDER_MODES = ("gravimetric", "volumetric")
 DIVERTER_POSITIONS = ("accept", "reject")
 DIVERTER_FEEDBACK = ("accept", "moving", "reject")
 LINE_STATES = ("idle", "starting", "producing", "diverting", "stopping", "stopped", "faulted")
-LINE_COMMANDS = ("start", "stop", "reset")
+LINE_COMMANDS = ("start", "stop", "abort", "reset")
 
 BIG = 1e12
 

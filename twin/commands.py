@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-LineAction = Literal["start", "stop", "reset"]
+LineAction = Literal["start", "stop", "abort", "reset"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +20,7 @@ class SetpointCommand:
 
 @dataclass(frozen=True, slots=True)
 class LineCommand:
-    """Start, stop or reset the line."""
+    """Start, stop (run dry), abort (emergency stop) or reset the line."""
 
     action: LineAction
     user: str = "operator"

@@ -23,6 +23,7 @@ FEEDING = frozenset({STARTING, PRODUCING, DIVERTING})
 ALLOWED = {
     "start": frozenset({IDLE, STOPPED}),
     "stop": FEEDING,
+    "abort": RUNNING,
     "reset": frozenset({FAULTED}),
 }
 
@@ -80,10 +81,14 @@ class Line:
         self._publish(self.ctx.env.now)
 
     def command(self, action: str) -> str | None:
-        """Carry out start/stop/reset; return why not when the state does not allow it."""
+        """Carry out a line command; return why not when the state does not allow it.
+
+        `stop` runs the line dry with its output diverted; `abort` is the emergency stop: every
+        drive halts at once, material stays where it is, and the line needs a reset.
+        """
         if self.state not in ALLOWED[action]:
             return f"cannot {action} the line while it is {self.state_name}"
-        target = {"start": STARTING, "stop": STOPPING, "reset": STOPPED}[action]
+        target = {"start": STARTING, "stop": STOPPING, "abort": FAULTED, "reset": STOPPED}[action]
         self.change(target, f"{action} command")
         return None
 

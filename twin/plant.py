@@ -212,7 +212,7 @@ class Plant:
     def _line_command(self, command: LineCommand) -> CommandResult:
         old = self.line.state_name
         if command.action not in ALLOWED:
-            why: str | None = f"unknown line command {command.action!r} (start, stop, reset)"
+            why: str | None = f"unknown line command {command.action!r} ({', '.join(ALLOWED)})"
             code = "unknown_command"
         else:
             why = self.line.command(command.action)

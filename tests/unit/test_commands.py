@@ -109,3 +109,18 @@ def test_a_starved_press_trips_the_line_and_reset_recovers(warm: Callable[..., P
     assert plant.apply(SetpointCommand("diverter.position_sp", "reject")).accepted
     assert plant.apply(LineCommand("reset", reason="hopper refilled")).accepted
     assert plant.state == "stopped"
+
+
+def test_abort_halts_everything_at_once_and_needs_a_reset(warm: Callable[..., Plant]) -> None:
+    plant = warm()
+    plant.advance(60)
+    made = plant.ledger.tablets_made
+    holdup = plant.holdup_kg()
+    assert plant.apply(LineCommand("abort", user="controller", reason="diverter stuck")).accepted
+    plant.advance(120)
+    assert plant.state == "faulted"
+    assert plant.ledger.tablets_made - made < 20  # the turret stopped within the step
+    assert plant.holdup_kg() > 0.9 * holdup  # material stays in the line
+    assert not plant.apply(LineCommand("start")).accepted
+    assert plant.apply(LineCommand("reset")).accepted
+    assert plant.apply(LineCommand("start")).accepted
