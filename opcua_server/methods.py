@@ -1,0 +1,274 @@
+"""The methods of `Objects/<site>/Commands`: start, stop, reset, and faults.
+
+Handlers are `async def`, so asyncua runs them on the event loop, between two clock ticks,
+never racing the twin. A call that cannot be carried out answers with a Bad status code, the
+input argument at fault marked Bad, and a one-line explanation in that argument's
+`DiagnosticInfo.AdditionalInfo` (or the first one's, when no single argument is at fault).
+Every call an operator makes is audited by the twin; a call refused for the user's role is
+audited here.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from asyncua import Node, Server, ua
+
+from opcua_server.address_space import COMMANDS, PlantNodes
+from opcua_server.sessions import current_user
+from twin import CATALOGUE, FaultSpec, LineCommand, Plant
+
+log = logging.getLogger(__name__)
+
+_INTEGER_TYPES = frozenset({
+    ua.VariantType.SByte, ua.VariantType.Byte, ua.VariantType.Int16, ua.VariantType.UInt16,
+    ua.VariantType.Int32, ua.VariantType.UInt32, ua.VariantType.Int64, ua.VariantType.UInt64,
+})
+_NUMBER_TYPES = _INTEGER_TYPES | {ua.VariantType.Float, ua.VariantType.Double}
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """One input argument: its name, type and, when optional, its default."""
+
+    name: str
+    datatype: int  # ua.ObjectIds of the data type
+    description: str
+    default: Any = None
+
+    @property
+    def optional(self) -> bool:
+        return self.default is not None
+
+    def argument(self) -> ua.Argument:
+        return _argument(self.name, self.datatype, self.description)
+
+
+class Refusal(Exception):  # noqa: N818 - it is an answer, not an error of ours
+    """A call that cannot be carried out: the status, which argument, and why."""
+
+    def __init__(self, status: int, message: str, argument: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.argument = argument
+
+
+REASON = Param("Reason", ua.ObjectIds.String, "Why (written to the audit log); optional", "")
+LINE_PARAMS = (REASON,)
+INJECT_PARAMS = (
+    Param("Kind", ua.ObjectIds.String, "Fault kind from the catalogue, e.g. bridging"),
+    Param("Target", ua.ObjectIds.String, "Module id; empty for the catalogue's default", ""),
+    Param("Magnitude", ua.ObjectIds.Double, "Size in the fault's unit; NaN for the default",
+          math.nan),
+    Param("DurationS", ua.ObjectIds.Double, "Plant seconds; 0 lasts until cleared", 0.0),
+    REASON,
+)
+CLEAR_PARAMS = (
+    Param("FaultId", ua.ObjectIds.UInt32, "Id returned by InjectFault"),
+    REASON,
+)
+
+
+class CommandMethods:
+    """Builds the Commands object and answers its method calls.
+
+    Args:
+        plant: the twin.
+        on_change: awaited after a call changed the plant (the server publishes at once).
+    """
+
+    def __init__(self, plant: Plant, on_change: Callable[[], Awaitable[None]]) -> None:
+        self.plant = plant
+        self.on_change = on_change
+
+    async def build(self, server: Server, nodes: PlantNodes, site_id: str) -> Node:
+        """Add `Objects/<site>/Commands` and its methods."""
+        ns = nodes.namespace
+        site = server.get_node(nodes.site)
+        commands = await site.add_object(ua.NodeId(f"{site_id}.{COMMANDS}", ns),
+                                         ua.QualifiedName(COMMANDS, ns))
+        await commands.write_attribute(ua.AttributeIds.Description, ua.DataValue(ua.Variant(
+            ua.LocalizedText("Line commands and fault injection (operators only)"))))
+        state = [_argument("State", ua.ObjectIds.String, "Line state after the command")]
+        fault_id = [_argument("FaultId", ua.ObjectIds.UInt32, "Id of the new fault")]
+        listing = [
+            _argument("FaultIds", ua.ObjectIds.UInt32, "Ids", array=True),
+            _argument("Kinds", ua.ObjectIds.String, "Fault kinds", array=True),
+            _argument("Targets", ua.ObjectIds.String, "Target modules", array=True),
+            _argument("Magnitudes", ua.ObjectIds.Double, "Magnitudes", array=True),
+            _argument("States", ua.ObjectIds.String, "pending or active", array=True),
+        ]
+        methods: list[tuple[str, Any, Sequence[Param], list[ua.Argument]]] = [
+            ("Start", self._line("start"), LINE_PARAMS, state),
+            ("Stop", self._line("stop"), LINE_PARAMS, state),
+            ("Reset", self._line("reset"), LINE_PARAMS, state),
+            ("InjectFault", self.inject_fault, INJECT_PARAMS, fault_id),
+            ("ClearFault", self.clear_fault, CLEAR_PARAMS, []),
+            ("ListFaults", self.list_faults, (), listing),
+        ]
+        for name, handler, params, outputs in methods:
+            await commands.add_method(
+                ua.NodeId(f"{site_id}.{COMMANDS}.{name}", ns), ua.QualifiedName(name, ns),
+                _answering(handler, params, name), [p.argument() for p in params], outputs,
+            )
+        return commands
+
+    # Handlers: each gets the parsed arguments and returns output variants or raises Refusal.
+    def _line(self, action: str) -> Callable[..., Awaitable[list[ua.Variant]]]:
+        async def handler(reason: str) -> list[ua.Variant]:
+            user = self._operator(action, "line", reason)
+            result = self.plant.apply(LineCommand(action, user=user, reason=reason))  # type: ignore[arg-type]
+            if not result.accepted:
+                status = (ua.StatusCodes.BadInvalidState if result.code == "state"
+                          else ua.StatusCodes.BadInvalidArgument)
+                raise Refusal(status, result.reason)
+            await self.on_change()
+            return [ua.Variant(self.plant.state, ua.VariantType.String)]
+
+        return handler
+
+    async def inject_fault(self, kind: str, target: str, magnitude: float, duration_s: float,
+                           reason: str) -> list[ua.Variant]:
+        user = self._operator("inject_fault", f"{kind}@{target or 'default'}", reason)
+        spec = FaultSpec(kind, target or None, None if math.isnan(magnitude) else magnitude,
+                         duration_s, user=user, reason=reason)
+        result = self.plant.inject(spec)
+        if not result.accepted or result.fault_id is None:
+            raise _fault_refusal(spec, result.reason)
+        await self.on_change()
+        return [ua.Variant(result.fault_id, ua.VariantType.UInt32)]
+
+    async def clear_fault(self, fault_id: int, reason: str) -> list[ua.Variant]:
+        user = self._operator("clear_fault", str(fault_id), reason)
+        result = self.plant.clear(fault_id, user=user, reason=reason)
+        if not result.accepted:
+            status = (ua.StatusCodes.BadInvalidState if "already ended" in result.reason
+                      else ua.StatusCodes.BadInvalidArgument)
+            raise Refusal(status, result.reason, 0)
+        await self.on_change()
+        return []
+
+    async def list_faults(self) -> list[ua.Variant]:
+        faults = self.plant.faults()
+        return [
+            ua.Variant([f.id for f in faults], ua.VariantType.UInt32, is_array=True),
+            ua.Variant([f.kind for f in faults], ua.VariantType.String, is_array=True),
+            ua.Variant([f.target for f in faults], ua.VariantType.String, is_array=True),
+            ua.Variant([f.magnitude for f in faults], ua.VariantType.Double, is_array=True),
+            ua.Variant([f.status for f in faults], ua.VariantType.String, is_array=True),
+        ]
+
+    def _operator(self, action: str, target: str, reason: str) -> str:
+        """The calling user's name; refused (and audited) unless they are an operator."""
+        user = current_user.get()
+        if user.may_operate:
+            return user.label
+        why = f"{user.label} ({user.plant_role}) may not call methods"
+        self.plant.audit.record(self.plant.now, user.label, action, target, reason=reason,
+                                accepted=False, result=why)
+        raise Refusal(ua.StatusCodes.BadUserAccessDenied, why)
+
+
+def _fault_refusal(spec: FaultSpec, why: str) -> Refusal:
+    """Which argument the twin refused an injection for, by checking it against the catalogue."""
+    ftype = CATALOGUE.get(spec.kind)
+    if ftype is None:
+        return Refusal(ua.StatusCodes.BadInvalidArgument, why, 0)
+    if "already active" in why:
+        return Refusal(ua.StatusCodes.BadInvalidState, why)
+    if spec.magnitude is not None and not (
+            math.isfinite(spec.magnitude) and ftype.low <= spec.magnitude <= ftype.high):
+        return Refusal(ua.StatusCodes.BadOutOfRange, why, 2)
+    if not (math.isfinite(spec.duration_s) and spec.duration_s >= 0):
+        return Refusal(ua.StatusCodes.BadOutOfRange, why, 3)
+    return Refusal(ua.StatusCodes.BadInvalidArgument, why, 1)
+
+
+def _answering(handler: Callable[..., Awaitable[list[ua.Variant]]], params: Sequence[Param],
+               name: str) -> Callable[..., Awaitable[ua.CallMethodResult]]:
+    """Wrap a handler: parse its arguments, and turn a Refusal into a Bad result."""
+
+    async def method(parent: ua.NodeId, *args: ua.Variant) -> ua.CallMethodResult:
+        try:
+            values = _parse(args, params)
+            outputs = await handler(*values)
+        except Refusal as refusal:
+            log.info("%s refused: %s", name, refusal.message)
+            return _refused(refusal, len(args))
+        except Exception:  # a bug of ours must not take the server down
+            log.exception("%s failed", name)
+            return _refused(Refusal(ua.StatusCodes.BadInternalError,
+                                    f"{name} failed inside the server; see its log"), len(args))
+        return ua.CallMethodResult(OutputArguments=outputs)
+
+    return method
+
+
+def _parse(args: Sequence[ua.Variant], params: Sequence[Param]) -> list[Any]:
+    if len(args) > len(params):
+        raise Refusal(ua.StatusCodes.BadTooManyArguments,
+                      f"expected at most {len(params)} arguments "
+                      f"({', '.join(p.name for p in params) or 'none'}), got {len(args)}")
+    values: list[Any] = []
+    for i, param in enumerate(params):
+        if i >= len(args):
+            if not param.optional:
+                raise Refusal(ua.StatusCodes.BadArgumentsMissing,
+                              f"argument {param.name} is missing")
+            values.append(param.default)
+            continue
+        values.append(_convert(args[i], param, i))
+    return values
+
+
+def _convert(arg: ua.Variant, param: Param, index: int) -> Any:
+    vtype, value = arg.VariantType, arg.Value
+    if isinstance(value, list):
+        raise Refusal(ua.StatusCodes.BadTypeMismatch, f"{param.name} must be a single value",
+                      index)
+    if param.datatype == ua.ObjectIds.String:
+        if vtype is ua.VariantType.Null:
+            return param.default if param.optional else ""
+        if vtype is not ua.VariantType.String:
+            raise Refusal(ua.StatusCodes.BadTypeMismatch,
+                          f"{param.name} must be a String, got {vtype.name}", index)
+        return value or ""
+    if param.datatype == ua.ObjectIds.Double:
+        if vtype not in _NUMBER_TYPES:
+            raise Refusal(ua.StatusCodes.BadTypeMismatch,
+                          f"{param.name} must be a number, got {vtype.name}", index)
+        return float(value)
+    if vtype not in _INTEGER_TYPES:
+        raise Refusal(ua.StatusCodes.BadTypeMismatch,
+                      f"{param.name} must be an integer, got {vtype.name}", index)
+    if value < 0:
+        raise Refusal(ua.StatusCodes.BadOutOfRange, f"{param.name} must not be negative", index)
+    return int(value)
+
+
+def _refused(refusal: Refusal, n_args: int) -> ua.CallMethodResult:
+    blamed = refusal.argument
+    if blamed is not None and blamed >= n_args:
+        blamed = None
+    results = [ua.StatusCode(refusal.status if i == blamed else ua.StatusCodes.Good)
+               for i in range(n_args)]
+    diagnostics = [ua.DiagnosticInfo() for _ in range(n_args)] or [ua.DiagnosticInfo()]
+    diagnostics[blamed or 0].AdditionalInfo = refusal.message
+    return ua.CallMethodResult(StatusCode=ua.StatusCode(refusal.status),
+                               InputArgumentResults=results,
+                               InputArgumentDiagnosticInfos=diagnostics)
+
+
+def _argument(name: str, datatype: int, description: str, array: bool = False) -> ua.Argument:
+    argument = ua.Argument()
+    argument.Name = name
+    argument.DataType = ua.NodeId(datatype)
+    argument.ValueRank = ua.ValueRank.OneDimension if array else ua.ValueRank.Scalar
+    argument.ArrayDimensions = [0] if array else []
+    argument.Description = ua.LocalizedText(description)
+    return argument

@@ -1,0 +1,200 @@
+"""The OPC UA server of one pod: the twin, its clock, its address space, security and history.
+
+    async with PlantServer(settings) as server:     # starts listening and ticking
+        print(server.endpoint)
+        await server.wait_closed()
+
+Everything runs on one event loop. A tick task advances the twin to the plant time the clock
+asks for (`speed` plant seconds per wall second), then publishes the changed tags, checks the
+alarms and sleeps until the next `publish_period_s`. Writes and method calls are served by
+`async def` handlers between ticks, so nothing ever races the twin. When a tick takes longer
+than the period the loop does not try to catch up with a burst: the twin simply advances
+further on the next tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from types import TracebackType
+
+from asyncua import Server, ua
+
+from opcua_server.address_space import PlantNodes, build_address_space
+from opcua_server.alarms import Alarms, quality_limits
+from opcua_server.clock import PlantClock
+from opcua_server.history import TagHistory
+from opcua_server.methods import CommandMethods
+from opcua_server.publisher import Publisher
+from opcua_server.security import (
+    PlantPermissions,
+    PlantUserManager,
+    TrustedClients,
+    ensure_server_certificate,
+    load_users,
+)
+from opcua_server.sessions import PlantInternalServer
+from opcua_server.settings import OpcUaSettings
+from opcua_server.synthetic import SyntheticSource, synthetic_tags
+from opcua_server.writes import SetpointWriter
+from twin import Plant
+
+log = logging.getLogger(__name__)
+
+
+class PlantServer:
+    """One pod behind one OPC UA server.
+
+    Args:
+        settings: validated settings.
+        plant: the twin to serve; None builds one from the settings.
+    """
+
+    def __init__(self, settings: OpcUaSettings, plant: Plant | None = None) -> None:
+        self.settings = settings
+        self.plant = plant if plant is not None else Plant(
+            settings.layout, seed=settings.seed, site_id=settings.site_id,
+            variation=settings.variation, warm_start=settings.warm_start,
+        )
+        self.server: Server | None = None
+        self.clock = PlantClock(settings.speed, settings.start_utc, self.plant.now)
+        self.ticks = 0
+        self._nodes: PlantNodes | None = None
+        self._publisher: Publisher | None = None
+        self._alarms: Alarms | None = None
+        self._synthetic: SyntheticSource | None = None
+        self._tick_lock = asyncio.Lock()
+        self._ticker: asyncio.Task[None] | None = None
+        self._port = settings.port
+
+    # Properties ------------------------------------------------------------------------------
+    @property
+    def application_uri(self) -> str:
+        return f"urn:pcmm-twin:{self.settings.site_id}:opcua-server"
+
+    @property
+    def port(self) -> int:
+        """The port the server listens on (the one the OS chose when the setting is 0)."""
+        return self._port
+
+    @property
+    def endpoint(self) -> str:
+        return f"opc.tcp://{self.settings.endpoint_host}:{self.port}/pcmm/{self.settings.site_id}"
+
+    @property
+    def nodes(self) -> PlantNodes:
+        if self._nodes is None:
+            raise RuntimeError("the server has not started")
+        return self._nodes
+
+    @property
+    def published(self) -> int:
+        """Tag samples published since start."""
+        return self._publisher.published if self._publisher else 0
+
+    # Life cycle ------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Build the address space, start listening, and start the clock."""
+        s, plant = self.settings, self.plant
+        users = load_users(s.users_file)
+        iserver = PlantInternalServer(user_manager=PlantUserManager(users, s.allow_anonymous))
+        iserver.bind_condition_methods = True  # ConditionRefresh replays the active alarms
+        server = Server(iserver=iserver)
+        await server.init()
+        server.set_server_name(s.server_name)
+        await server.set_application_uri(self.application_uri)
+        server.set_endpoint(self.endpoint)
+        server.socket_address = (s.host, s.port)
+        pki = await ensure_server_certificate(s.cert_dir, self.application_uri, s.hostname)
+        await server.load_certificate(str(pki.certificate))
+        await server.load_private_key(str(pki.key))
+        policies = [ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt]
+        if s.allow_insecure:
+            policies.append(ua.SecurityPolicyType.NoSecurity)
+        server.set_security_policy(policies, permission_ruleset=PlantPermissions())
+        tokens: list[type] = [ua.UserNameIdentityToken]
+        if s.allow_anonymous:
+            tokens.append(ua.AnonymousIdentityToken)
+        server.set_identity_tokens(tokens)
+        server.set_certificate_validator(TrustedClients(pki.trusted))
+
+        namespace = await server.register_namespace(s.namespace_uri)
+        extra = synthetic_tags(s.extra_tags)
+        self._nodes = await build_address_space(
+            server, namespace, s.site_id, [*plant.registry.values(), *extra])
+        self._synthetic = SyntheticSource(extra) if extra else None
+        history = TagHistory(self.clock, s.history_window_s, s.history_max_samples)
+        server.iserver.history_manager.set_storage(history)
+        step = plant.layout.line.step_s
+        periods = {m.id: float(getattr(m.params, "period_s", step)) for m in plant.layout.modules}
+        periods.update(dict.fromkeys({t.module for t in extra}, s.publish_period_s * s.speed))
+        self._publisher = Publisher(server, self._nodes, self.clock, history, periods,
+                                    s.stale_periods)
+        self._alarms = Alarms(server, self._nodes, self.clock, quality_limits(plant))
+        await self._alarms.init()
+        await CommandMethods(plant, self.tick).build(server, self._nodes, s.site_id)
+        iserver.write_handler = SetpointWriter(plant, self._nodes, self._publisher.publish_one)
+
+        self.clock.restart(plant.now)  # building took wall time the twin should not jump over
+        await self.tick()
+        await server.start()
+        if server.bserver is not None and server.bserver.port:
+            self._port = int(server.bserver.port)
+        self.server = server
+        self._ticker = asyncio.create_task(self._run_clock(), name="opcua-clock")
+        log.info("OPC UA server for %s at %s (speed %gx, %d tags)", s.site_id, self.endpoint,
+                 s.speed, len(self._nodes.tags))
+
+    async def stop(self) -> None:
+        """Stop the clock and the server."""
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+            self._ticker = None
+        if self.server is not None:
+            await self.server.stop()
+            self.server = None
+
+    async def wait_closed(self) -> None:
+        """Serve until cancelled, or until the clock fails (its error is raised here)."""
+        if self._ticker is not None:
+            await self._ticker
+
+    async def __aenter__(self) -> PlantServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.stop()
+
+    # The clock -------------------------------------------------------------------------------
+    async def tick(self) -> None:
+        """Advance the twin to the clock's plant time and publish what changed."""
+        assert self._publisher is not None and self._alarms is not None
+        async with self._tick_lock:
+            plant = self.plant
+            plant.advance(self.clock.target())
+            now = plant.now
+            values = plant.snapshot()
+            if self._synthetic is not None:
+                values.update(self._synthetic.values(now))
+            await self._publisher.publish(values, now)
+            await self._alarms.check(values)
+            await self._alarms.check_faults(plant.faults(include_ended=True), now)
+            self.ticks += 1
+
+    async def _run_clock(self) -> None:
+        period = self.settings.publish_period_s
+        due = time.monotonic()
+        while True:
+            due += period
+            delay = due - time.monotonic()
+            if delay < 0:  # behind: do not burst to catch up, the twin just jumps further
+                due = time.monotonic()
+                delay = 0.0
+            await asyncio.sleep(delay)
+            await self.tick()
