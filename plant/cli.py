@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Column, Table
 
+from opcua_server.cli import app as opcua_app
 from plant.simulate import SpecError, Summary, parse_fault, run, schedule, write_csv
 from twin import CATALOGUE, LayoutError, Plant
 
@@ -20,6 +21,7 @@ app = typer.Typer(
 )
 console = Console()
 err = Console(stderr=True)
+app.add_typer(opcua_app, name="opcua")
 
 
 def fail(message: str) -> typer.Exit:
