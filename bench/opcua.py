@@ -68,16 +68,20 @@ async def _serve(tags: int, rate: float, port: int, cert_dir: Path) -> None:
             if line == "quit":
                 break
             print(json.dumps({"published": server.published, "cpu": time.process_time(),
-                              "wall": time.monotonic(), "ticks": server.ticks}), flush=True)
+                              "wall": time.monotonic(), "ticks": server.ticks,
+                              "source_time": server.clock.utc(server.plant.now).timestamp()}),
+                  flush=True)
 
 
 # The client side ---------------------------------------------------------------------------------
 class _Counter:
+    """Keeps the source time of every notification."""
+
     def __init__(self) -> None:
-        self.count = 0
+        self.stamps: list[float] = []
 
     def datachange_notification(self, node: Any, val: Any, data: Any) -> None:
-        self.count += 1
+        self.stamps.append(data.monitored_item.Value.SourceTimestamp.timestamp())
 
 
 def _ask(proc: subprocess.Popen[str]) -> dict[str, float]:
@@ -115,21 +119,25 @@ async def _measure(proc: subprocess.Popen[str], port: int, tags: int, rate: floa
             requests.append(request)
         for start in range(0, len(requests), 1000):
             await sub.create_monitored_items(requests[start:start + 1000])
-        # Notifications arrive up to a publishing interval or two after the sample: count them
-        # over the window shifted by that lag at both ends, so neither end is short-changed.
-        lag = 3 * interval_ms / 1000.0
+        # A mark is taken between two ticks: every sample published before it has a source time
+        # at or before the mark's plant time, every later one after it. So the notifications of
+        # the window are those whose source time falls between the two marks' plant times.
         await asyncio.sleep(WARMUP_S)
         first = _ask(proc)
-        await asyncio.sleep(lag)
-        n0 = counter.count
-        await asyncio.sleep(seconds - lag)
+        await asyncio.sleep(seconds)
         last = _ask(proc)
-        await asyncio.sleep(lag)
-        n1 = counter.count
+        # Let the window's last notifications arrive: wait until nothing new comes for a while.
+        drained = time.monotonic()
+        while time.monotonic() - drained < 30.0:
+            before = len(counter.stamps)
+            await asyncio.sleep(3 * interval_ms / 1000.0 + 1.0 / rate)
+            if all(stamp > last["source_time"] for stamp in counter.stamps[before:]):
+                break
         await sub.delete()
     wall = last["wall"] - first["wall"]
     published = last["published"] - first["published"]
-    received = n1 - n0
+    low, high = first["source_time"], last["source_time"]
+    received = sum(1 for stamp in counter.stamps if low < stamp <= high)
     return {
         "tags": len(names),
         "rate_hz": rate,
