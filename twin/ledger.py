@@ -18,6 +18,7 @@ class TabletSlice(NamedTuple):
     hardness_n: float
     oos: bool
     diverted: bool
+    forced: bool = False  # diverted because the line held the gate (start-up, stop, trip)
 
 
 class Ledger:
@@ -33,6 +34,7 @@ class Ledger:
         self.tablets_diverted = 0.0
         self.mass_accepted = 0.0
         self.mass_diverted = 0.0
+        self.mass_diverted_forced = 0.0
         self.oos_tablets = 0.0
         self.oos_mass = 0.0
         self.oos_accepted_tablets = 0.0
@@ -46,6 +48,8 @@ class Ledger:
         if piece.diverted:
             self.tablets_diverted += piece.tablets
             self.mass_diverted += piece.mass_kg
+            if piece.forced:
+                self.mass_diverted_forced += piece.mass_kg
         else:
             self.tablets_accepted += piece.tablets
             self.mass_accepted += piece.mass_kg
@@ -57,6 +61,11 @@ class Ledger:
             else:
                 self.oos_accepted_tablets += piece.tablets
                 self.oos_accepted_mass += piece.mass_kg
+
+    @property
+    def mass_diverted_on_command(self) -> float:
+        """Mass diverted because someone asked (the controller, an operator), not the line."""
+        return self.mass_diverted - self.mass_diverted_forced
 
     @property
     def total_fed_kg(self) -> float:

@@ -158,12 +158,24 @@ class Press:
             or abs(weight / p.weight_target_mg - 1.0) > p.weight_tolerance
             or not p.hardness_min_n <= hardness <= p.hardness_max_spec_n
         )
+        forced = self.diverter.forced_reject
         diverted = self.diverter.receive(tablets, mass, oos)
         self.tablets_total += tablets
         self.last_content_pct = content
         self._weight, self._thickness, self._hardness, self._gap = weight, thickness, hardness, gap
         self.ctx.ledger.record(
-            TabletSlice(now, self.id, tablets, mass, weight, content, hardness, oos, diverted)
+            TabletSlice(
+                now,
+                self.id,
+                tablets,
+                mass,
+                weight,
+                content,
+                hardness,
+                oos,
+                diverted,
+                diverted and forced,
+            )
         )
 
     def _publish(self, now: float, tablets: float, weight: float) -> None:

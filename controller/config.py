@@ -1,0 +1,60 @@
+"""What the controller knows of the product and the equipment: specs and data-sheet figures.
+
+These are the plant's configuration, as an automation engineer would enter them, not the twin's
+model parameters: the controller never reads the twin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ControllerConfig:
+    # Product
+    label_claim_mg: float = 40.0  # mg of API per tablet
+    target_weight_mg: float = 400.0  # mg
+    content_low_pct: float = 95.0  # % label claim, spec
+    content_high_pct: float = 105.0
+    weight_tolerance: float = 0.05  # fraction, spec
+    hardness_low_n: float = 70.0  # N, spec
+    hardness_high_n: float = 170.0
+    # Equipment
+    api_feeder: str = "api_feeder"
+    other_feeders: tuple[str, ...] = ("excipient_feeder", "lubricant_feeder")
+    blender: str = "blender"
+    nir: str = "nir"
+    feed_frame: str = "feed_frame"
+    press: str = "press"
+    diverter: str = "diverter"
+    line: str = "line"
+    stations: int = 36  # punch stations of the press
+    blender_tanks: int = 5  # tanks-in-series order of the blender's RTD (from an RTD study)
+    blender_speed_rpm: float = 250.0  # validated impeller speed
+    blender_speed_max_rpm: float = 400.0
+    level_sp_kg: float = 0.25  # feed frame level the rate loop holds
+    hardness_sp_n: float = 120.0
+    # Diversion
+    guard_pct: float = 0.6  # divert predicted content within this of a spec limit (% LC)
+    weight_guard: float = 0.01  # and weight within this fraction of a weight limit
+    margin_s: float = 4.0  # seconds of press time added before and after a window
+    gate_lead_s: float = 3.0  # command the gate this early (actuation and one step)
+    gate_confirm_s: float = 4.0  # the gate must report reject within this, or it is stuck
+    # Loops: periods, gains, deadbands
+    weight_period_s: float = 10.0
+    weight_gain_mm_per_mg: float = 0.006
+    weight_deadband_mg: float = 1.0
+    rate_period_s: float = 10.0
+    level_gain: float = 0.5  # fraction of turret speed per kg of level error
+    concentration_period_s: float = 15.0
+    concentration_gain: float = 0.1  # fraction of the error corrected per period
+    concentration_deadband_pct: float = 0.08  # % w/w
+    hardness_period_s: float = 30.0
+    hardness_gain_mm_per_n: float = 0.001
+    hardness_deadband_n: float = 4.0
+    # Detection
+    nir_stale_s: float = 8.0  # no good spectrum for this long: NIR unavailable
+    reconcile_window_s: float = 60.0  # time constant of the NIR-feeder reconciliation
+    reconcile_limit_pct: float = 0.3  # % w/w disagreement that calls for a diagnosis
+    bridging_stop_s: float = 900.0  # stop the line if the API feeder has not recovered by then
+    stale_telemetry_s: float = 10.0  # hold setpoints when telemetry is older than this

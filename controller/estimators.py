@@ -1,0 +1,136 @@
+"""Estimators: what the controller believes about the blend, from telemetry alone."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from statistics import median
+
+
+class RobustNir:
+    """Median of the last few good spectra, with spikes, steps and stale readings set aside.
+
+    A reading counts once (new source time) and only with Good quality. One that jumps more
+    than `spike_pct` from the running median is set aside: blend concentration cannot jump
+    between two spectra, because the blender's RTD smooths every real change. Several set-aside
+    readings that agree with each other are a *step*: the probe's calibration moved, not the
+    blend (fouling, a bias). The estimator then follows the new level and reports the step.
+    """
+
+    def __init__(
+        self, window: int = 3, spike_pct: float = 0.5, stale_s: float = 8.0, step_count: int = 4
+    ) -> None:
+        self.window, self.spike_pct, self.stale_s = window, spike_pct, stale_s
+        self.step_count = step_count
+        self._recent: deque[float] = deque(maxlen=window)
+        self._outliers: deque[float] = deque(maxlen=step_count)
+        self._residuals: deque[float] = deque(maxlen=60)
+        self._quality: deque[bool] = deque(maxlen=60)
+        self._last_time = -math.inf
+        self.last_good = -math.inf
+        self.last_step: tuple[float, float] | None = None  # (time, size in % w/w)
+
+    def update(
+        self, value: float, good: bool, source_time: float, expected_move: float = 0.0
+    ) -> None:
+        """Take one reading; `expected_move` (% w/w) is how far the blend may have moved since
+        the last one by what the feeders say, which widens the spike test while it is moving."""
+        if source_time <= self._last_time:
+            return
+        self._last_time = source_time
+        if not good:
+            self._quality.append(False)
+            return
+        if len(self._recent) == self.window:
+            centre = median(self._recent)
+            if abs(value - centre) > self.spike_pct + abs(expected_move):
+                self._quality.append(False)
+                self._outliers.append(value)
+                if len(self._outliers) == self.step_count and (
+                    max(self._outliers) - min(self._outliers) < self.spike_pct / 2
+                ):
+                    self.last_step = (source_time, median(self._outliers) - centre)
+                    self._recent.clear()
+                    self._recent.extend(list(self._outliers)[-self.window :])
+                    self._outliers.clear()
+                    self.last_good = source_time
+                return
+            self._residuals.append(value - centre)
+        self._outliers.clear()
+        self._quality.append(True)
+        self._recent.append(value)
+        self.last_good = source_time
+
+    def estimate(self, now: float) -> float | None:
+        """The blend concentration (% w/w), or None when the probe has gone quiet."""
+        if not self._recent or now - self.last_good > self.stale_s:
+            return None
+        return median(self._recent)
+
+    @property
+    def bad_fraction(self) -> float:
+        """Share of the last spectra that were lost, flagged or spiky."""
+        if len(self._quality) < 20:
+            return 0.0
+        return 1.0 - sum(self._quality) / len(self._quality)
+
+    @property
+    def noise_sd(self) -> float:
+        """Spread of accepted readings around their running median, % w/w."""
+        if len(self._residuals) < 10:
+            return 0.0
+        mean = sum(self._residuals) / len(self._residuals)
+        return math.sqrt(sum((r - mean) ** 2 for r in self._residuals) / (len(self._residuals) - 1))
+
+
+class RtdPredictor:
+    """The feeders' API ratio passed through the blender's RTD: n first-order lags in series.
+
+    With the mean residence time from the blender's own hold-up and throughput, this predicts
+    the concentration leaving the blender before any spectrum shows it.
+    """
+
+    def __init__(self, tanks: int) -> None:
+        self.stages: list[float] = []
+        self.tanks = tanks
+
+    def update(self, ratio_pct: float, mean_residence_s: float, dt: float) -> float:
+        if not self.stages:
+            self.stages = [ratio_pct] * self.tanks
+        keep = math.exp(-dt / max(mean_residence_s / self.tanks, 1e-3))
+        upstream = ratio_pct
+        for i, value in enumerate(self.stages):
+            self.stages[i] = upstream + (value - upstream) * keep
+            upstream = self.stages[i]
+        return self.stages[-1]
+
+    @property
+    def value(self) -> float | None:
+        return self.stages[-1] if self.stages else None
+
+
+def arrival_time(now: float, level_kg: float, draw_kg_s: float) -> float | None:
+    """When powder leaving the blender now reaches the dies: the feed frame is plug flow."""
+    if draw_kg_s <= 0.0:
+        return None
+    return now + level_kg / draw_kg_s
+
+
+def content_pct(weight_mg: float, concentration_pct: float, label_claim_mg: float) -> float:
+    """API content of a tablet, % of label claim."""
+    return weight_mg * concentration_pct / label_claim_mg
+
+
+class Ewma:
+    """Exponentially weighted mean with a time constant."""
+
+    def __init__(self, time_constant_s: float) -> None:
+        self.tc = time_constant_s
+        self.value: float | None = None
+
+    def update(self, x: float, dt: float) -> float:
+        if self.value is None:
+            self.value = x
+        else:
+            self.value += (x - self.value) * (1.0 - math.exp(-dt / self.tc))
+        return self.value

@@ -1,0 +1,652 @@
+"""The supervisory controller: telemetry in, setpoint commands and alarms out, each with a reason.
+
+It sees what a real plant shows (tags with quality and source time), never the twin's ground
+truth, and acts only by asking for setpoint changes and line commands. Call `observe` for each
+sample as it arrives and `step(now)` once a second of plant time.
+
+What it does, in the order `step` does it:
+1. holds everything when telemetry is stale (fault 14) or the line is not producing;
+2. estimates the blend leaving the blender twice: a robust NIR median, and the feeders' API ratio
+   through the blender's RTD; reconciling the two tells a probe fault from a process fault;
+3. predicts each tablet's content when the powder seen now reaches the dies (the feed frame is
+   plug flow, so the delay is level over draw) and diverts exactly those windows, plus a margin;
+4. runs the loops: API ratio from NIR at constant total (L2), weight by fill depth, press rate
+   by turret speed holding the hopper level, hardness by punch gap, impeller speed (L1);
+5. detects faults from their signatures and responds as `shared/domain.md` says.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from controller import laws
+from controller.config import ControllerConfig
+from controller.diversion import DiversionPlanner, Window
+from controller.estimators import Ewma, RobustNir, RtdPredictor, arrival_time, content_pct
+
+PRODUCING_STATES = (2, 3)  # line.state: producing, diverting
+REJECT, ACCEPT = 1, 0  # diverter.position_sp
+FB_REJECT = 2  # diverter.position_pv
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """A command the controller wants sent: a setpoint write or a line command."""
+
+    kind: str  # "setpoint" or "line"
+    target: str  # tag id, or the line command (start, stop, abort, reset)
+    value: Any
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Alarm:
+    """A detection, raised or cleared. `name` is the fault kind the controller believes in."""
+
+    time: float
+    name: str
+    raised: bool
+    message: str
+
+
+@dataclass(slots=True)
+class _Reading:
+    value: Any
+    quality: str
+    time: float
+
+
+@dataclass(slots=True)
+class _Condition:
+    """A detector's debounced state."""
+
+    since: float | None = None
+    active: bool = False
+    raised_at: float = field(default=-math.inf)
+    cleared_at: float = field(default=-math.inf)
+
+
+class Supervisor:
+    def __init__(self, config: ControllerConfig | None = None, *, enabled: bool = True) -> None:
+        self.cfg = cfg = config or ControllerConfig()
+        self.enabled = enabled
+        self.tags: dict[str, _Reading] = {}
+        self.newest = -math.inf
+        self.nir = RobustNir(stale_s=cfg.nir_stale_s)
+        self.rtd = RtdPredictor(cfg.blender_tanks)
+        self.planner = DiversionPlanner(cfg.margin_s, cfg.gate_lead_s)
+        self.disagreement = Ewma(cfg.reconcile_window_s)
+        self.nir_slow = Ewma(30.0)
+        self.feed_factor_base = Ewma(1800.0)
+        self.weight_per_depth_base = Ewma(1800.0)
+        self.thickness_per_gap_base = Ewma(3600.0)
+        self.flow_rsd_base: dict[str, Ewma] = {}
+        self.flows: dict[str, deque[float]] = {}
+        self.weights: deque[float] = deque(maxlen=30)
+        self.hardness: deque[float] = deque(maxlen=30)
+        self.conditions: dict[str, _Condition] = {}
+        self.alarms: list[Alarm] = []
+        self.nir_suspect = False
+        self.gate_commanded: tuple[int, float] | None = None
+        self.level_integral = 0.0
+        self.weight_deadband = cfg.weight_deadband_mg
+        self.last_run: dict[str, float] = {}
+        self.last_step = -math.inf
+        self.producing_since: float | None = None
+        self.estimate: dict[str, float | None] = {}
+        self.last_refill = -math.inf
+        self.feeder_rate = 0.0
+        self.feeder_history: deque[tuple[float, float]] = deque(maxlen=60)
+
+    # Input -------------------------------------------------------------------------------------
+    def observe(self, tag: str, value: Any, quality: str, source_time: float) -> None:
+        self.tags[tag] = _Reading(value, quality, source_time)
+        self.newest = max(self.newest, source_time)
+        if tag == f"{self.cfg.nir}.api_pct":
+            # Between two spectra the blend can move by what the feeders' RTD prediction moves,
+            # and a little more: the spike test allows three times that.
+            move = 3.0 * self.feeder_rate * 2.0
+            self.nir.update(float(value), quality == "good", source_time, move)
+
+    def _v(self, name: str, default: float = math.nan) -> float:
+        reading = self.tags.get(name)
+        if reading is None or reading.value is None:
+            return default
+        return float(reading.value)
+
+    def _good(self, name: str) -> bool:
+        reading = self.tags.get(name)
+        return reading is not None and reading.quality == "good"
+
+    # Output helpers ----------------------------------------------------------------------------
+    def _alarm(self, now: float, name: str, raised: bool, message: str) -> None:
+        self.alarms.append(Alarm(now, name, raised, message))
+
+    def _condition(
+        self,
+        now: float,
+        name: str,
+        present: bool,
+        delay_s: float,
+        message: str,
+        clear_message: str = "",
+    ) -> bool:
+        """Debounce a detector: raise after `delay_s` present, clear after `delay_s` absent."""
+        cond = self.conditions.setdefault(name, _Condition())
+        if present != cond.active:
+            if cond.since is None:
+                cond.since = now
+            if now - cond.since >= delay_s:
+                cond.active, cond.since = present, None
+                if present:
+                    cond.raised_at = now
+                else:
+                    cond.cleared_at = now
+                self._alarm(
+                    now, name, present, message if present else clear_message or f"{name} cleared"
+                )
+        else:
+            cond.since = None
+        return cond.active
+
+    def _due(self, loop: str, now: float, period: float) -> bool:
+        if now - self.last_run.get(loop, -math.inf) >= period:
+            self.last_run[loop] = now
+            return True
+        return False
+
+    def take_alarms(self) -> list[Alarm]:
+        alarms, self.alarms = self.alarms, []
+        return alarms
+
+    # The step ----------------------------------------------------------------------------------
+    def step(self, now: float) -> list[Action]:
+        """Decide what to do at plant time `now`; returns the commands to send."""
+        dt = min(max(now - self.last_step, 0.0), 10.0) if self.last_step > -math.inf else 1.0
+        self.last_step = now
+        cfg = self.cfg
+        if self._condition(
+            now,
+            "stale_telemetry",
+            now - self.newest > cfg.stale_telemetry_s,
+            0.0,
+            "telemetry is stale: holding the last good setpoints",
+            "telemetry is flowing again",
+        ):
+            return []
+        state = self._v(f"{cfg.line}.state", -1)
+        if state not in PRODUCING_STATES:
+            self.producing_since = None
+            self.gate_commanded = None
+            self.planner.windows.clear()
+            return []
+        if self.producing_since is None:
+            self.producing_since = now
+        actions: list[Action] = []
+        self._estimate(now, dt)
+        self._divert(now, actions)
+        if self.enabled and not any(a.kind == "line" for a in actions):
+            self._loops(now, actions)
+        self._detect(now, actions)
+        return actions if self.enabled else []
+
+    # Estimation --------------------------------------------------------------------------------
+    def _estimate(self, now: float, dt: float) -> None:
+        cfg = self.cfg
+        feeders = (cfg.api_feeder, *cfg.other_feeders)
+        flows = {}
+        for feeder in feeders:
+            pv, sp = f"{feeder}.mass_flow_pv", f"{feeder}.mass_flow_sp"
+            # While refilling, the reading is the feeder's own volumetric estimate: still the
+            # best there is, as long as it is there at all.
+            flows[feeder] = self._v(pv) if pv in self.tags else self._v(sp)
+            if self._v(f"{feeder}.refilling", 0):
+                self.last_refill = now
+            if self._good(pv):
+                self.flows.setdefault(feeder, deque(maxlen=60)).append(self._v(pv))
+        total = sum(flows.values())
+        ratio = 100.0 * flows[cfg.api_feeder] / total if total > 0 else math.nan
+        residence = self._v(f"{cfg.blender}.residence_time", 60.0) or 60.0
+        before = self.rtd.value
+        c_feeders = self.rtd.update(ratio, residence, dt) if math.isfinite(ratio) else None
+        if c_feeders is not None and before is not None and dt > 0:
+            self.feeder_rate = abs(c_feeders - before) / dt
+            self.feeder_history.append((now, c_feeders))
+        c_nir = self.nir.estimate(now)
+        if self.nir.last_step is not None and now - self.nir.last_step[0] < 5.0:
+            size = self.nir.last_step[1]
+            # A real change of the blend shows in the feeders first; a probe fault does not.
+            moved = (
+                max(c for _, c in self.feeder_history) - min(c for _, c in self.feeder_history)
+                if self.feeder_history
+                else 0.0
+            )
+            if not self.nir_suspect and moved < 0.3 * abs(size):
+                self.nir_suspect = True
+                self._alarm(
+                    now,
+                    "nir_bias",
+                    True,
+                    f"NIR reading stepped by {size:+.2f} % w/w with "
+                    "no change in the feeders: probe fault, not trimming feeders on it",
+                )
+        if c_nir is not None and c_feeders is not None:
+            gap = self.disagreement.update(c_nir - c_feeders, dt)
+            if (
+                self.nir_suspect
+                and abs(gap) < cfg.reconcile_limit_pct / 2
+                and (now - (self.nir.last_step or (now, 0.0))[0] > cfg.reconcile_window_s)
+            ):
+                self.nir_suspect = False
+                self._alarm(now, "nir_bias", False, "NIR agrees with the feeders again")
+        if c_nir is not None:
+            self.nir_slow.update(c_nir, dt)
+        self.estimate = {"nir": c_nir, "feeders": c_feeders}
+
+    def _blend(self) -> tuple[float | None, float]:
+        """The concentration to trust now and the extra guard band its source needs."""
+        c_nir, c_feeders = self.estimate.get("nir"), self.estimate.get("feeders")
+        extra = 0.5 if self.conditions.get("feeder_noise", _Condition()).active else 0.0
+        if c_nir is not None and not self.nir_suspect:
+            return c_nir, extra
+        if c_feeders is not None:
+            # Without a trusted probe, the feeders' ratio carries the known reconciliation offset
+            # only when the probe is sound and a feeder is the one at fault.
+            offset = self.disagreement.value or 0.0
+            load_cell = self.conditions.get("load_cell_drift", _Condition()).active
+            return c_feeders + (offset if load_cell else 0.0), extra + 1.0
+        return None, extra + 1.0
+
+    # Diversion ---------------------------------------------------------------------------------
+    def _divert(self, now: float, actions: list[Action]) -> None:
+        cfg = self.cfg
+        weights = self.weights
+        weight_tag = f"{cfg.press}.tablet_weight"
+        if self._good(weight_tag):
+            weights.append(self._v(weight_tag))
+        if self._good(f"{cfg.press}.hardness"):
+            self.hardness.append(self._v(f"{cfg.press}.hardness"))
+        if not weights:
+            return
+        weight = sum(list(weights)[-10:]) / min(10, len(weights))
+        rate = self._v(f"{cfg.press}.production_rate", 0.0)
+        draw = rate / 3600.0 * weight * 1e-6
+        level = self._v(f"{cfg.feed_frame}.level", cfg.level_sp_kg)
+        concentration, extra = self._blend()
+        low, high = (
+            cfg.content_low_pct + cfg.guard_pct + extra,
+            cfg.content_high_pct - cfg.guard_pct - extra,
+        )
+        if concentration is None:
+            self.planner.flag(now, "no trustworthy estimate of the blend: diverting")
+        else:
+            content = content_pct(weight, concentration, cfg.label_claim_mg)
+            if not low <= content <= high:
+                arrives = arrival_time(now - 2.0, level, draw) or now
+                self.planner.flag(arrives, f"predicted content {content:.1f} % LC at the press")
+        w_low = cfg.target_weight_mg * (1 - cfg.weight_tolerance + cfg.weight_guard)
+        w_high = cfg.target_weight_mg * (1 + cfg.weight_tolerance - cfg.weight_guard)
+        if not w_low <= weight <= w_high:
+            self.planner.flag(now, f"tablet weight {weight:.0f} mg near its limit")
+        if self.hardness:
+            hardness = sum(list(self.hardness)[-10:]) / min(10, len(self.hardness))
+            if not cfg.hardness_low_n + 5 <= hardness <= cfg.hardness_high_n - 5:
+                self.planner.flag(now, f"hardness {hardness:.0f} N near its limit")
+        window = self.planner.active(now)
+        self._gate(now, window, actions)
+
+    def _gate(self, now: float, window: Window | None, actions: list[Action]) -> None:
+        cfg = self.cfg
+        sp_tag = f"{cfg.diverter}.position_sp"
+        current = int(self._v(sp_tag, ACCEPT))
+        want = REJECT if window is not None else ACCEPT
+        if want != current:
+            if self.gate_commanded is None or self.gate_commanded[0] != want:
+                reason = window.reason if window is not None else "diversion window has passed"
+                value = "reject" if want == REJECT else "accept"
+                actions.append(Action("setpoint", sp_tag, value, reason))
+                self.gate_commanded = (want, now)
+        elif self.gate_commanded is None or self.gate_commanded[0] != want:
+            self.gate_commanded = (want, now)  # the setpoint already says so
+        # A gate asked to reject that does not report reject is stuck: tablets that must not
+        # be accepted are reaching accept. Stop every drive now (domain.md, fault 13).
+        position = self._v(f"{cfg.diverter}.position_pv", FB_REJECT)
+        stuck = (
+            self.gate_commanded is not None
+            and self.gate_commanded[0] == REJECT
+            and position != FB_REJECT
+            and now - self.gate_commanded[1] > cfg.gate_confirm_s
+        )
+        if (
+            self._condition(
+                now,
+                "diverter_stuck",
+                stuck,
+                0.0,
+                "diverter does not move to reject: aborting the line",
+            )
+            and stuck
+        ):
+            actions.append(
+                Action(
+                    "line",
+                    "abort",
+                    None,
+                    "diverter stuck at accept while material must be rejected",
+                )
+            )
+
+    # Loops -------------------------------------------------------------------------------------
+    def _loops(self, now: float, actions: list[Action]) -> None:
+        cfg = self.cfg
+        if self._due("weight", now, cfg.weight_period_s) and len(self.weights) >= 10:
+            weight = sum(list(self.weights)[-10:]) / 10
+            sp = self._v(f"{cfg.press}.fill_depth_sp")
+            new = laws.weight_trim(
+                sp, weight, cfg.target_weight_mg, cfg.weight_gain_mm_per_mg, self.weight_deadband
+            )
+            if new is not None:
+                actions.append(
+                    Action(
+                        "setpoint",
+                        f"{cfg.press}.fill_depth_sp",
+                        round(new, 4),
+                        f"tablet weight {weight:.1f} mg, target {cfg.target_weight_mg:g} mg",
+                    )
+                )
+        if self._due("rate", now, cfg.rate_period_s) and self.weights:
+            self._rate_loop(now, actions)
+        if self._due("concentration", now, cfg.concentration_period_s):
+            self._concentration_loop(now, actions)
+        if self._due("hardness", now, cfg.hardness_period_s) and len(self.hardness) >= 20:
+            hardness = sum(self.hardness) / len(self.hardness)
+            gap = self._v(f"{cfg.press}.main_gap_sp")
+            new = laws.hardness_trim(
+                gap,
+                hardness,
+                cfg.hardness_sp_n,
+                cfg.hardness_gain_mm_per_n,
+                cfg.hardness_deadband_n,
+            )
+            if new is not None:
+                actions.append(
+                    Action(
+                        "setpoint",
+                        f"{cfg.press}.main_gap_sp",
+                        round(new, 4),
+                        f"hardness {hardness:.0f} N, target {cfg.hardness_sp_n:g} N",
+                    )
+                )
+        if self._due("speed", now, 10.0):
+            sp, pv = self._v(f"{cfg.blender}.speed_sp"), self._v(f"{cfg.blender}.speed_pv")
+            new = laws.speed_restore(sp, pv, cfg.blender_speed_rpm, cfg.blender_speed_max_rpm)
+            if new is not None:
+                actions.append(
+                    Action(
+                        "setpoint",
+                        f"{cfg.blender}.speed_sp",
+                        round(new, 1),
+                        f"impeller at {pv:.0f} rpm for a set {sp:.0f} rpm: "
+                        f"restoring the validated {cfg.blender_speed_rpm:g} rpm",
+                    )
+                )
+
+    def _rate_loop(self, now: float, actions: list[Action]) -> None:
+        cfg = self.cfg
+        weight = sum(list(self.weights)[-10:]) / min(10, len(self.weights))
+        feeders = (cfg.api_feeder, *cfg.other_feeders)
+        total = sum(self._v(f"{f}.mass_flow_sp", 0.0) for f in feeders)
+        level = self._v(f"{cfg.feed_frame}.level", cfg.level_sp_kg)
+        error = level - cfg.level_sp_kg
+        self.level_integral = laws.clamp(
+            self.level_integral + 0.003 * error * cfg.rate_period_s, -0.2, 0.2
+        )
+        speed = laws.turret_speed(
+            total, weight, cfg.stations, level, cfg.level_sp_kg, cfg.level_gain
+        ) * (1.0 + self.level_integral)
+        speed = laws.clamp(speed, 11.0, 35.0)
+        sp = self._v(f"{cfg.press}.turret_speed_sp")
+        if abs(speed - sp) >= 0.05:
+            actions.append(
+                Action(
+                    "setpoint",
+                    f"{cfg.press}.turret_speed_sp",
+                    round(speed, 3),
+                    f"press rate to feed {total:.2f} kg/h at {weight:.0f} mg, "
+                    f"hopper {level:.3f} kg",
+                )
+            )
+
+    def _concentration_loop(self, now: float, actions: list[Action]) -> None:
+        cfg = self.cfg
+        api = cfg.api_feeder
+        bridging = self.conditions.get("bridging", _Condition())
+        blocked = (
+            self.nir_suspect
+            or self.estimate.get("nir") is None
+            or bridging.active
+            or now - bridging.cleared_at < 300.0  # let a collapsed bridge settle first
+            or self._v(f"{api}.drive_command", 0.0) >= 95.0  # a saturated drive cannot follow
+            or self._v(f"{api}.mode", 0) != 0
+        )
+        target = 100.0 * cfg.label_claim_mg / cfg.target_weight_mg
+        # Trim only a steady offset; a large excursion is a transient for diversion to handle.
+        if blocked or self.nir_slow.value is None or abs(self.nir_slow.value / target - 1) > 0.15:
+            return
+        api_sp = self._v(f"{api}.mass_flow_sp")
+        others = {f: self._v(f"{f}.mass_flow_sp") for f in cfg.other_feeders}
+        total = api_sp + sum(others.values())
+        new = laws.concentration_trim(
+            api_sp,
+            total,
+            self.nir_slow.value,
+            target,
+            cfg.concentration_gain,
+            cfg.concentration_deadband_pct,
+        )
+        if new is None:
+            return
+        reason = (
+            f"blend at {self.nir_slow.value:.2f} % w/w by NIR, target {target:.2f}: "
+            f"API feeder {api_sp:.3f} -> {new:.3f} kg/h at a constant {total:.2f} kg/h"
+        )
+        actions.append(Action("setpoint", f"{api}.mass_flow_sp", round(new, 4), reason))
+        rest = sum(others.values())
+        for feeder, sp in others.items():
+            share = sp / rest if rest else 1.0 / len(others)
+            actions.append(
+                Action(
+                    "setpoint", f"{feeder}.mass_flow_sp", round((total - new) * share, 4), reason
+                )
+            )
+
+    # Detection ---------------------------------------------------------------------------------
+    def _detect(self, now: float, actions: list[Action]) -> None:
+        cfg = self.cfg
+        api = cfg.api_feeder
+        settled = self.producing_since is not None and now - self.producing_since > 300.0
+
+        drive, sp, pv = (
+            self._v(f"{api}.drive_command"),
+            self._v(f"{api}.mass_flow_sp"),
+            self._v(f"{api}.mass_flow_pv"),
+        )
+        bridging = drive >= 99.0 and pv < 0.7 * sp
+        if self._condition(
+            now,
+            "bridging",
+            bridging,
+            5.0,
+            f"API feeder at full drive delivers {pv:.2f} of {sp:.2f} kg/h: "
+            "bridging; diverting the lean blend",
+        ):
+            raised = self.conditions["bridging"].raised_at
+            if bridging and now - raised > cfg.bridging_stop_s and self.enabled:
+                actions.append(
+                    Action(
+                        "line",
+                        "stop",
+                        None,
+                        f"API feeder bridged for {now - raised:.0f} s: stopping",
+                    )
+                )
+
+        quiet = (
+            now - self.last_refill > 300.0
+            and not self.conditions.get("bridging", _Condition()).active
+        )
+        # Reconciliation: NIR against the feeders' ratio, and the feeder's learnt feed factor.
+        feed_factor = self._v(f"{api}.feed_factor")
+        base = self.feed_factor_base.value
+        gap = self.disagreement.value or 0.0
+        drifting = (
+            self.conditions.get("load_cell_drift", _Condition()).active
+            or self.conditions.get("feed_factor_drift", _Condition()).active
+        )
+        gravimetric = self._v(f"{api}.mode", 0) == 0
+        if math.isfinite(feed_factor) and gravimetric and (base is None or not drifting):
+            self.feed_factor_base.update(feed_factor, 1.0)
+        change = feed_factor / base - 1.0 if base else 0.0
+        c_feeders = self.estimate.get("feeders") or 0.0
+        expected_gap = -c_feeders * change
+        consistent = abs(gap) > cfg.reconcile_limit_pct and abs(gap - expected_gap) < 0.5 * abs(gap)
+        self._condition(
+            now,
+            "load_cell_drift",
+            settled and consistent and abs(change) > 0.02,
+            30.0,
+            f"API feeder reads {change:+.1%} more per % drive and NIR disagrees by "
+            f"{gap:+.2f} % w/w: its load cell is drifting; trusting NIR",
+        )
+        self._condition(
+            now,
+            "feed_factor_drift",
+            settled and quiet and abs(change) > 0.05 and abs(gap) < cfg.reconcile_limit_pct,
+            120.0,
+            f"API feeder needs {-change:+.1%} drive for its flow: feed factor "
+            "drifting (bulk density); the feeder compensates",
+        )
+
+        bad = self.nir.bad_fraction
+        self._condition(
+            now,
+            "nir_dropout",
+            bad > 0.15,
+            10.0,
+            f"{bad:.0%} of NIR spectra lost or spiky: using the robust estimate",
+        )
+
+        for feeder in (api, *cfg.other_feeders):
+            flows = self.flows.get(feeder)
+            if not flows or len(flows) < 60:
+                continue
+            mean = sum(flows) / len(flows)
+            if mean <= 0:
+                continue
+            # Successive differences see the short-term noise and not the trims and steps.
+            values = list(flows)
+            mssd = sum((b - a) ** 2 for a, b in itertools.pairwise(values))
+            rsd = math.sqrt(mssd / (2 * (len(values) - 1))) / mean
+            baseline = self.flow_rsd_base.setdefault(feeder, Ewma(1200.0))
+            noisy = baseline.value is not None and settled and quiet and rsd > 1.8 * baseline.value
+            name = "feeder_noise" if feeder != api else "api_feeder_noise"
+            if (
+                not self._condition(
+                    now,
+                    name,
+                    noisy,
+                    20.0,
+                    f"{feeder} flow RSD {rsd:.1%} is "
+                    f"{rsd / (baseline.value or rsd):.1f}x its usual: "
+                    "widening the diversion guard band",
+                )
+                and quiet
+            ):
+                baseline.update(rsd, 1.0)
+
+        speed_sp, speed_pv = self._v(f"{cfg.blender}.speed_sp"), self._v(f"{cfg.blender}.speed_pv")
+        self._condition(
+            now,
+            "impeller_slowdown",
+            speed_pv < 0.95 * speed_sp,
+            10.0,
+            f"impeller at {speed_pv:.0f} rpm for a set {speed_sp:.0f} rpm: "
+            "residence time rising; RTD model follows the measured hold-up",
+        )
+
+        turret_sp, turret_pv = (
+            self._v(f"{cfg.press}.turret_speed_sp"),
+            self._v(f"{cfg.press}.turret_speed_pv"),
+        )
+        self._condition(
+            now,
+            "turret_speed_step",
+            abs(turret_pv - turret_sp) > 0.3,
+            10.0,
+            f"turret at {turret_pv:.2f} rpm for a set {turret_sp:.2f} rpm: "
+            "rebalancing the press rate on the hopper level",
+        )
+
+        depth_sp, depth_pv = (
+            self._v(f"{cfg.press}.fill_depth_sp"),
+            self._v(f"{cfg.press}.fill_depth_pv"),
+        )
+        sticking = abs(depth_sp - depth_pv) > 0.02
+        if self._condition(
+            now,
+            "fill_depth_stiction",
+            sticking,
+            30.0,
+            f"fill depth at {depth_pv:.3f} mm for a set {depth_sp:.3f} mm: actuator "
+            "sticking; widening the weight loop's deadband to stop it hunting",
+        ):
+            self.weight_deadband = max(self.weight_deadband, 6.0)
+        else:
+            self.weight_deadband = cfg.weight_deadband_mg
+
+        if self.weights and math.isfinite(depth_pv) and depth_pv > 0:
+            weight = sum(list(self.weights)[-10:]) / min(10, len(self.weights))
+            ratio = weight / depth_pv
+            base_ratio = self.weight_per_depth_base.value
+            shift = ratio / base_ratio - 1.0 if base_ratio else 0.0
+            density = settled and quiet and not self.planner.windows and abs(shift) > 0.02
+            if not self._condition(
+                now,
+                "lot_density_change",
+                density,
+                30.0,
+                f"{shift:+.1%} tablet weight per mm of fill depth: the blend's "
+                "bulk density changed; the weight loop trims fill depth",
+            ):
+                self.weight_per_depth_base.update(ratio, 1.0)
+
+        thickness, gap_sp = self._v(f"{cfg.press}.thickness"), self._v(f"{cfg.press}.main_gap_sp")
+        if math.isfinite(thickness) and gap_sp > 0:
+            base_ratio = self.thickness_per_gap_base.value
+            wear_mm = thickness - (base_ratio or thickness / gap_sp) * gap_sp
+            if not self._condition(
+                now,
+                "punch_wear",
+                settled and wear_mm > 0.02,
+                60.0,
+                f"tablets {wear_mm:.3f} mm thicker than the punch gap explains: "
+                "punch wear; maintenance due, hardness loop compensating",
+            ):
+                self.thickness_per_gap_base.update(thickness / gap_sp, 1.0)
+
+        if now - self.last_refill < 240.0 and self.planner.windows:
+            self._condition(
+                now,
+                "refill_disturbance",
+                True,
+                0.0,
+                "blend disturbed by a feeder refill: diverting the predicted window",
+            )
+        elif not self.planner.windows:
+            self._condition(
+                now, "refill_disturbance", False, 60.0, "", "refill disturbance has passed"
+            )
