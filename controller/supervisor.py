@@ -17,7 +17,6 @@ What it does, in the order `step` does it:
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections import deque
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from controller.diversion import DiversionPlanner, Window
 from controller.estimators import Ewma, RobustNir, RtdPredictor, arrival_time, content_pct
 
 PRODUCING_STATES = (2, 3)  # line.state: producing, diverting
+HELD_STATES = (1, 4)  # starting, stopping: the line holds the gate at reject
 REJECT, ACCEPT = 1, 0  # diverter.position_sp
 FB_REJECT = 2  # diverter.position_pv
 
@@ -123,8 +123,10 @@ class Supervisor:
         return reading is not None and reading.quality == "good"
 
     # Output helpers ----------------------------------------------------------------------------
-    def _alarm(self, now: float, name: str, raised: bool, message: str) -> None:
-        self.alarms.append(Alarm(now, name, raised, message))
+    def _alarm(self, now: float, key: str, raised: bool, message: str) -> None:
+        # A condition key may carry a qualifier after a colon (one per feeder); the alarm's
+        # name is the fault kind it points at.
+        self.alarms.append(Alarm(now, key.split(":", maxsplit=1)[0], raised, message))
 
     def _condition(
         self,
@@ -183,7 +185,7 @@ class Supervisor:
             self.producing_since = None
             self.gate_commanded = None
             self.planner.windows.clear()
-            return []
+            return self._check_held_gate(now, state)
         if self.producing_since is None:
             self.producing_since = now
         actions: list[Action] = []
@@ -193,6 +195,32 @@ class Supervisor:
             self._loops(now, actions)
         self._detect(now, actions)
         return actions if self.enabled else []
+
+    def _check_held_gate(self, now: float, state: float) -> list[Action]:
+        """While starting or stopping the line holds the gate at reject; if the gate says
+        accept, start-up or run-out material is reaching accept: stop every drive."""
+        cfg = self.cfg
+        held = state in HELD_STATES and self._v(f"{cfg.diverter}.position_pv", FB_REJECT) == 0
+        if (
+            self._condition(
+                now,
+                "diverter_stuck",
+                held,
+                cfg.gate_confirm_s,
+                "diverter at accept while the line holds it at reject: aborting",
+            )
+            and held
+            and self.enabled
+        ):
+            return [
+                Action(
+                    "line",
+                    "abort",
+                    None,
+                    "diverter stuck at accept while the line holds it at reject",
+                )
+            ]
+        return []
 
     # Estimation --------------------------------------------------------------------------------
     def _estimate(self, now: float, dt: float) -> None:
@@ -207,7 +235,9 @@ class Supervisor:
             if self._v(f"{feeder}.refilling", 0):
                 self.last_refill = now
             if self._good(pv):
-                self.flows.setdefault(feeder, deque(maxlen=60)).append(self._v(pv))
+                # Flow against its own setpoint, so the controller's trims are not noise.
+                error = self._v(pv) / self._v(sp) - 1.0 if self._v(sp) > 0 else 0.0
+                self.flows.setdefault(feeder, deque(maxlen=300)).append(error)
         total = sum(flows.values())
         ratio = 100.0 * flows[cfg.api_feeder] / total if total > 0 else math.nan
         residence = self._v(f"{cfg.blender}.residence_time", 60.0) or 60.0
@@ -250,7 +280,8 @@ class Supervisor:
     def _blend(self) -> tuple[float | None, float]:
         """The concentration to trust now and the extra guard band its source needs."""
         c_nir, c_feeders = self.estimate.get("nir"), self.estimate.get("feeders")
-        extra = 0.5 if self.conditions.get("feeder_noise", _Condition()).active else 0.0
+        noisy = any(c.active for k, c in self.conditions.items() if k.startswith("feeder_noise"))
+        extra = 0.5 if noisy else 0.0
         if c_nir is not None and not self.nir_suspect:
             return c_nir, extra
         if c_feeders is not None:
@@ -495,9 +526,13 @@ class Supervisor:
                     )
                 )
 
+        bridge = self.conditions.get("bridging", _Condition())
+        # Feeder statistics mean something only away from refills, bridges and a saturated drive.
         quiet = (
             now - self.last_refill > 300.0
-            and not self.conditions.get("bridging", _Condition()).active
+            and not bridge.active
+            and now - bridge.cleared_at > 600.0
+            and drive < 95.0
         )
         # Reconciliation: NIR against the feeders' ratio, and the feeder's learnt feed factor.
         feed_factor = self._v(f"{api}.feed_factor")
@@ -532,28 +567,24 @@ class Supervisor:
         )
 
         bad = self.nir.bad_fraction
+        dropping = bad > (0.05 if self.conditions.get("nir_dropout", _Condition()).active else 0.15)
         self._condition(
             now,
             "nir_dropout",
-            bad > 0.15,
+            dropping,
             10.0,
             f"{bad:.0%} of NIR spectra lost or spiky: using the robust estimate",
         )
 
         for feeder in (api, *cfg.other_feeders):
             flows = self.flows.get(feeder)
-            if not flows or len(flows) < 60:
+            if not flows or len(flows) < 300:
                 continue
             mean = sum(flows) / len(flows)
-            if mean <= 0:
-                continue
-            # Successive differences see the short-term noise and not the trims and steps.
-            values = list(flows)
-            mssd = sum((b - a) ** 2 for a, b in itertools.pairwise(values))
-            rsd = math.sqrt(mssd / (2 * (len(values) - 1))) / mean
+            rsd = math.sqrt(sum((e - mean) ** 2 for e in flows) / (len(flows) - 1))
             baseline = self.flow_rsd_base.setdefault(feeder, Ewma(1200.0))
-            noisy = baseline.value is not None and settled and quiet and rsd > 1.8 * baseline.value
-            name = "feeder_noise" if feeder != api else "api_feeder_noise"
+            noisy = baseline.value is not None and settled and quiet and rsd > 1.7 * baseline.value
+            name = f"feeder_noise:{feeder}"
             if (
                 not self._condition(
                     now,

@@ -210,9 +210,8 @@ class Press:
 
     def remove_fault(self, kind: str) -> None:
         if kind == "punch_wear":
-            # Clearing wear means the tooling was changed.
+            # The wear stops growing; what is worn stays worn until the tooling is changed.
             self.wear_rate_mm_h = 0.0
-            self.wear_mm = 0.0
         elif kind == "fill_depth_stiction":
             self.stiction_mm = 0.0
         elif kind == "turret_speed_step":

@@ -1,0 +1,173 @@
+"""The supervisor against the twin, one fault at a time: the response domain.md asks for.
+
+Each case runs the same seed twice, controller on and off (the baseline), and checks that with
+the controller no out-of-spec tablet is accepted, that it raised the right alarm, and that it
+did what the fault calls for. Where the fault makes out-of-spec tablets by itself, the baseline
+must show them escaping, so these tests can fail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+
+from controller import Supervisor
+from plant.closed_loop import LoopLog, run
+from twin import FaultSpec, Plant
+
+ONSET_S = 900.0
+
+
+@dataclass(frozen=True)
+class Case:
+    kind: str
+    magnitude: float | None
+    duration_s: float
+    escapes_without_control: bool
+    check: Callable[[Plant, LoopLog], None]
+    target: str | None = None
+
+
+def writes(log: LoopLog, tag: str) -> list[float]:
+    return [a.value for _, a, r in log.actions if a.target == tag and r.accepted]
+
+
+def alarmed(log: LoopLog, name: str) -> bool:
+    return any(a.name == name and a.raised and a.time >= ONSET_S for a in log.alarms)
+
+
+def check_refill(plant: Plant, log: LoopLog) -> None:
+    assert alarmed(log, "refill_disturbance")
+    assert plant.ledger.mass_diverted_on_command > 0.05
+
+
+def check_drift(plant: Plant, log: LoopLog) -> None:
+    assert alarmed(log, "feed_factor_drift")
+
+
+def check_bridging(plant: Plant, log: LoopLog) -> None:
+    assert alarmed(log, "bridging")
+    ledger = plant.ledger
+    assert ledger.mass_diverted_on_command <= 1.5 * ledger.oos_mass
+
+
+def check_noise(plant: Plant, log: LoopLog) -> None:
+    assert alarmed(log, "feeder_noise")
+
+
+def check_load_cell(plant: Plant, log: LoopLog) -> None:
+    assert alarmed(log, "load_cell_drift")
+    assert max(writes(log, "api_feeder.mass_flow_sp")) > 2.1  # NIR trims the true flow back
+
+
+def check_impeller(plant: Plant, log: LoopLog) -> None:
+    assert alarmed(log, "impeller_slowdown")
+    assert max(writes(log, "blender.speed_sp")) > 300.0
+
+
+def check_nir_bias(plant: Plant, log: LoopLog) -> None:
+    assert alarmed(log, "nir_bias")
+    trims = writes(log, "api_feeder.mass_flow_sp")
+    assert all(abs(v / 2.0 - 1) < 0.03 for v in trims)  # no trimming on a biased probe
+    assert plant.ledger.mass_diverted_on_command < 0.1  # and no diverting of good tablets
+
+
+def check_dropout(plant: Plant, log: LoopLog) -> None:
+    assert alarmed(log, "nir_dropout")
+    assert plant.ledger.mass_diverted_on_command < 0.2
+
+
+def check_density(plant: Plant, log: LoopLog) -> None:
+    assert alarmed(log, "lot_density_change")
+    assert min(writes(log, "press.fill_depth_sp")) < 9.5  # the weight loop trims fill depth
+    assert plant.state == "producing"
+
+
+def check_wear(plant: Plant, log: LoopLog) -> None:
+    assert alarmed(log, "punch_wear")
+    assert min(writes(log, "press.main_gap_sp")) < 3.5  # the hardness loop tightens the gap
+
+
+def check_stiction(plant: Plant, log: LoopLog) -> None:
+    assert alarmed(log, "fill_depth_stiction")
+
+
+def check_turret(plant: Plant, log: LoopLog) -> None:
+    assert alarmed(log, "turret_speed_step")
+    assert min(writes(log, "press.turret_speed_sp")) < 22.5  # rebalanced to the feed
+    assert plant.state == "producing"
+
+
+def check_diverter(plant: Plant, log: LoopLog) -> None:
+    assert alarmed(log, "diverter_stuck")
+    assert any(a.target == "abort" and r.accepted for _, a, r in log.actions)
+    assert plant.state == "faulted"
+
+
+CASES = [
+    Case("refill_disturbance", 0.4, 300, True, check_refill),
+    Case("feed_factor_drift", -0.3, 1800, False, check_drift),
+    Case("bridging", 0.8, 480, True, check_bridging),
+    Case("feeder_noise", 3.0, 1200, False, check_noise, "excipient_feeder"),
+    Case("load_cell_drift", 0.1, 1200, True, check_load_cell),
+    Case("impeller_slowdown", 0.4, 1200, False, check_impeller),
+    Case("nir_bias", 0.8, 1200, False, check_nir_bias),
+    Case("nir_dropout", 0.3, 1200, False, check_dropout),
+    Case("lot_density_change", 0.08, 0, True, check_density, "excipient_feeder"),
+    Case("punch_wear", 0.4, 0, False, check_wear),
+    Case("fill_depth_stiction", 0.1, 1200, False, check_stiction),
+    Case("turret_speed_step", 1.5, 1200, True, check_turret),
+    Case("diverter_stuck", None, 0, True, check_diverter),
+]
+
+
+def campaign(case: Case, controlled: bool, seed: int = 3) -> tuple[Plant, LoopLog]:
+    plant = Plant(seed=seed, warm_start=True)
+    plant.inject(
+        FaultSpec(case.kind, case.target, case.magnitude, case.duration_s, ONSET_S, user="test")
+    )
+    if case.kind == "diverter_stuck":  # something the seized gate should have rejected
+        plant.inject(
+            FaultSpec(
+                "refill_disturbance",
+                magnitude=0.4,
+                duration_s=200,
+                onset_s=ONSET_S + 60,
+                user="test",
+            )
+        )
+    log = run(plant, Supervisor() if controlled else None, 3600.0)
+    return plant, log
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.kind for c in CASES])
+def test_fault_response(case: Case) -> None:
+    plant, log = campaign(case, controlled=True)
+    assert plant.ledger.oos_accepted_tablets == 0
+    assert all(r.accepted for _, _, r in log.actions), [
+        (a, r.reason) for _, a, r in log.actions if not r.accepted
+    ]
+    assert all(a.reason for _, a, _ in log.actions)  # every command says why
+    case.check(plant, log)
+    baseline, _ = campaign(case, controlled=False)
+    if case.escapes_without_control:
+        assert baseline.ledger.oos_accepted_tablets > 0
+
+
+def test_commands_go_through_the_audited_command_path() -> None:
+    plant, log = campaign(CASES[0], controlled=True)
+    by_controller = [r for r in plant.audit if r.user == "controller"]
+    assert len(by_controller) == len(log.actions) > 0
+    assert all(r.reason for r in by_controller)
+
+
+def test_a_disabled_controller_only_watches() -> None:
+    plant = Plant(seed=3, warm_start=True)
+    plant.inject(FaultSpec("bridging", magnitude=0.8, onset_s=600, duration_s=300))
+    supervisor = Supervisor(enabled=False)
+    log = run(plant, supervisor, 1800.0)
+    assert log.actions == []
+    assert alarmed(log, "bridging") or any(a.name == "bridging" for a in log.alarms)
+    assert plant.ledger.oos_accepted_tablets > 0

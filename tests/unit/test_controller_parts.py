@@ -1,0 +1,102 @@
+"""The controller's pure parts: laws, estimators, the diversion planner."""
+
+from __future__ import annotations
+
+import pytest
+
+from controller import laws
+from controller.diversion import DiversionPlanner
+from controller.estimators import RobustNir, RtdPredictor, arrival_time, content_pct
+from plant.rtd import tanks_in_series_cdf
+
+
+def test_weight_trim_moves_fill_depth_toward_target() -> None:
+    assert laws.weight_trim(10.0, 390.0, 400.0, 0.006, 1.0) == pytest.approx(10.06)
+    assert laws.weight_trim(10.0, 410.0, 400.0, 0.006, 1.0) == pytest.approx(9.94)
+    assert laws.weight_trim(10.0, 400.5, 400.0, 0.006, 1.0) is None  # inside the deadband
+    assert laws.weight_trim(12.95, 300.0, 400.0, 0.006, 1.0) == 13.0  # clamped to the range
+    assert laws.weight_trim(10.0, 200.0, 400.0, 0.006, 1.0) == pytest.approx(10.3)  # rate limit
+
+
+def test_turret_speed_matches_feed_and_holds_level() -> None:
+    nominal = laws.turret_speed(20.0, 400.0, 36, 0.25, 0.25, 0.5)
+    assert nominal == pytest.approx(50_000 / 36 / 60)
+    assert laws.turret_speed(20.0, 400.0, 36, 0.35, 0.25, 0.5) > nominal  # high level: faster
+    assert laws.turret_speed(20.0, 400.0, 36, 0.15, 0.25, 0.5) < nominal
+    assert laws.turret_speed(100.0, 400.0, 36, 0.25, 0.25, 0.5) == 35.0
+
+
+def test_concentration_trim_keeps_direction_and_limits() -> None:
+    assert laws.concentration_trim(2.0, 20.0, 9.0, 10.0, 0.1, 0.08) == pytest.approx(2.02)
+    assert laws.concentration_trim(2.0, 20.0, 11.0, 10.0, 0.1, 0.08) == pytest.approx(1.98)
+    assert laws.concentration_trim(2.0, 20.0, 10.05, 10.0, 0.1, 0.08) is None
+    assert laws.concentration_trim(2.0, 20.0, 1.0, 10.0, 1.0, 0.08) == pytest.approx(2.1)
+
+
+def test_hardness_trim_tightens_gap_for_soft_tablets() -> None:
+    assert laws.hardness_trim(3.6, 100.0, 120.0, 0.001, 4.0) == pytest.approx(3.58)
+    assert laws.hardness_trim(3.6, 140.0, 120.0, 0.001, 4.0) == pytest.approx(3.62)
+    assert laws.hardness_trim(3.6, 118.0, 120.0, 0.001, 4.0) is None
+
+
+def test_speed_restore_asks_for_what_the_drive_loses() -> None:
+    assert laws.speed_restore(250.0, 150.0, 250.0, 400.0) == 400.0
+    assert laws.speed_restore(250.0, 200.0, 250.0, 400.0) == pytest.approx(312.5)
+    assert laws.speed_restore(400.0, 400.0 * 250 / 250, 250.0, 400.0) == 250.0  # fault gone
+    assert laws.speed_restore(250.0, 249.5, 250.0, 400.0) is None
+
+
+def test_robust_nir_ignores_spikes_and_bad_readings() -> None:
+    nir = RobustNir()
+    for i, value in enumerate([10.0, 10.02, 9.98, 10.01, 14.0, 10.0]):
+        nir.update(value, True, 2.0 * i)
+    nir.update(3.0, False, 12.0)
+    assert nir.estimate(12.0) == pytest.approx(10.0, abs=0.02)
+    assert nir.estimate(30.0) is None  # stale
+    assert nir.last_step is None
+
+
+def test_robust_nir_follows_a_step_and_reports_it() -> None:
+    nir = RobustNir()
+    for i in range(5):
+        nir.update(10.0, True, 2.0 * i)
+    for i in range(5, 10):
+        nir.update(10.8, True, 2.0 * i)
+    assert nir.last_step is not None and nir.last_step[1] == pytest.approx(0.8)
+    assert nir.estimate(20.0) == pytest.approx(10.8)
+
+
+def test_robust_nir_accepts_fast_moves_the_feeders_explain() -> None:
+    nir = RobustNir()
+    for i in range(5):
+        nir.update(10.0 - 0.7 * i, True, 2.0 * i, expected_move=2.1)
+    assert nir.estimate(8.0) == pytest.approx(10.0 - 0.7 * 3)
+    assert nir.last_step is None
+
+
+def test_rtd_predictor_has_the_tanks_in_series_step_response() -> None:
+    rtd = RtdPredictor(5)
+    rtd.update(10.0, 60.0, 1.0)
+    out = [rtd.update(11.0, 60.0, 1.0) for _ in range(300)]
+    for t in (30, 60, 120):
+        expected = 10.0 + tanks_in_series_cdf(float(t), 60.0, 5)
+        assert out[t - 1] == pytest.approx(expected, abs=0.03)
+
+
+def test_arrival_and_content() -> None:
+    assert arrival_time(100.0, 0.25, 0.25 / 45.0) == pytest.approx(145.0)
+    assert arrival_time(100.0, 0.25, 0.0) is None
+    assert content_pct(400.0, 10.0, 40.0) == pytest.approx(100.0)
+
+
+def test_planner_merges_windows_and_opens_early() -> None:
+    planner = DiversionPlanner(margin_s=4.0, lead_s=3.0)
+    planner.flag(100.0, "low")
+    planner.flag(105.0, "low again")
+    planner.flag(200.0, "high")
+    assert [(w.start, w.end) for w in planner.windows] == [(96.0, 109.0), (196.0, 204.0)]
+    assert planner.active(92.0) is None
+    assert planner.active(93.0) is not None  # 3 s lead before 96
+    assert planner.active(150.0) is None
+    assert planner.active(205.0) is None
+    assert planner.windows == []
