@@ -177,3 +177,116 @@ def decode_event(data: bytes) -> Event:
         values[key] = value
     values["accepted"] = _field(obj, "accepted", bool, where) if "accepted" in obj else True
     return Event(**values)
+
+
+# Commands --------------------------------------------------------------------------------------
+# A request is published on pcmm/v1/<site>/command/<kind>/<user> (the broker's ACL attests the
+# user) with MQTT 5 properties ResponseTopic and CorrelationData; the edge answers a Reply on
+# that response topic with the same correlation data.
+
+COMMAND_KINDS = ("setpoint", "line", "fault")
+LINE_ACTIONS = ("start", "stop", "abort", "reset")
+FAULT_ACTIONS = ("inject", "clear", "list")
+
+
+@dataclass(frozen=True, slots=True)
+class CommandRequest:
+    """What a client asks the plant to do. Only the fields of its kind are used:
+
+    setpoint: tag, value; line: action; fault: action (inject | clear | list) with kind, target,
+    magnitude, duration_s for inject and fault_id for clear. `reason` is always welcome.
+    """
+
+    kind: str
+    tag: str = ""
+    value: Scalar = None
+    action: str = ""
+    fault: str = ""
+    target: str = ""
+    magnitude: float | None = None
+    duration_s: float = 0.0
+    fault_id: int = 0
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CommandReply:
+    """The plant's answer: accepted or not, a machine-readable code and a one-line reason."""
+
+    accepted: bool
+    code: str  # accepted, or range | state | type | unknown_tag | not_writable | denied | ...
+    reason: str
+    time_ns: int
+    detail: Any = None  # e.g. the fault id of an injected fault, or the list of active faults
+
+
+def encode_command(request: CommandRequest) -> bytes:
+    body = {k: v for k, v in asdict(request).items() if v not in ("", None, 0, 0.0) or k == "value"}
+    body["kind"] = request.kind
+    return _json({"v": VERSION, **body})
+
+
+def decode_command(data: bytes, kind: str) -> CommandRequest:
+    """Parse and validate a command of the kind its topic names."""
+    obj = _load(data)
+    where = f"{kind} command"
+    if kind not in COMMAND_KINDS:
+        raise PayloadError(f"unknown command kind {kind!r}")
+    reason = _field(obj, "reason", str, where) if "reason" in obj else ""
+    if kind == "setpoint":
+        tag = _field(obj, "tag", str, where)
+        value = obj.get("value")
+        if (
+            value is None
+            or not isinstance(value, bool | int | float | str)
+            or (isinstance(value, float) and not math.isfinite(value))
+        ):
+            raise PayloadError(f"{where}: 'value' must be a finite number, boolean or state name")
+        return CommandRequest(kind, tag=tag, value=value, reason=reason)
+    action = _field(obj, "action", str, where)
+    if kind == "line":
+        if action not in LINE_ACTIONS:
+            raise PayloadError(f"{where}: action must be one of {', '.join(LINE_ACTIONS)}")
+        return CommandRequest(kind, action=action, reason=reason)
+    if action not in FAULT_ACTIONS:
+        raise PayloadError(f"{where}: action must be one of {', '.join(FAULT_ACTIONS)}")
+    if action == "inject":
+        magnitude = obj.get("magnitude")
+        if magnitude is not None and (
+            isinstance(magnitude, bool)
+            or not isinstance(magnitude, int | float)
+            or not math.isfinite(magnitude)
+        ):
+            raise PayloadError(f"{where}: 'magnitude' must be a finite number")
+        duration = obj.get("duration_s", 0.0)
+        if isinstance(duration, bool) or not isinstance(duration, int | float) or duration < 0:
+            raise PayloadError(f"{where}: 'duration_s' must be 0 or more seconds")
+        target = _field(obj, "target", str, where) if "target" in obj else ""
+        return CommandRequest(
+            kind,
+            action=action,
+            fault=_field(obj, "fault", str, where),
+            target=target,
+            magnitude=None if magnitude is None else float(magnitude),
+            duration_s=float(duration),
+            reason=reason,
+        )
+    if action == "clear":
+        fault_id = _field(obj, "fault_id", int, where)
+        return CommandRequest(kind, action=action, fault_id=fault_id, reason=reason)
+    return CommandRequest(kind, action=action, reason=reason)
+
+
+def encode_reply(reply: CommandReply) -> bytes:
+    return _json({"v": VERSION, **asdict(reply)})
+
+
+def decode_reply(data: bytes) -> CommandReply:
+    obj = _load(data)
+    return CommandReply(
+        accepted=_field(obj, "accepted", bool, "reply"),
+        code=_field(obj, "code", str, "reply"),
+        reason=_field(obj, "reason", str, "reply"),
+        time_ns=_timestamp(obj, "time_ns", "reply"),
+        detail=obj.get("detail"),
+    )
