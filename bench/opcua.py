@@ -55,9 +55,15 @@ def _twin_tag_count() -> int:
 # The server side ---------------------------------------------------------------------------------
 async def _serve(tags: int, rate: float, port: int, cert_dir: Path) -> None:
     settings = OpcUaSettings(
-        host="127.0.0.1", port=port, cert_dir=cert_dir, allow_insecure=True,
-        speed=rate, publish_period_s=1.0 / rate, warm_start=True,
-        extra_tags=max(0, tags - _twin_tag_count()), history_window_s=60.0,
+        host="127.0.0.1",
+        port=port,
+        cert_dir=cert_dir,
+        allow_insecure=True,
+        speed=rate,
+        publish_period_s=1.0 / rate,
+        warm_start=True,
+        extra_tags=max(0, tags - _twin_tag_count()),
+        history_window_s=60.0,
     )
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
@@ -67,10 +73,18 @@ async def _serve(tags: int, rate: float, port: int, cert_dir: Path) -> None:
         while line := (await reader.readline()).decode().strip():
             if line == "quit":
                 break
-            print(json.dumps({"published": server.published, "cpu": time.process_time(),
-                              "wall": time.monotonic(), "ticks": server.ticks,
-                              "source_time": server.clock.utc(server.plant.now).timestamp()}),
-                  flush=True)
+            print(
+                json.dumps(
+                    {
+                        "published": server.published,
+                        "cpu": time.process_time(),
+                        "wall": time.monotonic(),
+                        "ticks": server.ticks,
+                        "source_time": server.clock.utc(server.plant.now).timestamp(),
+                    }
+                ),
+                flush=True,
+            )
 
 
 # The client side ---------------------------------------------------------------------------------
@@ -92,8 +106,9 @@ def _ask(proc: subprocess.Popen[str]) -> dict[str, float]:
     return result
 
 
-async def _measure(proc: subprocess.Popen[str], port: int, tags: int, rate: float,
-                   seconds: float) -> dict[str, Any]:
+async def _measure(
+    proc: subprocess.Popen[str], port: int, tags: int, rate: float, seconds: float
+) -> dict[str, Any]:
     names = [tag_node_name("site1", t) for t in Plant().registry.values()]
     names += [tag_node_name("site1", t) for t in synthetic_tags(max(0, tags - len(names)))]
     counter = _Counter()
@@ -112,13 +127,14 @@ async def _measure(proc: subprocess.Popen[str], port: int, tags: int, rate: floa
             params.DiscardOldest = True
             params.Filter = ua.DataChangeFilter(Trigger=ua.DataChangeTrigger.StatusValueTimestamp)
             request = ua.MonitoredItemCreateRequest()
-            request.ItemToMonitor = ua.ReadValueId(NodeId=ua.NodeId(name, ns),
-                                                   AttributeId=ua.AttributeIds.Value)
+            request.ItemToMonitor = ua.ReadValueId(
+                NodeId=ua.NodeId(name, ns), AttributeId=ua.AttributeIds.Value
+            )
             request.MonitoringMode = ua.MonitoringMode.Reporting
             request.RequestedParameters = params
             requests.append(request)
         for start in range(0, len(requests), 1000):
-            await sub.create_monitored_items(requests[start:start + 1000])
+            await sub.create_monitored_items(requests[start : start + 1000])
         # A mark is taken between two ticks: every sample published before it has a source time
         # at or before the mark's plant time, every later one after it. So the notifications of
         # the window are those whose source time falls between the two marks' plant times.
@@ -168,10 +184,23 @@ def main() -> None:
         return
     port = _free_port()
     with tempfile.TemporaryDirectory() as tmp:
-        command = [sys.executable, "-m", "bench.opcua", "--serve", "--tags", str(tags),
-                   "--rate", str(args.rate), "--port", str(port), "--cert-dir", tmp]
-        with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              text=True) as proc:
+        command = [
+            sys.executable,
+            "-m",
+            "bench.opcua",
+            "--serve",
+            "--tags",
+            str(tags),
+            "--rate",
+            str(args.rate),
+            "--port",
+            str(port),
+            "--cert-dir",
+            tmp,
+        ]
+        with subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        ) as proc:
             try:
                 assert proc.stdout is not None
                 if proc.stdout.readline().strip() != "ready":
