@@ -102,16 +102,22 @@ async def build_address_space(
     modules: set[str] = set()
     nodes: dict[str, TagNode] = {}
     for tag in tags:
-        parent_name = f"{site_id}.{SIMULATION}.{tag.module}" if tag.ground_truth else (
-            f"{site_id}.{tag.module}")
+        parent_name = (
+            f"{site_id}.{SIMULATION}.{tag.module}"
+            if tag.ground_truth
+            else (f"{site_id}.{tag.module}")
+        )
         parent = ua.NodeId(parent_name, namespace)
         if parent_name not in modules:
             modules.add(parent_name)
             note = f"{tag.module} ({tag.module_type})"
             if tag.ground_truth:
                 note = f"{SIMULATION_NOTE} Module {note}."
-            items.append(_module(parent, simulation if tag.ground_truth else site, namespace,
-                                 tag.module, note))
+            items.append(
+                _module(
+                    parent, simulation if tag.ground_truth else site, namespace, tag.module, note
+                )
+            )
         nodeid = ua.NodeId(tag_node_name(site_id, tag), namespace)
         items.extend(_tag_items(tag, nodeid, parent, namespace))
         _, vtype, convert = _TYPES[tag.data_type]
@@ -120,24 +126,36 @@ async def build_address_space(
     for item, result in zip(items, results, strict=True):
         if not result.StatusCode.is_good():
             raise RuntimeError(f"cannot add node {item.RequestedNewNodeId}: {result.StatusCode}")
-    return PlantNodes(namespace, site, simulation, nodes,
-                      {node.nodeid: node for node in nodes.values()})
+    return PlantNodes(
+        namespace, site, simulation, nodes, {node.nodeid: node for node in nodes.values()}
+    )
 
 
-def _folder(nodeid: ua.NodeId, parent: ua.NodeId, ns: int, name: str,
-            description: str) -> ua.AddNodesItem:
-    return _object(nodeid, parent, ns, name, description, ua.ObjectIds.FolderType,
-                   ua.ObjectIds.Organizes)
+def _folder(
+    nodeid: ua.NodeId, parent: ua.NodeId, ns: int, name: str, description: str
+) -> ua.AddNodesItem:
+    return _object(
+        nodeid, parent, ns, name, description, ua.ObjectIds.FolderType, ua.ObjectIds.Organizes
+    )
 
 
-def _module(nodeid: ua.NodeId, parent: ua.NodeId, ns: int, name: str,
-            description: str) -> ua.AddNodesItem:
-    return _object(nodeid, parent, ns, name, description, ua.ObjectIds.BaseObjectType,
-                   ua.ObjectIds.Organizes)
+def _module(
+    nodeid: ua.NodeId, parent: ua.NodeId, ns: int, name: str, description: str
+) -> ua.AddNodesItem:
+    return _object(
+        nodeid, parent, ns, name, description, ua.ObjectIds.BaseObjectType, ua.ObjectIds.Organizes
+    )
 
 
-def _object(nodeid: ua.NodeId, parent: ua.NodeId, ns: int, name: str, description: str,
-            type_id: int, ref_id: int) -> ua.AddNodesItem:
+def _object(
+    nodeid: ua.NodeId,
+    parent: ua.NodeId,
+    ns: int,
+    name: str,
+    description: str,
+    type_id: int,
+    ref_id: int,
+) -> ua.AddNodesItem:
     attrs = ua.ObjectAttributes()
     attrs.DisplayName = ua.LocalizedText(name)
     attrs.Description = ua.LocalizedText(description)
@@ -191,22 +209,47 @@ def _tag_items(tag: Tag, nodeid: ua.NodeId, parent: ua.NodeId, ns: int) -> list[
     items = [item]
     name = nodeid.Identifier
     if type_id == ua.ObjectIds.AnalogItemType:
-        items.append(_property(ua.NodeId(f"{name}.EngineeringUnits", ns), nodeid,
-                               "EngineeringUnits", ua.Variant(eu_information(tag)),
-                               ua.ObjectIds.EUInformation))
-        items.append(_property(ua.NodeId(f"{name}.EURange", ns), nodeid, "EURange",
-                               ua.Variant(ua.Range(Low=tag.low, High=tag.high)),
-                               ua.ObjectIds.Range))
+        items.append(
+            _property(
+                ua.NodeId(f"{name}.EngineeringUnits", ns),
+                nodeid,
+                "EngineeringUnits",
+                ua.Variant(eu_information(tag)),
+                ua.ObjectIds.EUInformation,
+            )
+        )
+        items.append(
+            _property(
+                ua.NodeId(f"{name}.EURange", ns),
+                nodeid,
+                "EURange",
+                ua.Variant(ua.Range(Low=tag.low, High=tag.high)),
+                ua.ObjectIds.Range,
+            )
+        )
     elif type_id == ua.ObjectIds.MultiStateDiscreteType:
         states = [ua.LocalizedText(state) for state in tag.states]
-        items.append(_property(ua.NodeId(f"{name}.EnumStrings", ns), nodeid, "EnumStrings",
-                               ua.Variant(states, ua.VariantType.LocalizedText),
-                               ua.ObjectIds.LocalizedText, array=True))
+        items.append(
+            _property(
+                ua.NodeId(f"{name}.EnumStrings", ns),
+                nodeid,
+                "EnumStrings",
+                ua.Variant(states, ua.VariantType.LocalizedText),
+                ua.ObjectIds.LocalizedText,
+                array=True,
+            )
+        )
     return items
 
 
-def _property(nodeid: ua.NodeId, parent: ua.NodeId, name: str, value: ua.Variant,
-              datatype: int, array: bool = False) -> ua.AddNodesItem:
+def _property(
+    nodeid: ua.NodeId,
+    parent: ua.NodeId,
+    name: str,
+    value: ua.Variant,
+    datatype: int,
+    array: bool = False,
+) -> ua.AddNodesItem:
     # Standard property browse names live in namespace 0, so generic clients find them.
     attrs = ua.VariableAttributes()
     attrs.DisplayName = ua.LocalizedText(name)

@@ -54,15 +54,22 @@ def quality_limits(plant: Plant) -> list[LimitSpec]:
     first = presses[0].params
     api_target = first.api_label_claim_mg / first.weight_target_mg * 100.0  # % w/w
     limits = [
-        LimitSpec(f"{nir.id}.api_pct", api_target * first.content_low_pct / 100.0,
-                  api_target * first.content_high_pct / 100.0)
+        LimitSpec(
+            f"{nir.id}.api_pct",
+            api_target * first.content_low_pct / 100.0,
+            api_target * first.content_high_pct / 100.0,
+        )
         for nir in plant.layout.of_type("nir")
     ]
     for press in presses:
         p = press.params
-        limits.append(LimitSpec(f"{press.id}.tablet_weight",
-                                p.weight_target_mg * (1.0 - p.weight_tolerance),
-                                p.weight_target_mg * (1.0 + p.weight_tolerance)))
+        limits.append(
+            LimitSpec(
+                f"{press.id}.tablet_weight",
+                p.weight_target_mg * (1.0 - p.weight_tolerance),
+                p.weight_target_mg * (1.0 + p.weight_tolerance),
+            )
+        )
         limits.append(LimitSpec(f"{press.id}.hardness", p.hardness_min_n, p.hardness_max_spec_n))
     return [limit for limit in limits if limit.tag_id in plant.registry]
 
@@ -85,8 +92,9 @@ class Alarms:
         limits: the limit alarms to watch.
     """
 
-    def __init__(self, server: Server, nodes: PlantNodes, clock: PlantClock,
-                 limits: Sequence[LimitSpec]) -> None:
+    def __init__(
+        self, server: Server, nodes: PlantNodes, clock: PlantClock, limits: Sequence[LimitSpec]
+    ) -> None:
         self.server = server
         self.nodes = nodes
         self.clock = clock
@@ -100,18 +108,24 @@ class Alarms:
         """Create the event type and one generator per alarm."""
         ns = self.nodes.namespace
         fault_type = await self.server.create_custom_event_type(
-            ns, FAULT_EVENT_TYPE, ua.ObjectIds.BaseEventType,
-            [("FaultId", ua.VariantType.UInt32), ("FaultKind", ua.VariantType.String),
-             ("FaultTarget", ua.VariantType.String), ("Magnitude", ua.VariantType.Double),
-             ("FaultState", ua.VariantType.String)],
+            ns,
+            FAULT_EVENT_TYPE,
+            ua.ObjectIds.BaseEventType,
+            [
+                ("FaultId", ua.VariantType.UInt32),
+                ("FaultKind", ua.VariantType.String),
+                ("FaultTarget", ua.VariantType.String),
+                ("Magnitude", ua.VariantType.Double),
+                ("FaultState", ua.VariantType.String),
+            ],
         )
-        self._fault_events = await self.server.get_event_generator(fault_type,
-                                                                   ua.ObjectIds.Server)
+        self._fault_events = await self.server.get_event_generator(fault_type, ua.ObjectIds.Server)
         self._fault_events.event.SourceNode = self.nodes.site
         self._fault_events.event.SourceName = self.nodes.site.Identifier
         for spec in self.limits:
-            generator = await self.server.get_event_generator(ua.ObjectIds.ExclusiveLimitAlarmType,
-                                                              ua.ObjectIds.Server)
+            generator = await self.server.get_event_generator(
+                ua.ObjectIds.ExclusiveLimitAlarmType, ua.ObjectIds.Server
+            )
             node = self.nodes.tags[spec.tag_id]
             event = generator.event
             event.SourceNode = node.nodeid
@@ -121,8 +135,11 @@ class Alarms:
             event.InputNode = node.nodeid
             event.LowLimit = spec.low
             event.HighLimit = spec.high
-            for field, value in (("EnabledState/Id", True), ("AckedState/Id", True),
-                                 ("ConfirmedState/Id", True)):
+            for field, value in (
+                ("EnabledState/Id", True),
+                ("AckedState/Id", True),
+                ("ConfirmedState/Id", True),
+            ):
                 setattr(event, field, value)
             event.EnabledState = ua.LocalizedText("Enabled")
             event.AckedState = ua.LocalizedText("Acknowledged")
@@ -134,8 +151,11 @@ class Alarms:
         """Fire a limit event for every quality tag that crossed a limit since the last check."""
         for alarm in self._alarms:
             sample = values.get(alarm.spec.tag_id)
-            if (sample is None or sample.quality is not Quality.GOOD
-                    or sample.source_time <= alarm.last_time):
+            if (
+                sample is None
+                or sample.quality is not Quality.GOOD
+                or sample.source_time <= alarm.last_time
+            ):
                 continue
             alarm.last_time = sample.source_time
             value = float(sample.value)
@@ -174,8 +194,10 @@ class Alarms:
                 event.FaultState = "raised" if raised else "cleared"
                 event.Severity = SEVERITY_FAULT if raised else SEVERITY_NORMAL
                 when = fault.onset_s if raised else (fault.ended_s or now)
-                message = (f"fault {fault.id} {fault.kind} on {fault.target} "
-                           f"{'raised' if raised else 'cleared'}")
+                message = (
+                    f"fault {fault.id} {fault.kind} on {fault.target} "
+                    f"{'raised' if raised else 'cleared'}"
+                )
                 await self._fault_events.trigger(self.clock.utc(when), message)
                 self.fired += 1
                 log.info("event: %s", message)

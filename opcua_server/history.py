@@ -45,8 +45,9 @@ class TagSamples:
     def __len__(self) -> int:
         return len(self.times) - self.start
 
-    def append(self, plant_s: float, value: float, status: int, oldest_s: float,
-               max_samples: int) -> None:
+    def append(
+        self, plant_s: float, value: float, status: int, oldest_s: float, max_samples: int
+    ) -> None:
         times = self.times
         if len(times) > self.start and plant_s <= times[-1]:
             return  # one sample per source time: a republished value is not a new sample
@@ -82,8 +83,9 @@ class TagHistory(HistoryStorageInterface):  # type: ignore[misc]
             continuation point.
     """
 
-    def __init__(self, clock: PlantClock, window_s: float, max_samples: int,
-                 max_response: int = 10_000) -> None:
+    def __init__(
+        self, clock: PlantClock, window_s: float, max_samples: int, max_response: int = 10_000
+    ) -> None:
         super().__init__(max_response)
         self.clock = clock
         self.window_s = window_s
@@ -97,10 +99,16 @@ class TagHistory(HistoryStorageInterface):  # type: ignore[misc]
         self._types[nodeid] = (variant_type, convert)
         return samples
 
-    def append(self, samples: TagSamples, plant_s: float, value: float,
-               status: ua.StatusCode) -> None:
-        samples.append(plant_s, float(value), _STATUS_INDEX.get(status.value, 3),
-                       plant_s - self.window_s, self.max_samples)
+    def append(
+        self, samples: TagSamples, plant_s: float, value: float, status: ua.StatusCode
+    ) -> None:
+        samples.append(
+            plant_s,
+            float(value),
+            _STATUS_INDEX.get(status.value, 3),
+            plant_s - self.window_s,
+            self.max_samples,
+        )
 
     def samples(self, nodeid: ua.NodeId) -> TagSamples | None:
         return self._samples.get(nodeid)
@@ -128,7 +136,8 @@ class TagHistory(HistoryStorageInterface):  # type: ignore[misc]
         low = float("-inf") if unbounded_start or start is None else self.clock.plant_time(start)
         high = float("inf") if unbounded_end or end is None else self.clock.plant_time(end)
         reverse = (unbounded_start and not unbounded_end) or (
-            not unbounded_start and not unbounded_end and low > high)
+            not unbounded_start and not unbounded_end and low > high
+        )
         if reverse:
             low, high = min(low, high), max(low, high)
         indices = list(samples.between(low, high))
@@ -144,8 +153,9 @@ class TagHistory(HistoryStorageInterface):  # type: ignore[misc]
         vtype, convert = self._types[node_id]
         return [self._datavalue(samples, i, vtype, convert) for i in indices], continuation
 
-    def _datavalue(self, samples: TagSamples, i: int, vtype: ua.VariantType,
-                   convert: Any) -> ua.DataValue:
+    def _datavalue(
+        self, samples: TagSamples, i: int, vtype: ua.VariantType, convert: Any
+    ) -> ua.DataValue:
         when = self.clock.utc(samples.times[i])
         status = STATUS_CODES[samples.status[i]]
         bad = status == ua.StatusCodes.Bad  # a Bad value is null (OPC UA Part 4, 7.7.1)
@@ -156,16 +166,22 @@ class TagHistory(HistoryStorageInterface):  # type: ignore[misc]
             ServerTimestamp=when,
         )
 
-    async def new_historized_event(self, source_id: ua.NodeId, evtypes: Any, period: Any,
-                                   count: int = 0) -> None:
+    async def new_historized_event(
+        self, source_id: ua.NodeId, evtypes: Any, period: Any, count: int = 0
+    ) -> None:
         """Events are not historized (alarms are kept by the condition refresh instead)."""
 
     async def save_event(self, event: Any) -> None:
         """Events are not historized."""
 
-    async def read_event_history(self, source_id: ua.NodeId, start: datetime | None,
-                                 end: datetime | None, nb_values: int,
-                                 evfilter: Any) -> tuple[list[Any], datetime | None]:
+    async def read_event_history(
+        self,
+        source_id: ua.NodeId,
+        start: datetime | None,
+        end: datetime | None,
+        nb_values: int,
+        evfilter: Any,
+    ) -> tuple[list[Any], datetime | None]:
         return [], None
 
     async def stop(self) -> None:

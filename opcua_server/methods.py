@@ -24,10 +24,18 @@ from twin import CATALOGUE, FaultSpec, LineCommand, Plant
 
 log = logging.getLogger(__name__)
 
-_INTEGER_TYPES = frozenset({
-    ua.VariantType.SByte, ua.VariantType.Byte, ua.VariantType.Int16, ua.VariantType.UInt16,
-    ua.VariantType.Int32, ua.VariantType.UInt32, ua.VariantType.Int64, ua.VariantType.UInt64,
-})
+_INTEGER_TYPES = frozenset(
+    {
+        ua.VariantType.SByte,
+        ua.VariantType.Byte,
+        ua.VariantType.Int16,
+        ua.VariantType.UInt16,
+        ua.VariantType.Int32,
+        ua.VariantType.UInt32,
+        ua.VariantType.Int64,
+        ua.VariantType.UInt64,
+    }
+)
 _NUMBER_TYPES = _INTEGER_TYPES | {ua.VariantType.Float, ua.VariantType.Double}
 
 
@@ -63,8 +71,9 @@ LINE_PARAMS = (REASON,)
 INJECT_PARAMS = (
     Param("Kind", ua.ObjectIds.String, "Fault kind from the catalogue, e.g. bridging"),
     Param("Target", ua.ObjectIds.String, "Module id; empty for the catalogue's default", ""),
-    Param("Magnitude", ua.ObjectIds.Double, "Size in the fault's unit; NaN for the default",
-          math.nan),
+    Param(
+        "Magnitude", ua.ObjectIds.Double, "Size in the fault's unit; NaN for the default", math.nan
+    ),
     Param("DurationS", ua.ObjectIds.Double, "Plant seconds; 0 lasts until cleared", 0.0),
     REASON,
 )
@@ -90,10 +99,15 @@ class CommandMethods:
         """Add `Objects/<site>/Commands` and its methods."""
         ns = nodes.namespace
         site = server.get_node(nodes.site)
-        commands = await site.add_object(ua.NodeId(f"{site_id}.{COMMANDS}", ns),
-                                         ua.QualifiedName(COMMANDS, ns))
-        await commands.write_attribute(ua.AttributeIds.Description, ua.DataValue(ua.Variant(
-            ua.LocalizedText("Line commands and fault injection (operators only)"))))
+        commands = await site.add_object(
+            ua.NodeId(f"{site_id}.{COMMANDS}", ns), ua.QualifiedName(COMMANDS, ns)
+        )
+        await commands.write_attribute(
+            ua.AttributeIds.Description,
+            ua.DataValue(
+                ua.Variant(ua.LocalizedText("Line commands and fault injection (operators only)"))
+            ),
+        )
         state = [_argument("State", ua.ObjectIds.String, "Line state after the command")]
         fault_id = [_argument("FaultId", ua.ObjectIds.UInt32, "Id of the new fault")]
         listing = [
@@ -113,8 +127,11 @@ class CommandMethods:
         ]
         for name, handler, params, outputs in methods:
             await commands.add_method(
-                ua.NodeId(f"{site_id}.{COMMANDS}.{name}", ns), ua.QualifiedName(name, ns),
-                _answering(handler, params, name), [p.argument() for p in params], outputs,
+                ua.NodeId(f"{site_id}.{COMMANDS}.{name}", ns),
+                ua.QualifiedName(name, ns),
+                _answering(handler, params, name),
+                [p.argument() for p in params],
+                outputs,
             )
         return commands
 
@@ -124,19 +141,29 @@ class CommandMethods:
             user = self._operator(action, "line", reason)
             result = self.plant.apply(LineCommand(action, user=user, reason=reason))  # type: ignore[arg-type]
             if not result.accepted:
-                status = (ua.StatusCodes.BadInvalidState if result.code == "state"
-                          else ua.StatusCodes.BadInvalidArgument)
+                status = (
+                    ua.StatusCodes.BadInvalidState
+                    if result.code == "state"
+                    else ua.StatusCodes.BadInvalidArgument
+                )
                 raise Refusal(status, result.reason)
             await self.on_change()
             return [ua.Variant(self.plant.state, ua.VariantType.String)]
 
         return handler
 
-    async def inject_fault(self, kind: str, target: str, magnitude: float, duration_s: float,
-                           reason: str) -> list[ua.Variant]:
+    async def inject_fault(
+        self, kind: str, target: str, magnitude: float, duration_s: float, reason: str
+    ) -> list[ua.Variant]:
         user = self._operator("inject_fault", f"{kind}@{target or 'default'}", reason)
-        spec = FaultSpec(kind, target or None, None if math.isnan(magnitude) else magnitude,
-                         duration_s, user=user, reason=reason)
+        spec = FaultSpec(
+            kind,
+            target or None,
+            None if math.isnan(magnitude) else magnitude,
+            duration_s,
+            user=user,
+            reason=reason,
+        )
         result = self.plant.inject(spec)
         if not result.accepted or result.fault_id is None:
             raise _fault_refusal(spec, result.reason)
@@ -147,8 +174,11 @@ class CommandMethods:
         user = self._operator("clear_fault", str(fault_id), reason)
         result = self.plant.clear(fault_id, user=user, reason=reason)
         if not result.accepted:
-            status = (ua.StatusCodes.BadInvalidState if "already ended" in result.reason
-                      else ua.StatusCodes.BadInvalidArgument)
+            status = (
+                ua.StatusCodes.BadInvalidState
+                if "already ended" in result.reason
+                else ua.StatusCodes.BadInvalidArgument
+            )
             raise Refusal(status, result.reason, 0)
         await self.on_change()
         return []
@@ -169,8 +199,9 @@ class CommandMethods:
         if user.may_operate:
             return user.label
         why = f"{user.label} ({user.plant_role}) may not call methods"
-        self.plant.audit.record(self.plant.now, user.label, action, target, reason=reason,
-                                accepted=False, result=why)
+        self.plant.audit.record(
+            self.plant.now, user.label, action, target, reason=reason, accepted=False, result=why
+        )
         raise Refusal(ua.StatusCodes.BadUserAccessDenied, why)
 
 
@@ -182,15 +213,17 @@ def _fault_refusal(spec: FaultSpec, why: str) -> Refusal:
     if "already active" in why:
         return Refusal(ua.StatusCodes.BadInvalidState, why)
     if spec.magnitude is not None and not (
-            math.isfinite(spec.magnitude) and ftype.low <= spec.magnitude <= ftype.high):
+        math.isfinite(spec.magnitude) and ftype.low <= spec.magnitude <= ftype.high
+    ):
         return Refusal(ua.StatusCodes.BadOutOfRange, why, 2)
     if not (math.isfinite(spec.duration_s) and spec.duration_s >= 0):
         return Refusal(ua.StatusCodes.BadOutOfRange, why, 3)
     return Refusal(ua.StatusCodes.BadInvalidArgument, why, 1)
 
 
-def _answering(handler: Callable[..., Awaitable[list[ua.Variant]]], params: Sequence[Param],
-               name: str) -> Callable[..., Awaitable[ua.CallMethodResult]]:
+def _answering(
+    handler: Callable[..., Awaitable[list[ua.Variant]]], params: Sequence[Param], name: str
+) -> Callable[..., Awaitable[ua.CallMethodResult]]:
     """Wrap a handler: parse its arguments, and turn a Refusal into a Bad result."""
 
     async def method(parent: ua.NodeId, *args: ua.Variant) -> ua.CallMethodResult:
@@ -202,8 +235,12 @@ def _answering(handler: Callable[..., Awaitable[list[ua.Variant]]], params: Sequ
             return _refused(refusal, len(args))
         except Exception:  # a bug of ours must not take the server down
             log.exception("%s failed", name)
-            return _refused(Refusal(ua.StatusCodes.BadInternalError,
-                                    f"{name} failed inside the server; see its log"), len(args))
+            return _refused(
+                Refusal(
+                    ua.StatusCodes.BadInternalError, f"{name} failed inside the server; see its log"
+                ),
+                len(args),
+            )
         return ua.CallMethodResult(OutputArguments=outputs)
 
     return method
@@ -211,15 +248,18 @@ def _answering(handler: Callable[..., Awaitable[list[ua.Variant]]], params: Sequ
 
 def _parse(args: Sequence[ua.Variant], params: Sequence[Param]) -> list[Any]:
     if len(args) > len(params):
-        raise Refusal(ua.StatusCodes.BadTooManyArguments,
-                      f"expected at most {len(params)} arguments "
-                      f"({', '.join(p.name for p in params) or 'none'}), got {len(args)}")
+        raise Refusal(
+            ua.StatusCodes.BadTooManyArguments,
+            f"expected at most {len(params)} arguments "
+            f"({', '.join(p.name for p in params) or 'none'}), got {len(args)}",
+        )
     values: list[Any] = []
     for i, param in enumerate(params):
         if i >= len(args):
             if not param.optional:
-                raise Refusal(ua.StatusCodes.BadArgumentsMissing,
-                              f"argument {param.name} is missing")
+                raise Refusal(
+                    ua.StatusCodes.BadArgumentsMissing, f"argument {param.name} is missing"
+                )
             values.append(param.default)
             continue
         values.append(_convert(args[i], param, i))
@@ -229,23 +269,31 @@ def _parse(args: Sequence[ua.Variant], params: Sequence[Param]) -> list[Any]:
 def _convert(arg: ua.Variant, param: Param, index: int) -> Any:
     vtype, value = arg.VariantType, arg.Value
     if isinstance(value, list):
-        raise Refusal(ua.StatusCodes.BadTypeMismatch, f"{param.name} must be a single value",
-                      index)
+        raise Refusal(ua.StatusCodes.BadTypeMismatch, f"{param.name} must be a single value", index)
     if param.datatype == ua.ObjectIds.String:
         if vtype is ua.VariantType.Null:
             return param.default if param.optional else ""
         if vtype is not ua.VariantType.String:
-            raise Refusal(ua.StatusCodes.BadTypeMismatch,
-                          f"{param.name} must be a String, got {vtype.name}", index)
+            raise Refusal(
+                ua.StatusCodes.BadTypeMismatch,
+                f"{param.name} must be a String, got {vtype.name}",
+                index,
+            )
         return value or ""
     if param.datatype == ua.ObjectIds.Double:
         if vtype not in _NUMBER_TYPES:
-            raise Refusal(ua.StatusCodes.BadTypeMismatch,
-                          f"{param.name} must be a number, got {vtype.name}", index)
+            raise Refusal(
+                ua.StatusCodes.BadTypeMismatch,
+                f"{param.name} must be a number, got {vtype.name}",
+                index,
+            )
         return float(value)
     if vtype not in _INTEGER_TYPES:
-        raise Refusal(ua.StatusCodes.BadTypeMismatch,
-                      f"{param.name} must be an integer, got {vtype.name}", index)
+        raise Refusal(
+            ua.StatusCodes.BadTypeMismatch,
+            f"{param.name} must be an integer, got {vtype.name}",
+            index,
+        )
     if value < 0:
         raise Refusal(ua.StatusCodes.BadOutOfRange, f"{param.name} must not be negative", index)
     return int(value)
@@ -255,13 +303,16 @@ def _refused(refusal: Refusal, n_args: int) -> ua.CallMethodResult:
     blamed = refusal.argument
     if blamed is not None and blamed >= n_args:
         blamed = None
-    results = [ua.StatusCode(refusal.status if i == blamed else ua.StatusCodes.Good)
-               for i in range(n_args)]
+    results = [
+        ua.StatusCode(refusal.status if i == blamed else ua.StatusCodes.Good) for i in range(n_args)
+    ]
     diagnostics = [ua.DiagnosticInfo() for _ in range(n_args)] or [ua.DiagnosticInfo()]
     diagnostics[blamed or 0].AdditionalInfo = refusal.message
-    return ua.CallMethodResult(StatusCode=ua.StatusCode(refusal.status),
-                               InputArgumentResults=results,
-                               InputArgumentDiagnosticInfos=diagnostics)
+    return ua.CallMethodResult(
+        StatusCode=ua.StatusCode(refusal.status),
+        InputArgumentResults=results,
+        InputArgumentDiagnosticInfos=diagnostics,
+    )
 
 
 def _argument(name: str, datatype: int, description: str, array: bool = False) -> ua.Argument:

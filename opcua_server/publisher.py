@@ -58,8 +58,15 @@ class Publisher:
         stale_periods: how many periods without news make a Good tag Uncertain.
     """
 
-    def __init__(self, server: Server, nodes: PlantNodes, clock: PlantClock, history: TagHistory,
-                 periods: Mapping[str, float], stale_periods: float) -> None:
+    def __init__(
+        self,
+        server: Server,
+        nodes: PlantNodes,
+        clock: PlantClock,
+        history: TagHistory,
+        periods: Mapping[str, float],
+        stale_periods: float,
+    ) -> None:
         self._aspace = server.iserver.aspace
         self.clock = clock
         self.history = history
@@ -97,8 +104,10 @@ class Publisher:
             node = slot.node
             code = ua.StatusCode(status)
             datavalue = ua.DataValue(
-                Value=node.variant(value), StatusCode=code,
-                SourceTimestamp=stamp, ServerTimestamp=server_time,
+                Value=node.variant(value),
+                StatusCode=code,
+                SourceTimestamp=stamp,
+                ServerTimestamp=server_time,
             )
             await write(node.nodeid, value_attr, datavalue)
             history.append(slot.samples, source_time, value, code)

@@ -106,8 +106,13 @@ class PlantUserManager:
         self.users = users
         self.allow_anonymous = allow_anonymous
 
-    def get_user(self, iserver: Any, username: str | None = None, password: str | None = None,
-                 certificate: Any = None) -> PlantUser | None:
+    def get_user(
+        self,
+        iserver: Any,
+        username: str | None = None,
+        password: str | None = None,
+        certificate: Any = None,
+    ) -> PlantUser | None:
         if username is None:
             return ANONYMOUS if self.allow_anonymous else None
         entry = self.users.get(username)
@@ -137,8 +142,9 @@ class ServerPki:
     trusted: Path
 
 
-async def ensure_server_certificate(cert_dir: Path, application_uri: str,
-                                    hostname: str | None = None) -> ServerPki:
+async def ensure_server_certificate(
+    cert_dir: Path, application_uri: str, hostname: str | None = None
+) -> ServerPki:
     """Create the PKI folders, and the server key and certificate if they are missing."""
     server_dir, trusted = cert_dir / "server", cert_dir / "trusted"
     try:
@@ -148,7 +154,10 @@ async def ensure_server_certificate(cert_dir: Path, application_uri: str,
         raise SecurityError(f"certificate directory {cert_dir}: {error.strerror}") from None
     pki = ServerPki(server_dir / "key.pem", server_dir / "cert.der", trusted)
     await setup_self_signed_certificate(
-        pki.key, pki.certificate, application_uri, hostname or socket.gethostname(),
+        pki.key,
+        pki.certificate,
+        application_uri,
+        hostname or socket.gethostname(),
         [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
         {"organizationName": "PCMM twin"},
     )
@@ -170,8 +179,9 @@ class TrustedClients:
             raise ServiceError(ua.StatusCodes.BadCertificateUntrusted)
         store = TrustStore([self.trusted], [])
         await store.load()
-        options = (CertificateValidatorOptions.TRUSTED_VALIDATION
-                   | CertificateValidatorOptions.PEER_CLIENT)
+        options = (
+            CertificateValidatorOptions.TRUSTED_VALIDATION | CertificateValidatorOptions.PEER_CLIENT
+        )
         await CertificateValidator(options, store).validate(certificate, app_description)
 
 

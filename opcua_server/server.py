@@ -54,9 +54,16 @@ class PlantServer:
 
     def __init__(self, settings: OpcUaSettings, plant: Plant | None = None) -> None:
         self.settings = settings
-        self.plant = plant if plant is not None else Plant(
-            settings.layout, seed=settings.seed, site_id=settings.site_id,
-            variation=settings.variation, warm_start=settings.warm_start,
+        self.plant = (
+            plant
+            if plant is not None
+            else Plant(
+                settings.layout,
+                seed=settings.seed,
+                site_id=settings.site_id,
+                variation=settings.variation,
+                warm_start=settings.warm_start,
+            )
         )
         self.server: Server | None = None
         self.clock = PlantClock(settings.speed, settings.start_utc, self.plant.now)
@@ -123,15 +130,17 @@ class PlantServer:
         namespace = await server.register_namespace(s.namespace_uri)
         extra = synthetic_tags(s.extra_tags)
         self._nodes = await build_address_space(
-            server, namespace, s.site_id, [*plant.registry.values(), *extra])
+            server, namespace, s.site_id, [*plant.registry.values(), *extra]
+        )
         self._synthetic = SyntheticSource(extra) if extra else None
         history = TagHistory(self.clock, s.history_window_s, s.history_max_samples)
         server.iserver.history_manager.set_storage(history)
         step = plant.layout.line.step_s
         periods = {m.id: float(getattr(m.params, "period_s", step)) for m in plant.layout.modules}
         periods.update(dict.fromkeys({t.module for t in extra}, s.publish_period_s * s.speed))
-        self._publisher = Publisher(server, self._nodes, self.clock, history, periods,
-                                    s.stale_periods)
+        self._publisher = Publisher(
+            server, self._nodes, self.clock, history, periods, s.stale_periods
+        )
         self._alarms = Alarms(server, self._nodes, self.clock, quality_limits(plant))
         await self._alarms.init()
         await CommandMethods(plant, self.tick).build(server, self._nodes, s.site_id)
@@ -144,8 +153,13 @@ class PlantServer:
             self._port = int(server.bserver.port)
         self.server = server
         self._ticker = asyncio.create_task(self._run_clock(), name="opcua-clock")
-        log.info("OPC UA server for %s at %s (speed %gx, %d tags)", s.site_id, self.endpoint,
-                 s.speed, len(self._nodes.tags))
+        log.info(
+            "OPC UA server for %s at %s (speed %gx, %d tags)",
+            s.site_id,
+            self.endpoint,
+            s.speed,
+            len(self._nodes.tags),
+        )
 
     async def stop(self) -> None:
         """Stop the clock and the server."""
@@ -167,8 +181,12 @@ class PlantServer:
         await self.start()
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self.stop()
 
     # The clock -------------------------------------------------------------------------------

@@ -76,9 +76,14 @@ class PlantInternalServer(InternalServer):  # type: ignore[misc]
 
     write_handler: WriteHandler | None = None
 
-    def create_session(self, name: str, user: User = User(role=UserRole.Anonymous),  # noqa: B008
-                       external: bool = False) -> InternalSession:
-        session = PlantSession(self, self.aspace, self.subscription_service, name, user=user,
-                               external=external)
+    def create_session(
+        self,
+        name: str,
+        user: User = User(role=UserRole.Anonymous),  # noqa: B008
+        external: bool = False,
+    ) -> InternalSession:
+        session = PlantSession(
+            self, self.aspace, self.subscription_service, name, user=user, external=external
+        )
         session.write_handler = self.write_handler
         return session

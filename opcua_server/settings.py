@@ -16,8 +16,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class OpcUaSettings(BaseSettings):
     """How to run the twin behind an OPC UA server."""
 
-    model_config = SettingsConfigDict(env_prefix="PLANT_OPCUA_", extra="forbid",
-                                      env_ignore_empty=True)
+    model_config = SettingsConfigDict(
+        env_prefix="PLANT_OPCUA_", extra="forbid", env_ignore_empty=True
+    )
 
     host: str = "0.0.0.0"  # a server in a container listens on every interface
     port: int = Field(default=4840, ge=0, le=65535)  # 0 picks a free port (tests)

@@ -16,9 +16,17 @@ DESCRIPTION = "Synthetic load-test tag (benchmarks only; not part of the plant)"
 def synthetic_tags(count: int) -> list[Tag]:
     """`count` synthetic measured tags."""
     return [
-        Tag(module=f"synthetic_{i // PER_MODULE:03d}", module_type="synthetic",
-            name=f"value_{i % PER_MODULE:02d}", unit=ONE, data_type=DataType.FLOAT,
-            access=Access.MEASURED, low=0.0, high=1000.0, description=DESCRIPTION)
+        Tag(
+            module=f"synthetic_{i // PER_MODULE:03d}",
+            module_type="synthetic",
+            name=f"value_{i % PER_MODULE:02d}",
+            unit=ONE,
+            data_type=DataType.FLOAT,
+            access=Access.MEASURED,
+            low=0.0,
+            high=1000.0,
+            description=DESCRIPTION,
+        )
         for i in range(count)
     ]
 
@@ -31,5 +39,6 @@ class SyntheticSource:
 
     def values(self, now: float) -> dict[str, TagValue]:
         good = Quality.GOOD
-        return {tag_id: TagValue((now + i) % 1000.0, good, now)
-                for i, tag_id in enumerate(self.ids)}
+        return {
+            tag_id: TagValue((now + i) % 1000.0, good, now) for i, tag_id in enumerate(self.ids)
+        }

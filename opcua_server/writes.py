@@ -41,14 +41,16 @@ class SetpointWriter:
         republish: called with an accepted tag's new value, so readers see it at once.
     """
 
-    def __init__(self, plant: Plant, nodes: PlantNodes,
-                 republish: Callable[[str, TagValue], Awaitable[None]]) -> None:
+    def __init__(
+        self, plant: Plant, nodes: PlantNodes, republish: Callable[[str, TagValue], Awaitable[None]]
+    ) -> None:
         self.plant = plant
         self.nodes = nodes
         self.republish = republish
 
-    async def __call__(self, nodeid: ua.NodeId, datavalue: ua.DataValue,
-                       user: PlantUser) -> ua.StatusCode | None:
+    async def __call__(
+        self, nodeid: ua.NodeId, datavalue: ua.DataValue, user: PlantUser
+    ) -> ua.StatusCode | None:
         node = self.nodes.by_nodeid.get(nodeid)
         if node is None:
             return None
@@ -57,8 +59,17 @@ class SetpointWriter:
         if not user.may_operate:
             why = f"{user.label} ({user.plant_role}) may not write setpoints"
             old = plant.read(tag.id) if tag.id in plant.registry else None
-            plant.audit.record(plant.now, user.label, "write", tag.id, old=old, new=value,
-                               reason=WRITE_REASON, accepted=False, result=why)
+            plant.audit.record(
+                plant.now,
+                user.label,
+                "write",
+                tag.id,
+                old=old,
+                new=value,
+                reason=WRITE_REASON,
+                accepted=False,
+                result=why,
+            )
             log.info("write refused: %s -> %s: %s", tag.id, value, why)
             return ua.StatusCode(ua.StatusCodes.BadUserAccessDenied)
         result = plant.apply(SetpointCommand(tag.id, value, user=user.label, reason=WRITE_REASON))

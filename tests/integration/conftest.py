@@ -41,8 +41,12 @@ def free_port() -> int:
 def write_users(path: Path) -> Path:
     lines = []
     for name, (role, password) in USERS.items():
-        lines += [f"[users.{name}]", f'role = "{role}"',
-                  f'password_sha256 = "{hash_password(password)}"', ""]
+        lines += [
+            f"[users.{name}]",
+            f'role = "{role}"',
+            f'password_sha256 = "{hash_password(password)}"',
+            "",
+        ]
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
 
@@ -65,13 +69,16 @@ class RunningServer:
 
     def run(self, make: Callable[[], Awaitable[T]]) -> T:
         """Run a coroutine on the server's loop (to look at the twin between two ticks)."""
+
         async def wrapped() -> T:
             return await make()
+
         return asyncio.run_coroutine_threadsafe(wrapped(), self.loop).result(timeout=10)
 
     def audit(self) -> list[Any]:
         async def records() -> list[Any]:
             return list(self.plant.audit)
+
         return self.run(records)
 
 
@@ -79,9 +86,14 @@ class RunningServer:
 def serve(tmp_path: Path, **overrides: Any) -> Iterator[RunningServer]:
     """Start a PlantServer on a free port in a background thread; stop it afterwards."""
     values: dict[str, Any] = {
-        "host": "127.0.0.1", "port": free_port(), "cert_dir": tmp_path / "pki",
-        "users_file": write_users(tmp_path / "users.toml"), "speed": SPEED,
-        "publish_period_s": 0.05, "allow_insecure": True, "warm_start": True,
+        "host": "127.0.0.1",
+        "port": free_port(),
+        "cert_dir": tmp_path / "pki",
+        "users_file": write_users(tmp_path / "users.toml"),
+        "speed": SPEED,
+        "publish_period_s": 0.05,
+        "allow_insecure": True,
+        "warm_start": True,
         "history_window_s": 3600.0,
     }
     values.update(overrides)
@@ -140,14 +152,16 @@ def client(url: str, user: str | None = None) -> Client:
     return c
 
 
-async def secure_client(running: RunningServer, client_dir: Path, name: str, trusted: bool,
-                        user: str | None = None) -> Client:
+async def secure_client(
+    running: RunningServer, client_dir: Path, name: str, trusted: bool, user: str | None = None
+) -> Client:
     """A client on the Basic256Sha256 SignAndEncrypt endpoint with its own certificate,
     copied into the server's trusted folder when `trusted`."""
     app_uri = f"urn:pcmm-twin:test:{name}"
     key, cert = client_dir / f"{name}-key.pem", client_dir / f"{name}-cert.der"
-    await setup_self_signed_certificate(key, cert, app_uri, socket.gethostname(),
-                                        [ExtendedKeyUsageOID.CLIENT_AUTH], {})
+    await setup_self_signed_certificate(
+        key, cert, app_uri, socket.gethostname(), [ExtendedKeyUsageOID.CLIENT_AUTH], {}
+    )
     if trusted:
         (running.cert_dir / "trusted" / cert.name).write_bytes(cert.read_bytes())
     url = running.url

@@ -40,8 +40,9 @@ async def browse_variables(node: Node, path: tuple[str, ...] = ()) -> dict[tuple
     return found
 
 
-async def call(c: Client, running: RunningServer, method: str,
-               *args: ua.Variant) -> ua.CallMethodResult:
+async def call(
+    c: Client, running: RunningServer, method: str, *args: ua.Variant
+) -> ua.CallMethodResult:
     """Call a Commands method and return the whole result (status, diagnostics, outputs)."""
     request = ua.CallMethodRequest()
     request.ObjectId = nid(running, f"{SITE}.Commands")
@@ -82,11 +83,15 @@ def test_browse_finds_every_tag_with_units_ranges_and_access(shared_opcua: Runni
             assert "SIMULATION ONLY" in (await simulation.read_description()).Text
 
             for tag in registry.values():
-                path = (SIMULATION, tag.module, tag.name) if tag.ground_truth else (
-                    tag.module, tag.name)
+                path = (
+                    (SIMULATION, tag.module, tag.name)
+                    if tag.ground_truth
+                    else (tag.module, tag.name)
+                )
                 node = variables[path]
-                expected_id = f"{SITE}.{SIMULATION}.{tag.id}" if tag.ground_truth else (
-                    f"{SITE}.{tag.id}")
+                expected_id = (
+                    f"{SITE}.{SIMULATION}.{tag.id}" if tag.ground_truth else (f"{SITE}.{tag.id}")
+                )
                 assert node.nodeid == ua.NodeId(expected_id, ns)
                 assert tag.description in (await node.read_description()).Text
                 access = await node.read_attribute(ua.AttributeIds.AccessLevel)
@@ -124,7 +129,8 @@ def test_no_plant_folder_reveals_ground_truth(shared_opcua: RunningServer) -> No
 
 # Subscriptions ------------------------------------------------------------------------------
 def test_subscription_delivers_changes_with_plant_source_timestamps(
-        shared_opcua: RunningServer) -> None:
+    shared_opcua: RunningServer,
+) -> None:
     running = shared_opcua
     tags = ["press.tablet_weight", "api_feeder.mass_flow_pv", "line.state_changes"]
     received: list[tuple[str, ua.DataValue]] = []
@@ -136,8 +142,7 @@ def test_subscription_delivers_changes_with_plant_source_timestamps(
     async def scenario() -> float:
         async with client(running.url) as c:
             sub = await c.create_subscription(50, Handler())
-            await sub.subscribe_data_change([c.get_node(nid(running, f"{SITE}.{t}"))
-                                             for t in tags])
+            await sub.subscribe_data_change([c.get_node(nid(running, f"{SITE}.{t}")) for t in tags])
             await asyncio.sleep(1.5)
             await sub.delete()
         return running.run(_plant_now(running))
@@ -159,6 +164,7 @@ def test_subscription_delivers_changes_with_plant_source_timestamps(
 def _plant_now(running: RunningServer) -> Any:
     async def now() -> float:
         return running.plant.now
+
     return now
 
 
@@ -173,14 +179,18 @@ def test_operator_write_is_accepted_and_audited(opcua: RunningServer) -> None:
 
     assert asyncio.run(scenario()) == pytest.approx(2.1)
     record = opcua.audit()[-1]
-    assert (record.user, record.action, record.target) == ("alice", "write",
-                                                           "api_feeder.mass_flow_sp")
+    assert (record.user, record.action, record.target) == (
+        "alice",
+        "write",
+        "api_feeder.mass_flow_sp",
+    )
     assert record.accepted and record.old == pytest.approx(2.0) and record.new == 2.1
 
 
 @pytest.mark.parametrize("user", [None, "victor"])
-def test_anonymous_and_viewer_writes_are_denied_and_audited(opcua: RunningServer,
-                                                            user: str | None) -> None:
+def test_anonymous_and_viewer_writes_are_denied_and_audited(
+    opcua: RunningServer, user: str | None
+) -> None:
     async def scenario() -> float:
         async with client(opcua.url, user) as c:
             node = c.get_node(nid(opcua, f"{SITE}.api_feeder.mass_flow_sp"))
@@ -197,10 +207,16 @@ def test_anonymous_and_viewer_writes_are_denied_and_audited(opcua: RunningServer
 
 def test_invalid_writes_get_their_status_and_are_audited(opcua: RunningServer) -> None:
     cases = [
-        ("api_feeder.mass_flow_sp", ua.Variant(99.0, ua.VariantType.Double),
-         ua.uaerrors.BadOutOfRange),
-        ("api_feeder.mass_flow_sp", ua.Variant("fast", ua.VariantType.String),
-         ua.uaerrors.BadTypeMismatch),
+        (
+            "api_feeder.mass_flow_sp",
+            ua.Variant(99.0, ua.VariantType.Double),
+            ua.uaerrors.BadOutOfRange,
+        ),
+        (
+            "api_feeder.mass_flow_sp",
+            ua.Variant("fast", ua.VariantType.String),
+            ua.uaerrors.BadTypeMismatch,
+        ),
         ("api_feeder.mode_sp", ua.Variant(7, ua.VariantType.UInt32), ua.uaerrors.BadOutOfRange),
         ("nir.api_pct", ua.Variant(10.0, ua.VariantType.Double), ua.uaerrors.BadNotWritable),
     ]
@@ -211,13 +227,15 @@ def test_invalid_writes_get_their_status_and_are_audited(opcua: RunningServer) -
                 node = c.get_node(nid(opcua, f"{SITE}.{tag}"))
                 with pytest.raises(error):
                     await node.write_value(ua.DataValue(variant))
-            assert await c.get_node(nid(opcua, f"{SITE}.api_feeder.mass_flow_sp")).read_value() \
-                == pytest.approx(2.0)
+            assert await c.get_node(
+                nid(opcua, f"{SITE}.api_feeder.mass_flow_sp")
+            ).read_value() == pytest.approx(2.0)
 
     asyncio.run(scenario())
-    records = opcua.audit()[-len(cases):]
+    records = opcua.audit()[-len(cases) :]
     assert [(r.user, r.target, r.accepted) for r in records] == [
-        ("alice", tag, False) for tag, _, _ in cases]
+        ("alice", tag, False) for tag, _, _ in cases
+    ]
     assert "outside the range" in records[0].result
 
 
@@ -231,8 +249,9 @@ def test_methods_answer_good_and_bad_arguments_without_crashing(opcua: RunningSe
             assert result.StatusCode.value == codes.BadInvalidState
             assert "cannot start the line while it is producing" in message(result)
 
-            result = await call(c, opcua, "InjectFault", s("nir_bias"), s(""), d(1.0), d(0.0),
-                                s("test"))
+            result = await call(
+                c, opcua, "InjectFault", s("nir_bias"), s(""), d(1.0), d(0.0), s("test")
+            )
             assert result.StatusCode.is_good()
             fault_id = result.OutputArguments[0].Value
 
@@ -309,14 +328,17 @@ def test_limit_alarms_and_fault_events_are_opc_ua_events(opcua: RunningServer) -
     async def scenario() -> None:
         async with client(opcua.url, "alice") as c:
             fault_type = await c.nodes.base_event_type.get_child(
-                f"{opcua.server.nodes.namespace}:PlantFaultEventType")
+                f"{opcua.server.nodes.namespace}:PlantFaultEventType"
+            )
             sub = await c.create_subscription(50, Handler())
-            await sub.subscribe_events(c.nodes.server, [ua.ObjectIds.ExclusiveLimitAlarmType,
-                                                        fault_type])
+            await sub.subscribe_events(
+                c.nodes.server, [ua.ObjectIds.ExclusiveLimitAlarmType, fault_type]
+            )
             result = await call(c, opcua, "InjectFault", s("nir_bias"), s(""), d(5.0))
             assert result.StatusCode.is_good()
-            await _until(lambda: any(getattr(e, "ConditionName", "") == "nir.api_pct limits"
-                                     for e in events))
+            await _until(
+                lambda: any(getattr(e, "ConditionName", "") == "nir.api_pct limits" for e in events)
+            )
             await call(c, opcua, "ClearFault", result.OutputArguments[0])
             await _until(lambda: any(getattr(e, "FaultState", "") == "cleared" for e in events))
             await sub.delete()
