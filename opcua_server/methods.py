@@ -1,4 +1,4 @@
-"""The methods of `Objects/<site>/Commands`: start, stop, reset, and faults.
+"""The methods of `Objects/<site>/Commands`: start, stop, abort, reset, setpoints and faults.
 
 Handlers are `async def`, so asyncua runs them on the event loop, between two clock ticks,
 never racing the twin. A call that cannot be carried out answers with a Bad status code, the
@@ -6,10 +6,19 @@ input argument at fault marked Bad, and a one-line explanation in that argument'
 `DiagnosticInfo.AdditionalInfo` (or the first one's, when no single argument is at fault).
 Every call an operator makes is audited by the twin; a call refused for the user's role is
 audited here.
+
+A gateway (the MQTT edge) calls with its own operator account on behalf of someone else: the
+optional `OnBehalfOf` argument names that requester, and the audit trail records
+`"<requester> via <caller>"`, so the record names both the person who asked and the account that
+carried it out. Only the caller's own role is checked (the gateway's broker authenticated the
+requester); an operator cannot hide behind another name, because its own name stays in the
+record. `WriteSetpoint` is a setpoint write with a reason and a requester, which a plain OPC UA
+Write cannot carry.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Awaitable, Callable, Sequence
@@ -20,7 +29,7 @@ from asyncua import Node, Server, ua
 
 from opcua_server.address_space import COMMANDS, PlantNodes
 from opcua_server.sessions import current_user
-from twin import CATALOGUE, FaultSpec, LineCommand, Plant
+from twin import CATALOGUE, CommandResult, FaultSpec, LineCommand, Plant
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +76,19 @@ class Refusal(Exception):  # noqa: N818 - it is an answer, not an error of ours
 
 
 REASON = Param("Reason", ua.ObjectIds.String, "Why (written to the audit log); optional", "")
-LINE_PARAMS = (REASON,)
+ON_BEHALF = Param(
+    "OnBehalfOf",
+    ua.ObjectIds.String,
+    "The user a gateway acts for; audited as '<user> via <caller>'; optional",
+    "",
+)
+LINE_PARAMS = (REASON, ON_BEHALF)
+WRITE_PARAMS = (
+    Param("Tag", ua.ObjectIds.String, "Setpoint tag id, e.g. press.fill_depth_sp"),
+    Param("Value", ua.ObjectIds.BaseDataType, "A number, a boolean or a state name"),
+    REASON,
+    ON_BEHALF,
+)
 INJECT_PARAMS = (
     Param("Kind", ua.ObjectIds.String, "Fault kind from the catalogue, e.g. bridging"),
     Param("Target", ua.ObjectIds.String, "Module id; empty for the catalogue's default", ""),
@@ -76,11 +97,24 @@ INJECT_PARAMS = (
     ),
     Param("DurationS", ua.ObjectIds.Double, "Plant seconds; 0 lasts until cleared", 0.0),
     REASON,
+    ON_BEHALF,
 )
 CLEAR_PARAMS = (
     Param("FaultId", ua.ObjectIds.UInt32, "Id returned by InjectFault"),
     REASON,
+    ON_BEHALF,
 )
+#: The twin's rejection codes of a setpoint write as status codes, and the argument at fault.
+WRITE_REFUSALS: dict[str, tuple[int, int | None]] = {
+    "range": (ua.StatusCodes.BadOutOfRange, 1),
+    "type": (ua.StatusCodes.BadTypeMismatch, 1),
+    "state": (ua.StatusCodes.BadInvalidState, None),
+    "not_writable": (ua.StatusCodes.BadNotWritable, 0),
+    "unknown_tag": (ua.StatusCodes.BadNodeIdUnknown, 0),
+}
+
+#: Writes a setpoint as a user: (tag id, value, user label, reason) -> the twin's result.
+SetpointApply = Callable[[str, Any, str, str], Awaitable[CommandResult]]
 
 
 class CommandMethods:
@@ -89,11 +123,19 @@ class CommandMethods:
     Args:
         plant: the twin.
         on_change: awaited after a call changed the plant (the server publishes at once).
+        write: carries out `WriteSetpoint` (the server's `SetpointWriter.apply`); None leaves
+            the method out.
     """
 
-    def __init__(self, plant: Plant, on_change: Callable[[], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        plant: Plant,
+        on_change: Callable[[], Awaitable[None]],
+        write: SetpointApply | None = None,
+    ) -> None:
         self.plant = plant
         self.on_change = on_change
+        self.write = write
 
     async def build(self, server: Server, nodes: PlantNodes, site_id: str) -> Node:
         """Add `Objects/<site>/Commands` and its methods."""
@@ -110,6 +152,10 @@ class CommandMethods:
         )
         state = [_argument("State", ua.ObjectIds.String, "Line state after the command")]
         fault_id = [_argument("FaultId", ua.ObjectIds.UInt32, "Id of the new fault")]
+        written = [
+            _argument("Old", ua.ObjectIds.String, "Value before, as JSON"),
+            _argument("New", ua.ObjectIds.String, "Value now, as JSON"),
+        ]
         listing = [
             _argument("FaultIds", ua.ObjectIds.UInt32, "Ids", array=True),
             _argument("Kinds", ua.ObjectIds.String, "Fault kinds", array=True),
@@ -120,11 +166,14 @@ class CommandMethods:
         methods: list[tuple[str, Any, Sequence[Param], list[ua.Argument]]] = [
             ("Start", self._line("start"), LINE_PARAMS, state),
             ("Stop", self._line("stop"), LINE_PARAMS, state),
+            ("Abort", self._line("abort"), LINE_PARAMS, state),
             ("Reset", self._line("reset"), LINE_PARAMS, state),
             ("InjectFault", self.inject_fault, INJECT_PARAMS, fault_id),
             ("ClearFault", self.clear_fault, CLEAR_PARAMS, []),
             ("ListFaults", self.list_faults, (), listing),
         ]
+        if self.write is not None:
+            methods.append(("WriteSetpoint", self.write_setpoint, WRITE_PARAMS, written))
         for name, handler, params, outputs in methods:
             await commands.add_method(
                 ua.NodeId(f"{site_id}.{COMMANDS}.{name}", ns),
@@ -137,8 +186,8 @@ class CommandMethods:
 
     # Handlers: each gets the parsed arguments and returns output variants or raises Refusal.
     def _line(self, action: str) -> Callable[..., Awaitable[list[ua.Variant]]]:
-        async def handler(reason: str) -> list[ua.Variant]:
-            user = self._operator(action, "line", reason)
+        async def handler(reason: str, on_behalf_of: str) -> list[ua.Variant]:
+            user = self._operator(action, "line", reason, on_behalf_of)
             result = self.plant.apply(LineCommand(action, user=user, reason=reason))  # type: ignore[arg-type]
             if not result.accepted:
                 status = (
@@ -152,10 +201,33 @@ class CommandMethods:
 
         return handler
 
-    async def inject_fault(
-        self, kind: str, target: str, magnitude: float, duration_s: float, reason: str
+    async def write_setpoint(
+        self, tag: str, value: Any, reason: str, on_behalf_of: str
     ) -> list[ua.Variant]:
-        user = self._operator("inject_fault", f"{kind}@{target or 'default'}", reason)
+        if self.write is None:  # not offered then; kept for the type checker
+            raise Refusal(ua.StatusCodes.BadNotImplemented, "WriteSetpoint is not offered")
+        user = self._operator("write", tag, reason, on_behalf_of)
+        result = await self.write(tag, value, user, reason)
+        if not result.accepted:
+            status, argument = WRITE_REFUSALS.get(
+                result.code, (ua.StatusCodes.BadInvalidArgument, None)
+            )
+            raise Refusal(status, result.reason, argument)
+        return [
+            ua.Variant(json.dumps(result.old), ua.VariantType.String),
+            ua.Variant(json.dumps(result.new), ua.VariantType.String),
+        ]
+
+    async def inject_fault(
+        self,
+        kind: str,
+        target: str,
+        magnitude: float,
+        duration_s: float,
+        reason: str,
+        on_behalf_of: str,
+    ) -> list[ua.Variant]:
+        user = self._operator("inject_fault", f"{kind}@{target or 'default'}", reason, on_behalf_of)
         spec = FaultSpec(
             kind,
             target or None,
@@ -170,8 +242,8 @@ class CommandMethods:
         await self.on_change()
         return [ua.Variant(result.fault_id, ua.VariantType.UInt32)]
 
-    async def clear_fault(self, fault_id: int, reason: str) -> list[ua.Variant]:
-        user = self._operator("clear_fault", str(fault_id), reason)
+    async def clear_fault(self, fault_id: int, reason: str, on_behalf_of: str) -> list[ua.Variant]:
+        user = self._operator("clear_fault", str(fault_id), reason, on_behalf_of)
         result = self.plant.clear(fault_id, user=user, reason=reason)
         if not result.accepted:
             status = (
@@ -193,14 +265,15 @@ class CommandMethods:
             ua.Variant([f.status for f in faults], ua.VariantType.String, is_array=True),
         ]
 
-    def _operator(self, action: str, target: str, reason: str) -> str:
-        """The calling user's name; refused (and audited) unless they are an operator."""
+    def _operator(self, action: str, target: str, reason: str, on_behalf_of: str = "") -> str:
+        """The name to audit a call under; refused (and audited) unless an operator calls."""
         user = current_user.get()
+        label = f"{on_behalf_of} via {user.label}" if on_behalf_of else user.label
         if user.may_operate:
-            return user.label
+            return label
         why = f"{user.label} ({user.plant_role}) may not call methods"
         self.plant.audit.record(
-            self.plant.now, user.label, action, target, reason=reason, accepted=False, result=why
+            self.plant.now, label, action, target, reason=reason, accepted=False, result=why
         )
         raise Refusal(ua.StatusCodes.BadUserAccessDenied, why)
 
@@ -270,6 +343,14 @@ def _convert(arg: ua.Variant, param: Param, index: int) -> Any:
     vtype, value = arg.VariantType, arg.Value
     if isinstance(value, list):
         raise Refusal(ua.StatusCodes.BadTypeMismatch, f"{param.name} must be a single value", index)
+    if param.datatype == ua.ObjectIds.BaseDataType:  # any scalar: the twin checks its type
+        if vtype not in _NUMBER_TYPES | {ua.VariantType.Boolean, ua.VariantType.String}:
+            raise Refusal(
+                ua.StatusCodes.BadTypeMismatch,
+                f"{param.name} must be a number, boolean or string, got {vtype.name}",
+                index,
+            )
+        return value
     if param.datatype == ua.ObjectIds.String:
         if vtype is ua.VariantType.Null:
             return param.default if param.optional else ""

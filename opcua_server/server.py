@@ -22,8 +22,10 @@ from types import TracebackType
 
 from asyncua import Server, ua
 
+from opcua_server import fast_values
 from opcua_server.address_space import PlantNodes, build_address_space
 from opcua_server.alarms import Alarms, quality_limits
+from opcua_server.audit_events import AuditEvents
 from opcua_server.clock import PlantClock
 from opcua_server.history import TagHistory
 from opcua_server.methods import CommandMethods
@@ -71,6 +73,8 @@ class PlantServer:
         self._nodes: PlantNodes | None = None
         self._publisher: Publisher | None = None
         self._alarms: Alarms | None = None
+        self._audit_events: AuditEvents | None = None
+        self._history: TagHistory | None = None
         self._synthetic: SyntheticSource | None = None
         self._tick_lock = asyncio.Lock()
         self._ticker: asyncio.Task[None] | None = None
@@ -97,6 +101,13 @@ class PlantServer:
         return self._nodes
 
     @property
+    def history(self) -> TagHistory:
+        """The tag history: every sample published, by node (ground truth for pipeline tests)."""
+        if self._history is None:
+            raise RuntimeError("the server has not started")
+        return self._history
+
+    @property
     def published(self) -> int:
         """Tag samples published since start."""
         return self._publisher.published if self._publisher else 0
@@ -108,6 +119,7 @@ class PlantServer:
         users = load_users(s.users_file)
         iserver = PlantInternalServer(user_manager=PlantUserManager(users, s.allow_anonymous))
         iserver.bind_condition_methods = True  # ConditionRefresh replays the active alarms
+        fast_values.install()
         server = Server(iserver=iserver)
         await server.init()
         server.set_server_name(s.server_name)
@@ -133,7 +145,7 @@ class PlantServer:
             server, namespace, s.site_id, [*plant.registry.values(), *extra]
         )
         self._synthetic = SyntheticSource(extra) if extra else None
-        history = TagHistory(self.clock, s.history_window_s, s.history_max_samples)
+        history = self._history = TagHistory(self.clock, s.history_window_s, s.history_max_samples)
         server.iserver.history_manager.set_storage(history)
         step = plant.layout.line.step_s
         periods = {m.id: float(getattr(m.params, "period_s", step)) for m in plant.layout.modules}
@@ -143,8 +155,11 @@ class PlantServer:
         )
         self._alarms = Alarms(server, self._nodes, self.clock, quality_limits(plant))
         await self._alarms.init()
-        await CommandMethods(plant, self.tick).build(server, self._nodes, s.site_id)
-        iserver.write_handler = SetpointWriter(plant, self._nodes, self._publisher.publish_one)
+        self._audit_events = AuditEvents(server, self._nodes, self.clock, plant)
+        await self._audit_events.init()
+        writer = SetpointWriter(plant, self._nodes, self._publisher.publish_one)
+        await CommandMethods(plant, self.tick, writer.apply).build(server, self._nodes, s.site_id)
+        iserver.write_handler = writer
 
         self.clock.restart(plant.now)  # building took wall time the twin should not jump over
         await self.tick()
@@ -203,6 +218,8 @@ class PlantServer:
             await self._publisher.publish(values, now)
             await self._alarms.check(values)
             await self._alarms.check_faults(plant.faults(include_ended=True), now)
+            if self._audit_events is not None:
+                await self._audit_events.emit_new()
             self.ticks += 1
 
     async def _run_clock(self) -> None:

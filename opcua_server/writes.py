@@ -15,7 +15,7 @@ from asyncua import ua
 
 from opcua_server.address_space import PlantNodes
 from opcua_server.security import PlantUser
-from twin import Plant, SetpointCommand
+from twin import CommandResult, Plant, SetpointCommand
 from twin.store import TagValue
 
 log = logging.getLogger(__name__)
@@ -72,15 +72,27 @@ class SetpointWriter:
             )
             log.info("write refused: %s -> %s: %s", tag.id, value, why)
             return ua.StatusCode(ua.StatusCodes.BadUserAccessDenied)
-        result = plant.apply(SetpointCommand(tag.id, value, user=user.label, reason=WRITE_REASON))
+        result = await self.apply(tag.id, value, user.label, WRITE_REASON)
         if not result.accepted:
-            log.info("write refused: %s -> %r by %s: %s", tag.id, value, user.label, result.reason)
             status = REJECTION_STATUS.get(result.code, ua.StatusCodes.BadInternalError)
             return ua.StatusCode(status)
-        log.info("write: %s %r -> %r by %s", tag.id, result.old, result.new, user.label)
-        sample = plant.snapshot()[tag.id]
-        await self.republish(tag.id, TagValue(sample.value, sample.quality, plant.now))
         return ua.StatusCode(ua.StatusCodes.Good)
+
+    async def apply(self, tag_id: str, value: Any, user: str, reason: str) -> CommandResult:
+        """Write a setpoint as `user` (already allowed to operate), audited by the twin.
+
+        The Value write above and the `WriteSetpoint` method (which carries a reason and the
+        user a gateway acts for) both end here, so they behave the same.
+        """
+        plant = self.plant
+        result = plant.apply(SetpointCommand(tag_id, value, user=user, reason=reason))
+        if not result.accepted:
+            log.info("write refused: %s -> %r by %s: %s", tag_id, value, user, result.reason)
+            return result
+        log.info("write: %s %r -> %r by %s", tag_id, result.old, result.new, user)
+        sample = plant.snapshot()[tag_id]
+        await self.republish(tag_id, TagValue(sample.value, sample.quality, plant.now))
+        return result
 
 
 def _python_value(datavalue: ua.DataValue) -> Any:
