@@ -83,6 +83,7 @@ class TagSpec:
     description: str
     states: tuple[str, ...] = ()
     ground_truth: bool = False
+    limits: tuple[float, float] | None = None  # quality (spec) limits, when the tag has them
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +101,7 @@ class Tag:
     description: str
     states: tuple[str, ...] = ()
     ground_truth: bool = False
+    limits: tuple[float, float] | None = None  # quality (spec) limits, when the tag has them
 
     @property
     def id(self) -> str:
@@ -150,6 +152,15 @@ LINE_STATES = ("idle", "starting", "producing", "diverting", "stopping", "stoppe
 LINE_COMMANDS = ("start", "stop", "abort", "reset")
 
 BIG = 1e12
+
+#: The product's quality limits (shared/domain.md): 400 mg tablets of 40 mg API, 95-105 % of
+#: label claim, weight within 5 %, hardness 70-170 N. Dashboards draw them; alarms use them.
+PRODUCT_SPEC: dict[str, tuple[float, float]] = {
+    "api_pct": (9.5, 10.5),  # % w/w: 95-105 % of the 10 % w/w target blend
+    "tablet_weight": (380.0, 420.0),  # mg
+    "hardness": (70.0, 170.0),  # N
+    "true_api_content": (95.0, 105.0),  # % label claim
+}
 
 TEMPLATES: dict[str, tuple[TagSpec, ...]] = {
     "feeder": (
@@ -233,6 +244,7 @@ TEMPLATES: dict[str, tuple[TagSpec, ...]] = {
             0.0,
             100.0,
             "API concentration predicted from the NIR spectrum at the blender outlet",
+            limits=PRODUCT_SPEC["api_pct"],
         ),
         TagSpec("spectrum_ok", ONE, B, ST, 0, 1, "Spectrum quality check passed"),
         TagSpec("reading_count", ONE, INT, ST, 0, BIG, "Spectra acquired since start"),
@@ -276,9 +288,27 @@ TEMPLATES: dict[str, tuple[TagSpec, ...]] = {
         ),
         TagSpec("main_force", KILONEWTON, F, M, 0.0, 100.0, "Main compression force"),
         TagSpec("pre_force", KILONEWTON, F, M, 0.0, 50.0, "Pre-compression force"),
-        TagSpec("tablet_weight", MG, F, M, 0.0, 2000.0, "Tablet weight (checkweigher)"),
+        TagSpec(
+            "tablet_weight",
+            MG,
+            F,
+            M,
+            0.0,
+            2000.0,
+            "Tablet weight (checkweigher)",
+            limits=PRODUCT_SPEC["tablet_weight"],
+        ),
         TagSpec("thickness", MILLIMETRE, F, M, 0.0, 10.0, "Tablet thickness"),
-        TagSpec("hardness", NEWTON, F, M, 0.0, 500.0, "Tablet breaking force"),
+        TagSpec(
+            "hardness",
+            NEWTON,
+            F,
+            M,
+            0.0,
+            500.0,
+            "Tablet breaking force",
+            limits=PRODUCT_SPEC["hardness"],
+        ),
         TagSpec("production_rate", PER_HOUR, F, M, 0.0, 500_000.0, "Tablets made per hour"),
         TagSpec("tablets_total", ONE, INT, ST, 0, BIG, "Tablets made since start"),
         TagSpec(
@@ -290,6 +320,7 @@ TEMPLATES: dict[str, tuple[TagSpec, ...]] = {
             200.0,
             "True API content of the tablets made now, % of label claim",
             ground_truth=True,
+            limits=PRODUCT_SPEC["true_api_content"],
         ),
     ),
     "diverter": (
@@ -401,6 +432,7 @@ def build_registry(modules: Iterable[ModuleLike]) -> TagRegistry:
                     description=spec.description,
                     states=spec.states,
                     ground_truth=spec.ground_truth,
+                    limits=spec.limits,
                 )
             )
     return TagRegistry(tags)
