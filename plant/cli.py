@@ -11,6 +11,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Column, Table
 
 from opcua_server.cli import app as opcua_app
+from plant.fault_cli import app as fault_app
+from plant.kpi_cli import kpi
 from plant.simulate import SpecError, Summary, parse_fault, run, schedule, write_csv
 from twin import CATALOGUE, LayoutError, Plant
 
@@ -22,6 +24,8 @@ app = typer.Typer(
 console = Console()
 err = Console(stderr=True)
 app.add_typer(opcua_app, name="opcua")
+app.add_typer(fault_app, name="fault")
+app.command("kpi")(kpi)
 
 
 def fail(message: str) -> typer.Exit:

@@ -1,0 +1,430 @@
+"""`plant fault`: inject and clear faults, start and stop the line, and play scenarios, over OPC UA.
+
+It talks to the plant's OPC UA server as an operator, through the methods of
+`Objects/<site>/Commands`, so every call is checked for the user's role and audited by the
+plant. Where to connect and as whom comes from `PLANT_FAULT_*` variables (see
+`plant/fault.env.example`), each overridable by an option (--url, --user, ...).
+
+Exit codes: 0 done, 1 the plant refused, 2 bad input, 3 plant unreachable, 4 not authorised.
+Every error is one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from rich.console import Console
+from rich.table import Column, Table
+
+from plant.operator import FaultInfo, OperatorClient, PlantError, Target
+from plant.scenario import Scenario, ScenarioError, ScenarioEvent, load_scenario, parse_time
+from twin.faults import CATALOGUE
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    help="Faults, line commands and scenarios on a running plant, over OPC UA "
+    "(exit codes: 1 refused, 2 bad input, 3 unreachable, 4 not authorised).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)  # an error stays one line
+
+BAD_INPUT = 2
+STALL_S = 30.0  # wall seconds the plant clock may stand still before `run` gives up
+
+
+class FaultCliSettings(BaseSettings):
+    """Where the plant's OPC UA server is and who the operator is."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PLANT_FAULT_", extra="forbid", env_ignore_empty=True
+    )
+
+    url: str = "opc.tcp://127.0.0.1:4840/pcmm/site1"
+    site_id: str = Field(default="site1", pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
+    namespace_uri: str = "urn:pcmm-twin:opcua"
+    user: str = ""
+    password: SecretStr = SecretStr("")
+    cert: Path | None = None  # client certificate: Basic256Sha256 SignAndEncrypt
+    key: Path | None = None
+    server_cert: Path | None = None
+    timeout_s: float = Field(default=10.0, gt=0.0)
+
+
+def fail(message: str, code: int = BAD_INPUT) -> typer.Exit:
+    err.print(f"[red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+# Connection options, shared by every command that talks to the plant.
+Url = Annotated[str | None, typer.Option(help="OPC UA endpoint [PLANT_FAULT_URL].")]
+User = Annotated[str | None, typer.Option(help="Operator user name [PLANT_FAULT_USER].")]
+Password = Annotated[
+    str | None, typer.Option(help="Password [PLANT_FAULT_PASSWORD].", show_default=False)
+]
+Site = Annotated[str | None, typer.Option(help="Site id [PLANT_FAULT_SITE_ID].")]
+Cert = Annotated[
+    Path | None, typer.Option(help="Client certificate: sign and encrypt [PLANT_FAULT_CERT].")
+]
+Key = Annotated[Path | None, typer.Option(help="Client private key [PLANT_FAULT_KEY].")]
+Reason = Annotated[str, typer.Option(help="Why (written to the plant's audit trail).")]
+
+
+def target(
+    url: str | None,
+    user: str | None,
+    password: str | None,
+    site: str | None,
+    cert: Path | None,
+    key: Path | None,
+) -> Target:
+    """The settings from the environment, overridden by the options given."""
+    try:
+        s = FaultCliSettings()
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise fail(f"PLANT_FAULT_{field.upper()}: {first['msg']}") from None
+    return Target(
+        url=url or s.url,
+        site=site or s.site_id,
+        namespace_uri=s.namespace_uri,
+        user=s.user if user is None else user,
+        password=s.password.get_secret_value() if password is None else password,
+        cert=cert or s.cert,
+        key=key or s.key,
+        server_cert=s.server_cert,
+        timeout_s=s.timeout_s,
+    )
+
+
+def with_plant(where: Target, work: Callable[[OperatorClient], Awaitable[T]]) -> T:
+    """Open a session, do the work, close it; a PlantError becomes its one line and exit code."""
+
+    async def main() -> T:
+        async with OperatorClient(where) as plant:
+            return await work(plant)
+
+    # asyncua warns about what this command reports itself (refused sessions, closed channels).
+    logging.getLogger("asyncua").setLevel(logging.CRITICAL)
+    try:
+        return asyncio.run(main())
+    except PlantError as error:
+        raise fail(str(error), error.exit_code) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted", 130) from None
+    except Exception as error:  # a bug of ours, or of a server: still one line, not a traceback
+        raise fail(f"unexpected {type(error).__name__}: {error}", 1) from None
+
+
+# Parsing and formatting ----------------------------------------------------------------------
+def check_fault(kind: str, magnitude: float | None) -> str:
+    """Check a fault against the catalogue; returns its magnitude unit, or raises ValueError."""
+    ftype = CATALOGUE.get(kind)
+    if ftype is None:
+        raise ValueError(f"unknown fault {kind!r}; known: {', '.join(CATALOGUE)}")
+    if magnitude is not None and not (
+        math.isfinite(magnitude) and ftype.low <= magnitude <= ftype.high
+    ):
+        unit = f" {ftype.magnitude_unit}" if ftype.magnitude_unit else ""
+        raise ValueError(
+            f"bad magnitude {magnitude:g} for {kind}: must be {ftype.low:g}..{ftype.high:g}{unit}"
+        )
+    return ftype.magnitude_unit
+
+
+def format_duration(seconds: float) -> str:
+    """90 -> 1m30s, 0 -> 'until cleared'."""
+    if seconds <= 0:
+        return "until cleared"
+    return format_time(seconds)
+
+
+def format_time(seconds: float) -> str:
+    """Plant time since a run's start: 0s, 45s, 20m, 1h45m, 1h0m30s."""
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes or (hours and secs) else "")
+    return text + (f"{secs}s" if secs or not text else "")
+
+
+def describe_fault(f: FaultInfo) -> str:
+    ftype = CATALOGUE.get(f.kind)
+    unit = f" {ftype.magnitude_unit}" if ftype and ftype.magnitude_unit else ""
+    return f"#{f.id} {f.kind} on {f.target}, {f.magnitude:g}{unit} ({f.state})"
+
+
+def catalogue_table() -> Table:
+    table = Table(
+        "#",
+        Column("kind", no_wrap=True),
+        Column("default target", no_wrap=True),
+        "magnitude (default, unit)",
+        "range",
+        "meaning",
+    )
+    for f in CATALOGUE.values():
+        unit = f" {f.magnitude_unit}" if f.magnitude_unit else ""
+        table.add_row(
+            str(f.number),
+            f.kind,
+            f.default_target,
+            f"{f.default_magnitude:g}{unit}",
+            f"{f.low:g}..{f.high:g}",
+            f.magnitude_meaning,
+        )
+    table.caption = "duration: plant seconds, or with s/m/h (5m, 1h30m); 0 lasts until cleared"
+    return table
+
+
+# Commands ---------------------------------------------------------------------------------
+@app.command("list")
+def list_faults() -> None:
+    """The fault catalogue: kinds, default targets, magnitudes with units and ranges."""
+    console.print(catalogue_table())
+
+
+@app.command()
+def inject(
+    kind: Annotated[str, typer.Argument(help="Fault kind (see `plant fault list`).")],
+    target_module: Annotated[
+        str, typer.Option("--target", help="Module id; default: the catalogue's.")
+    ] = "",
+    magnitude: Annotated[
+        float | None, typer.Option(help="Size, in the fault's unit; default: the catalogue's.")
+    ] = None,
+    duration: Annotated[
+        str, typer.Option(help="Plant time it lasts: 300, 5m, 1h; 0 until cleared.")
+    ] = "0",
+    reason: Reason = "",
+    url: Url = None,
+    user: User = None,
+    password: Password = None,
+    site: Site = None,
+    cert: Cert = None,
+    key: Key = None,
+) -> None:
+    """Inject a fault now; prints its id (for `clear`)."""
+    try:
+        unit = check_fault(kind, magnitude)
+        duration_s = parse_time(duration, "--duration")
+    except (ValueError, ScenarioError) as error:
+        raise fail(str(error)) from None
+    where = target(url, user, password, site, cert, key)
+
+    async def work(plant: OperatorClient) -> int:
+        return await plant.inject(kind, target_module, magnitude, duration_s, reason)
+
+    fault_id = with_plant(where, work)
+    size = "default size" if magnitude is None else f"{magnitude:g} {unit}".strip()
+    console.print(
+        f"injected {kind} on {target_module or CATALOGUE[kind].default_target} "
+        f"({size}, {format_duration(duration_s)}): fault {fault_id}"
+    )
+
+
+@app.command()
+def clear(
+    fault: Annotated[str, typer.Argument(help="Fault id, or a kind to clear its active fault.")],
+    target_module: Annotated[
+        str, typer.Option("--target", help="With a kind: only the fault on this module.")
+    ] = "",
+    reason: Reason = "",
+    url: Url = None,
+    user: User = None,
+    password: Password = None,
+    site: Site = None,
+    cert: Cert = None,
+    key: Key = None,
+) -> None:
+    """End a fault now, by id or by kind."""
+    fault_id = int(fault) if fault.isdigit() else None
+    if fault_id is None and fault not in CATALOGUE:
+        raise fail(f"{fault!r} is neither a fault id nor a kind; known: {', '.join(CATALOGUE)}")
+    where = target(url, user, password, site, cert, key)
+
+    async def work(plant: OperatorClient) -> list[FaultInfo]:
+        return await clear_faults(plant, fault_id, fault, target_module, reason)
+
+    for cleared in with_plant(where, work):
+        console.print(f"cleared {describe_fault(cleared)}")
+
+
+async def clear_faults(
+    plant: OperatorClient, fault_id: int | None, kind: str, module: str, reason: str
+) -> list[FaultInfo]:
+    """Clear one fault by id, or every pending or active fault of a kind (on a module)."""
+    faults = await plant.faults()
+    if fault_id is not None:
+        chosen = [f for f in faults if f.id == fault_id]
+        if not chosen:
+            # Let the plant say why (unknown or already ended): its words are the record.
+            await plant.clear(fault_id, reason)
+            chosen = [FaultInfo(fault_id, "?", "?", math.nan, "ended")]
+            return chosen
+    else:
+        chosen = [f for f in faults if f.kind == kind and module in ("", f.target)]
+        if not chosen:
+            where = f" on {module}" if module else ""
+            raise PlantError(f"no pending or active {kind} fault{where} to clear")
+    for f in chosen:
+        await plant.clear(f.id, reason)
+    return chosen
+
+
+@app.command()
+def status(
+    url: Url = None,
+    user: User = None,
+    password: Password = None,
+    site: Site = None,
+    cert: Cert = None,
+    key: Key = None,
+) -> None:
+    """The line state, the plant clock and the pending and active faults."""
+    where = target(url, user, password, site, cert, key)
+    result = with_plant(where, lambda plant: plant.status())
+    clock = result.plant_time.isoformat(timespec="seconds") if result.plant_time else "unknown"
+    console.print(f"line: {result.line_state}   plant clock: {clock}")
+    if not result.faults:
+        console.print("faults: none")
+    for f in result.faults:
+        console.print(f"fault {describe_fault(f)}")
+
+
+def _line_command(action: str) -> Callable[..., None]:
+    def command(
+        reason: Reason = "",
+        url: Url = None,
+        user: User = None,
+        password: Password = None,
+        site: Site = None,
+        cert: Cert = None,
+        key: Key = None,
+    ) -> None:
+        where = target(url, user, password, site, cert, key)
+        state = with_plant(where, lambda plant: plant.line(action, reason))
+        console.print(f"{action}: line {state}")
+
+    command.__doc__ = {
+        "start": "Start the line.",
+        "stop": "Stop the line (the press runs it dry).",
+        "abort": "Emergency stop: drives halt, material stays; reset needed (if the server "
+        "has the Abort method).",
+        "reset": "Reset a stopped or faulted line to idle.",
+    }[action]
+    return command
+
+
+for _action in ("start", "stop", "abort", "reset"):
+    app.command(_action)(_line_command(_action))
+
+
+# Scenarios -----------------------------------------------------------------------------------
+@app.command("run")
+def run_scenario(
+    scenario_file: Annotated[Path, typer.Argument(help="Scenario YAML (see plant/scenario.py).")],
+    url: Url = None,
+    user: User = None,
+    password: Password = None,
+    site: Site = None,
+    cert: Cert = None,
+    key: Key = None,
+) -> None:
+    """Play a scenario's timeline on the running plant, at plant time from now.
+
+    Each event waits for the plant clock (the server's, whatever its speed factor) to reach its
+    time after the start of the run, then is carried out and printed with its result. The
+    scenario's seed, hours and warm_start belong to the server's configuration and are ignored.
+    A refused event is printed and the run goes on; the exit code is then 1.
+    """
+    try:
+        scenario = load_scenario(scenario_file)
+        for event in scenario.events:
+            if event.action == "fault":
+                check_fault(event.kind, event.magnitude)
+    except (ScenarioError, ValueError) as error:
+        raise fail(str(error)) from None
+    where = target(url, user, password, site, cert, key)
+    refused = with_plant(where, lambda plant: play(plant, scenario, console.print))
+    if refused:
+        raise fail(f"{refused} of {len(scenario.events)} events refused", 1)
+
+
+async def play(
+    plant: OperatorClient,
+    scenario: Scenario,
+    say: Callable[[str], object],
+    monotonic: Callable[[], float] = time.monotonic,
+) -> int:
+    """Carry out the scenario's events at their plant times; returns how many were refused."""
+    start = await plant.plant_clock()
+    say(f"{scenario.name}: {len(scenario.events)} events, plant clock {start.isoformat()}")
+    clock = _Clock(plant, start, monotonic())
+    refused = 0
+    for event in scenario.events:
+        elapsed = await clock.wait(event.at_s, monotonic)
+        try:
+            result = await carry_out(plant, event)
+        except PlantError as error:
+            if error.exit_code != 1:  # unreachable or not authorised: nothing more will work
+                raise
+            refused += 1
+            result = f"REFUSED: {error}"
+        say(f"[{format_time(elapsed):>8}] {event.describe()}: {result}")
+    say(f"done: {len(scenario.events) - refused} carried out, {refused} refused")
+    return refused
+
+
+class _Clock:
+    """Waits for the plant clock, polling it no faster than it moves."""
+
+    def __init__(self, plant: OperatorClient, start: datetime, wall0: float) -> None:
+        self.plant, self.start, self.wall0 = plant, start, wall0
+        self.speed: float | None = None  # plant seconds per wall second, once measured
+
+    async def wait(self, at_s: float, monotonic: Callable[[], float]) -> float:
+        last, moved_at = -1.0, monotonic()
+        while True:
+            elapsed = (await self.plant.plant_clock() - self.start).total_seconds()
+            wall = monotonic()
+            if elapsed >= at_s:
+                return elapsed
+            if elapsed > last:
+                last, moved_at = elapsed, wall
+                if wall - self.wall0 > 0.5 and elapsed > 0:
+                    self.speed = elapsed / (wall - self.wall0)
+            elif wall - moved_at > STALL_S:
+                raise PlantError(f"the plant clock has stood still for {STALL_S:g} s")
+            pause = (at_s - elapsed) / self.speed if self.speed else 0.2
+            await asyncio.sleep(min(max(pause, 0.02), 1.0))
+
+
+async def carry_out(plant: OperatorClient, event: ScenarioEvent) -> str:
+    """Carry out one scenario event; returns what happened, in words."""
+    reason = event.reason or "scenario"
+    if event.action == "fault":
+        fault_id = await plant.inject(
+            event.kind, event.target or "", event.magnitude, event.duration_s, reason
+        )
+        return f"fault {fault_id}"
+    if event.action == "clear":
+        cleared = await clear_faults(plant, None, event.kind, event.target or "", reason)
+        return ", ".join(f"cleared #{f.id}" for f in cleared)
+    if event.action == "setpoint":
+        await plant.write(event.tag, event.value, reason)
+        return "accepted"
+    return f"line {await plant.line(event.line, reason)}"
