@@ -1,0 +1,78 @@
+"""OPC UA events of the twin's server -> plant.payload.Event on pcmm/v1/<site>/events/<kind>.
+
+- `PlantAuditEventType` (one per twin audit record) -> an `audit` event with the record's own
+  sequence number, user (e.g. "alice via edge"), action, target, old, new, reason and outcome.
+- `PlantFaultEventType` -> a `fault` event (raised or cleared).
+- `ExclusiveLimitAlarmType` -> an `alarm` event (active or back to normal).
+
+Audit events keep the twin's sequence number; faults and alarms carry none, so the edge
+numbers them from its persistent event counter.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from bridge.edge.opcua import to_ns
+from plant.payload import Event, Scalar
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    return str(getattr(value, "Text", value) or "")
+
+
+def _json_scalar(text: Any) -> Scalar:
+    try:
+        value = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        return str(text)
+    return value if value is None or isinstance(value, bool | int | float | str) else str(value)
+
+
+def to_event(site: str, kind: str, fields: dict[str, Any], seq: int) -> Event:
+    """One OPC UA event as a plant Event (`seq` is used unless the event carries its own)."""
+    time_ns = to_ns(fields.get("Time"))
+    message = _text(fields.get("Message"))
+    if kind == "audit":
+        return Event(
+            site,
+            "audit",
+            int(fields.get("AuditSeq") or seq),
+            time_ns,
+            "twin",
+            user=_text(fields.get("User")),
+            action=_text(fields.get("Action")),
+            target=_text(fields.get("Target")),
+            old=_json_scalar(fields.get("OldValue")),
+            new=_json_scalar(fields.get("NewValue")),
+            reason=_text(fields.get("Reason")),
+            accepted=bool(fields.get("Accepted")),
+            result=_text(fields.get("Result")),
+        )
+    if kind == "fault":
+        magnitude = fields.get("Magnitude")
+        return Event(
+            site,
+            "fault",
+            seq,
+            time_ns,
+            "twin",
+            action=f"fault_{_text(fields.get('FaultState'))}",
+            target=f"{_text(fields.get('FaultKind'))}@{_text(fields.get('FaultTarget'))}",
+            new=float(magnitude) if isinstance(magnitude, int | float) else None,
+            result=message,
+        )
+    active = bool(fields.get("ActiveState/Id"))
+    return Event(
+        site,
+        "alarm",
+        seq,
+        time_ns,
+        "twin",
+        action="active" if active else "normal",
+        target=_text(fields.get("SourceName")),
+        result=message,
+    )

@@ -1,0 +1,228 @@
+"""The MQTT side of the edge: drain the outbox with QoS 1, receive commands, say online/offline.
+
+One thread owns the paho client and runs an explicit loop: connect (capped backoff while the
+broker is away), then alternate `client.loop()` with draining the outbox. Publishing follows
+Telegraf's RunningOutput, with the broker as the sink:
+
+- rows are published oldest first, at most `max_inflight` awaiting their PUBACK;
+- a row is deleted from the outbox only in `on_publish`, i.e. after the broker's PUBACK, so a
+  SIGKILL before that replays it (a duplicate, never a loss);
+- after a lost connection paho itself resends its unacknowledged messages, in order, on the
+  next connection, and this loop publishes nothing new until it is connected again, so the
+  order on the wire is the order of the outbox.
+
+The session starts clean: commands sent while the edge was away are not queued for it, because
+a setpoint carried out minutes late is worse than one refused (the requester times out and asks
+again). The retained status topic says `online` after each connection and `offline` through the
+Last Will when the edge dies, or on a clean stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from bridge.edge.counters import Counters
+from bridge.edge.outbox import Outbox
+from bridge.edge.settings import EdgeSettings
+from plant.topics import SiteTopics
+
+SERVICE = "edge"
+LOOP_TIMEOUT_S = 0.005  # how long one network poll may wait: bounds the publish latency
+
+#: Called on the MQTT thread with (topic, payload, response topic, correlation data).
+CommandCallback = Callable[[str, bytes, str | None, bytes | None], None]
+
+
+class MqttLink:
+    """The edge's MQTT client; `run` it on its own thread."""
+
+    def __init__(
+        self,
+        settings: EdgeSettings,
+        outbox: Outbox,
+        counters: Counters,
+        on_command: CommandCallback,
+    ) -> None:
+        self._settings = settings
+        self._outbox = outbox
+        self._counters = counters
+        self._on_command = on_command
+        self._topics = SiteTopics(settings.site)
+        self.status_topic = self._topics.status(SERVICE)
+        self._inflight: dict[int, tuple[int, float]] = {}  # mid -> (row id, publish time)
+        self._last_sent = 0  # highest row id handed to paho
+        self._acked: list[int] = []
+        self._connected = False
+        self._log = logging.getLogger("bridge.edge.mqtt")
+        self.client = self._make_client()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    def _make_client(self) -> mqtt.Client:
+        s = self._settings
+        client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=s.mqtt_client_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+        )
+        client.username_pw_set(s.mqtt_username, s.mqtt_password.get_secret_value() or None)
+        if s.mqtt_tls:
+            client.tls_set(
+                ca_certs=str(s.mqtt_ca_file) if s.mqtt_ca_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+        client.max_inflight_messages_set(s.max_inflight)
+        # paho's own queue must never refuse: the outbox already bounds what is pending.
+        client.max_queued_messages_set(0)
+        client.will_set(self.status_topic, b"offline", qos=1, retain=True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        client.connect_async(
+            s.mqtt_host, s.mqtt_port, keepalive=s.mqtt_keepalive_s, clean_start=True
+        )
+        return client
+
+    # paho callbacks, on the thread running `run` ---------------------------------------------
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.ConnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason.is_failure:
+            self._log.error("broker refused the connection: %s", reason)
+            return
+        self._connected = True
+        self._log.info("connected to %s:%d", self._settings.mqtt_host, self._settings.mqtt_port)
+        client.subscribe(self._topics.all_commands, options=SubscribeOptions(qos=1))
+        client.publish(self.status_topic, b"online", qos=1, retain=True)
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.DisconnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if self._connected:
+            self._log.warning("disconnected from the broker: %s", reason)
+        self._connected = False
+
+    def _on_publish(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        mid: int,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        entry = self._inflight.pop(mid, None)
+        if entry is None:
+            return  # the status message, which is not an outbox row
+        row_id, sent = entry
+        if reason.is_failure:
+            # The broker will not take it (e.g. not authorised); retrying cannot help.
+            self._counters.add("rejected")
+            self._log.warning("broker refused an outbox message: %s", reason)
+        self._acked.append(row_id)
+        self._counters.add("acked")
+        self._counters.set("puback_ms", (time.monotonic() - sent) * 1000.0)
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        props = msg.properties
+        response = getattr(props, "ResponseTopic", None) if props is not None else None
+        correlation = getattr(props, "CorrelationData", None) if props is not None else None
+        self._on_command(msg.topic, bytes(msg.payload), response, correlation)
+
+    # the loop --------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Connect, publish and receive until `stop`; reconnect with capped backoff."""
+        s = self._settings
+        backoff = s.retry_initial_s
+        failing = False
+        while not stop.is_set():
+            if not self.client.is_connected():
+                try:
+                    self.client.reconnect()
+                except OSError as error:
+                    if not failing:
+                        self._log.warning(
+                            "broker %s:%d unreachable, retrying: %s",
+                            s.mqtt_host,
+                            s.mqtt_port,
+                            error,
+                        )
+                    failing = True
+                    self._counters.add("mqtt_reconnects")
+                    stop.wait(backoff)
+                    backoff = min(backoff * 2, s.retry_max_s)
+                    continue
+            rc = self.client.loop(timeout=LOOP_TIMEOUT_S)
+            self._flush_acks()
+            if rc is MQTTErrorCode.MQTT_ERR_SUCCESS:
+                if self._connected:
+                    failing, backoff = False, s.retry_initial_s
+                    self._drain()
+                continue
+            failing = True
+            self._counters.add("mqtt_reconnects")
+            stop.wait(backoff)
+            backoff = min(backoff * 2, s.retry_max_s)
+        self._flush_acks()
+
+    def _drain(self) -> None:
+        """Publish the rows after the last one handed to paho, up to the in-flight window."""
+        room = self._settings.max_inflight - len(self._inflight)
+        if room <= 0 or self._outbox.depth <= len(self._inflight):
+            return
+        # The oldest rows are the ones in flight; the new ones follow them.
+        rows = self._outbox.peek(len(self._inflight) + room)
+        now = time.monotonic()
+        for row_id, message in rows:
+            if row_id <= self._last_sent:
+                continue
+            props = None
+            if message.correlation is not None:
+                props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+                props.CorrelationData = message.correlation
+            info = self.client.publish(
+                message.topic, message.payload, qos=1, retain=message.retain, properties=props
+            )
+            self._inflight[info.mid] = (row_id, now)
+            self._last_sent = row_id
+            self._counters.add("published")
+
+    def _flush_acks(self) -> None:
+        if self._acked:
+            acked, self._acked = self._acked, []
+            self._outbox.ack(acked)
+
+    def close(self) -> None:
+        """Say offline (retained) and disconnect cleanly."""
+        if self.client.is_connected():
+            info = self.client.publish(self.status_topic, b"offline", qos=1, retain=True)
+            deadline = time.monotonic() + 2
+            while not info.is_published() and time.monotonic() < deadline:
+                self.client.loop(timeout=0.05)
+            self.client.disconnect()
+            self.client.loop(timeout=0.1)

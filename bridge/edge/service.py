@@ -1,0 +1,250 @@
+"""The edge gateway: OPC UA subscription -> outbox -> MQTT, and MQTT commands -> OPC UA.
+
+    OpcUaSource --samples--> Batcher --\\
+    OPC UA events ----------------------+--> Outbox (SQLite, durable) --> MqttLink --> broker
+    CommandExecutor (replies, audit) ---/                                   |
+    self-metrics ----------------------/        commands <------------------/
+
+The asyncio loop owns the OPC UA client, the batcher, the commands and the metrics; one thread
+owns the paho client (blocking by design). They meet only at the outbox (a thread-safe spool)
+and at the command queue. Every `batch_interval_s` one flush commits what is waiting in one
+transaction; flushes never overlap, so the outbox order is the order of the sequence numbers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+import time
+from pathlib import Path
+
+from bridge.edge.commands import CommandExecutor, Incoming, audit_events, reply_payload
+from bridge.edge.counters import Counters
+from bridge.edge.events import to_event
+from bridge.edge.mqtt import SERVICE, MqttLink
+from bridge.edge.opcua import OpcUaSource
+from bridge.edge.outbox import Message, Outbox
+from bridge.edge.sequence import Sequences
+from bridge.edge.settings import EdgeSettings
+from bridge.edge.telemetry import Batcher, Watermarks
+from bridge.spool import Spool
+from plant.payload import encode_event
+from plant.tags import TagRegistry, build_registry
+from plant.topics import SiteTopics
+from twin.layout import load_layout, vary_for_site
+
+EVENT_COUNTER = "event"
+WATERMARK_PERIOD_S = 1.0
+JOIN_TIMEOUT_S = 5.0
+_log = logging.getLogger("bridge.edge")
+
+#: Counters reported even before they first move, so dashboards see zeros, not gaps.
+REPORTED = (
+    "samples_in",
+    "samples_out",
+    "published",
+    "acked",
+    "rejected",
+    "backfilled",
+    "events_in",
+    "commands",
+    "opcua_reconnects",
+    "mqtt_reconnects",
+    "lag_ms",
+    "puback_ms",
+)
+
+
+def state_paths(spool_path: Path) -> tuple[Path, Path]:
+    """Where the sequence counters and the watermarks live: beside the spool."""
+    return (
+        spool_path.with_name(spool_path.name + ".seq.json"),
+        spool_path.with_name(spool_path.name + ".watermarks.json"),
+    )
+
+
+def registry_for(settings: EdgeSettings) -> TagRegistry:
+    """The site's tag registry, from the same layout and variation as the server's."""
+    layout = vary_for_site(load_layout(settings.layout), settings.site, settings.variation)
+    return build_registry(layout.modules)
+
+
+def encode_metrics(settings: EdgeSettings, values: dict[str, float]) -> bytes:
+    """A `pipeline` self-metrics report (the v1 shape of bridge.metrics, read by the historian)."""
+    return json.dumps(
+        {
+            "v": 1,
+            "service": SERVICE,
+            "site": settings.site,
+            "instance": settings.mqtt_client_id,
+            "time_ns": time.time_ns(),
+            "values": values,
+        },
+        separators=(",", ":"),
+        allow_nan=False,
+    ).encode()
+
+
+class Edge:
+    """The running edge; `run` until `stop` is set."""
+
+    def __init__(self, settings: EdgeSettings) -> None:
+        self.settings = settings
+        self.topics = SiteTopics(settings.site)
+        self.spool = Spool(
+            settings.spool_path,
+            max_items=settings.spool_max_items,
+            max_bytes=settings.spool_max_bytes,
+            synchronous=settings.spool_synchronous,
+        )
+        self.outbox = Outbox(self.spool)
+        seq_path, watermark_path = state_paths(settings.spool_path)
+        self.sequences = Sequences(seq_path)
+        self.watermarks = Watermarks(watermark_path)
+        self.counters = Counters()
+        self.batcher = Batcher(
+            settings.site, self.outbox, self.sequences, self.watermarks, self.counters
+        )
+        self.source = OpcUaSource(
+            settings, self.batcher, self.watermarks, self.counters, self._on_event, self.flush
+        )
+        self.executor = CommandExecutor(settings.site, registry_for(settings), self.source)
+        self._other: list[Message] = []  # events, replies, metrics waiting for the next flush
+        self._flush_lock = asyncio.Lock()
+        self._commands: asyncio.Queue[Incoming] = asyncio.Queue()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # the outbox ------------------------------------------------------------------------------
+
+    async def flush(self) -> None:
+        """Commit everything waiting, in one transaction (never two flushes at once)."""
+        async with self._flush_lock:
+            messages, samples = self.batcher.take()
+            if self._other:
+                messages.extend(self._other)
+                self._other = []
+            if messages:
+                await asyncio.to_thread(self.outbox.put, messages)
+            self.batcher.committed(samples)
+
+    async def _flusher(self) -> None:
+        interval = self.settings.batch_interval_s
+        next_save = time.monotonic() + WATERMARK_PERIOD_S
+        while True:
+            await asyncio.sleep(interval)
+            await self.flush()
+            if time.monotonic() >= next_save:
+                next_save = time.monotonic() + WATERMARK_PERIOD_S
+                changes = self.watermarks.changes()
+                if changes is not None:
+                    await asyncio.to_thread(self.watermarks.write, changes)
+
+    # events and commands ---------------------------------------------------------------------
+
+    def _on_event(self, kind: str, fields: dict[str, object]) -> None:
+        seq = 0 if kind == "audit" else self.sequences.take(EVENT_COUNTER)
+        event = to_event(self.settings.site, kind, dict(fields), seq)
+        self._other.append(Message(self.topics.event(event.kind), encode_event(event)))
+
+    def on_command(
+        self, topic: str, payload: bytes, response: str | None, correlation: bytes | None
+    ) -> None:
+        """Called on the MQTT thread: hand the command to the event loop."""
+        if self._loop is not None:
+            incoming = Incoming(topic, payload, response, correlation)
+            self._loop.call_soon_threadsafe(self._commands.put_nowait, incoming)
+
+    async def _command_loop(self) -> None:
+        while True:
+            incoming = await self._commands.get()
+            parsed = self.executor.parse_topic(incoming.topic)
+            if parsed is None:
+                continue  # another site's command, or not a command topic
+            kind, user = parsed  # an unknown kind is refused by decode_command, and answered
+            self.counters.add("commands")
+            outcome = await self.executor.execute(incoming, self.topics.reply(user), user, kind)
+            _log.info(
+                "command %s from %s: %s %s", kind, user, outcome.reply.code, outcome.reply.reason
+            )
+            self._other.append(
+                Message(
+                    outcome.response_topic, reply_payload(outcome), correlation=outcome.correlation
+                )
+            )
+            seq = self.sequences.take(EVENT_COUNTER, 2)
+            for event in audit_events(self.settings.site, outcome, seq, time.time_ns()):
+                self._other.append(Message(self.topics.event("audit"), encode_event(event)))
+            await self.flush()  # a reply should not wait for the batch interval
+
+    # self-metrics ----------------------------------------------------------------------------
+
+    def metrics(self) -> dict[str, float]:
+        values = dict.fromkeys(REPORTED, 0.0)
+        values.update(self.counters.snapshot())
+        values["spool_depth"] = float(self.spool.depth)
+        values["spool_bytes"] = float(self.spool.size_bytes)
+        values["dropped"] = float(self.spool.dropped)
+        values["retries"] = values["opcua_reconnects"] + values["mqtt_reconnects"]
+        values["opcua_connected"] = 1.0 if self.source.client is not None else 0.0
+        return values
+
+    async def _metrics_loop(self) -> None:
+        period = self.settings.metrics_period_s
+        last = self.metrics()
+        while True:
+            await asyncio.sleep(period)
+            values = self.metrics()
+            for name in ("samples_in", "samples_out", "acked"):
+                values[f"{name}_per_s"] = (values[name] - last.get(name, 0.0)) / period
+            last = values
+            topic = self.topics.metrics(SERVICE)
+            self._other.append(Message(topic, encode_metrics(self.settings, values)))
+
+    # life cycle ------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until `stop` is set (or a task fails); then stop within a few seconds."""
+        self._loop = asyncio.get_running_loop()
+        s = self.settings
+        link = MqttLink(s, self.outbox, self.counters, self.on_command)
+        mqtt_stop = threading.Event()
+        thread = threading.Thread(target=link.run, args=(mqtt_stop,), name="mqtt")
+        _log.info(
+            "edge %s: %s -> %s:%d, outbox %s (%d waiting)",
+            s.mqtt_client_id,
+            s.opcua_url,
+            s.mqtt_host,
+            s.mqtt_port,
+            s.spool_path,
+            self.outbox.depth,
+        )
+        thread.start()
+        tasks = [
+            asyncio.create_task(self.source.run(), name="opcua"),
+            asyncio.create_task(self._flusher(), name="flush"),
+            asyncio.create_task(self._command_loop(), name="commands"),
+            asyncio.create_task(self._metrics_loop(), name="metrics"),
+        ]
+        stopper = asyncio.create_task(stop.wait(), name="stop")
+        try:
+            done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is not stopper:
+                    task.result()  # a task that ended on its own failed: raise its error
+        finally:
+            for task in [*tasks, stopper]:
+                task.cancel()
+            await asyncio.gather(*tasks, stopper, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.flush(), JOIN_TIMEOUT_S)
+                changes = self.watermarks.changes()
+                if changes is not None:
+                    self.watermarks.write(changes)
+            mqtt_stop.set()
+            thread.join(JOIN_TIMEOUT_S)
+            link.close()
+            self.spool.close()
+            _log.info("edge stopped")

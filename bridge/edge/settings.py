@@ -1,0 +1,71 @@
+"""The edge gateway's settings: one class, read from PLANT_EDGE_* environment variables.
+
+`settings.env.example` beside this file lists every key with its default. Only the command-line
+entry point builds it from the environment; everything below takes the validated object.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class EdgeSettings(BaseSettings):
+    """OPC UA in, MQTT out (and commands back), with a durable outbox between them."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PLANT_EDGE_", extra="forbid", env_ignore_empty=True
+    )
+
+    site: str = Field(default="site1", pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
+
+    # OPC UA: the twin's server, and the edge's own operator account on it.
+    opcua_url: str = "opc.tcp://localhost:4840/pcmm/site1"
+    opcua_namespace_uri: str = "urn:pcmm-twin:opcua"
+    opcua_security: Literal["None", "Basic256Sha256_SignAndEncrypt"] = "None"
+    opcua_cert: Path | None = None  # the edge's client certificate (DER or PEM)
+    opcua_key: Path | None = None  # its private key (PEM)
+    opcua_server_cert: Path | None = None  # pin the server certificate; None: from discovery
+    opcua_user: str = "edge"
+    opcua_password: SecretStr = SecretStr("")
+    opcua_timeout_s: float = Field(default=10.0, gt=0)
+    opcua_watchdog_s: float = Field(default=2.0, gt=0)  # connection probe period
+    sampling_interval_ms: float = Field(default=0.0, ge=0)  # 0: every change the server makes
+    publishing_interval_ms: float = Field(default=50.0, gt=0)  # subscription publish period
+    queue_size: int = Field(default=1000, ge=1)  # per monitored item, so no sample is overwritten
+    deadband: float = Field(default=0.0, ge=0)  # absolute deadband on numeric tags; 0: off
+    backfill: bool = True  # after a reconnect, read the gap from OPC UA history
+    backfill_max_s: float = Field(default=3600.0, gt=0)  # never read back further than this
+    layout: str | None = None  # the pod layout, to validate setpoint commands; None: default
+    variation: float = Field(default=0.0, ge=0.0, lt=0.5)  # as the server's PLANT_OPCUA_VARIATION
+
+    # MQTT (the broker's `edge` user; see deploy/mosquitto).
+    mqtt_host: str = "localhost"
+    mqtt_port: int = Field(default=1883, ge=1, le=65535)
+    mqtt_username: str = "edge"
+    mqtt_password: SecretStr = SecretStr("")
+    mqtt_client_id: str = Field(default="edge-site1", min_length=1, max_length=64)
+    mqtt_tls: bool = False
+    mqtt_ca_file: Path | None = None  # CA bundle for TLS; None: the system's
+    mqtt_keepalive_s: int = Field(default=15, ge=5, le=3600)
+    max_inflight: int = Field(default=1000, ge=1, le=65535)  # QoS 1 messages awaiting PUBACK
+
+    # Outbox (the durable spool every message goes through) and batching.
+    spool_path: Path = Path("edge.spool.sqlite")
+    spool_max_items: int = Field(default=1_000_000, ge=10)
+    spool_max_bytes: int = Field(default=1024 * 1024 * 1024, ge=1024)
+    spool_synchronous: Literal["NORMAL", "FULL"] = "FULL"
+    batch_interval_s: float = Field(default=0.05, gt=0, le=10)  # samples wait at most this
+    metrics_period_s: float = Field(default=5.0, gt=0)
+    retry_initial_s: float = Field(default=0.5, gt=0)
+    retry_max_s: float = Field(default=10.0, gt=0)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @model_validator(mode="after")
+    def _security_needs_certificate(self) -> EdgeSettings:
+        if self.opcua_security != "None" and (self.opcua_cert is None or self.opcua_key is None):
+            raise ValueError("opcua_security needs opcua_cert and opcua_key")
+        return self
