@@ -6,29 +6,33 @@ own modules, `synthetic_000` onwards, 100 tags each, so no folder has thousands 
 
 from __future__ import annotations
 
-from plant.tags import ONE, Access, DataType, Quality, Tag
+from plant.tags import SYNTHETIC_PER_MODULE, TEMPLATES, Access, Quality, Tag
 from twin.store import TagValue
 
-PER_MODULE = 100
-DESCRIPTION = "Synthetic load-test tag (benchmarks only; not part of the plant)"
+PER_MODULE = SYNTHETIC_PER_MODULE
 
 
 def synthetic_tags(count: int) -> list[Tag]:
-    """`count` synthetic measured tags."""
-    return [
-        Tag(
-            module=f"synthetic_{i // PER_MODULE:03d}",
-            module_type="synthetic",
-            name=f"value_{i % PER_MODULE:02d}",
-            unit=ONE,
-            data_type=DataType.FLOAT,
-            access=Access.MEASURED,
-            low=0.0,
-            high=1000.0,
-            description=DESCRIPTION,
+    """`count` synthetic measured tags, from the registry's `synthetic` template."""
+    specs = TEMPLATES["synthetic"]
+    tags = []
+    for i in range(count):
+        spec = specs[i % PER_MODULE]
+        assert spec.access is Access.MEASURED and isinstance(spec.low, float)
+        tags.append(
+            Tag(
+                module=f"synthetic_{i // PER_MODULE:03d}",
+                module_type="synthetic",
+                name=spec.name,
+                unit=spec.unit,
+                data_type=spec.data_type,
+                access=spec.access,
+                low=spec.low,
+                high=float(spec.high),
+                description=spec.description,
+            )
         )
-        for i in range(count)
-    ]
+    return tags
 
 
 class SyntheticSource:

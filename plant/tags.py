@@ -152,6 +152,7 @@ LINE_STATES = ("idle", "starting", "producing", "diverting", "stopping", "stoppe
 LINE_COMMANDS = ("start", "stop", "abort", "reset")
 
 BIG = 1e12
+SYNTHETIC_PER_MODULE = 100
 
 #: The product's quality limits (shared/domain.md): 400 mg tablets of 40 mg API, 95-105 % of
 #: label claim, weight within 5 %, hardness 70-170 N. Dashboards draw them; alarms use them.
@@ -354,6 +355,20 @@ TEMPLATES: dict[str, tuple[TagSpec, ...]] = {
         TagSpec("state", ONE, E, ST, 0, len(LINE_STATES) - 1, "Production state", LINE_STATES),
         TagSpec("active_faults", ONE, INT, ST, 0, 100, "Faults active now"),
         TagSpec("state_changes", ONE, INT, ST, 0, BIG, "State changes since start"),
+    ),
+    # Load-test tags for benchmarks, not part of any plant: the OPC UA server can add modules
+    # of them (`extra_tags`) so that the pipeline carries thousands of samples a second.
+    "synthetic": tuple(
+        TagSpec(
+            f"value_{i:02d}",
+            ONE,
+            F,
+            M,
+            0.0,
+            1000.0,
+            "Synthetic load-test tag (benchmarks only; not part of the plant)",
+        )
+        for i in range(SYNTHETIC_PER_MODULE)
     ),
 }
 
