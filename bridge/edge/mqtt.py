@@ -23,6 +23,7 @@ import logging
 import ssl
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
@@ -33,7 +34,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from bridge.edge.counters import Counters
-from bridge.edge.outbox import Outbox
+from bridge.edge.outbox import Message, Outbox
 from bridge.edge.settings import EdgeSettings
 from plant.topics import SiteTopics
 
@@ -60,7 +61,12 @@ class MqttLink:
         self._on_command = on_command
         self._topics = SiteTopics(settings.site)
         self.status_topic = self._topics.status(SERVICE)
-        self._inflight: dict[int, tuple[int, float]] = {}  # mid -> (row id, publish time)
+        # mid -> (row id, publish time, message)
+        self._inflight: dict[int, tuple[int, float, Message]] = {}
+        # What the broker acknowledged lately, for the replay after a reconnect.
+        self._recent: deque[tuple[float, Message]] = deque()
+        self._ever_connected = False
+        self._replay_at: float | None = None
         self._last_sent = 0  # highest row id handed to paho
         self._acked: list[int] = []
         self._connected = False
@@ -112,6 +118,9 @@ class MqttLink:
             return
         self._connected = True
         self._log.info("connected to %s:%d", self._settings.mqtt_host, self._settings.mqtt_port)
+        if self._ever_connected and self._settings.replay_window_s > 0:
+            self._replay_at = time.monotonic() + self._settings.replay_delay_s
+        self._ever_connected = True
         client.subscribe(self._topics.all_commands, options=SubscribeOptions(qos=1))
         client.publish(self.status_topic, b"online", qos=1, retain=True)
 
@@ -138,7 +147,9 @@ class MqttLink:
         entry = self._inflight.pop(mid, None)
         if entry is None:
             return  # the status message, which is not an outbox row
-        row_id, sent = entry
+        row_id, sent, message = entry
+        if not reason.is_failure and message.correlation is None and not message.retain:
+            self._recent.append((time.monotonic(), message))
         if reason.is_failure:
             # The broker will not take it (e.g. not authorised); retrying cannot help.
             self._counters.add("rejected")
@@ -182,6 +193,7 @@ class MqttLink:
             if rc is MQTTErrorCode.MQTT_ERR_SUCCESS:
                 if self._connected:
                     failing, backoff = False, s.retry_initial_s
+                    self._replay()
                     self._drain()
                 continue
             failing = True
@@ -208,9 +220,25 @@ class MqttLink:
             info = self.client.publish(
                 message.topic, message.payload, qos=1, retain=message.retain, properties=props
             )
-            self._inflight[info.mid] = (row_id, now)
+            self._inflight[info.mid] = (row_id, now, message)
             self._last_sent = row_id
             self._counters.add("published")
+
+    def _replay(self) -> None:
+        """Once per reconnect: publish again what the broker acknowledged within the window."""
+        window = self._settings.replay_window_s
+        horizon = time.monotonic() - window
+        while self._recent and self._recent[0][0] < horizon:
+            self._recent.popleft()
+        if self._replay_at is None or time.monotonic() < self._replay_at:
+            return
+        self._replay_at = None
+        for _, message in self._recent:
+            # Not tracked as in flight: these rows left the outbox already.
+            self.client.publish(message.topic, message.payload, qos=1)
+        self._counters.add("replayed", len(self._recent))
+        if self._recent:
+            self._log.info("replayed %d messages of the last %.0f s", len(self._recent), window)
 
     def _flush_acks(self) -> None:
         if self._acked:

@@ -52,6 +52,12 @@ class EdgeSettings(BaseSettings):
     mqtt_ca_file: Path | None = None  # CA bundle for TLS; None: the system's
     mqtt_keepalive_s: int = Field(default=15, ge=5, le=3600)
     max_inflight: int = Field(default=1000, ge=1, le=65535)  # QoS 1 messages awaiting PUBACK
+    # A broker killed outright loses what it had acknowledged but not yet saved or delivered
+    # (Mosquitto saves every autosave_interval, 30 s in deploy/): after a reconnect the edge
+    # publishes again what the broker acknowledged in this window. Duplicates are harmless: the
+    # historian's writes are idempotent.
+    replay_window_s: float = Field(default=90.0, ge=0)
+    replay_delay_s: float = Field(default=2.0, ge=0)  # let subscribers reconnect first
 
     # Outbox (the durable spool every message goes through) and batching.
     spool_path: Path = Path("edge.spool.sqlite")
