@@ -10,10 +10,12 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Column, Table
 
+from dashboards.cli import app as grafana_app
 from opcua_server.cli import app as opcua_app
 from plant.fault_cli import app as fault_app
 from plant.kpi_cli import kpi
 from plant.simulate import SpecError, Summary, parse_fault, run, schedule, write_csv
+from plant.stack import app as stack_app
 from twin import CATALOGUE, LayoutError, Plant
 
 app = typer.Typer(
@@ -26,6 +28,8 @@ err = Console(stderr=True)
 app.add_typer(opcua_app, name="opcua")
 app.add_typer(fault_app, name="fault")
 app.command("kpi")(kpi)
+app.add_typer(stack_app, name="stack")
+app.add_typer(grafana_app, name="grafana")
 
 
 def fail(message: str) -> typer.Exit:

@@ -6,6 +6,7 @@
     pcmm/v1/<site>/command/<kind>/<user>       setpoint | line | fault commands (MQTT 5 request)
     pcmm/v1/<site>/reply/<user>                command results (MQTT 5 response topic)
     pcmm/v1/<site>/status/<service>            retained online/offline (Last Will)
+    pcmm/v1/<site>/mode/<service>              retained auto | manual switch of a service
     pcmm/v1/<site>/metrics/<service>           self-metrics of a bridge service
     pcmm/v1/deadletter/<service>               payloads a service could not accept
 
@@ -46,6 +47,11 @@ class SiteTopics:
     def telemetry(self, module: str) -> str:
         return f"{self.base}/{_segment(module, 'module')}/telemetry"
 
+    @property
+    def all_telemetry(self) -> str:
+        """Telemetry of every module of the site (never its simulation truth)."""
+        return f"{self.base}/+/telemetry"
+
     def truth(self, module: str) -> str:
         return f"{self.base}/simulation/{_segment(module, 'module')}"
 
@@ -68,6 +74,10 @@ class SiteTopics:
 
     def status(self, service: str) -> str:
         return f"{self.base}/status/{_segment(service, 'service')}"
+
+    def mode(self, service: str) -> str:
+        """Retained run-time switch of a service (the controller: auto or manual)."""
+        return f"{self.base}/mode/{_segment(service, 'service')}"
 
     def metrics(self, service: str) -> str:
         return f"{self.base}/metrics/{_segment(service, 'service')}"

@@ -1,0 +1,164 @@
+"""Telemetry in, decisions out: the transport-free half of the controller's MQTT adapter.
+
+The supervisor's clock is the telemetry's source time (plant time, seconds: `source_ns / 1e9`),
+as in `plant.closed_loop`, where it observes every tag up to a second and then decides. Over
+MQTT the modules of one second arrive as separate batches, possibly out of order and possibly
+twice (QoS 1), so the feed:
+
+- observes samples in source-time order and drops any not newer than what it has of that tag
+  (a duplicate or a late replay must not overwrite a newer reading);
+- decides (`Supervisor.step`) once per new second of telemetry: when a later second starts, or
+  when the service says the burst is over (`flush`);
+- watches the wall clock: when no telemetry has arrived for `stale_after_s`, the plant has
+  gone quiet for the controller (fault 14). Its plant clock stopped with the telemetry, so the
+  feed steps the supervisor at an extrapolated plant time, at least past the supervisor's own
+  staleness limit, and the supervisor holds and raises `stale_telemetry`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from controller.supervisor import Action, Alarm, Supervisor
+from plant.payload import Sample, Scalar, TelemetryBatch
+from plant.tags import TEMPLATES
+
+#: State names of enumerated tags by tag name, for an edge that sends names instead of indices.
+ENUM_STATES: dict[str, tuple[str, ...]] = {
+    spec.name: spec.states for specs in TEMPLATES.values() for spec in specs if spec.states
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the supervisor decided at plant time `time` (s), and the alarms it changed."""
+
+    time: float
+    actions: list[Action] = field(default_factory=list)
+    alarms: list[Alarm] = field(default_factory=list)
+    stale: bool = False  # decided on the wall clock, with no fresh telemetry
+
+
+def plant_seconds(source_ns: int) -> float:
+    """The supervisor's time of a sample: its source time in seconds."""
+    return source_ns / 1e9
+
+
+def observed_value(tag: str, value: Scalar) -> Any:
+    """A sample value as the supervisor reads it (numbers, state indices, NaN for no value)."""
+    name = tag.rpartition(".")[2]
+    if isinstance(value, str):
+        states = ENUM_STATES.get(name, ())
+        return states.index(value) if value in states else None
+    if value is None and tag.endswith("nir.api_pct"):
+        # The NIR estimator takes a number even for a Bad spectrum (it skips it by quality);
+        # OPC UA publishes Bad values as null.
+        return math.nan
+    return value
+
+
+class TelemetryFeed:
+    """Feeds telemetry batches to a supervisor and says when it decided what.
+
+    Args:
+        supervisor: the controller.
+        stale_after_s: wall seconds without telemetry that mean the link is lost.
+    """
+
+    def __init__(self, supervisor: Supervisor, stale_after_s: float) -> None:
+        self.supervisor = supervisor
+        self.stale_after_s = stale_after_s
+        self.samples = 0  # samples observed
+        self.dropped = 0  # duplicates and late samples set aside
+        self.newest = -math.inf  # newest source time seen, plant s
+        self.stale = False
+        self._seen: dict[str, float] = {}  # tag -> newest source time observed
+        self._second: int | None = None  # the open second (floor of its source time)
+        self._second_time = -math.inf  # newest source time in the open second
+        self._decided = -math.inf  # plant time of the last decision
+        self._arrival: float | None = None  # wall time of the last telemetry
+        self._flow_start: tuple[float, float] | None = None  # (wall, plant) when it started
+        self._speed = 1.0  # plant seconds per wall second, from the telemetry itself
+
+    @property
+    def enabled(self) -> bool:
+        return self.supervisor.enabled
+
+    @enabled.setter
+    def enabled(self, value: bool) -> None:
+        self.supervisor.enabled = value
+
+    def take(self, batches: Iterable[TelemetryBatch], wall: float) -> list[Decision]:
+        """Observe batches that arrived together at wall time `wall`; decide each second that
+        is complete now."""
+        decisions: list[Decision] = []
+        samples = sorted((s for b in batches for s in b.samples), key=lambda s: s.source_ns)
+        if not samples:
+            return decisions
+        if self.stale:
+            # The extrapolated times of the hold were guesses; the telemetry's clock rules again.
+            self._decided = -math.inf
+        for sample in samples:
+            t = plant_seconds(sample.source_ns)
+            second = math.floor(t)
+            if self._second is not None and second > self._second:
+                decision = self._decide_open_second()
+                if decision is not None:
+                    decisions.append(decision)
+            self._observe(sample, t)
+            if self._second is None or second >= self._second:
+                self._second = second
+                self._second_time = max(self._second_time, t)
+        self._arrived(wall)
+        return decisions
+
+    def flush(self) -> Decision | None:
+        """Decide the open second now (the burst it came in is over)."""
+        return self._decide_open_second()
+
+    def check_stale(self, wall: float) -> Decision | None:
+        """Step the supervisor on the wall clock when telemetry has stopped coming."""
+        if self._arrival is None or wall - self._arrival < self.stale_after_s:
+            return None
+        self.stale = True
+        self._flow_start = None
+        limit = self.supervisor.cfg.stale_telemetry_s + 1.0
+        now = self.newest + max((wall - self._arrival) * self._speed, limit)
+        # Each check is a later plant time, so the supervisor's clock never runs backwards.
+        now = max(now, self._decided + 1.0)
+        return self._step(now, stale=True)
+
+    # Internals ---------------------------------------------------------------------------------
+    def _observe(self, sample: Sample, t: float) -> None:
+        if t <= self._seen.get(sample.tag, -math.inf):
+            self.dropped += 1
+            return
+        self._seen[sample.tag] = t
+        self.newest = max(self.newest, t)
+        self.samples += 1
+        self.supervisor.observe(
+            sample.tag, observed_value(sample.tag, sample.value), sample.quality, t
+        )
+
+    def _decide_open_second(self) -> Decision | None:
+        if self._second is None or self._second_time <= self._decided:
+            return None
+        return self._step(self._second_time, stale=False)
+
+    def _step(self, now: float, *, stale: bool) -> Decision:
+        self._decided = max(self._decided, now)
+        actions = self.supervisor.step(now)
+        return Decision(now, actions, self.supervisor.take_alarms(), stale)
+
+    def _arrived(self, wall: float) -> None:
+        if self._flow_start is None:
+            self._flow_start = (wall, self.newest)
+        else:
+            wall0, plant0 = self._flow_start
+            if wall - wall0 >= 2.0:  # long enough to measure the plant's speed factor
+                self._speed = max((self.newest - plant0) / (wall - wall0), 0.01)
+        self._arrival = wall
+        self.stale = False

@@ -1,0 +1,498 @@
+"""The supervisory controller on MQTT: telemetry in, setpoint commands, alarms and audit out.
+
+    service = ControllerService(settings)
+    await service.run()          # connects, and reconnects, until cancelled
+
+It subscribes (MQTT 5, QoS 1, as its own user) to its site's telemetry, the replies to its
+commands and its retained auto/manual switch; never to the simulation's ground truth. The
+`TelemetryFeed` turns telemetry into decisions of the `Supervisor`; each command goes out as a
+`CommandRequest` on `command/<kind>/<user>` with an MQTT 5 response topic and correlation
+data, and its reply (or its absence) becomes an audit event. Every alarm is an alarm event.
+
+paho-mqtt runs its network loop on a thread of its own; its callbacks only hand what arrives
+to the event loop, where everything else happens, so the supervisor is only ever touched from
+one thread. Each connection is a fresh client whose own reconnection is switched off: losing the
+broker ends the session and `run`'s explicit loop connects again after a capped backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from controller.config import ControllerConfig
+from controller.feed import Decision, TelemetryFeed
+from controller.messages import (
+    EventSequence,
+    ModeError,
+    SentCommand,
+    alarm_event,
+    command_event,
+    decode_mode,
+    note_event,
+    request_of,
+)
+from controller.settings import ControllerSettings
+from controller.supervisor import Action, Supervisor
+from plant.payload import (
+    Event,
+    PayloadError,
+    TelemetryBatch,
+    decode_batch,
+    decode_reply,
+    encode_command,
+    encode_event,
+)
+from plant.topics import SiteTopics
+
+log = logging.getLogger("controller.service")
+
+SERVICE = "controller"
+QOS = 1
+TIMER_S = 1.0  # wall seconds between checks for stale telemetry and unanswered commands
+# CONNACK reason codes that no retry will cure: say so louder than a lost connection.
+REFUSALS = ("Not authorized", "Bad user name or password", "Client identifier not valid")
+
+
+class MqttError(Exception):
+    """The broker could not be reached, refused us, or went away."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Connected:
+    reason: ReasonCode
+
+
+@dataclass(frozen=True, slots=True)
+class _Disconnected:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Message:
+    topic: str
+    payload: bytes
+    correlation: bytes | None
+
+
+_Item = _Connected | _Disconnected | _Message
+
+
+@dataclass(slots=True)
+class Counters:
+    """What the service did since it started (logged on state changes, read by tests)."""
+
+    batches: int = 0
+    bad_payloads: int = 0
+    commands: int = 0
+    accepted: int = 0
+    refused: int = 0
+    unanswered: int = 0
+    alarms: int = 0
+    connections: int = 0
+
+
+@dataclass(slots=True)
+class _Pending:
+    sent: SentCommand
+    since: float  # wall time it was sent
+    action: Action = field(repr=False)
+
+
+class ControllerService:
+    """The supervisor behind MQTT.
+
+    Args:
+        settings: validated settings.
+        config: the controller's product and equipment configuration.
+        monotonic: the wall clock, replaceable in tests.
+    """
+
+    def __init__(
+        self,
+        settings: ControllerSettings,
+        config: ControllerConfig | None = None,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.topics = SiteTopics(settings.site_id)
+        self.supervisor = Supervisor(config, enabled=settings.enabled)
+        self.feed = TelemetryFeed(self.supervisor, settings.stale_after_s)
+        self.counters = Counters()
+        self.state = "idle"
+        self.connected = asyncio.Event()  # set while a session is up (tests wait on it)
+        self._monotonic = monotonic
+        self._seq = EventSequence()
+        self._pending: dict[bytes, _Pending] = {}
+        self._client: mqtt.Client | None = None
+        self._was_up = False  # the last session got as far as CONNACK
+
+    # The reconnection loop ----------------------------------------------------------------------
+    async def run(self) -> None:
+        """Serve until cancelled: connect, work, and after any loss connect again."""
+        s = self.settings
+        backoff = s.reconnect_min_s
+        while True:
+            self._set_state("connecting")
+            try:
+                await self._session()
+            except MqttError as error:
+                if self._was_up:  # it worked for a while: start the backoff afresh
+                    backoff = s.reconnect_min_s
+                self._set_state("disconnected", f"{error}; retrying in {backoff:g} s")
+            await asyncio.sleep(backoff)
+            if not self._was_up:
+                backoff = min(backoff * 2, s.reconnect_max_s)
+
+    async def _session(self) -> None:
+        """One connection, from CONNECT to its loss (always ends by raising MqttError)."""
+        s = self.settings
+        self._was_up = False
+        loop = asyncio.get_running_loop()
+        inbox: asyncio.Queue[_Item] = asyncio.Queue()
+        client = self._make_client(loop, inbox)
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+        # that arrives as its awaitable completes, and the service would never stop.
+        try:
+            async with asyncio.timeout(s.connect_timeout_s):
+                await asyncio.to_thread(
+                    client.connect, s.mqtt_host, s.mqtt_port, s.keepalive_s, clean_start=True
+                )
+        except (OSError, TimeoutError) as error:
+            raise MqttError(
+                f"cannot reach {s.mqtt_host}:{s.mqtt_port}: {error or 'timeout'}"
+            ) from None
+        client.loop_start()
+        try:
+            try:
+                async with asyncio.timeout(s.connect_timeout_s):
+                    first = await inbox.get()
+            except TimeoutError:
+                raise MqttError("no CONNACK from the broker") from None
+            if not isinstance(first, _Connected) or first.reason.is_failure:
+                why = first.reason if isinstance(first, _Connected) else first
+                raise MqttError(f"broker refused the connection: {why}")
+            self._client = client
+            self._was_up = True
+            self.counters.connections += 1
+            self._subscribe(client)
+            client.publish(self.topics.status(SERVICE), b"online", qos=QOS, retain=True)
+            self._set_state("connected", f"{s.mqtt_host}:{s.mqtt_port} as {s.mqtt_user}")
+            self.connected.set()
+            try:
+                async with asyncio.TaskGroup() as tasks:
+                    tasks.create_task(self._consume(inbox), name="controller-consume")
+                    tasks.create_task(self._timer(), name="controller-timer")
+            except* MqttError as group:
+                raise group.exceptions[0] from None
+        finally:
+            self.connected.clear()
+            self._client = None
+            if client.is_connected():
+                # A clean DISCONNECT, so the broker does not publish the Last Will.
+                client.publish(self.topics.status(SERVICE), b"offline", qos=QOS, retain=True)
+                client.disconnect()
+            await asyncio.to_thread(client.loop_stop)
+
+    def _make_client(self, loop: asyncio.AbstractEventLoop, inbox: asyncio.Queue[_Item]) -> Any:
+        s = self.settings
+        client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=s.mqtt_client_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+            reconnect_on_failure=False,  # `run` reconnects, visibly
+        )
+        client.username_pw_set(s.mqtt_user, s.mqtt_password.get_secret_value() or None)
+        if s.mqtt_tls_ca is not None:
+            client.tls_set(ca_certs=str(s.mqtt_tls_ca), cert_reqs=ssl.CERT_REQUIRED)
+        client.will_set(self.topics.status(SERVICE), b"offline", qos=QOS, retain=True)
+
+        def put(item: _Item) -> None:
+            loop.call_soon_threadsafe(inbox.put_nowait, item)
+
+        # paho's thread: hand over and return; the event loop does the work.
+        def on_connect(
+            client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any
+        ) -> None:
+            put(_Connected(reason))
+
+        def on_disconnect(
+            client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any
+        ) -> None:
+            put(_Disconnected(str(reason)))
+
+        def on_message(client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+            props = message.properties
+            correlation = getattr(props, "CorrelationData", None) if props else None
+            put(_Message(message.topic, bytes(message.payload), correlation))
+
+        client.on_connect = on_connect
+        client.on_disconnect = on_disconnect
+        client.on_message = on_message
+        return client
+
+    def _subscribe(self, client: mqtt.Client) -> None:
+        options = SubscribeOptions(qos=QOS)
+        # Telemetry of every module of the site (line state included: it is the line module's
+        # telemetry); the simulation's ground truth lives elsewhere and is never subscribed.
+        filters = [(self.topics.all_telemetry, options), (self.topics.reply(self._user), options)]
+        if self.settings.follow_mode_topic:
+            filters.append((self.topics.mode(SERVICE), options))
+        client.subscribe(filters)
+
+    # Receiving ----------------------------------------------------------------------------------
+    async def _consume(self, inbox: asyncio.Queue[_Item]) -> None:
+        """Take what arrives in bursts; decide each second once its burst is over."""
+        settle = self.settings.settle_s
+        carry: _Item | None = None
+        while True:
+            items = [carry if carry is not None else await inbox.get()]
+            carry = None
+            while not inbox.empty():
+                items.append(inbox.get_nowait())
+            batches: list[TelemetryBatch] = []
+            lost: _Disconnected | None = None
+            for item in items:
+                if isinstance(item, _Disconnected):
+                    lost = item
+                elif isinstance(item, _Message):
+                    batch = self._receive(item)
+                    if batch is not None:
+                        batches.append(batch)
+            if batches:
+                for decision in self.feed.take(batches, self._monotonic()):
+                    self._act(decision)
+            if lost is not None:
+                raise MqttError(f"connection lost: {lost.reason}")
+            # The rest of the burst (the other modules of this second) may be on its way.
+            try:
+                async with asyncio.timeout(settle):
+                    carry = await inbox.get()
+            except TimeoutError:
+                flushed = self.feed.flush()
+                if flushed is not None:
+                    self._act(flushed)
+
+    def _receive(self, message: _Message) -> TelemetryBatch | None:
+        """Handle one message; a telemetry batch is returned for the feed."""
+        topic = message.topic
+        if topic == self.topics.reply(self._user):
+            self._on_reply(message)
+            return None
+        if topic == self.topics.mode(SERVICE):
+            self._on_mode(message.payload)
+            return None
+        try:
+            batch = decode_batch(message.payload)
+        except PayloadError as error:
+            self._bad_payload(topic, str(error))
+            return None
+        if batch.site != self.settings.site_id or topic != self.topics.telemetry(batch.module):
+            self._bad_payload(topic, f"batch of {batch.site}/{batch.module} on the wrong topic")
+            return None
+        self.counters.batches += 1
+        return batch
+
+    def _bad_payload(self, topic: str, why: str) -> None:
+        self.counters.bad_payloads += 1
+        # Logged at warning once, then quietly: a broken publisher must not flood the log.
+        level = logging.WARNING if self.counters.bad_payloads == 1 else logging.DEBUG
+        log.log(level, "ignoring a payload on %s: %s", topic, why)
+
+    def _on_reply(self, message: _Message) -> None:
+        pending = self._pending.pop(message.correlation or b"", None)
+        if pending is None:
+            log.debug("reply with unknown correlation data (an earlier session's?)")
+            return
+        try:
+            reply = decode_reply(message.payload)
+        except PayloadError as error:
+            self._bad_payload(message.topic, str(error))
+            reply = None
+        if reply is not None and reply.accepted:
+            self.counters.accepted += 1
+        elif reply is not None:
+            self.counters.refused += 1
+            log.warning("%s refused (%s): %s", _describe(pending.action), reply.code, reply.reason)
+        else:
+            self.counters.unanswered += 1
+        self._audit(pending.sent, reply)
+
+    def _on_mode(self, payload: bytes) -> None:
+        try:
+            switch = decode_mode(payload)
+        except ModeError as error:
+            log.warning("ignoring the mode switch: %s", error)
+            return
+        if switch.enabled == self.feed.enabled:
+            return
+        self.feed.enabled = switch.enabled
+        who = switch.user or "unknown"
+        log.info("mode %s by %s: %s", switch.mode, who, switch.reason or "no reason given")
+        old, new = ("manual", "auto") if switch.enabled else ("auto", "manual")
+        self._publish_event(
+            note_event(
+                self.settings.site_id,
+                self._seq.next("audit"),
+                self.feed.newest if self.feed.newest > 0 else time.time(),
+                who,
+                "mode",
+                switch.reason,
+                old=old,
+                new=new,
+                result="accepted",
+            )
+        )
+
+    # Timer ---------------------------------------------------------------------------------------
+    async def _timer(self) -> None:
+        """Wall-clock duties: stale telemetry (fault 14) and commands nobody answered."""
+        while True:
+            await asyncio.sleep(min(TIMER_S, self.settings.stale_after_s / 2))
+            now = self._monotonic()
+            was_stale = self.feed.stale
+            decision = self.feed.check_stale(now)
+            if decision is not None:
+                if not was_stale:
+                    self._set_state(
+                        "holding", f"no telemetry for {self.settings.stale_after_s:g} s"
+                    )
+                self._act(decision)
+            expired = [
+                key
+                for key, p in self._pending.items()
+                if now - p.since > self.settings.reply_timeout_s
+            ]
+            for key in expired:
+                pending = self._pending.pop(key)
+                self.counters.unanswered += 1
+                log.warning(
+                    "%s: no reply within %g s",
+                    _describe(pending.action),
+                    self.settings.reply_timeout_s,
+                )
+                self._audit(pending.sent, None)
+
+    # Acting --------------------------------------------------------------------------------------
+    def _act(self, decision: Decision) -> None:
+        if self.state == "holding" and not decision.stale:
+            self._set_state("connected", "telemetry is flowing again")
+        site = self.settings.site_id
+        for alarm in decision.alarms:
+            self.counters.alarms += 1
+            log.info(
+                "alarm %s %s: %s",
+                alarm.name,
+                "raised" if alarm.raised else "cleared",
+                alarm.message,
+            )
+            self._publish_event(alarm_event(site, self._seq.next("alarm"), alarm))
+            if alarm.name == "stale_telemetry":
+                # Holding the setpoints is a decision about the plant: it goes on the record.
+                self._publish_event(
+                    note_event(
+                        site,
+                        self._seq.next("audit"),
+                        alarm.time,
+                        self._user,
+                        "hold" if alarm.raised else "resume",
+                        alarm.message,
+                        result="accepted",
+                    )
+                )
+        for action in decision.actions:
+            self._send(action, decision.time)
+
+    def _send(self, action: Action, plant_time: float) -> None:
+        client = self._client
+        request = request_of(action)
+        reading = self.supervisor.tags.get(action.target) if action.kind == "setpoint" else None
+        old = reading.value if reading is not None else None
+        sent = SentCommand(request, plant_time, old, self._user)
+        if client is None:
+            self._audit_unsent(sent, "not connected")
+            return
+        correlation = uuid.uuid4().bytes
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        props.ResponseTopic = self.topics.reply(self._user)
+        props.CorrelationData = correlation
+        info = client.publish(
+            self.topics.command(request.kind, self._user),
+            encode_command(request),
+            qos=QOS,
+            properties=props,
+        )
+        self.counters.commands += 1
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            self._audit_unsent(sent, mqtt.error_string(info.rc))
+            return
+        log.debug("sent %s", _describe(action))
+        self._pending[correlation] = _Pending(sent, self._monotonic(), action)
+
+    def _audit(self, sent: SentCommand, reply: Any) -> None:
+        self._publish_event(
+            command_event(
+                self.settings.site_id,
+                self._seq.next("audit"),
+                sent,
+                reply,
+                self.settings.reply_timeout_s,
+            )
+        )
+
+    def _audit_unsent(self, sent: SentCommand, why: str) -> None:
+        log.warning("command not sent (%s): %s", why, sent.request)
+        event = command_event(self.settings.site_id, self._seq.next("audit"), sent, None, 0)
+        self._publish_event(replace(event, accepted=False, result=f"not sent: {why}"))
+
+    def _publish_event(self, event: Event) -> None:
+        client = self._client
+        if client is None:
+            log.info("not connected: event not published: %s", event)
+            return
+        client.publish(self.topics.event(event.kind), encode_event(event), qos=QOS)
+
+    # Helpers -------------------------------------------------------------------------------------
+    @property
+    def _user(self) -> str:
+        return self.settings.mqtt_user
+
+    def _set_state(self, state: str, detail: str = "") -> None:
+        """Log a change of the service's state (single messages are not logged)."""
+        if state == self.state and state != "disconnected":
+            return
+        previous, self.state = self.state, state
+        level = logging.WARNING if state in ("disconnected", "holding") else logging.INFO
+        if state == "connecting" and previous != "idle":
+            level = logging.DEBUG  # each retry; its failure is logged as it happens
+        log.log(level, "%s%s", state, f": {detail}" if detail else "")
+
+
+def _describe(action: Action) -> str:
+    if action.kind == "line":
+        return f"line {action.target}"
+    return f"{action.target} = {action.value}"
+
+
+async def serve(settings: ControllerSettings, config: ControllerConfig | None = None) -> None:
+    """Run the service until cancelled (the command line's entry point)."""
+    service = ControllerService(settings, config)
+    mode = "auto" if settings.enabled else "manual (watching only)"
+    log.info("controller for %s, %s", settings.site_id, mode)
+    with contextlib.suppress(asyncio.CancelledError):
+        await service.run()

@@ -1,0 +1,56 @@
+"""The controller service's settings: one class, read from `PLANT_CONTROLLER_*` variables.
+
+Only the command-line entry point builds it from the environment; everything below takes the
+validated object. Every key is listed with its default in `settings.env.example`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ControllerSettings(BaseSettings):
+    """How the supervisory controller reaches the broker, and how it behaves there."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PLANT_CONTROLLER_", extra="forbid", env_ignore_empty=True
+    )
+
+    site_id: str = Field(default="site1", pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
+    # false: watching only (detects and alarms, sends no command): the baseline of a KPI run
+    enabled: bool = True
+    # follow the retained auto/manual switch on pcmm/v1/<site>/mode/controller
+    follow_mode_topic: bool = True
+
+    mqtt_host: str = "localhost"
+    mqtt_port: int = Field(default=1883, ge=1, le=65535)
+    # The broker's ACL lets a user publish commands only under its own name, so this name is
+    # what the plant's audit trail records as the requester.
+    mqtt_user: str = Field(default="controller", pattern=r"^[^/+#$\s]+$")
+    mqtt_password: SecretStr = SecretStr("")
+    mqtt_tls_ca: Path | None = None  # CA certificate file; set: connect with TLS
+    client_id: str = ""  # empty: pcmm-controller-<site>
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    connect_timeout_s: float = Field(default=10.0, gt=0.0)
+    reconnect_min_s: float = Field(default=1.0, gt=0.0)
+    reconnect_max_s: float = Field(default=30.0, gt=0.0)
+
+    # wall seconds without telemetry after which the controller holds (fault 14)
+    stale_after_s: float = Field(default=10.0, gt=0.0)
+    # wall seconds to wait for a command's reply before recording it as unanswered
+    reply_timeout_s: float = Field(default=10.0, gt=0.0)
+    # wall seconds to wait for the rest of a burst of batches before deciding on a second
+    settle_s: float = Field(default=0.05, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> ControllerSettings:
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError("reconnect_max_s must not be below reconnect_min_s")
+        return self
+
+    @property
+    def mqtt_client_id(self) -> str:
+        return self.client_id or f"pcmm-controller-{self.site_id}"

@@ -1,0 +1,436 @@
+"""The controller service against a real Mosquitto: telemetry in, commands, alarms, audit out.
+
+An edge stand-in publishes the twin's telemetry as the edge gateway does (one TelemetryBatch
+per module and second, from `plant.snapshot()` without ground truth, as user `edge`) and
+answers commands on their MQTT 5 response topic. In the closed-loop test it also carries the
+commands out on the twin, in lock step, so the ground truth can score the controller.
+
+The broker is started here from a minimal configuration (users, ACL) until the shared fixtures
+of tests/support are committed. Its ACL is deploy/mosquitto/acl's for these users plus what the
+controller needs there too: write its events (alarm, audit) and read its mode switch, which
+the operator may write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import pwd
+import queue
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from controller.messages import ModeSwitch, encode_mode
+from controller.service import ControllerService
+from controller.settings import ControllerSettings
+from controller.supervisor import Action
+from plant.closed_loop import carry_out
+from plant.payload import (
+    CommandReply,
+    CommandRequest,
+    Event,
+    decode_command,
+    decode_event,
+    encode_batch,
+    encode_reply,
+)
+from plant.topics import SiteTopics
+from tests.twin_telemetry import EdgeLike
+from twin import FaultSpec, Plant
+
+pytestmark = pytest.mark.integration
+
+SITE = "site1"
+TOPICS = SiteTopics(SITE)
+USERS = ("edge", "controller", "operator")
+ACL = """\
+user edge
+topic write pcmm/v1/+/+/telemetry
+topic write pcmm/v1/+/events/+
+topic read pcmm/v1/+/command/+/+
+topic write pcmm/v1/+/reply/+
+
+user controller
+topic deny pcmm/v1/+/simulation/#
+topic read pcmm/v1/+/+/telemetry
+topic readwrite pcmm/v1/+/events/+
+topic read pcmm/v1/+/mode/controller
+topic write pcmm/v1/+/command/+/controller
+topic read pcmm/v1/+/reply/controller
+topic write pcmm/v1/+/status/controller
+
+user operator
+topic write pcmm/v1/+/mode/+
+topic read pcmm/v1/+/events/+
+topic read pcmm/v1/+/command/+/+
+"""
+
+
+# The broker ----------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Broker:
+    port: int
+    folder: Path
+    passwords: dict[str, str]
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with (self.folder / "log").open("ab") as log:
+            self.proc = subprocess.Popen(
+                [self.binary, "-c", str(self.folder / "mosquitto.conf")],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError((self.folder / "log").read_text())
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+    @property
+    def binary(self) -> str:
+        path = shutil.which("mosquitto", path="/usr/sbin:/usr/bin:/sbin")
+        if path is None:
+            if os.environ.get("CI", "").lower() == "true":
+                pytest.fail("mosquitto is not installed", pytrace=False)
+            pytest.skip("mosquitto is not installed (apt-get install -y mosquitto)")
+        return path
+
+
+@pytest.fixture
+def broker() -> Iterator[Broker]:
+    folder = Path(tempfile.mkdtemp(prefix="pcmm-controller-mqtt-"))
+    passwords = {user: secrets.token_urlsafe(12) for user in USERS}
+    passwd_tool = shutil.which("mosquitto_passwd", path="/usr/bin:/usr/sbin")
+    if passwd_tool is None:
+        pytest.skip("mosquitto_passwd is not installed")
+    for i, (user, password) in enumerate(passwords.items()):
+        args = [passwd_tool, "-b", *(["-c"] if i == 0 else []), str(folder / "passwd")]
+        subprocess.run([*args, user, password], check=True, capture_output=True)
+    (folder / "acl").write_text(ACL)
+    port = free_port()
+    (folder / "mosquitto.conf").write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous false\n"
+        f"password_file {folder / 'passwd'}\nacl_file {folder / 'acl'}\n"
+        "max_queued_messages 100000\nmax_inflight_messages 1000\n"
+    )
+    if os.geteuid() == 0:  # started as root, mosquitto reads these as user mosquitto
+        entry = pwd.getpwnam("mosquitto")
+        for path in (folder, *folder.iterdir()):
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+    running = Broker(port, folder, passwords)
+    running.start()
+    try:
+        yield running
+    finally:
+        if running.proc is not None:
+            running.proc.kill()
+            running.proc.wait(10)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.01)
+
+
+def mqtt_client(broker: Broker, user: str) -> mqtt.Client:
+    c = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=f"test-{user}-{secrets.token_hex(3)}",
+        protocol=MQTTProtocolVersion.MQTTv5,
+    )
+    c.username_pw_set(user, broker.passwords[user])
+    c.connect("127.0.0.1", broker.port, keepalive=10)
+    c.loop_start()
+    wait_until(c.is_connected, 10, f"{user} to connect")
+    return c
+
+
+def subscribe(c: mqtt.Client, topic_filter: str) -> None:
+    done = threading.Event()
+    c.on_subscribe = lambda *args: done.set()
+    c.subscribe(topic_filter, qos=1)
+    assert done.wait(10), "no SUBACK"
+
+
+# The controller service, on its own event loop ------------------------------------------------
+@contextmanager
+def running(settings: ControllerSettings) -> Iterator[ControllerService]:
+    service = ControllerService(settings)
+    loop = asyncio.new_event_loop()
+    task: list[asyncio.Task[None]] = []
+
+    async def main() -> None:
+        task.append(asyncio.current_task())  # type: ignore[arg-type]
+        with contextlib.suppress(asyncio.CancelledError):
+            await service.run()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    thread.start()
+    try:
+        yield service
+    finally:
+        wait_until(lambda: bool(task), 5, "the service task")
+        loop.call_soon_threadsafe(task[0].cancel)
+        thread.join(15)
+        loop.close()
+
+
+def settings(broker: Broker, **overrides: Any) -> ControllerSettings:
+    values: dict[str, Any] = {
+        "site_id": SITE,
+        "mqtt_host": "127.0.0.1",
+        "mqtt_port": broker.port,
+        "mqtt_user": "controller",
+        "mqtt_password": broker.passwords["controller"],
+        "client_id": f"controller-{secrets.token_hex(3)}",
+        "settle_s": 0.01,
+        "reconnect_min_s": 0.2,
+        "reconnect_max_s": 1.0,
+    }
+    values.update(overrides)
+    return ControllerSettings(**values)
+
+
+# The edge stand-in ---------------------------------------------------------------------------
+@dataclass
+class Edge:
+    """Publishes telemetry as user edge; answers (and queues) the commands it receives."""
+
+    broker: Broker
+    plant: Plant
+    accept: bool = True
+    commands: queue.Queue[tuple[str, CommandRequest, Any]] = field(default_factory=queue.Queue)
+    received: list[tuple[str, CommandRequest, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.feed = EdgeLike(self.plant, SITE)
+        self.client = mqtt_client(self.broker, "edge")
+        self.client.on_message = self._on_command
+        subscribe(self.client, TOPICS.all_commands)
+
+    def _on_command(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        kind = msg.topic.split("/")[-2]
+        request = decode_command(bytes(msg.payload), kind)
+        props = msg.properties
+        entry = (msg.topic, request, props)
+        self.received.append(entry)
+        self.commands.put(entry)
+        reply = CommandReply(self.accept, "accepted" if self.accept else "state", "test", 0)
+        out = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        out.CorrelationData = props.CorrelationData
+        client.publish(props.ResponseTopic, encode_reply(reply), qos=1, properties=out)
+
+    def publish_second(self, until: float) -> int:
+        """Advance the twin to `until` and publish what changed; returns how many batches."""
+        self.plant.advance(until)
+        batches = self.feed.batches()
+        for batch in batches:
+            self.client.publish(TOPICS.telemetry(batch.module), encode_batch(batch), qos=1)
+        return len(batches)
+
+    def publish_run(self, seconds: float) -> None:
+        """Publish `seconds` of plant time as fast as the broker takes it (open loop)."""
+        end = self.plant.now + seconds
+        while self.plant.now < end:
+            self.publish_second(self.plant.now + 1.0)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def events(broker: Broker) -> tuple[mqtt.Client, list[Event]]:
+    seen: list[Event] = []
+    c = mqtt_client(broker, "operator")
+    c.on_message = lambda cl, ud, msg: seen.append(decode_event(bytes(msg.payload)))
+    subscribe(c, TOPICS.event("alarm").rsplit("/", 1)[0] + "/+")
+    return c, seen
+
+
+def bridging_plant(onset_s: float = 60.0) -> Plant:
+    plant = Plant(seed=1, warm_start=True)
+    plant.inject(FaultSpec("bridging", magnitude=0.8, duration_s=300, onset_s=plant.now + onset_s))
+    return plant
+
+
+# Tests ---------------------------------------------------------------------------------------
+def test_closed_loop_over_mqtt_diverts_a_bridging_fault(broker: Broker) -> None:
+    plant = bridging_plant()
+    edge = Edge(broker, plant)
+    watcher, seen = events(broker)
+    with running(settings(broker)) as service:
+        wait_until(service.connected.is_set, 10, "the controller to connect")
+        end = plant.now + 480
+        while plant.now < end:
+            edge.publish_second(plant.now + 1.0)
+            second = edge.feed.plant_ns(plant.now) / 1e9
+            # Lock step: the controller has decided this second, and its commands are here.
+            wait_until(lambda t=second: service.feed._decided >= t, 5, f"a decision on {second}")
+            wait_until(lambda: len(edge.received) >= service.counters.commands, 5, "the commands")
+            while not edge.commands.empty():
+                _, request, _ = edge.commands.get()
+                if request.kind == "line":
+                    action = Action("line", request.action, None, request.reason)
+                else:
+                    action = Action("setpoint", request.tag, request.value, request.reason)
+                carry_out(plant, action)
+        wait_until(lambda: not service._pending, 5, "every reply")
+    edge.close()
+    watcher.loop_stop()
+
+    # Ground truth: no out-of-spec tablet reached accept, and only about the OOS mass diverted.
+    assert plant.ledger.oos_accepted_tablets == 0
+    assert plant.ledger.mass_diverted_on_command <= 1.5 * plant.ledger.oos_mass
+    rejects = [(t, r, p) for t, r, p in edge.received if r.tag == "diverter.position_sp"]
+    assert rejects and rejects[0][1].value == "reject"
+    topic, request, props = rejects[0]
+    assert topic == TOPICS.command("setpoint", "controller")
+    assert request.reason.startswith("predicted content")
+    assert props.ResponseTopic == TOPICS.reply("controller") and props.CorrelationData
+    wait_until(lambda: any(e.target == "bridging" for e in seen), 5, "the bridging alarm")
+    alarm = next(e for e in seen if e.kind == "alarm" and e.target == "bridging")
+    assert alarm.source == "controller" and alarm.action == "raise" and "bridging" in alarm.reason
+    audits = [e for e in seen if e.kind == "audit" and e.target == "diverter.position_sp"]
+    assert audits and all(e.accepted and e.user == "controller" for e in audits)
+    assert audits[0].new == "reject" and audits[0].result == "accepted"
+
+
+def test_refused_commands_are_audited_as_refused(broker: Broker) -> None:
+    edge = Edge(broker, bridging_plant(), accept=False)
+    watcher, seen = events(broker)
+    with running(settings(broker)) as service:
+        wait_until(service.connected.is_set, 10, "the controller to connect")
+        edge.publish_run(300)
+        wait_until(lambda: service.counters.refused > 0, 10, "a refused command")
+        wait_until(lambda: any(e.kind == "audit" for e in seen), 5, "an audit event")
+    refused = [e for e in seen if e.kind == "audit" and e.action == "write"]
+    assert refused and not refused[0].accepted and refused[0].result == "state: test"
+    edge.close()
+    watcher.loop_stop()
+
+
+def test_watching_only_sends_no_command_but_alarms(broker: Broker) -> None:
+    edge = Edge(broker, bridging_plant())
+    watcher, seen = events(broker)
+    with running(settings(broker, enabled=False)) as service:
+        wait_until(service.connected.is_set, 10, "the controller to connect")
+        edge.publish_run(400)
+        wait_until(lambda: any(e.target == "bridging" for e in seen), 15, "the bridging alarm")
+        time.sleep(0.5)
+        assert service.counters.commands == 0
+    assert edge.received == []
+    edge.close()
+    watcher.loop_stop()
+
+
+def test_manual_mode_switch_at_run_time(broker: Broker) -> None:
+    operator = mqtt_client(broker, "operator")
+    switch = encode_mode(ModeSwitch("manual", "alice", "commissioning"))
+    operator.publish(TOPICS.mode("controller"), switch, qos=1, retain=True).wait_for_publish(5)
+    edge = Edge(broker, bridging_plant())
+    watcher, seen = events(broker)
+    with running(settings(broker)) as service:
+        wait_until(lambda: not service.feed.enabled, 10, "the retained switch")
+        edge.publish_run(400)
+        wait_until(lambda: any(e.target == "bridging" for e in seen), 15, "the bridging alarm")
+        assert edge.received == []
+        mode = next(e for e in seen if e.action == "mode")
+        assert (mode.user, mode.old, mode.new, mode.reason) == (
+            "alice",
+            "auto",
+            "manual",
+            "commissioning",
+        )
+        # Back to auto while the fault is still on: commands flow.
+        auto = encode_mode(ModeSwitch("auto", "alice", "done"))
+        operator.publish(TOPICS.mode("controller"), auto, qos=1, retain=True)
+        wait_until(lambda: service.feed.enabled, 5, "auto")
+    operator.publish(TOPICS.mode("controller"), b"", qos=1, retain=True).wait_for_publish(5)
+    operator.loop_stop()
+    edge.close()
+    watcher.loop_stop()
+
+
+def test_stale_telemetry_holds_and_is_audited(broker: Broker) -> None:
+    edge = Edge(broker, Plant(seed=2, warm_start=True))
+    watcher, seen = events(broker)
+    with running(settings(broker, stale_after_s=1.0)) as service:
+        wait_until(service.connected.is_set, 10, "the controller to connect")
+        edge.publish_run(30)
+        wait_until(
+            lambda: any(e.target == "stale_telemetry" and e.action == "raise" for e in seen),
+            10,
+            "the stale alarm",
+        )
+        assert service.state == "holding" and service.feed.stale
+        hold = next(e for e in seen if e.kind == "audit" and e.action == "hold")
+        assert "holding the last good setpoints" in hold.reason
+        commands = service.counters.commands
+        time.sleep(2.0)
+        assert service.counters.commands == commands  # nothing sent while holding
+        edge.publish_run(5)  # telemetry is back
+        wait_until(
+            lambda: any(e.target == "stale_telemetry" and e.action == "clear" for e in seen),
+            10,
+            "the stale alarm to clear",
+        )
+        assert service.state == "connected"
+    edge.close()
+    watcher.loop_stop()
+
+
+def test_reconnects_after_a_broker_restart(broker: Broker) -> None:
+    with running(settings(broker)) as service:
+        wait_until(service.connected.is_set, 10, "the controller to connect")
+        broker.stop()
+        wait_until(lambda: service.state == "disconnected", 10, "the loss to be noticed")
+        broker.start()
+        wait_until(lambda: service.counters.connections == 2, 15, "a second connection")
+        edge = Edge(broker, Plant(seed=2, warm_start=True))
+        edge.publish_run(5)
+        wait_until(lambda: service.counters.batches > 0, 10, "telemetry after the restart")
+        edge.close()
+
+
+def test_wrong_password_keeps_retrying(broker: Broker, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="controller.service")
+    with running(settings(broker, mqtt_password="wrong")) as service:
+        wait_until(lambda: "refused the connection" in caplog.text, 10, "the refusal to be logged")
+        time.sleep(0.5)
+        assert service.counters.connections == 0 and not service.connected.is_set()
