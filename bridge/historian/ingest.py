@@ -1,0 +1,239 @@
+"""MQTT in: receive, validate, convert, spool, and only then acknowledge.
+
+The client uses MQTT 5 with a fixed client id, ``clean_start=False`` and a session expiry, so
+the broker keeps the subscriptions and queues messages while the historian is away, and it
+acknowledges by hand (``manual_ack=True``): a PUBACK is sent only after the message's points
+are committed to the spool. A message received but not yet committed when the process dies
+was not acknowledged, so the broker sends it again; one committed but not yet acknowledged is
+sent again too, and written twice to the same point (idempotent).
+
+Received messages are committed in groups (every `commit_interval_s`, or sooner when many
+wait) so that the spool's fsync is paid per group. Invalid messages go to the dead-letter
+topic with the reason, and are acknowledged: retrying them cannot help.
+
+The network loop is explicit: connect, loop, and on a lost connection wait with capped
+backoff and reconnect; only changes of state are logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from bridge.deadletter import encode_deadletter
+from bridge.historian.settings import HistorianSettings
+from bridge.runner import Counters
+from bridge.spool import Spool
+from plant import topics
+from plant.payload import PayloadError
+
+SERVICE = "historian"
+FILTERS = (topics.ALL_TELEMETRY, topics.ALL_TRUTH, topics.ALL_EVENTS, topics.ALL_METRICS)
+COMMIT_MAX = 500  # messages per spool commit at most
+
+Convert = Callable[[str, bytes], list[bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Received:
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+
+
+class MqttIngest:
+    """The historian's MQTT consumer; `run` it on its own thread."""
+
+    def __init__(
+        self,
+        settings: HistorianSettings,
+        spool: Spool,
+        convert: Convert,
+        counters: Counters,
+        on_spooled: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._settings = settings
+        self._spool = spool
+        self._convert = convert
+        self._counters = counters
+        self._on_spooled = on_spooled
+        self._pending: list[_Received] = []
+        self._first_pending = 0.0
+        self._connected = False
+        self._socket_open = False
+        self._log = logging.getLogger("bridge.historian.mqtt")
+        self.status_topic = topics.SiteTopics(settings.site).status(SERVICE)
+        self.client = self._make_client()
+
+    def _make_client(self) -> mqtt.Client:
+        s = self._settings
+        client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=s.mqtt_client_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+            manual_ack=True,
+        )
+        client.username_pw_set(s.mqtt_username, s.mqtt_password.get_secret_value() or None)
+        if s.mqtt_tls:
+            client.tls_set(
+                ca_certs=str(s.mqtt_ca_file) if s.mqtt_ca_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+        client.will_set(self.status_topic, b"offline", qos=1, retain=True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = s.mqtt_session_expiry_s
+        props.ReceiveMaximum = s.mqtt_receive_maximum
+        # connect_async only records where and how; `run` makes the connection.
+        client.connect_async(
+            s.mqtt_host,
+            s.mqtt_port,
+            keepalive=s.mqtt_keepalive_s,
+            clean_start=False,
+            properties=props,
+        )
+        return client
+
+    # paho callbacks, on the thread running `run` ------------------------------------------
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.ConnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason.is_failure:
+            self._log.error("broker refused the connection: %s", reason)
+            return
+        self._connected = True
+        self._log.info(
+            "connected to %s:%d (session %s)",
+            self._settings.mqtt_host,
+            self._settings.mqtt_port,
+            "resumed" if flags.session_present else "new",
+        )
+        options = SubscribeOptions(qos=1)
+        group = self._settings.mqtt_share_group
+        filters = [topics.shared(group, f) if group else f for f in FILTERS]
+        client.subscribe([(f, options) for f in filters])
+        client.publish(self.status_topic, b"online", qos=1, retain=True)
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.DisconnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if self._connected:
+            self._log.warning("disconnected from the broker: %s", reason)
+        self._connected = False
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        if not self._pending:
+            self._first_pending = time.monotonic()
+        self._pending.append(_Received(msg.topic, bytes(msg.payload), msg.mid, msg.qos))
+
+    # the loop ----------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Connect, receive and commit until `stop`; reconnect with capped backoff."""
+        backoff = self._settings.retry_initial_s
+        failing = False
+        timeout = self._settings.commit_interval_s
+        while not stop.is_set():
+            # A socket is open from reconnect() until loop() reports it lost; is_connected()
+            # is not the test (it is False until the CONNACK, and reconnecting before then
+            # would abandon a connection that is about to succeed).
+            if not self._socket_open:
+                try:
+                    self.client.reconnect()
+                    self._socket_open = True
+                except OSError as error:
+                    if not failing:
+                        self._log.warning(
+                            "broker %s:%d unreachable, retrying: %s",
+                            self._settings.mqtt_host,
+                            self._settings.mqtt_port,
+                            error,
+                        )
+                    failing = True
+                    self._counters.add("mqtt_reconnects")
+                    stop.wait(backoff)
+                    backoff = min(backoff * 2, self._settings.retry_max_s)
+                    continue
+            rc = self.client.loop(timeout=timeout)
+            self._commit_if_due(force=rc is not MQTTErrorCode.MQTT_ERR_SUCCESS)
+            if rc is MQTTErrorCode.MQTT_ERR_SUCCESS:
+                if self._connected:
+                    failing, backoff = False, self._settings.retry_initial_s
+                continue
+            # Lost or refused: the loop above reconnects after a pause.
+            self._socket_open = False
+            failing = True
+            stop.wait(backoff)
+            backoff = min(backoff * 2, self._settings.retry_max_s)
+        self._commit_if_due(force=True)
+
+    def _commit_if_due(self, *, force: bool = False) -> None:
+        if not self._pending:
+            return
+        due = time.monotonic() - self._first_pending >= self._settings.commit_interval_s
+        if not (force or due or len(self._pending) >= COMMIT_MAX):
+            return
+        batch, self._pending = self._pending, []
+        lines: list[bytes] = []
+        invalid = 0
+        for received in batch:
+            try:
+                lines.extend(self._convert(received.topic, received.payload))
+            except PayloadError as error:
+                invalid += 1
+                self._deadletter(str(error), received.topic, received.payload)
+        # Durable first, acknowledged second: this order is the no-loss guarantee.
+        self._spool.put_many(lines)
+        for received in batch:
+            self.client.ack(received.mid, received.qos)
+        self._counters.add("received", len(batch))
+        self._counters.add("points", len(lines))
+        if invalid:
+            self._counters.add("invalid", invalid)
+            self._counters.add("dead_letters", invalid)
+        self._on_spooled()
+
+    def _deadletter(self, reason: str, topic: str, payload: bytes) -> None:
+        self._log.debug("dead letter from %s: %s", topic, reason)
+        self.client.publish(
+            topics.deadletter(SERVICE), encode_deadletter(SERVICE, reason, topic, payload), qos=1
+        )
+
+    def deadletter_batch(self, lines: Sequence[bytes], reason: str) -> None:
+        """Publish a batch InfluxDB rejected (called from the writer's thread)."""
+        self._deadletter(reason, "influxdb", b"\n".join(lines))
+
+    def close(self) -> None:
+        """Say offline (retained) and disconnect cleanly; the session stays on the broker."""
+        if self.client.is_connected():
+            info = self.client.publish(self.status_topic, b"offline", qos=1, retain=True)
+            deadline = time.monotonic() + 2
+            while not info.is_published() and time.monotonic() < deadline:
+                self.client.loop(timeout=0.05)
+            self.client.disconnect()
+            self.client.loop(timeout=0.1)

@@ -1,0 +1,73 @@
+"""The historian's settings: one class, read from PLANT_HISTORIAN_* environment variables.
+
+`settings.env.example` beside this file lists every key with its default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class HistorianSettings(BaseSettings):
+    """MQTT in, InfluxDB out, and the disk spool between them."""
+
+    model_config = SettingsConfigDict(env_prefix="PLANT_HISTORIAN_", extra="forbid")
+
+    # MQTT (the broker's `historian` user; see deploy/mosquitto).
+    mqtt_host: str = "localhost"
+    mqtt_port: int = Field(default=1883, ge=1, le=65535)
+    mqtt_username: str = "historian"
+    mqtt_password: SecretStr = SecretStr("")
+    mqtt_client_id: str = Field(default="historian-1", min_length=1, max_length=64)
+    mqtt_tls: bool = False
+    mqtt_ca_file: Path | None = None  # CA bundle for TLS; None: the system's
+    mqtt_keepalive_s: int = Field(default=30, ge=5, le=3600)
+    mqtt_session_expiry_s: int = Field(
+        default=7 * 24 * 3600, ge=60
+    )  # broker queues this long for us
+    # Shared subscription group ($share/<group>/...): several historians split the stream.
+    # "" subscribes without $share (one historian): see README.md on broker restarts.
+    mqtt_share_group: str = "historian"
+    mqtt_receive_maximum: int = Field(default=1000, ge=1, le=65535)  # unacked messages in flight
+
+    # InfluxDB (v2 write API: InfluxDB 2.x, 3.x, or 1.8+ with a "db/rp" bucket).
+    influx_url: str = "http://localhost:8086"
+    influx_token: SecretStr = SecretStr("")
+    influx_org: str = "pcmm"
+    influx_bucket: str = Field(default="pcmm", min_length=1)
+    influx_timeout_s: float = Field(default=10.0, gt=0)
+    influx_gzip: bool = False
+
+    # Spool and delivery.
+    spool_path: Path = Path("historian.spool.sqlite")
+    spool_max_items: int = Field(default=2_000_000, ge=1)
+    spool_max_bytes: int = Field(default=1024 * 1024 * 1024, ge=1024)
+    spool_synchronous: Literal["NORMAL", "FULL"] = "FULL"
+    commit_interval_s: float = Field(default=0.02, gt=0, le=5)  # longest a received message waits
+    batch_size: int = Field(default=5000, ge=1, le=100_000)  # points per InfluxDB write
+    flush_interval_s: float = Field(default=1.0, gt=0)  # write a partial batch this often
+    flush_jitter_s: float = Field(default=0.2, ge=0)  # plus up to this, so historians do not align
+    retry_initial_s: float = Field(default=0.5, gt=0)
+    retry_max_s: float = Field(default=30.0, gt=0)
+
+    # Self-metrics, status and logs.
+    site: str = Field(default="central", min_length=1)  # site level of the historian's own topics
+    metrics_period_s: float = Field(default=10.0, gt=0)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("mqtt_ca_file", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value  # KEY= in an env file means "not set"
+
+    @model_validator(mode="after")
+    def _check(self) -> HistorianSettings:
+        if self.retry_max_s < self.retry_initial_s:
+            raise ValueError("retry_max_s must be at least retry_initial_s")
+        if not self.influx_url.startswith(("http://", "https://")):
+            raise ValueError("influx_url must start with http:// or https://")
+        return self

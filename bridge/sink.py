@@ -1,0 +1,36 @@
+"""What a sink is: it writes one batch or says how it failed. Nothing more.
+
+Like a Telegraf output plugin a sink keeps no buffer and does not retry: `RunningOutput`
+(runner.py) owns batching, retry and counting. A failure is a `RetryableError` (connection
+refused, timeout, 429, 5xx: try the same batch again later, honouring Retry-After) or a
+`RejectedError` (400, 413, 422, or another 4xx: the batch will never be accepted as it is).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+
+class SinkError(Exception):
+    """A batch was not written."""
+
+
+class RetryableError(SinkError):
+    """The batch may succeed later; `retry_after` is the server's hint in seconds, if any."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RejectedError(SinkError):
+    """The server refused the batch itself; retrying it cannot help."""
+
+
+class Sink(Protocol):
+    """What `RunningOutput` needs of an output."""
+
+    def write(self, lines: Sequence[bytes]) -> None: ...
+
+    def close(self) -> None: ...
