@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Column, Table
 
+from bridge.cli import app as bridge_app
 from dashboards.cli import app as grafana_app
 from opcua_server.cli import app as opcua_app
 from plant.fault_cli import app as fault_app
@@ -26,6 +27,7 @@ app = typer.Typer(
 console = Console()
 err = Console(stderr=True)
 app.add_typer(opcua_app, name="opcua")
+app.add_typer(bridge_app, name="bridge")
 app.add_typer(fault_app, name="fault")
 app.command("kpi")(kpi)
 app.add_typer(stack_app, name="stack")
