@@ -1,0 +1,241 @@
+"""The historian end to end: edge user -> Mosquitto -> `plant bridge historian` -> InfluxDB.
+
+Real broker with the deployed ACL, real influxd 1.x behind the test-only v2 write proxy, the
+historian as a real process. Each test has its own site id and its own historian client id.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from plant import topics
+from plant.payload import Sample, TelemetryBatch, encode_batch
+from tests.support.historian import HistorianProcess, historian_env, plant_executable
+from tests.support.mqtt import client, collect, publish_and_wait, wait_until
+from tests.support.payloads import FEEDER_TAGS, T0, event_payload, feeder_payload, site_id
+from tests.support.servers import InfluxDB, Mosquitto
+
+pytestmark = pytest.mark.integration
+
+StartHistorian = Callable[..., HistorianProcess]
+
+
+@pytest.fixture
+def start_historian(
+    mosquitto: Mosquitto, influxdb: InfluxDB, tmp_path: Path
+) -> Iterator[StartHistorian]:
+    """Start `plant bridge historian` and wait until its subscription is live."""
+    started: list[HistorianProcess] = []
+
+    def start(client_id: str | None = None, **settings: object) -> HistorianProcess:
+        cid = client_id or site_id("historian")
+        env = historian_env(mosquitto, influxdb, tmp_path, cid, **settings)
+        process = HistorianProcess(env, tmp_path / f"{cid}.log")
+        status = collect(mosquitto, "operator", f"pcmm/v1/hist-{cid}/status/historian")
+        process.start()
+        started.append(process)
+        try:
+            wait_until(lambda: b"online" in status.payloads(), 20, "the historian online")
+        except AssertionError:
+            raise AssertionError(process.text()) from None
+        finally:
+            status.client.disconnect()
+            status.client.loop_stop()
+        return process
+
+    yield start
+    for process in started:
+        process.kill()
+
+
+def telemetry_seqs(influx: InfluxDB, site: str, measurement: str = "telemetry") -> list[int]:
+    """Every sample's seq stored for a site, in time order (one *_seq field per sample)."""
+    fields = ",".join(f'"{name}_seq"' for name in FEEDER_TAGS)
+    rows = influx.query(f'SELECT {fields} FROM "{measurement}" WHERE "site"=\'{site}\'')
+    return [row[f"{n}_seq"] for row in rows for n in FEEDER_TAGS if row[f"{n}_seq"] is not None]
+
+
+def test_samples_arrive_complete_in_order_with_source_times(
+    mosquitto: Mosquitto, influxdb: InfluxDB, start_historian: StartHistorian
+) -> None:
+    site = site_id()
+    historian = start_historian()
+    edge = client(mosquitto, "edge")
+    count = 300
+    for i in range(count):
+        publish_and_wait(
+            edge, topics.SiteTopics(site).telemetry("api_feeder"), feeder_payload(site, i)
+        )
+    wait_until(lambda: len(telemetry_seqs(influxdb, site)) >= count * 5, 30, "all samples")
+    rows = influxdb.query(f'SELECT * FROM "telemetry" WHERE "site"=\'{site}\'')
+    assert len(rows) == count  # one point per source time
+    assert [row["time"] for row in rows] == [T0 + i * 10_000_000 for i in range(count)]
+    assert telemetry_seqs(influxdb, site) == list(range(count * 5))  # complete, in order
+    assert rows[7]["module"] == "api_feeder"
+    assert rows[7]["mass_flow_pv"] == pytest.approx(2.007)
+    assert "mass_flow_pv_quality" not in rows[7] or rows[7]["mass_flow_pv_quality"] is None
+    # The dashboard query of the README works as written.
+    mean = influxdb.query(
+        'SELECT mean("mass_flow_pv") FROM "telemetry" WHERE "site"=\'' + site + "' AND "
+        f"\"module\"='api_feeder' AND time >= {T0} AND time < {T0 + count * 10_000_000} "
+        "GROUP BY time(1s)"
+    )
+    assert len(mean) == 3 and all(row["mean"] is not None for row in mean)
+    assert historian.alive
+    edge.disconnect()
+
+
+def test_quality_truth_and_null_values(
+    mosquitto: Mosquitto, influxdb: InfluxDB, start_historian: StartHistorian
+) -> None:
+    site = site_id()
+    start_historian()
+    edge = client(mosquitto, "edge")
+    t = topics.SiteTopics(site)
+    batch = TelemetryBatch(
+        site,
+        "nir",
+        T0,
+        (
+            Sample("nir.api_pct", None, "bad", T0, T0, 0),
+            Sample("nir.spectrum_ok", False, "uncertain", T0, T0, 1),
+            Sample("nir.reading_count", 41, "good", T0, T0, 2),
+        ),
+    )
+    publish_and_wait(edge, t.telemetry("nir"), encode_batch(batch))
+    truth = TelemetryBatch(
+        site, "blender", T0, (Sample("blender.true_api_pct", 10.01, "good", T0, T0, 3),)
+    )
+    publish_and_wait(edge, t.truth("blender"), encode_batch(truth))
+    where = f"WHERE \"site\"='{site}'"
+    wait_until(lambda: bool(influxdb.query(f'SELECT * FROM "truth" {where}')), 20, "truth")
+    wait_until(lambda: bool(influxdb.query(f'SELECT * FROM "telemetry" {where}')), 20, "nir")
+    (row,) = influxdb.query(f'SELECT * FROM "telemetry" {where}')
+    assert row.get("api_pct") is None and row["api_pct_quality"] == "bad"
+    assert row["api_pct_seq"] == 0
+    assert row["spectrum_ok"] is False and row["spectrum_ok_quality"] == "uncertain"
+    assert row["reading_count"] == 41 and "reading_count_quality" not in row
+    (truth_row,) = influxdb.query(f'SELECT * FROM "truth" {where}')
+    assert truth_row["true_api_pct"] == pytest.approx(10.01)
+    assert truth_row["module"] == "blender"
+    edge.disconnect()
+
+
+def test_events_land_with_string_fields_and_same_ns_events_kept(
+    mosquitto: Mosquitto, influxdb: InfluxDB, start_historian: StartHistorian
+) -> None:
+    site = site_id()
+    start_historian()
+    edge = client(mosquitto, "edge")
+    topic = topics.SiteTopics(site).event("audit")
+    same = T0 + 5_000
+    reason = 'campaign "7"\nline 2, \\ back=slash ü'
+    publish_and_wait(
+        edge,
+        topic,
+        event_payload(
+            site, 10, same, user="alice", action="write", target="press.fill_depth_sp",
+            old=9.5, new=14, reason=reason, accepted=False, result="range",
+        ),
+    )  # fmt: skip
+    publish_and_wait(edge, topic, event_payload(site, 11, same, user="bob", action="start"))
+    wait_until(
+        lambda: len(influxdb.query(f'SELECT * FROM "events" WHERE "site"=\'{site}\'')) == 2,
+        20,
+        "both events",
+    )
+    rows = influxdb.query(f'SELECT * FROM "events" WHERE "site"=\'{site}\'')
+    first = next(row for row in rows if row["seq"] == 10)
+    assert first["time"] == same
+    assert (first["kind"], first["source"], first["user"]) == ("audit", "twin", "alice")
+    assert (first["old"], first["new"]) == ("9.5", "14")
+    assert first["reason"] == reason
+    assert first["accepted"] is False and first["result"] == "range"
+    second = next(row for row in rows if row["seq"] == 11)
+    assert second["time"] == same and second["user"] == "bob" and second["accepted"] is True
+    edge.disconnect()
+
+
+def test_malformed_payloads_go_to_dead_letter_and_the_historian_goes_on(
+    mosquitto: Mosquitto, influxdb: InfluxDB, start_historian: StartHistorian
+) -> None:
+    site = site_id()
+    historian = start_historian()
+    dead = collect(mosquitto, "operator", topics.deadletter("historian"))
+    edge = client(mosquitto, "edge")
+    t = topics.SiteTopics(site)
+    publish_and_wait(edge, t.telemetry("api_feeder"), b"\xff not json")
+    bad_quality = json.loads(feeder_payload(site, 0))
+    bad_quality["samples"][0]["quality"] = "meh"
+    publish_and_wait(edge, t.telemetry("api_feeder"), json.dumps(bad_quality).encode())
+    publish_and_wait(edge, t.telemetry("press"), feeder_payload(site, 1))  # wrong topic
+    publish_and_wait(edge, t.telemetry("api_feeder"), feeder_payload(site, 2))  # good
+    wait_until(lambda: len(dead.messages) >= 3, 20, "three dead letters")
+    letters = [json.loads(payload) for payload in dead.payloads()]
+    mine = [letter for letter in letters if site in letter["topic"]]
+    assert len(mine) == 3
+    assert mine[0]["reason"].startswith("not JSON") and "payload_b64" in mine[0]
+    assert "quality 'meh'" in mine[1]["reason"]
+    assert "on the topic of" in mine[2]["reason"]
+    assert mine[2]["service"] == "historian"
+    wait_until(lambda: len(telemetry_seqs(influxdb, site)) == 5, 20, "the good batch")
+    assert telemetry_seqs(influxdb, site) == list(range(10, 15))
+    assert historian.alive
+    edge.disconnect()
+
+
+def test_batch_rejected_by_influxdb_is_dead_lettered_and_counted(
+    mosquitto: Mosquitto, influxdb: InfluxDB, start_historian: StartHistorian
+) -> None:
+    site = site_id()
+    historian = start_historian(METRICS_PERIOD_S=0.5)
+    dead = collect(mosquitto, "operator", topics.deadletter("historian"))
+    edge = client(mosquitto, "edge")
+    topic = topics.SiteTopics(site).telemetry("api_feeder")
+    assert influxdb.proxy is not None
+    influxdb.proxy.fail_next(400, body=b'{"code":"invalid","message":"field type conflict"}')
+    publish_and_wait(edge, topic, feeder_payload(site, 0))
+    wait_until(lambda: any(b"field type conflict" in p for p in dead.payloads()), 20, "dead")
+    letter = next(json.loads(p) for p in dead.payloads() if b"field type conflict" in p)
+    assert letter["reason"].startswith("HTTP 400") and letter["topic"] == "influxdb"
+    publish_and_wait(edge, topic, feeder_payload(site, 1))  # the next batch goes through
+    wait_until(lambda: telemetry_seqs(influxdb, site) == list(range(5, 10)), 20, "batch 1")
+    # A 503 is retried, not dropped.
+    influxdb.proxy.fail_next(503, count=3)
+    publish_and_wait(edge, topic, feeder_payload(site, 2))
+    wait_until(lambda: telemetry_seqs(influxdb, site) == list(range(5, 15)), 20, "batch 2")
+    hist_site = historian.env["PLANT_HISTORIAN_SITE"]
+
+    def metrics() -> dict[str, float]:
+        rows = influxdb.query(
+            f'SELECT last("dead_letters") AS dl, last("retries") AS r, '
+            f'last("rejected") AS rej FROM "pipeline" WHERE "site"=\'{hist_site}\' '
+            "AND \"service\"='historian'"
+        )
+        return rows[0] if rows else {}
+
+    wait_until(lambda: metrics().get("r", 0) >= 3, 20, "self-metrics with the retries")
+    assert metrics()["dl"] >= 1 and metrics()["rej"] >= 1
+    edge.disconnect()
+
+
+def test_bad_settings_exit_2_with_one_line(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [plant_executable(), "bridge", "historian"],
+        env={"PLANT_HISTORIAN_BATCH_SIZE": "zero", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "error: PLANT_HISTORIAN_BATCH_SIZE: Input should be a valid integer, "
+        "unable to parse string as an integer"
+    ]
