@@ -66,7 +66,7 @@ class MqttLink:
         # What the broker acknowledged lately, for the replay after a reconnect.
         self._recent: deque[tuple[float, Message]] = deque()
         self._ever_connected = False
-        self._replay_at: float | None = None
+        self._replays: list[float] = []  # monotonic times of the replays still due
         self._last_sent = 0  # highest row id handed to paho
         self._acked: list[int] = []
         self._connected = False
@@ -119,7 +119,8 @@ class MqttLink:
         self._connected = True
         self._log.info("connected to %s:%d", self._settings.mqtt_host, self._settings.mqtt_port)
         if self._ever_connected and self._settings.replay_window_s > 0:
-            self._replay_at = time.monotonic() + self._settings.replay_delay_s
+            now = time.monotonic()
+            self._replays = sorted(now + delay for delay in self._settings.replay_after_s)
         self._ever_connected = True
         client.subscribe(self._topics.all_commands, options=SubscribeOptions(qos=1))
         client.publish(self.status_topic, b"online", qos=1, retain=True)
@@ -225,14 +226,14 @@ class MqttLink:
             self._counters.add("published")
 
     def _replay(self) -> None:
-        """Once per reconnect: publish again what the broker acknowledged within the window."""
+        """After a reconnect, publish again (on schedule) what the broker acknowledged lately."""
         window = self._settings.replay_window_s
         horizon = time.monotonic() - window
         while self._recent and self._recent[0][0] < horizon:
             self._recent.popleft()
-        if self._replay_at is None or time.monotonic() < self._replay_at:
+        if not self._replays or time.monotonic() < self._replays[0]:
             return
-        self._replay_at = None
+        self._replays.pop(0)
         for _, message in self._recent:
             # Not tracked as in flight: these rows left the outbox already.
             self.client.publish(message.topic, message.payload, qos=1)

@@ -56,8 +56,10 @@ class EdgeSettings(BaseSettings):
     # (Mosquitto saves every autosave_interval, 30 s in deploy/): after a reconnect the edge
     # publishes again what the broker acknowledged in this window. Duplicates are harmless: the
     # historian's writes are idempotent.
+    # Replays happen this long after each reconnect: subscribers whose subscriptions the broker
+    # did not keep (Mosquitto 2.0 forgets $share ones) get everything once they are back.
     replay_window_s: float = Field(default=90.0, ge=0)
-    replay_delay_s: float = Field(default=2.0, ge=0)  # let subscribers reconnect first
+    replay_after_s: tuple[float, ...] = (2.0, 10.0, 30.0)
 
     # Outbox (the durable spool every message goes through) and batching.
     spool_path: Path = Path("edge.spool.sqlite")
