@@ -32,6 +32,6 @@ RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
 VOLUME ["/data"]
 WORKDIR /data
 USER plant
-# PLANT_<NAME>_FILE=/run/secrets/... -> PLANT_<NAME>, then exec the command.
+# PLANT_<NAME>__FILE=/run/secrets/... -> PLANT_<NAME>, then exec the command.
 ENTRYPOINT ["python", "-m", "plant.envfiles"]
 CMD ["plant", "--help"]

@@ -1,11 +1,13 @@
-"""`python -m plant.envfiles COMMAND...`: `PLANT_X` from the file `PLANT_X_FILE` names; exec.
+"""`python -m plant.envfiles COMMAND...`: `PLANT_X` from the file `PLANT_X__FILE` names; exec.
 
 The docker image's entry point. Secrets live in files (a volume written on first start), not
 in the compose file or the environment Docker shows with `inspect`; the services read their
-settings from `PLANT_*` variables. So for every `PLANT_<NAME>_FILE=<path>` this sets
-`PLANT_<NAME>` to the file's content (without the trailing newline) and removes the `_FILE`
+settings from `PLANT_*` variables. So for every `PLANT_<NAME>__FILE=<path>` this sets
+`PLANT_<NAME>` to the file's content (without the trailing newline) and removes the `__FILE`
 variable, which the settings classes would refuse as unknown. A variable set directly wins
-over its file, as in the official images' `_FILE` convention.
+over its file. The suffix has two underscores, as Grafana's `GF_..._PASSWORD__FILE`: with one,
+settings that are paths themselves (PLANT_OPCUA_USERS_FILE, ..._CA_FILE) would be mistaken
+for secrets and replaced by their files' contents.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import sys
 from collections.abc import Mapping, MutableMapping
 
 PREFIX = "PLANT_"
-SUFFIX = "_FILE"
+SUFFIX = "__FILE"
 
 
 class EnvFileError(Exception):
@@ -23,10 +25,14 @@ class EnvFileError(Exception):
 
 
 def resolve(environ: Mapping[str, str]) -> dict[str, str]:
-    """The environment with every `PLANT_*_FILE` replaced by the variable it stands for."""
+    """The environment with every `PLANT_*__FILE` replaced by the variable it stands for."""
     out = dict(environ)
     for key, path in environ.items():
-        if not (key.startswith(PREFIX) and key.endswith(SUFFIX)) or key == PREFIX + SUFFIX[1:]:
+        if (
+            not key.startswith(PREFIX)
+            or not key.endswith(SUFFIX)
+            or len(key) <= len(PREFIX + SUFFIX)
+        ):
             continue
         name = key.removesuffix(SUFFIX)
         del out[key]

@@ -12,8 +12,6 @@ import pytest
 from opcua_server.security import hash_password, load_users
 from plant import envfiles, stack
 
-DEPLOY_MOSQUITTO = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto"
-
 
 def test_first_start_generates_every_secret_and_keeps_them_after(tmp_path: Path) -> None:
     first = stack.init_secrets(tmp_path, {})
@@ -50,9 +48,13 @@ def test_mosquitto_hash_is_pbkdf2_sha512_in_mosquitto_format() -> None:
 def test_broker_folder_and_opcua_users_come_from_the_secrets(tmp_path: Path) -> None:
     secrets = tmp_path / "secrets"
     stack.init_secrets(secrets, {"PLANT_SECRET_OPCUA_EDGE_PASSWORD": "edge-pw"})
+    deploy = tmp_path / "deploy"  # stands for deploy/mosquitto: copied verbatim
+    deploy.mkdir()
+    (deploy / "mosquitto.conf").write_text("listener 1883\n")
+    (deploy / "acl").write_text("user edge\ntopic write pcmm/v1/#\n")
     out = tmp_path / "mosquitto"
-    stack.write_mosquitto_config(secrets, DEPLOY_MOSQUITTO, out, uid=0)
-    assert (out / "acl").read_text() == (DEPLOY_MOSQUITTO / "acl").read_text()
+    stack.write_mosquitto_config(secrets, deploy, out, uid=0)
+    assert (out / "acl").read_text() == (deploy / "acl").read_text()
     users = [line.split(":", 1)[0] for line in (out / "passwd").read_text().splitlines()]
     assert users == list(stack.MQTT_USERS)
     assert (out / "passwd").stat().st_mode & 0o777 == 0o600
@@ -67,19 +69,21 @@ def test_envfiles_resolves_plant_file_variables(tmp_path: Path) -> None:
     (tmp_path / "pw").write_text("s3cret\n")
     env = envfiles.resolve(
         {
-            "PLANT_EDGE_MQTT_PASSWORD_FILE": str(tmp_path / "pw"),
+            "PLANT_EDGE_MQTT_PASSWORD__FILE": str(tmp_path / "pw"),
             "PLANT_HISTORIAN_INFLUX_TOKEN": "direct",
-            "PLANT_HISTORIAN_INFLUX_TOKEN_FILE": str(tmp_path / "missing"),
-            "OTHER_FILE": "/nope",
+            "PLANT_HISTORIAN_INFLUX_TOKEN__FILE": str(tmp_path / "missing"),
+            "PLANT_OPCUA_USERS_FILE": "/run/secrets/users.toml",  # a path setting: kept
+            "OTHER__FILE": "/nope",
         }
     )
     assert env == {
         "PLANT_EDGE_MQTT_PASSWORD": "s3cret",
         "PLANT_HISTORIAN_INFLUX_TOKEN": "direct",  # set directly: wins, file not read
-        "OTHER_FILE": "/nope",
+        "PLANT_OPCUA_USERS_FILE": "/run/secrets/users.toml",
+        "OTHER__FILE": "/nope",
     }
 
 
 def test_envfiles_names_the_unreadable_file(tmp_path: Path) -> None:
-    with pytest.raises(envfiles.EnvFileError, match="PLANT_X_FILE: cannot read"):
-        envfiles.resolve({"PLANT_X_FILE": str(tmp_path / "missing")})
+    with pytest.raises(envfiles.EnvFileError, match="PLANT_X__FILE: cannot read"):
+        envfiles.resolve({"PLANT_X__FILE": str(tmp_path / "missing")})
