@@ -14,6 +14,7 @@ from bridge.cli import app as bridge_app
 from dashboards.cli import app as grafana_app
 from opcua_server.cli import app as opcua_app
 from plant.fault_cli import app as fault_app
+from plant.health import app as health_app
 from plant.kpi_cli import kpi
 from plant.simulate import SpecError, Summary, parse_fault, run, schedule, write_csv
 from plant.stack import app as stack_app
@@ -30,6 +31,7 @@ app.add_typer(opcua_app, name="opcua")
 app.add_typer(bridge_app, name="bridge")
 app.add_typer(fault_app, name="fault")
 app.command("kpi")(kpi)
+app.add_typer(health_app, name="health")
 app.add_typer(stack_app, name="stack")
 app.add_typer(grafana_app, name="grafana")
 
