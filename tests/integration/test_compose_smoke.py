@@ -1,0 +1,318 @@
+"""docker-compose.yml, run natively: each plant service's own command with its own environment.
+
+There is no Docker engine on this machine, and `docker-compose config` cannot tell a wrong
+command, module path or variable name from a right one. So this test reads docker-compose.yml
+and the Dockerfile's ENTRYPOINT and runs, as local processes:
+
+- the `init` service (secrets, the broker's passwd and config folder, the OPC UA users file);
+- Mosquitto from the folder `init` wrote, and InfluxDB 1.6.7 (tests/support) standing in for
+  InfluxDB 2 (the historian writes through the test-only v2 write proxy);
+- twin, edge, historian and controller, and the site2 profile's twin-site2 and edge-site2,
+  each with the compose environment (interpolated with the file's defaults), where a value
+  that names a compose service and its container port is rewritten to 127.0.0.1 and the local
+  port, and a container path (a volume or bind mount) to a folder of this test;
+
+then waits for every service's own healthcheck command (`plant health ...`) and the broker's
+to pass, for telemetry of both sites, ground truth and pipeline metrics to reach InfluxDB, and
+for a fault injected as the README shows (`docker compose run --rm cli plant fault inject`)
+to come back as an event. The only deviations from a container: the published ports are free
+local ports, and the broker's passwd file is owned by this machine's mosquitto user.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from plant.stack import SECRETS
+from tests.support.servers import InfluxDB, Mosquitto, _private_dir, free_port, need
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES = COMPOSE["services"]
+ENTRYPOINT: list[str] = json.loads(
+    re.search(r"^ENTRYPOINT (\[.*\])$", (ROOT / "Dockerfile").read_text(), re.M).group(1)  # type: ignore[union-attr]
+)
+PLANT = ["twin", "edge", "historian", "controller", "twin-site2", "edge-site2"]
+# How a plant service learns the port it listens on (its container port is published).
+LISTEN_VARIABLE = {("twin", 4840): "PLANT_OPCUA_PORT", ("twin-site2", 4840): "PLANT_OPCUA_PORT"}
+# From .env: a faster plant, so data arrives sooner.
+DOT_ENV = {"PLANT_SPEED": "5.0"}
+HEALTH_TIMEOUT_S = 90.0
+
+
+def interpolate(value: Any, env: dict[str, str]) -> str:
+    """Compose's ${NAME}, ${NAME:-default}, ${NAME-default} and $$."""
+
+    def one(match: re.Match[str]) -> str:
+        name, colon, default = match.group(1), match.group(2), match.group(3)
+        if name in env and (env[name] or not colon):
+            return env[name]
+        return default or ""
+
+    text = str(value).replace("$$", "\0")
+    text = re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?)-([^}]*))?\}", one, text)
+    return text.replace("\0", "$")
+
+
+@dataclass
+class Stack:
+    """The local stand-ins for the compose services and their volumes."""
+
+    root: Path
+    endpoints: dict[tuple[str, int], tuple[str, int]] = field(default_factory=dict)
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def volume(self, name: str) -> Path:
+        path = self.root / "volumes" / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def mounts(self, service: str) -> list[tuple[str, Path]]:
+        """(container path, local path) of the service's volumes, longest path first."""
+        out = []
+        for spec in SERVICES[service].get("volumes", []):
+            source, target = spec.split(":")[:2]
+            local = ROOT / source if source.startswith(".") else self.volume(source)
+            out.append((target, local))
+        return sorted(out, key=lambda m: -len(m[0]))
+
+    def rewrite(self, service: str, text: str) -> str:
+        """Container paths -> local folders; `service:port` -> 127.0.0.1:local port."""
+        for target, local in self.mounts(service):
+            if text == target or text.startswith(target + "/"):
+                return str(local) + text[len(target) :]
+
+        def endpoint(match: re.Match[str]) -> str:
+            key = (match.group(2), int(match.group(3)))
+            if key not in self.endpoints:
+                return match.group(0)
+            host, port = self.endpoints[key]
+            return f"{match.group(1)}{host}:{port}"
+
+        return re.sub(r"(^|//)([a-z][a-z0-9-]*):(\d+)", endpoint, text)
+
+    def environment(self, service: str) -> dict[str, str]:
+        raw = {k: interpolate(v, DOT_ENV) for k, v in SERVICES[service]["environment"].items()}
+        env = {k: self.rewrite(service, v) for k, v in raw.items()}
+        for key, value in raw.items():
+            # A host name (not a user that happens to share a service's name).
+            if value in SERVICES and key.endswith(("_HOST", "_HOSTNAME")):
+                env[key] = "127.0.0.1"
+                port_key = key.removesuffix("HOST") + "PORT"
+                if key.endswith("HOST") and port_key in raw:
+                    env[port_key] = str(self.endpoints[(value, int(raw[port_key]))][1])
+        for (name, port), variable in LISTEN_VARIABLE.items():
+            if name == service:
+                env[variable] = str(self.endpoints[(service, port)][1])
+        bin_dir = str(Path(sys.executable).parent)
+        return {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(self.root), **env}
+
+    def argv(self, service: str, args: list[str]) -> list[str]:
+        return [self.rewrite(service, interpolate(a, DOT_ENV)) for a in args]
+
+    def workdir(self, service: str) -> Path:
+        # The image's WORKDIR is /data, each service's own volume (or a scratch folder).
+        return dict(self.mounts(service)).get("/data") or self.volume(f"{service}-work")
+
+    def start(self, service: str) -> None:
+        argv = self.argv(service, [*ENTRYPOINT, *SERVICES[service]["command"]])
+        log = (self.root / f"{service}.log").open("ab")
+        self.procs[service] = subprocess.Popen(
+            argv, env=self.environment(service), cwd=self.workdir(service), stdout=log,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+
+    def run(
+        self, service: str, args: list[str], timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        """`docker compose run --rm <service> <args>`: the entry point, then the command."""
+        return subprocess.run(
+            self.argv(service, [*ENTRYPOINT, *args]), env=self.environment(service),
+            cwd=self.workdir(service), capture_output=True, text=True, timeout=timeout,
+            check=False,
+        )  # fmt: skip
+
+    def healthcheck(self, service: str) -> subprocess.CompletedProcess[str]:
+        test = SERVICES[service]["healthcheck"]["test"]
+        assert test[0] == "CMD", f"{service}: a plant healthcheck is an exec form command"
+        return subprocess.run(
+            self.argv(service, test[1:]), env=self.environment(service),
+            cwd=self.workdir(service), capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+
+    def log(self, service: str) -> str:
+        path = self.root / f"{service}.log"
+        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+
+
+def wait(check: Callable[[], bool], timeout: float, what: Callable[[], str]) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(what(), pytrace=False)
+        time.sleep(0.5)
+
+
+def start_broker(stack: Stack) -> Mosquitto:
+    """Mosquitto from the folder `init` wrote (conf and ACL from deploy/, generated passwd)."""
+    folder = stack.volume("mosquitto-config")
+    port = free_port()
+    data = stack.volume("mosquitto-data")
+    replace = {
+        "listener": f"listener {port} 127.0.0.1",
+        "password_file": f"password_file {folder / 'passwd'}",
+        "acl_file": f"acl_file {folder / 'acl'}",
+        "persistence_location": f"persistence_location {data}/",
+    }
+    conf = folder / "mosquitto.conf"
+    lines = [replace.get(line.split(" ", 1)[0], line) for line in conf.read_text().splitlines()]
+    conf.write_text("\n".join(lines) + "\n")
+    if os.geteuid() == 0:
+        entry = pwd.getpwnam("mosquitto")
+        for path in (folder, data, *folder.iterdir()):
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+    broker = Mosquitto(port=port, folder=folder, passwords={})
+    broker.start()
+    stack.endpoints[("mosquitto", 1883)] = ("127.0.0.1", port)
+    return broker
+
+
+@pytest.fixture
+def stack(influxdb: InfluxDB) -> Iterator[Stack]:
+    need("mosquitto")
+    need("mosquitto_sub")
+    root = _private_dir("pcmm-stack-", "mosquitto")
+    stack = Stack(root)
+    broker: Mosquitto | None = None
+    try:
+        # init: its entry point and arguments as compose gives them, as root like in compose.
+        args = [*SERVICES["init"]["entrypoint"]]
+        if os.geteuid() == 0:
+            args += ["--mosquitto-uid", str(pwd.getpwnam("mosquitto").pw_uid)]
+        result = subprocess.run(
+            stack.argv("init", args), env=stack.environment("init"), capture_output=True,
+            text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        broker = start_broker(stack)
+        assert influxdb.proxy is not None
+        proxy = influxdb.proxy.url.removeprefix("http://").split(":")
+        stack.endpoints[("influxdb", 8086)] = (proxy[0], int(proxy[1]))
+        for name in ("twin", "twin-site2"):
+            stack.endpoints[(name, 4840)] = ("127.0.0.1", free_port())
+        yield stack
+    finally:
+        stack.stop()
+        if broker is not None:
+            broker.kill()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_compose_services_run_natively_become_healthy_and_data_flows(
+    stack: Stack, influxdb: InfluxDB
+) -> None:
+    secrets = stack.volume("secrets")
+    assert {*SECRETS, "opcua_users.toml"} <= {p.name for p in secrets.iterdir()}
+    # The broker's own healthcheck: the viewer logs in with its generated password.
+    probe = SERVICES["mosquitto"]["healthcheck"]["test"][1]
+    port = stack.endpoints[("mosquitto", 1883)][1]
+    probe = probe.replace("$$", "$").replace("/run/secrets", str(secrets))
+    probe = probe.replace("-p 1883", f"-p {port}")
+    done = subprocess.run(
+        ["sh", "-c", probe], capture_output=True, text=True, timeout=20, check=False
+    )
+    assert done.returncode == 0, done.stderr
+
+    for service in PLANT:
+        stack.start(service)
+    for service in PLANT:
+
+        def healthy(service: str = service) -> bool:
+            proc = stack.procs[service]
+            if proc.poll() is not None:
+                pytest.fail(f"{service} exited {proc.returncode}:\n{stack.log(service)}")
+            return stack.healthcheck(service).returncode == 0
+
+        wait(
+            healthy,
+            HEALTH_TIMEOUT_S,
+            lambda s=service: f"{s} not healthy: {stack.healthcheck(s).stderr}\n{stack.log(s)}",  # type: ignore[misc]
+        )
+
+    def count(query: str) -> int:
+        rows = influxdb.query(query)
+        return int(rows[0]["count"]) if rows else 0
+
+    for site in ("site1", "site2"):
+        wait(
+            lambda site=site: (
+                count(  # type: ignore[misc]
+                    f"SELECT count(\"tablet_weight\") FROM telemetry WHERE site = '{site}'"
+                )
+                > 0
+            ),
+            60,
+            lambda site=site: (  # type: ignore[misc]
+                f"no telemetry of {site}; measurements {influxdb.query('SHOW MEASUREMENTS')}\n"
+                f"edge:\n{stack.log('edge')}\ntwin:\n{stack.log('twin')}"
+            ),
+        )
+    wait(
+        lambda: count('SELECT count("true_api_content") FROM truth') > 0,
+        30,
+        lambda: "no ground truth stored",
+    )
+
+    def reporting() -> set[str]:
+        rows = influxdb.query('SHOW TAG VALUES FROM "pipeline" WITH KEY = "service"')
+        return {row["value"] for row in rows}
+
+    wait(
+        lambda: reporting() >= {"edge", "historian"},
+        60,
+        lambda: f"self-metrics only from {reporting()}",
+    )
+
+    # The README's fault injection: docker compose run --rm cli plant fault inject ...
+    injected = stack.run(
+        "cli", ["plant", "fault", "inject", "bridging", "--magnitude", "0.8", "--duration", "60",
+                "--reason", "compose smoke test"],
+    )  # fmt: skip
+    assert injected.returncode == 0, injected.stderr
+    wait(
+        lambda: bool(
+            influxdb.query('SELECT "user", "action" FROM events WHERE "action" = \'inject_fault\'')
+        ),
+        60,
+        lambda: f"the fault never reached InfluxDB:\n{stack.log('edge')}",
+    )
+    for service in PLANT:
+        assert stack.procs[service].poll() is None, f"{service} died:\n{stack.log(service)}"
