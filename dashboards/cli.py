@@ -73,7 +73,9 @@ def annotate_faults(
     influx_url: Annotated[str, typer.Option(help="InfluxDB base URL (its /query endpoint).")],
     influx_token: Annotated[
         str,
-        typer.Option(help="InfluxDB token [PLANT_INFLUX_TOKEN].", envvar="PLANT_INFLUX_TOKEN"),
+        typer.Option(
+            help="InfluxDB token [PLANT_GRAFANA_INFLUX_TOKEN].", envvar="PLANT_GRAFANA_INFLUX_TOKEN"
+        ),
     ] = "",
     bucket: Annotated[str, typer.Option(help="Bucket (2.x) or database (1.x).")] = "pcmm",
     since: Annotated[str, typer.Option(help="How far back, an InfluxQL duration.")] = "24h",
