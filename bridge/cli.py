@@ -1,4 +1,4 @@
-"""`plant bridge ...`: the bridge services (the historian now; the edge gateway later)."""
+"""`plant bridge ...`: the bridge services, the edge gateway and the historian."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ from types import FrameType
 import typer
 from pydantic import ValidationError
 
+from bridge.edge.cli import edge
 from bridge.historian import service
 from bridge.historian.settings import HistorianSettings
 from bridge.spool import SpoolError
 
 app = typer.Typer(help="Bridge services between OPC UA, MQTT and InfluxDB.", no_args_is_help=True)
+app.command(name="edge")(edge)
 
 
 def _fail(message: str) -> typer.Exit:
