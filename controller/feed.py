@@ -40,6 +40,7 @@ class Decision:
     actions: list[Action] = field(default_factory=list)
     alarms: list[Alarm] = field(default_factory=list)
     stale: bool = False  # decided on the wall clock, with no fresh telemetry
+    error: str = ""  # the supervisor failed on this step: it held (nothing sent)
 
 
 def plant_seconds(source_ns: int) -> float:
@@ -150,7 +151,13 @@ class TelemetryFeed:
 
     def _step(self, now: float, *, stale: bool) -> Decision:
         self._decided = max(self._decided, now)
-        actions = self.supervisor.step(now)
+        try:
+            actions = self.supervisor.step(now)
+        except Exception as error:
+            # Telemetry a real plant can send (a starved press weighs 0 mg) must not take the
+            # controller down: this second it holds, and the service says why.
+            why = f"{type(error).__name__}: {error}"
+            return Decision(now, [], self.supervisor.take_alarms(), stale, why)
         return Decision(now, actions, self.supervisor.take_alarms(), stale)
 
     def _arrived(self, wall: float) -> None:

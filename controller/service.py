@@ -47,7 +47,7 @@ from controller.messages import (
     request_of,
 )
 from controller.settings import ControllerSettings
-from controller.supervisor import Action, Supervisor
+from controller.supervisor import Action, Alarm, Supervisor
 from plant.payload import (
     Event,
     PayloadError,
@@ -104,6 +104,7 @@ class Counters:
     unanswered: int = 0
     alarms: int = 0
     connections: int = 0
+    errors: int = 0  # supervisor steps that raised (the controller held)
 
 
 @dataclass(slots=True)
@@ -141,6 +142,8 @@ class ControllerService:
         self._pending: dict[bytes, _Pending] = {}
         self._client: mqtt.Client | None = None
         self._was_up = False  # the last session got as far as CONNACK
+        self._failing = False  # the supervisor's last step raised
+        self._errors_seen: set[str] = set()
 
     # The reconnection loop ----------------------------------------------------------------------
     async def run(self) -> None:
@@ -393,6 +396,7 @@ class ControllerService:
         if self.state == "holding" and not decision.stale:
             self._set_state("connected", "telemetry is flowing again")
         site = self.settings.site_id
+        self._supervisor_failed(decision)
         for alarm in decision.alarms:
             self.counters.alarms += 1
             log.info(
@@ -417,6 +421,28 @@ class ControllerService:
                 )
         for action in decision.actions:
             self._send(action, decision.time)
+
+    def _supervisor_failed(self, decision: Decision) -> None:
+        """Say (once per episode and kind of failure) that the supervisor failed and held;
+        and say when it decides again."""
+        failed = bool(decision.error)
+        if failed:
+            self.counters.errors += 1
+        if failed == self._failing and decision.error in self._errors_seen | {""}:
+            return
+        self._failing = failed
+        if failed:
+            self._errors_seen.add(decision.error)
+            log.error("supervisor failed at %.1f, holding: %s", decision.time, decision.error)
+        alarm = Alarm(
+            decision.time,
+            "controller_error",
+            failed,
+            f"supervisor failed, holding the last setpoints: {decision.error}"
+            if failed
+            else "supervisor decides again",
+        )
+        self._publish_event(alarm_event(self.settings.site_id, self._seq.next("alarm"), alarm))
 
     def _send(self, action: Action, plant_time: float) -> None:
         client = self._client

@@ -238,3 +238,15 @@ def test_the_controllers_topics() -> None:
     assert topics.all_telemetry == "pcmm/v1/site1/+/telemetry"
     assert topics.mode("controller") == "pcmm/v1/site1/mode/controller"
     assert topics.command("setpoint", "controller") == "pcmm/v1/site1/command/setpoint/controller"
+
+
+def test_a_failing_step_holds_and_says_why() -> None:
+    class Broken(Supervisor):
+        def step(self, now: float) -> list[Action]:
+            raise ZeroDivisionError("float division by zero")
+
+    plant = Plant(seed=3, warm_start=True)
+    feed = TelemetryFeed(Broken(), stale_after_s=10)
+    decisions = [d for batches in EdgeLike(plant).run(plant.now + 3) for d in feed.take(batches, 0)]
+    assert decisions and all(d.actions == [] for d in decisions)
+    assert decisions[0].error == "ZeroDivisionError: float division by zero"
