@@ -11,6 +11,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Column, Table
 
 from bridge.cli import app as bridge_app
+from controller.cli import app as controller_app
 from dashboards.cli import app as grafana_app
 from opcua_server.cli import app as opcua_app
 from plant.fault_cli import app as fault_app
@@ -31,6 +32,7 @@ app.add_typer(opcua_app, name="opcua")
 app.add_typer(bridge_app, name="bridge")
 app.add_typer(fault_app, name="fault")
 app.command("kpi")(kpi)
+app.add_typer(controller_app, name="controller")
 app.add_typer(health_app, name="health")
 app.add_typer(stack_app, name="stack")
 app.add_typer(grafana_app, name="grafana")
