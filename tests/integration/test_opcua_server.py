@@ -417,3 +417,35 @@ def test_history_backfills_the_gap_of_a_client_that_was_cut_off(opcua: RunningSe
     assert all(390 < dv.Value.Value < 410 for dv in gap), [dv.Value.Value for dv in gap]
     assert not math.isnan(gap[len(gap) // 2].Value.Value)
     assert timedelta(0) < after.SourceTimestamp - before.SourceTimestamp
+
+
+# Status codes -------------------------------------------------------------------------------
+def test_a_failing_sensor_reads_bad_and_a_refill_reads_uncertain(opcua: RunningServer) -> None:
+    """Quality follows the plant: NIR spectra lost or spiky (fault 8 at full strength) read
+    Bad; a loss-in-weight feeder blind during a refill reads Uncertain; an untouched tag stays
+    Good."""
+
+    async def scenario() -> dict[str, list[ua.DataValue]]:
+        async with client(opcua.url, "alice") as c:
+            nodes = {
+                tag: c.get_node(nid(opcua, f"{SITE}.{tag}"))
+                for tag in ("nir.api_pct", "api_feeder.mass_flow_pv", "press.tablet_weight")
+            }
+            result = await call(c, opcua, "InjectFault", s("nir_dropout"), s("nir"), d(1.0))
+            assert result.StatusCode.is_good(), message(result)
+            result = await call(c, opcua, "InjectFault", s("refill_disturbance"), s(""), d(0.1))
+            assert result.StatusCode.is_good(), message(result)
+            seen: dict[str, list[ua.DataValue]] = {tag: [] for tag in nodes}
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                for tag, node in nodes.items():
+                    seen[tag].append(await node.read_data_value(raise_on_bad_status=False))
+                await asyncio.sleep(0.1)
+            return seen
+
+    seen = asyncio.run(scenario())
+    nir = seen["nir.api_pct"][-20:]
+    assert all(v.StatusCode.is_bad() for v in nir)
+    assert all(v.Value.Value is None for v in nir)  # a Bad value carries no number
+    assert any(v.StatusCode.is_uncertain() for v in seen["api_feeder.mass_flow_pv"])
+    assert all(v.StatusCode.is_good() for v in seen["press.tablet_weight"])
