@@ -47,31 +47,12 @@ class LimitSpec:
 
 
 def quality_limits(plant: Plant) -> list[LimitSpec]:
-    """The limit alarms of the key quality tags, from the layout's press parameters."""
-    presses = plant.layout.of_type("press")
-    if not presses:
-        return []
-    first = presses[0].params
-    api_target = first.api_label_claim_mg / first.weight_target_mg * 100.0  # % w/w
-    limits = [
-        LimitSpec(
-            f"{nir.id}.api_pct",
-            api_target * first.content_low_pct / 100.0,
-            api_target * first.content_high_pct / 100.0,
-        )
-        for nir in plant.layout.of_type("nir")
+    """The limit alarms of the key quality tags: every tag with spec limits in the registry."""
+    return [
+        LimitSpec(tag.id, tag.limits[0], tag.limits[1])
+        for tag in plant.registry.plant_tags()
+        if tag.limits is not None
     ]
-    for press in presses:
-        p = press.params
-        limits.append(
-            LimitSpec(
-                f"{press.id}.tablet_weight",
-                p.weight_target_mg * (1.0 - p.weight_tolerance),
-                p.weight_target_mg * (1.0 + p.weight_tolerance),
-            )
-        )
-        limits.append(LimitSpec(f"{press.id}.hardness", p.hardness_min_n, p.hardness_max_spec_n))
-    return [limit for limit in limits if limit.tag_id in plant.registry]
 
 
 class _LimitAlarm:

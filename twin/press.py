@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import random
 
+from plant.tags import Quality
 from twin.context import Context
 from twin.diverter import Diverter
 from twin.feed_frame import FeedFrame
@@ -94,6 +95,10 @@ class Press:
             f"{k}.tablets_total",
             f"{k}.true_api_content",
         )
+        # Readings that exist only while tablets are made (main, pre, weight, thickness, hardness).
+        self._measured = (self._k[2], self._k[3], self._k[4], self._k[5], self._k[6])
+        for key in self._measured:
+            ctx.store.quality[key] = Quality.BAD
         values = ctx.store.values
         values[f"{k}.turret_speed_sp"] = self.turret_sp
         values[f"{k}.fill_depth_sp"] = self.fill_depth_sp
@@ -182,7 +187,10 @@ class Press:
         p, rng, values, k = self.p, self.rng, self.ctx.store.values, self._k
         values[k[0]] = self.turret
         values[k[1]] = self.fill_depth
+        quality = self.ctx.store.quality
         if weight > 0.0 and tablets > 0.0:
+            for key in self._measured:
+                quality.pop(key, None)
             area = self.area_mm2
             main = kawakita_pressure_mpa(weight, self._gap, area, p) * area / 1000.0
             pre = (
@@ -195,7 +203,10 @@ class Press:
             values[k[6]] = reading(rng, self._hardness, p.hardness_noise_rsd)
             values[k[9]] = self.last_content_pct
         else:
+            # No tablets, nothing to weigh or squeeze: the instruments have no reading.
             values[k[2]] = values[k[3]] = 0.0
+            for key in self._measured:
+                quality[key] = Quality.BAD
         values[k[7]] = tablets / self.ctx.dt * 3600.0
         values[k[8]] = int(self.tablets_total)
         self.ctx.store.stamps[self.id] = now
