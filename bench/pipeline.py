@@ -1,0 +1,684 @@
+"""Benchmark: the whole pipeline, OPC UA sample to queryable InfluxDB point, against raw MQTT.
+
+    python -m bench.pipeline [--mode throughput|latency] [--tags N] [--rate R] [--seconds S]
+
+Scenario: the twin's OPC UA server (real time, speed 1, publishing R times a second, plus
+synthetic tags up to N tags in all: they change on every publication) runs in a child process;
+`python -m bridge.edge` subscribes to every tag and publishes through its durable outbox at
+QoS 1 to Mosquitto (configured from deploy/mosquitto); `plant bridge historian` spools and
+writes them with influxdb-client to InfluxDB 1.x through the test-only /api/v2/write proxy. The
+brokers and databases are the test starters of `tests/support` (importing them from a benchmark
+is accepted here: they are the only way to get the real servers on free ports, and the proxy is
+never deployed). `--mode throughput` is 5,100 tags at 1 Hz (about 5,080 samples/s: some of the
+twin's 69 tags publish less often), `--mode latency` 1,000 tags at 1 Hz (about 1,000 samples/s);
+--tags and --rate override the preset.
+
+The window: after a warm-up (every sampled tag is in InfluxDB, then WARMUP_S), the server is
+asked for its plant time twice, `--seconds` apart. The window's samples are those whose source
+time falls between the two marks.
+
+- `lost`: samples the server published in the window (its own tag history, as the pipeline
+  tests count them) that InfluxDB does not hold once the pipeline has drained (compared per tag
+  and source timestamp through the `<name>_seq` fields of `telemetry` and `truth`; `extra` are
+  stored points the server never published). The drain waits until nothing is missing, or
+  until nothing new arrived for DRAIN_IDLE_S.
+- `samples_per_s`: window samples stored in InfluxDB over the window's wall duration.
+- Latency (`p50_ms`, `p99_ms`): source timestamp to queryable in InfluxDB. At speed 1 plant
+  time runs with the wall clock; the server reports the constant offset between its plant clock
+  (mapped to UTC) and `time.time()`, so a sample's source time is a wall time. One tag per twin
+  module and value_00 of up to SAMPLED_SYNTHETIC synthetic modules (spread over all of them)
+  are sampled: every POLL_S one InfluxQL request asks, per sampled tag, for every point newer
+  than the newest one seen, and each new window point gets (wall time the answer arrived -
+  its source time). That is an upper bound: a point became queryable at most POLL_S plus one
+  query's duration earlier. Points keep being measured while the pipeline drains.
+  `broker_p50_ms` / `broker_p99_ms` time the same tags at the broker (a subscriber as user
+  `operator` in this process): source time to MQTT delivery, i.e. the server and edge share.
+- `raw_mqtt_per_s`: the baseline, in the same run through the same broker, before the pipeline
+  starts: one plain paho publisher (this process, user `edge`, MQTT 5, QoS 1, in-flight
+  window 1000 as the edge's) to one paho subscriber (a child process, user `operator`, QoS 1),
+  one message per sample (a one-sample telemetry payload) on a reply topic no pipeline service
+  reads, as fast as it goes for `--baseline-seconds`: received messages over the time from the
+  first publish to the last delivery. `ratio` = samples_per_s / raw_mqtt_per_s. samples_per_s
+  is bounded by the offered load (tags x rate), so a ratio says how the offered load compares
+  with raw MQTT; the pipeline's ceiling is where raising --tags makes `lost` or `drain_s` grow.
+
+The historian flushes every `--flush-interval` s (default 0.1, its production default is 1 s:
+a latency goal of 250 ms needs a shorter one); the edge's OPC UA publishing interval and batch
+interval are `--edge-interval` (default 0.05 s, its defaults). CPU per component over the
+window is reported as % of one core. Prints one JSON object last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from bridge.edge.opcua import to_ns
+from opcua_server import OpcUaSettings, PlantServer
+from opcua_server.security import hash_password
+from plant.payload import Sample, TelemetryBatch, encode_batch
+from plant.topics import SiteTopics
+from tests.support.historian import historian_env, plant_executable
+from tests.support.influx_v2_proxy import InfluxV2Proxy
+from tests.support.servers import InfluxDB, Mosquitto, free_port, make_influxdb, make_mosquitto
+from twin import Plant
+
+SITE = "site1"
+EDGE_PASSWORD = "edge-secret"
+ROOT = Path(__file__).resolve().parents[1]
+PRESETS = {"throughput": (5100, 1.0), "latency": (1000, 1.0)}  # tags in all, rate (Hz)
+WARMUP_S = 5.0  # after every sampled tag has arrived
+READY_TIMEOUT_S = 120.0  # for the edge to subscribe and the first points to arrive
+POLL_S = 0.05  # latency poll period
+SAMPLED_SYNTHETIC = 20  # synthetic modules sampled for latency
+DRAIN_IDLE_S = 20.0  # give up draining when nothing new arrived for this long
+DRAIN_MAX_S = 300.0
+BASELINE_S = 10.0  # raw MQTT baseline duration
+BASELINE_BACKLOG = 5000  # published but not yet received, at most (bounds the memory)
+NS = 1_000_000_000
+
+
+# The server side (a child process) --------------------------------------------------------------
+async def _serve(tags: int, rate: float, seconds: float, folder: Path) -> None:
+    users = folder / "users.toml"
+    users.write_text(
+        f'[users.edge]\nrole = "operator"\npassword_sha256 = "{hash_password(EDGE_PASSWORD)}"\n'
+    )
+    keep_s = seconds + DRAIN_MAX_S + READY_TIMEOUT_S + 300.0
+    settings = OpcUaSettings(
+        host="127.0.0.1",
+        port=free_port(),
+        cert_dir=folder / "pki",
+        users_file=users,
+        allow_insecure=True,
+        speed=1.0,  # real time: source timestamps are wall times (plus a constant offset)
+        publish_period_s=1.0 / rate,
+        warm_start=True,
+        extra_tags=max(0, tags - _twin_tag_count()),
+        history_window_s=keep_s,
+        history_max_samples=max(10, int(keep_s * max(rate, 1.0)) + 100),
+    )
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    async with PlantServer(settings) as server:
+        nodes, clock = server.nodes, server.clock
+        print(json.dumps({"url": server.endpoint, "namespace": settings.namespace_uri}), flush=True)
+        while line := (await reader.readline()).decode().strip():
+            command, *args = line.split()
+            if command == "quit":
+                break
+            if command == "mark":
+                answer: dict[str, Any] = {
+                    "plant_ns": to_ns(clock.utc(server.plant.now)),
+                    "offset_s": time.time() - clock.utc(clock.target()).timestamp(),
+                    "published": server.published,
+                    "wall": time.time(),
+                }
+            else:  # truth LOW HIGH: source times (ns) per tag id with LOW < t <= HIGH
+                low, high = int(args[0]), int(args[1])
+                answer = {}
+                for tag_id, node in nodes.tags.items():
+                    samples = server.history.samples(node.nodeid)
+                    if samples is not None:
+                        times = (to_ns(clock.utc(t)) for t in samples.times[samples.start :])
+                        answer[tag_id] = [t for t in times if low < t <= high]
+            print(json.dumps(answer), flush=True)
+
+
+def _twin_tag_count() -> int:
+    return len(Plant().registry)
+
+
+class ServerChild:
+    """The OPC UA server in a child process, answering `mark` and `truth` on its stdin."""
+
+    def __init__(self, tags: int, rate: float, seconds: float, folder: Path) -> None:
+        command = [sys.executable, "-m", "bench.pipeline", "--serve", "--tags", str(tags)]
+        command += ["--rate", str(rate), "--seconds", str(seconds), "--folder", str(folder)]
+        self.proc = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise SystemExit("the OPC UA server did not start")
+        ready = json.loads(line)
+        self.url: str = ready["url"]
+        self.namespace: str = ready["namespace"]
+
+    def ask(self, line: str) -> Any:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())
+
+    def close(self) -> None:
+        if self.proc.poll() is None and self.proc.stdin is not None:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+# The services -------------------------------------------------------------------------------
+class Service:
+    """A pipeline service as a child process, its output in a log file."""
+
+    def __init__(self, command: list[str], env: dict[str, str], log: Path) -> None:
+        self.log = log
+        with log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
+            )
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def edge_env(
+    server: ServerChild, broker: Mosquitto, folder: Path, interval_s: float
+) -> dict[str, str]:
+    """The edge's settings (as tests/integration/edge_harness.py sets them)."""
+    settings: dict[str, object] = {
+        "SITE": SITE,
+        "OPCUA_URL": server.url,
+        "OPCUA_NAMESPACE_URI": server.namespace,
+        "OPCUA_USER": "edge",
+        "OPCUA_PASSWORD": EDGE_PASSWORD,
+        "MQTT_HOST": broker.host,
+        "MQTT_PORT": broker.port,
+        "MQTT_USERNAME": "edge",
+        "MQTT_PASSWORD": broker.passwords["edge"],
+        "MQTT_CLIENT_ID": f"edge-{uuid.uuid4().hex[:8]}",
+        "SPOOL_PATH": folder / "edge.spool.sqlite",
+        "PUBLISHING_INTERVAL_MS": interval_s * 1000.0,
+        "BATCH_INTERVAL_S": interval_s,
+        "LOG_LEVEL": "INFO",
+    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLANT_EDGE_")}
+    env.update({f"PLANT_EDGE_{k}": str(v) for k, v in settings.items()})
+    return env
+
+
+def cpu_s(pid: int) -> float:
+    """User plus system CPU seconds of a process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextmanager
+def running_servers() -> Iterator[tuple[Mosquitto, InfluxDB]]:
+    broker = make_mosquitto()
+    influx = make_influxdb()
+    try:
+        broker.start()
+        influx.start()
+        influx.proxy = InfluxV2Proxy(influx.url)
+        influx.proxy.start()
+        yield broker, influx
+    finally:
+        if influx.proxy is not None:
+            influx.proxy.stop()
+        influx.kill()
+        broker.kill()
+        shutil.rmtree(influx.folder, ignore_errors=True)
+        shutil.rmtree(broker.folder, ignore_errors=True)
+
+
+# InfluxDB ---------------------------------------------------------------------------------
+def influx_statements(influx: InfluxDB, statements: list[str]) -> list[list[list[Any]]]:
+    """Run several InfluxQL statements in one request; per statement, its rows (time first)."""
+    params = urllib.parse.urlencode({"db": influx.db, "q": ";".join(statements), "epoch": "ns"})
+    with urllib.request.urlopen(f"{influx.url}/query?{params}", timeout=30) as reply:
+        body = json.load(reply)
+    out: list[list[list[Any]]] = []
+    for result in body.get("results", []):
+        if "error" in result:
+            raise RuntimeError(f"InfluxQL error: {result['error']}")
+        out.append([row for series in result.get("series", []) for row in series["values"]])
+    return out
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A tag whose arrival is timed: its measurement, module and field."""
+
+    measurement: str
+    module: str
+    name: str
+
+    def query(self, after_ns: int) -> str:
+        return (
+            f"SELECT \"{self.name}_seq\" FROM {self.measurement} WHERE site = '{SITE}' "
+            f"AND module = '{self.module}' AND time > {after_ns}"
+        )
+
+
+def probes(tags: int) -> list[Probe]:
+    """One measured tag per twin module, value_00 of up to SAMPLED_SYNTHETIC synthetic modules."""
+    chosen: dict[str, Probe] = {}
+    for tag in Plant().registry.values():
+        if not tag.ground_truth and tag.access.value == "measured":
+            chosen.setdefault(tag.module, Probe("telemetry", tag.module, tag.name))
+    modules = -(-max(0, tags - _twin_tag_count()) // 100)
+    step = max(1, modules // SAMPLED_SYNTHETIC)
+    for i in range(0, modules, step)[:SAMPLED_SYNTHETIC]:
+        chosen[f"synthetic_{i:03d}"] = Probe("telemetry", f"synthetic_{i:03d}", "value_00")
+    return list(chosen.values())
+
+
+@dataclass
+class LatencyPoller:
+    """Polls InfluxDB for new points of the probes; records arrival minus source time."""
+
+    influx: InfluxDB
+    probes: list[Probe]
+    offset_s: float
+    newest: dict[Probe, int] = field(default_factory=dict)
+    window: tuple[int, int] = (0, 2**62)
+    latencies_ms: list[float] = field(default_factory=list)
+    errors: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self, after_ns: int) -> None:
+        self.newest = dict.fromkeys(self.probes, after_ns)
+        self._thread = threading.Thread(target=self._run, name="latency-poller", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(30)
+
+    def _run(self) -> None:
+        while not self._stop.wait(POLL_S):
+            try:
+                results = influx_statements(
+                    self.influx, [p.query(self.newest[p]) for p in self.probes]
+                )
+            except (OSError, RuntimeError):
+                self.errors += 1
+                continue
+            arrived = time.time()
+            low, high = self.window
+            for probe, rows in zip(self.probes, results, strict=True):
+                for row in rows:
+                    source_ns = int(row[0])
+                    self.newest[probe] = max(self.newest[probe], source_ns)
+                    if low < source_ns <= high:
+                        source_wall = source_ns / NS + self.offset_s
+                        latency_ms = (arrived - source_wall) * 1000.0
+                        self.latencies_ms.append(latency_ms)
+
+    def seen_all(self) -> bool:
+        return all(newest > 0 for newest in self.newest.values())
+
+
+class BrokerProbe:
+    """Times the probes at the broker (as user `operator`): source time to MQTT delivery."""
+
+    def __init__(self, broker: Mosquitto, probes: list[Probe], offset_s: float) -> None:
+        self.tags = {f"{p.module}.{p.name}" for p in probes}
+        self.modules = {p.module for p in probes}
+        self.offset_s = offset_s
+        self.window = (0, 2**62)
+        self.latencies_ms: list[float] = []
+        self.client = _connect(broker, "operator")
+        self.client.on_message = self._on_message
+        self.client.subscribe(SiteTopics(SITE).all_telemetry, qos=1)
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        arrived = time.time()
+        if msg.topic.split("/")[-2] not in self.modules:
+            return
+        low, high = self.window
+        for sample in json.loads(msg.payload)["samples"]:
+            if sample["tag"] in self.tags and low < sample["source_ns"] <= high:
+                source_wall = sample["source_ns"] / NS + self.offset_s
+                self.latencies_ms.append((arrived - source_wall) * 1000.0)
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def stored_times(influx: InfluxDB, truth: dict[str, list[int]], low: int, high: int) -> Any:
+    """Per tag id, the source times InfluxDB holds in (low, high]."""
+    by_module: dict[str, list[str]] = {}
+    for tag_id in truth:
+        module, name = tag_id.split(".", 1)
+        by_module.setdefault(module, []).append(name)
+    out: dict[str, set[int]] = {}
+    statements: list[tuple[str, str, list[str]]] = []
+    for module, names in by_module.items():
+        columns = ", ".join(f'"{n}_seq"' for n in names)
+        for measurement in ("telemetry", "truth"):
+            where = f"site = '{SITE}' AND module = '{module}' AND time > {low} AND time <= {high}"
+            statements.append((f"SELECT {columns} FROM {measurement} WHERE {where}", module, names))
+    for start in range(0, len(statements), 20):
+        chunk = statements[start : start + 20]
+        results = influx_statements(influx, [s for s, _, _ in chunk])
+        for (_, module, names), rows in zip(chunk, results, strict=True):
+            for row in rows:
+                for name, value in zip(names, row[1:], strict=True):
+                    if value is not None:
+                        out.setdefault(f"{module}.{name}", set()).add(int(row[0]))
+    return out
+
+
+def count(truth: dict[str, list[int]], stored: dict[str, set[int]]) -> tuple[int, int, int]:
+    """Expected, lost and extra samples, per tag and source time."""
+    expected = lost = extra = 0
+    for tag_id, times in truth.items():
+        want = set(times)
+        have = stored.get(tag_id, set())
+        expected += len(want)
+        lost += len(want - have)
+        extra += len(have - want)
+    return expected, lost, extra
+
+
+# The raw MQTT baseline ----------------------------------------------------------------------
+def _connect(broker: Mosquitto | dict[str, Any], user: str) -> mqtt.Client:
+    """A connected MQTT 5 paho client, its network loop on a thread."""
+    host, port, password = (
+        (broker.host, broker.port, broker.passwords[user])
+        if isinstance(broker, Mosquitto)
+        else (broker["host"], broker["port"], broker["password"])
+    )
+    c = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"bench-{user}-{uuid.uuid4().hex[:6]}",
+        protocol=MQTTProtocolVersion.MQTTv5,
+    )
+    c.username_pw_set(user, password)
+    c.max_inflight_messages_set(1000)  # the edge's in-flight window
+    connected = threading.Event()
+    c.on_connect = lambda *args: connected.set()
+    c.connect(host, port)
+    c.loop_start()
+    if not connected.wait(10):
+        raise RuntimeError(f"MQTT user {user} could not connect")
+    return c
+
+
+def _raw_subscriber() -> None:
+    """The baseline's subscriber (a child process): counts messages; told how many were sent."""
+    config = json.loads(sys.stdin.readline())
+    received = 0
+    last = 0.0
+    subscribed = threading.Event()
+
+    def on_message(client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        nonlocal received, last
+        received += 1
+        last = time.monotonic()  # CLOCK_MONOTONIC: the same clock in every process
+
+    client = _connect(config, "operator")
+    client.on_message = on_message
+    client.on_subscribe = lambda *args: subscribed.set()
+    client.subscribe(config["topic"], qos=1)
+    if not subscribed.wait(10):
+        raise SystemExit("baseline: no SUBACK")
+    print("ready", flush=True)
+    sent = int(sys.stdin.readline().split()[1])
+    deadline = time.monotonic() + 30
+    while received < sent and time.monotonic() < deadline:
+        time.sleep(0.01)
+    client.disconnect()
+    client.loop_stop()
+    print(json.dumps({"received": received, "last": last}), flush=True)
+
+
+def raw_mqtt_rate(broker: Mosquitto, seconds: float) -> float:
+    """QoS 1 messages per second from one paho publisher to one paho subscriber (processes)."""
+    topic = f"pcmm/v1/bench-{uuid.uuid4().hex[:6]}/reply/operator"  # no service reads it
+    sample = Sample(f"{SITE}.synthetic_000.value_00", 123.456, "good", time.time_ns(), 0, 1)
+    payload = encode_batch(TelemetryBatch(SITE, "synthetic_000", time.time_ns(), (sample,)))
+    config = {
+        "host": broker.host,
+        "port": broker.port,
+        "password": broker.passwords["operator"],
+        "topic": topic,
+    }
+    with subprocess.Popen(
+        [sys.executable, "-m", "bench.pipeline", "--raw-subscriber"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    ) as child:
+        assert child.stdin is not None and child.stdout is not None
+        child.stdin.write(json.dumps(config) + "\n")
+        child.stdin.flush()
+        if child.stdout.readline().strip() != "ready":
+            raise SystemExit("baseline: the subscriber did not start")
+        acked = 0
+
+        def on_publish(*args: object) -> None:
+            nonlocal acked
+            acked += 1
+
+        publisher = _connect(broker, "edge")
+        publisher.on_publish = on_publish
+        sent = 0
+        start = time.monotonic()
+        deadline = start + seconds
+        while time.monotonic() < deadline:
+            if sent - acked >= BASELINE_BACKLOG:  # bounds paho's in-memory queue
+                time.sleep(0.001)
+                continue
+            publisher.publish(topic, payload, qos=1)
+            sent += 1
+        child.stdin.write(f"sent {sent}\n")
+        child.stdin.flush()
+        result = json.loads(child.stdout.readline())
+        publisher.disconnect()
+        publisher.loop_stop()
+    if result["received"] < sent:
+        print(f"baseline: {sent - result['received']} of {sent} did not arrive", file=sys.stderr)
+    return float(result["received"]) / (float(result["last"]) - start)
+
+
+# The run -------------------------------------------------------------------------------------
+def _wait(check: Any, timeout: float, what: str, services: list[Service]) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        for service in services:
+            if service.proc.poll() is not None:
+                tail = service.log.read_text(errors="replace")[-3000:]
+                raise SystemExit(
+                    f"{service.log.name}: exited with {service.proc.returncode}\n{tail}"
+                )
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.2)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    with ExitStack() as stack:
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-pipeline-")))
+        broker, influx = stack.enter_context(running_servers())
+        raw = raw_mqtt_rate(broker, args.baseline_seconds)
+        print(f"raw MQTT baseline: {raw:,.0f} msg/s", file=sys.stderr)
+
+        server = ServerChild(args.tags, args.rate, args.seconds, folder)
+        stack.callback(server.close)
+        historian = Service(
+            [plant_executable(), "bridge", "historian"],
+            historian_env(
+                broker,
+                influx,
+                folder,
+                "historian-bench",
+                FLUSH_INTERVAL_S=args.flush_interval,
+                FLUSH_JITTER_S=0.0,
+                BATCH_SIZE=5000,
+                METRICS_PERIOD_S=5,
+                RETRY_INITIAL_S=0.5,
+                RETRY_MAX_S=5,
+            ),
+            folder / "historian.log",
+        )
+        stack.callback(historian.stop)
+        edge = Service(
+            [sys.executable, "-m", "bridge.edge"],
+            edge_env(server, broker, folder, args.edge_interval),
+            folder / "edge.log",
+        )
+        stack.callback(edge.stop)
+        services = [historian, edge]
+
+        offset_s = float(server.ask("mark")["offset_s"])
+        sampled = probes(args.tags)
+        poller = LatencyPoller(influx, sampled, offset_s)
+        poller.start(after_ns=0)
+        stack.callback(poller.stop)
+        at_broker = BrokerProbe(broker, sampled, offset_s)
+        stack.callback(at_broker.stop)
+        _wait(poller.seen_all, READY_TIMEOUT_S, "every sampled tag in InfluxDB", services)
+        time.sleep(WARMUP_S)
+
+        procs = {
+            "server": server.proc.pid,
+            "edge": edge.proc.pid,
+            "historian": historian.proc.pid,
+            "mosquitto": _pid(broker.proc),
+            "influxd": _pid(influx.proc),
+        }
+        cpu0 = {name: cpu_s(pid) for name, pid in procs.items()}
+        bench_cpu0 = time.process_time()
+        first = server.ask("mark")
+        poller.window = at_broker.window = (first["plant_ns"], 2**62)
+        time.sleep(args.seconds)
+        last = server.ask("mark")
+        poller.window = at_broker.window = (first["plant_ns"], last["plant_ns"])
+        wall = last["wall"] - first["wall"]
+        cpu = {name: 100.0 * (cpu_s(pid) - cpu0[name]) / wall for name, pid in procs.items()}
+        cpu["bench"] = 100.0 * (time.process_time() - bench_cpu0) / wall
+
+        truth: dict[str, list[int]] = server.ask(f"truth {first['plant_ns']} {last['plant_ns']}")
+        truth = {tag: times for tag, times in truth.items() if times}
+        drain_start = time.monotonic()
+        progress = (time.monotonic(), -1)
+        while True:
+            stored = stored_times(influx, truth, first["plant_ns"], last["plant_ns"])
+            expected, lost, extra = count(truth, stored)
+            now = time.monotonic()
+            if expected - lost > progress[1]:
+                progress = (now, expected - lost)
+            if lost == 0 or now - progress[0] > DRAIN_IDLE_S or now - drain_start > DRAIN_MAX_S:
+                break
+            time.sleep(1.0)
+        drain_s = time.monotonic() - drain_start
+        time.sleep(2 * POLL_S)  # the poller's view of the last points
+        poller.stop()
+
+    latencies = sorted(poller.latencies_ms)
+    broker_latencies = sorted(at_broker.latencies_ms)
+    samples_per_s = (expected - lost) / wall
+    return {
+        "bench": "pipeline",
+        "mode": args.mode,
+        "tags": args.tags,
+        "rate_hz": args.rate,
+        "seconds": round(wall, 2),
+        "cpus": os.cpu_count(),
+        "expected": expected,
+        "stored": expected - lost,
+        "extra": extra,
+        "offered_per_s": round(expected / wall, 1),
+        "drain_s": round(drain_s, 1),
+        "latency_points": len(latencies),
+        "latency_poll_ms": POLL_S * 1000,
+        "flush_interval_s": args.flush_interval,
+        "edge_interval_s": args.edge_interval,
+        "broker_p50_ms": _percentile(broker_latencies, 0.50),
+        "broker_p99_ms": _percentile(broker_latencies, 0.99),
+        "cpu_pct": {name: round(value, 1) for name, value in cpu.items()},
+        "samples_per_s": round(samples_per_s, 1),
+        "lost": lost,
+        "p50_ms": _percentile(latencies, 0.50),
+        "p99_ms": _percentile(latencies, 0.99),
+        "raw_mqtt_per_s": round(raw, 1),
+        "ratio": round(samples_per_s / raw, 3) if raw else None,
+    }
+
+
+def _pid(proc: subprocess.Popen[bytes] | None) -> int:
+    assert proc is not None
+    return proc.pid
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    return round(values[min(len(values) - 1, int(q * len(values)))], 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mode", choices=sorted(PRESETS), default="throughput")
+    parser.add_argument("--tags", type=int, default=0, help="tags in all (0: the mode's preset)")
+    parser.add_argument("--rate", type=float, default=0.0, help="publications/s (0: preset)")
+    parser.add_argument("--seconds", type=float, default=60.0, help="measured window, s")
+    parser.add_argument("--baseline-seconds", type=float, default=BASELINE_S)
+    parser.add_argument("--flush-interval", type=float, default=0.1, help="historian, s")
+    parser.add_argument(
+        "--edge-interval", type=float, default=0.05, help="edge OPC UA publishing and batch, s"
+    )
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--folder", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--raw-subscriber", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    preset_tags, preset_rate = PRESETS[args.mode]
+    args.tags = args.tags or preset_tags
+    args.rate = args.rate or preset_rate
+    if (
+        args.rate <= 0
+        or args.seconds <= 0
+        or args.tags < 0
+        or min(args.flush_interval, args.edge_interval) <= 0
+    ):
+        parser.error("--rate, --seconds and the intervals must be above 0, --tags at least 0")
+    if args.raw_subscriber:
+        _raw_subscriber()
+        return
+    if args.serve:
+        asyncio.run(_serve(args.tags, args.rate, args.seconds, args.folder))
+        return
+    print(json.dumps(run(args)))
+
+
+if __name__ == "__main__":
+    main()
