@@ -14,6 +14,7 @@ from bridge.cli import app as bridge_app
 from controller.cli import app as controller_app
 from dashboards.cli import app as grafana_app
 from opcua_server.cli import app as opcua_app
+from plant.demo import demo
 from plant.fault_cli import app as fault_app
 from plant.health import app as health_app
 from plant.kpi_cli import kpi
@@ -36,6 +37,7 @@ app.add_typer(controller_app, name="controller")
 app.add_typer(health_app, name="health")
 app.add_typer(stack_app, name="stack")
 app.add_typer(grafana_app, name="grafana")
+app.command("demo")(demo)
 
 
 def fail(message: str) -> typer.Exit:

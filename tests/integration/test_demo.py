@@ -1,0 +1,239 @@
+"""`plant demo` as a user runs it: one process that starts the whole loop, then stops it all.
+
+The demo runs as a subprocess (`--no-view --sites 2`, accelerated) with a real Mosquitto
+(the local binary the demo starts itself) and, as a user would point it at an InfluxDB 2,
+PLANT_HISTORIAN_INFLUX_URL at the test's InfluxDB 1.x behind the test-only v2 write proxy.
+The test reads the demo's own output, as a user would: the pid of every child, the `ready`
+line, and the `plant fault` command to paste into another terminal, which it runs as printed.
+Then it checks that every service is healthy (the compose healthchecks' functions, each with
+its own generated credentials), that telemetry of both sites flows on MQTT, that the injected
+fault comes back as an event (on MQTT, in the demo's output and in InfluxDB), and that after
+SIGINT the demo exits 0 and not one of its children is left.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from plant.health import Broker, require_online
+from plant.payload import decode_batch, decode_event
+from tests.support.mqtt import wait_until
+from tests.support.servers import InfluxDB, need
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+READY_TIMEOUT_S = 120.0
+PID_LINE = re.compile(r"^(\S+) pid (\d+):")
+
+
+class DemoProcess:
+    """`plant demo` as a child process; its stdout lines collected by a thread."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "plant.cli", "demo", *args],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self.fresh: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+            self.fresh.put(line)
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for(self, pattern: str, timeout: float) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        compiled = re.compile(pattern)
+        while True:
+            for line in list(self.lines):
+                if match := compiled.search(line):
+                    return match
+            if self.proc.poll() is not None:
+                pytest.fail(f"demo exited {self.proc.returncode}:\n{self.text()}", pytrace=False)
+            if time.monotonic() > deadline:
+                pytest.fail(f"no {pattern!r} after {timeout} s:\n{self.text()}", pytrace=False)
+            time.sleep(0.2)
+
+    def pids(self) -> dict[str, int]:
+        return {m.group(1): int(m.group(2)) for line in self.lines if (m := PID_LINE.match(line))}
+
+
+@pytest.fixture
+def demo_env(influxdb: InfluxDB) -> dict[str, str]:
+    need("mosquitto")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLANT_")}
+    env.update(
+        PLANT_HISTORIAN_INFLUX_URL=influxdb.v2_url,
+        PLANT_HISTORIAN_INFLUX_TOKEN="unused-by-the-proxy",
+        PLANT_HISTORIAN_INFLUX_BUCKET=influxdb.db,
+        PLANT_HISTORIAN_FLUSH_INTERVAL_S="0.2",
+    )
+    return env
+
+
+@pytest.fixture
+def running_demo(demo_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[DemoProcess, Path]]:
+    state = tmp_path / "demo"
+    args = ["--no-view", "--sites", "2", "--speed", "20", "--duration", "600"]
+    demo = DemoProcess([*args, "--state-dir", str(state)], demo_env)
+    try:
+        yield demo, state
+    finally:
+        if demo.proc.poll() is None:
+            demo.proc.send_signal(signal.SIGKILL)  # its children get SIGTERM (PDEATHSIG)
+            demo.proc.wait(10)
+        print(demo.text()[-5000:])
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is gone for every purpose but its table entry.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
+
+
+def test_demo_runs_the_loop_for_two_sites_and_leaves_nothing_running(
+    running_demo: tuple[DemoProcess, Path], influxdb: InfluxDB
+) -> None:
+    demo, state = running_demo
+    demo.wait_for(r"^ready: \d+ processes healthy", READY_TIMEOUT_S)
+    pids = demo.pids()
+    expected = {"mosquitto", "historian"} | {
+        f"{service}-{site}"
+        for service in ("opcua", "edge", "controller")
+        for site in ("site1", "site2")
+    }
+    assert set(pids) == expected, demo.text()
+    assert all(alive(pid) for pid in pids.values())
+
+    # Every service healthy, checked as its compose healthcheck does, with its own password.
+    port = int(demo.wait_for(r"mqtt://127\.0\.0\.1:(\d+)", 1).group(1))
+
+    def broker(user: str, site: str) -> Broker:
+        password = (state / "secrets" / f"mqtt_{user}_password").read_text()
+        return Broker("127.0.0.1", port, user, password, site)
+
+    for site in ("site1", "site2"):
+        for service in ("edge", "controller"):
+            require_online(broker(service, site), service, 5)
+    require_online(broker("historian", "central"), "historian", 5)
+
+    # Telemetry of both sites and events, as the read-only viewer sees them.
+    seen_sites: set[str] = set()
+    events: list[tuple[str, str, str]] = []
+    viewer = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id="demo-test-viewer",
+        protocol=MQTTProtocolVersion.MQTTv5,
+    )
+    viewer.username_pw_set("viewer", (state / "secrets" / "mqtt_viewer_password").read_text())
+
+    def on_message(client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic.endswith("/telemetry"):
+            seen_sites.add(decode_batch(msg.payload).site)
+        else:
+            event = decode_event(msg.payload)
+            events.append((event.site, event.kind, event.action))
+
+    viewer.on_message = on_message
+    viewer.on_connect = lambda c, u, f, r, p: c.subscribe(
+        [("pcmm/v1/+/+/telemetry", 0), ("pcmm/v1/+/events/+", 1)]
+    )
+    viewer.connect("127.0.0.1", port)
+    viewer.loop_start()
+    try:
+        wait_until(lambda: seen_sites >= {"site1", "site2"}, 30, f"telemetry, got {seen_sites}")
+
+        # The fault command exactly as the demo printed it for site2, from another process.
+        line = demo.wait_for(r"as operator of site2: (.*)$", 1).group(1)
+        words = shlex.split(line)
+        assignments = dict(w.split("=", 1) for w in words if re.match(r"^PLANT_FAULT_\w+=", w))
+        command = [w for w in words if not re.match(r"^PLANT_FAULT_\w+=", w)]
+        assert command[1:4] == ["fault", "inject", "bridging"], line
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PLANT_")}
+        injected = subprocess.run(
+            command,
+            env={**env, **assignments},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert injected.returncode == 0, injected.stderr
+        assert "injected bridging" in injected.stdout
+        wait_until(
+            lambda: ("site2", "fault", "fault_raised") in events,
+            30,
+            f"the fault as an MQTT event; events: {events[-10:]}",
+        )
+    finally:
+        viewer.disconnect()
+        viewer.loop_stop()
+    demo.wait_for(r"^event site2 fault: fault raised bridging", 10)
+    wait_until(
+        lambda: bool(
+            influxdb.query(
+                "SELECT \"user\" FROM events WHERE \"action\" = 'inject_fault' AND site = 'site2'"
+            )
+        ),
+        60,
+        "the fault in InfluxDB",
+    )
+    wait_until(
+        lambda: bool(
+            influxdb.query("SELECT count(\"tablet_weight\") FROM telemetry WHERE site = 'site1'")
+        ),
+        30,
+        "site1 telemetry in InfluxDB",
+    )
+
+    # Ctrl-C: everything stops, within the demo's bound, and no child is left.
+    began = time.monotonic()
+    demo.proc.send_signal(signal.SIGINT)
+    assert demo.proc.wait(40) == 0, demo.text()
+    assert time.monotonic() - began < 30
+    left = {name: pid for name, pid in pids.items() if alive(pid)}
+    assert not left, f"still running after SIGINT: {left}"
+    assert f"stopped {len(pids)} processes" in demo.text()
+    assert "killed after the stop timeout" not in demo.text()
+
+
+def test_demo_without_mosquitto_says_so_in_one_line(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "plant.cli", "demo", "--no-view", "--duration", "1",
+         "--mosquitto", str(tmp_path / "no-such-mosquitto")],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0, done.stderr
+    assert "no mosquitto at" in done.stderr

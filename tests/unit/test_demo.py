@@ -1,0 +1,142 @@
+"""`plant demo`'s pure parts: generated configuration, settings per site, the operator's board."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from plant.demo.services import (
+    DEPLOY_MOSQUITTO,
+    Demo,
+    DemoError,
+    broker_config,
+    find_mosquitto,
+    influx_from_env,
+    make_sites,
+)
+from plant.demo.watch import Board, describe, worth_showing
+from plant.payload import Event, Sample, TelemetryBatch, encode_batch, encode_event
+from plant.tags import build_registry
+from twin.layout import load_layout
+
+
+def test_broker_config_listens_on_loopback_with_the_demo_files(tmp_path: Path) -> None:
+    text = broker_config((DEPLOY_MOSQUITTO / "mosquitto.conf").read_text(), 1234, tmp_path)
+    lines = text.splitlines()
+    assert "listener 1234 127.0.0.1" in lines
+    assert f"password_file {tmp_path / 'passwd'}" in lines
+    assert f"acl_file {tmp_path / 'acl'}" in lines
+    assert "allow_anonymous false" in lines  # the deployed policy is kept as it is
+
+
+def test_broker_config_refuses_a_config_it_cannot_place(tmp_path: Path) -> None:
+    with pytest.raises(DemoError, match="lacks"):
+        broker_config("listener 1883\n", 1234, tmp_path)
+
+
+def test_sites_differ_in_seed_equipment_and_port() -> None:
+    ports = iter(range(5000, 5010))
+    sites = make_sites(3, lambda: next(ports))
+    assert [s.id for s in sites] == ["site1", "site2", "site3"]
+    assert [s.variation for s in sites] == [0.0, 0.05, 0.05]
+    assert len({s.seed for s in sites}) == len({s.opcua_port for s in sites}) == 3
+    assert sites[1].opcua_url == "opc.tcp://127.0.0.1:5001/pcmm/site2"
+
+
+def test_historian_is_on_only_when_an_influxdb_is_configured() -> None:
+    assert influx_from_env({}) is None
+    influx = influx_from_env({"PLANT_HISTORIAN_INFLUX_URL": "http://db:8086"})
+    assert influx is not None and (influx.org, influx.bucket) == ("pcmm", "pcmm")
+
+
+def test_a_missing_mosquitto_is_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(DemoError, match="no mosquitto at"):
+        find_mosquitto(tmp_path / "mosquitto")
+
+
+def test_services_get_secrets_as_files_and_a_stale_variable_cannot_override_them(
+    tmp_path: Path,
+) -> None:
+    demo = Demo(
+        tmp_path,
+        make_sites(2, iter([4841, 4842]).__next__),
+        1883,
+        speed=5.0,
+        base_env={"PLANT_EDGE_MQTT_PASSWORD": "stale", "PATH": "/bin"},
+    )
+    edge = demo.edge(demo.sites[1])
+    assert edge.env["PLANT_EDGE_MQTT_PASSWORD__FILE"].endswith("mqtt_edge_password")
+    assert "PLANT_EDGE_MQTT_PASSWORD" not in edge.env
+    assert (
+        edge.env["PLANT_EDGE_VARIATION"] == demo.opcua(demo.sites[1]).env["PLANT_OPCUA_VARIATION"]
+    )  # the edge validates commands against the same equipment as its server
+    assert edge.argv[1:3] == ["-m", "plant.envfiles"]
+    assert demo.historian() is None
+
+
+def _board() -> Board:
+    return Board({"site1": build_registry(load_layout(None).modules)})
+
+
+def _event(**fields: object) -> bytes:
+    values: dict[str, object] = {"site": "site1", "kind": "audit", "seq": 1, "time_ns": 1}
+    values.update(source="twin")
+    values.update(fields)
+    return encode_event(Event(**values))  # type: ignore[arg-type]
+
+
+def test_board_keeps_values_and_counts_samples_against_the_spec() -> None:
+    board = _board()
+    samples = tuple(
+        Sample("nir.api_pct", value, "good", 1, 1, i)
+        for i, value in enumerate((10.0, 10.2, 11.0, 9.9))
+    )
+    board.feed(
+        "pcmm/v1/site1/nir/telemetry", encode_batch(TelemetryBatch("site1", "nir", 1, samples))
+    )
+    site = board.sites["site1"]
+    assert site.values["nir.api_pct"] == 9.9
+    assert site.in_spec_pct("nir.api_pct") == 75.0
+    state = Sample("line.state", 2, "good", 1, 1, 9)
+    board.feed(
+        "pcmm/v1/site1/line/telemetry", encode_batch(TelemetryBatch("site1", "line", 1, (state,)))
+    )
+    assert site.text("line.state") == "producing"
+
+
+def test_board_tracks_faults_and_controller_actions_once_each() -> None:
+    board = _board()
+    site = board.sites["site1"]
+    raised = _event(kind="fault", action="fault_raised", target="bridging@api_feeder")
+    board.feed("pcmm/v1/site1/events/fault", raised)
+    assert list(site.faults) == ["bridging@api_feeder"]
+    action = _event(
+        seq=7, user="controller via edge", action="write", target="press.fill_depth_sp",
+        old=9.8, new=9.9, reason="tablet weight 398 mg",
+    )  # fmt: skip
+    for _ in range(2):  # the edge replays what the broker acknowledged lately
+        board.feed("pcmm/v1/site1/events/audit", action)
+    assert site.controller_actions == 1
+    receipt = _event(seq=8, source="edge", user="controller", action="command:setpoint")
+    board.feed("pcmm/v1/site1/events/audit", receipt)
+    assert len(site.events) == 2  # the edge's receipts are not the record
+    board.feed(
+        "pcmm/v1/site1/events/fault",
+        _event(kind="fault", seq=2, action="fault_cleared", target="bridging@api_feeder"),
+    )
+    assert site.faults == {}
+    board.feed("pcmm/v1/site1/events/audit", b"not json")
+    assert board.rejected == 1
+
+
+def test_an_event_reads_as_who_did_what_and_why() -> None:
+    event = Event(
+        "site1", "audit", 1, 1, "twin", "controller via edge", "write", "press.fill_depth_sp",
+        9.8, 9.9, "tablet weight 398 mg",
+    )  # fmt: skip
+    assert describe(event) == (
+        "controller via edge write press.fill_depth_sp 9.8 -> 9.9: tablet weight 398 mg"
+    )
+    refused = Event("site1", "audit", 2, 1, "edge", "viewer", "command:line", accepted=False)
+    assert worth_showing(refused) and "REFUSED" in describe(refused)
