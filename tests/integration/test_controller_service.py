@@ -451,24 +451,17 @@ def test_whole_loop_twin_opcua_edge_mqtt_controller(broker: Mosquitto, tmp_path:
             "--url", server.url, "--user", "alice", "--password", "alice-secret",
             "--reason", "whole-loop test",
         ]  # fmt: skip
-        with edge_gateway(edge_settings):
-            # The controller joins a running pipeline. (A warm-started twin reports its press's
-            # first second as 0 mg tablets with Good quality, which the supervisor's rate law
-            # divides by; that start-up sample is left out here and reported to the lead.)
-            time.sleep(2.0)
-            with running(settings(broker)) as controller:
-                wait_until(lambda: controller.counters.batches > 50, 30, "telemetry via the edge")
-                before = asyncio.run(read_truth(server.url, opcua.namespace_uri, truth))
-                done = subprocess.run(
-                    inject, capture_output=True, text=True, timeout=60, check=False
-                )
-                assert done.returncode == 0, done.stderr
-                start = server.run(lambda: _now(server))
-                # The lean blend reaches the press one residence time and the feed frame's
-                # delay after the onset; let the whole window pass, and the line recover.
-                wait_until(lambda: server.run(lambda: _now(server)) > start + 360, 120, "the fault")
-                after = asyncio.run(read_truth(server.url, opcua.namespace_uri, truth))
-                assert controller.counters.errors == 0
+        with edge_gateway(edge_settings), running(settings(broker)) as controller:
+            wait_until(lambda: controller.counters.batches > 50, 30, "telemetry via the edge")
+            before = asyncio.run(read_truth(server.url, opcua.namespace_uri, truth))
+            done = subprocess.run(inject, capture_output=True, text=True, timeout=60, check=False)
+            assert done.returncode == 0, done.stderr
+            start = server.run(lambda: _now(server))
+            # The lean blend reaches the press one residence time and the feed frame's
+            # delay after the onset; let the whole window pass, and the line recover.
+            wait_until(lambda: server.run(lambda: _now(server)) > start + 360, 120, "the fault")
+            after = asyncio.run(read_truth(server.url, opcua.namespace_uri, truth))
+            assert controller.counters.errors == 0
         audit = server.audit()
     rejects = [r for r in audit if r.target == "diverter.position_sp" and r.new == "reject"]
     assert rejects and all(r.accepted and r.user.startswith("controller") for r in rejects)
