@@ -5,11 +5,7 @@ per module and second, from `plant.snapshot()` without ground truth, as user `ed
 answers commands on their MQTT 5 response topic. In the closed-loop test it also carries the
 commands out on the twin, in lock step, so the ground truth can score the controller.
 
-The broker is the shared fixture's (tests/support: deploy/mosquitto's configuration and ACL)
-with the lines the controller still needs added to its copy of the ACL (`ACL_ADDITIONS`): the
-deployed ACL does not yet let the controller publish its alarm and audit events, nor read its
-mode switch. `test_the_deployed_acl_lets_the_controller_publish_events` fails (xfail, strict)
-until deploy/mosquitto/acl has them; then drop the additions.
+The broker runs deploy/mosquitto's configuration and ACL, as deployed.
 """
 
 from __future__ import annotations
@@ -71,11 +67,8 @@ SPEED = 8.0  # plant seconds per wall second in the whole-loop test
 
 
 # The broker ----------------------------------------------------------------------------------
-#: Lines the controller needs in the broker's ACL beyond deploy/mosquitto/acl (see the docstring).
-ACL_ADDITIONS = {
-    "controller": ("topic write pcmm/v1/+/events/+", "topic read pcmm/v1/+/mode/controller"),
-    "operator": ("topic write pcmm/v1/+/mode/+",),
-}
+#: Lines to add to a test's copy of the ACL (none: the deployed ACL is what is tested).
+ACL_ADDITIONS: dict[str, tuple[str, ...]] = {}
 
 
 def add_acl_lines(broker: Mosquitto, additions: dict[str, tuple[str, ...]]) -> None:
@@ -107,7 +100,7 @@ def started_broker(additions: dict[str, tuple[str, ...]]) -> Iterator[Mosquitto]
 
 @pytest.fixture
 def broker() -> Iterator[Mosquitto]:
-    """The deployed broker configuration, plus ACL_ADDITIONS."""
+    """The deployed broker configuration."""
     with started_broker(ACL_ADDITIONS) as running_broker:
         yield running_broker
 
@@ -473,9 +466,6 @@ async def _now(server: RunningServer) -> float:
     return server.plant.now
 
 
-@pytest.mark.xfail(
-    strict=True, reason="deploy/mosquitto/acl: the controller may not publish events yet"
-)
 def test_the_deployed_acl_lets_the_controller_publish_events() -> None:
     with started_broker({}) as deployed:
         watcher, seen = events(deployed)
