@@ -429,6 +429,8 @@ class Supervisor:
     def _rate_loop(self, now: float, actions: list[Action]) -> None:
         cfg = self.cfg
         weight = sum(list(self.weights)[-10:]) / min(10, len(self.weights))
+        if weight <= 0.0:
+            return  # no tablets weighed: nothing to match the press rate to
         feeders = (cfg.api_feeder, *cfg.other_feeders)
         total = sum(self._v(f"{f}.mass_flow_sp", 0.0) for f in feeders)
         level = self._v(f"{cfg.feed_frame}.level", cfg.level_sp_kg)
