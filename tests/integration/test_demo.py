@@ -14,13 +14,9 @@ SIGINT the demo exits 0 and not one of its children is left.
 from __future__ import annotations
 
 import os
-import queue
-import re
-import shlex
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +27,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from plant.health import Broker, require_online
 from plant.payload import decode_batch, decode_event
+from tests.support.demo import DemoProcess, alive, demo_command
 from tests.support.mqtt import wait_until
 from tests.support.servers import InfluxDB, need
 
@@ -38,49 +35,6 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 120.0
-PID_LINE = re.compile(r"^(\S+) pid (\d+):")
-
-
-class DemoProcess:
-    """`plant demo` as a child process; its stdout lines collected by a thread."""
-
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "plant.cli", "demo", *args],
-            env=env,
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self.fresh: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-            self.fresh.put(line)
-
-    def text(self) -> str:
-        return "\n".join(self.lines)
-
-    def wait_for(self, pattern: str, timeout: float) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        compiled = re.compile(pattern)
-        while True:
-            for line in list(self.lines):
-                if match := compiled.search(line):
-                    return match
-            if self.proc.poll() is not None:
-                pytest.fail(f"demo exited {self.proc.returncode}:\n{self.text()}", pytrace=False)
-            if time.monotonic() > deadline:
-                pytest.fail(f"no {pattern!r} after {timeout} s:\n{self.text()}", pytrace=False)
-            time.sleep(0.2)
-
-    def pids(self) -> dict[str, int]:
-        return {m.group(1): int(m.group(2)) for line in self.lines if (m := PID_LINE.match(line))}
 
 
 @pytest.fixture
@@ -108,18 +62,6 @@ def running_demo(demo_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[Dem
             demo.proc.send_signal(signal.SIGKILL)  # its children get SIGTERM (PDEATHSIG)
             demo.proc.wait(10)
         print(demo.text()[-5000:])
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is gone for every purpose but its table entry.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
-    except OSError:
-        return False
 
 
 def test_demo_runs_the_loop_for_two_sites_and_leaves_nothing_running(
@@ -175,15 +117,11 @@ def test_demo_runs_the_loop_for_two_sites_and_leaves_nothing_running(
         wait_until(lambda: seen_sites >= {"site1", "site2"}, 30, f"telemetry, got {seen_sites}")
 
         # The fault command exactly as the demo printed it for site2, from another process.
-        line = demo.wait_for(r"as operator of site2: (.*)$", 1).group(1)
-        words = shlex.split(line)
-        assignments = dict(w.split("=", 1) for w in words if re.match(r"^PLANT_FAULT_\w+=", w))
-        command = [w for w in words if not re.match(r"^PLANT_FAULT_\w+=", w)]
-        assert command[1:4] == ["fault", "inject", "bridging"], line
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PLANT_")}
+        command, env = demo_command(demo, "site2")
+        assert command[1:4] == ["fault", "inject", "bridging"], command
         injected = subprocess.run(
             command,
-            env={**env, **assignments},
+            env=env,
             capture_output=True,
             text=True,
             timeout=60,
