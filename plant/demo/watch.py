@@ -134,8 +134,8 @@ class Board:
                 board.alarms_active.add(event.target)
             else:
                 board.alarms_active.discard(event.target)
-        elif is_controller(event):
-            board.controller_actions += 1
+        elif is_controller(event) and event.source == "twin":
+            board.controller_actions += 1  # the plant's record: one per command it carried out
         return event
 
     def service_status(self, topic: str, payload: bytes) -> None:
