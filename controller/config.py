@@ -35,7 +35,7 @@ class ControllerConfig:
     level_sp_kg: float = 0.25  # feed frame level the rate loop holds
     hardness_sp_n: float = 120.0
     # Diversion
-    guard_pct: float = 0.6  # divert predicted content within this of a spec limit (% LC)
+    guard_pct: float = 0.5  # divert predicted content within this of a spec limit (% LC)
     weight_guard: float = 0.01  # and weight within this fraction of a weight limit
     margin_s: float = 4.0  # seconds of press time added before and after a window
     gate_lead_s: float = 3.0  # command the gate this early (actuation and one step)

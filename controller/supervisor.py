@@ -82,6 +82,7 @@ class Supervisor:
         self.disagreement = Ewma(cfg.reconcile_window_s)
         self.nir_slow = Ewma(30.0)
         self.feed_factor_base = Ewma(1800.0)
+        self.feed_factor_fast = Ewma(120.0)
         self.weight_per_depth_base = Ewma(1800.0)
         self.thickness_per_gap_base = Ewma(3600.0)
         self.flow_rsd_base: dict[str, Ewma] = {}
@@ -487,14 +488,47 @@ class Supervisor:
             f"blend at {self.nir_slow.value:.2f} % w/w by NIR, target {target:.2f}: "
             f"API feeder {api_sp:.3f} -> {new:.3f} kg/h at a constant {total:.2f} kg/h"
         )
-        actions.append(Action("setpoint", f"{api}.mass_flow_sp", round(new, 4), reason))
+        self._set_api_share(new, reason, actions)
+
+    def _set_api_share(self, new_api: float, reason: str, actions: list[Action]) -> None:
+        """Set the API feeder, taking the difference from the other feeders: total constant."""
+        cfg = self.cfg
+        others = {f: self._v(f"{f}.mass_flow_sp") for f in cfg.other_feeders}
+        total = self._v(f"{cfg.api_feeder}.mass_flow_sp") + sum(others.values())
+        new_api = laws.clamp(new_api, 0.0, total)
+        actions.append(
+            Action("setpoint", f"{cfg.api_feeder}.mass_flow_sp", round(new_api, 4), reason)
+        )
         rest = sum(others.values())
         for feeder, sp in others.items():
             share = sp / rest if rest else 1.0 / len(others)
-            actions.append(
-                Action(
-                    "setpoint", f"{feeder}.mass_flow_sp", round((total - new) * share, 4), reason
-                )
+            value = round((total - new_api) * share, 4)
+            actions.append(Action("setpoint", f"{feeder}.mass_flow_sp", value, reason))
+
+    def _load_cell_response(
+        self, was: bool, now_active: bool, change: float, actions: list[Action]
+    ) -> None:
+        """A drifting load cell makes the feeder deliver 1/(1+change) of what it reports: set
+        the recipe's API share times (1+change) at once, and the recipe's share again when the
+        cell reads true (a re-tare), instead of waiting for the slow NIR loop both ways."""
+        if not self.enabled or now_active == was:
+            return
+        cfg = self.cfg
+        feeders = (cfg.api_feeder, *cfg.other_feeders)
+        total = sum(self._v(f"{f}.mass_flow_sp", 0.0) for f in feeders)
+        recipe = total * cfg.label_claim_mg / cfg.target_weight_mg
+        if now_active:
+            factor = laws.clamp(1.0 + change, 0.85, 1.15)
+            reason = (
+                f"API load cell reads {change:+.1%}: setting the recipe's "
+                f"{recipe:.3f} kg/h {factor - 1:+.1%} to keep the true flow"
+            )
+            self._set_api_share(recipe * factor, reason, actions)
+        else:
+            self._set_api_share(
+                recipe,
+                f"API load cell reads true again: back to the recipe's {recipe:.3f} kg/h",
+                actions,
             )
 
     # Detection ---------------------------------------------------------------------------------
@@ -540,18 +574,19 @@ class Supervisor:
         feed_factor = self._v(f"{api}.feed_factor")
         base = self.feed_factor_base.value
         gap = self.disagreement.value or 0.0
-        drifting = (
-            self.conditions.get("load_cell_drift", _Condition()).active
-            or self.conditions.get("feed_factor_drift", _Condition()).active
-        )
         gravimetric = self._v(f"{api}.mode", 0) == 0
-        if math.isfinite(feed_factor) and gravimetric and (base is None or not drifting):
+        if math.isfinite(feed_factor) and gravimetric:
+            # A drift is the learnt feed factor moving away from its own long-run average:
+            # a fast average against a slow one, so a past drift does not stick for hours.
+            self.feed_factor_fast.update(feed_factor, 1.0)
             self.feed_factor_base.update(feed_factor, 1.0)
-        change = feed_factor / base - 1.0 if base else 0.0
+        fast = self.feed_factor_fast.value
+        change = fast / base - 1.0 if base and fast else 0.0
         c_feeders = self.estimate.get("feeders") or 0.0
         expected_gap = -c_feeders * change
         consistent = abs(gap) > cfg.reconcile_limit_pct and abs(gap - expected_gap) < 0.5 * abs(gap)
-        self._condition(
+        was_drifting = self.conditions.get("load_cell_drift", _Condition()).active
+        load_cell = self._condition(
             now,
             "load_cell_drift",
             settled and consistent and abs(change) > 0.02,
@@ -559,6 +594,7 @@ class Supervisor:
             f"API feeder reads {change:+.1%} more per % drive and NIR disagrees by "
             f"{gap:+.2f} % w/w: its load cell is drifting; trusting NIR",
         )
+        self._load_cell_response(was_drifting, load_cell, change, actions)
         self._condition(
             now,
             "feed_factor_drift",
