@@ -49,6 +49,7 @@ class ControllerConfig:
     concentration_period_s: float = 15.0
     concentration_gain: float = 0.1  # fraction of the error corrected per period
     concentration_deadband_pct: float = 0.08  # % w/w
+    concentration_authority: float = 0.04  # the API trim stays within +-4 % of the recipe
     hardness_period_s: float = 30.0
     hardness_gain_mm_per_n: float = 0.001
     hardness_deadband_n: float = 4.0

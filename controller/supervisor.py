@@ -100,6 +100,7 @@ class Supervisor:
         self.producing_since: float | None = None
         self.estimate: dict[str, float | None] = {}
         self.last_refill = -math.inf
+        self.api_compensation = 1.0  # API share over the recipe's, while a load cell drifts
         self.feeder_rate = 0.0
         self.feeder_history: deque[tuple[float, float]] = deque(maxlen=60)
 
@@ -484,6 +485,14 @@ class Supervisor:
         )
         if new is None:
             return
+        # The trim has a bounded authority around the recipe (or around the load-cell
+        # compensation): a probe that drifts without being caught cannot walk the blend out of
+        # spec on its own.
+        recipe = total * target / 100.0 * self.api_compensation
+        authority = cfg.concentration_authority
+        new = laws.clamp(new, recipe * (1 - authority), recipe * (1 + authority))
+        if abs(new - api_sp) < 0.001:
+            return
         reason = (
             f"blend at {self.nir_slow.value:.2f} % w/w by NIR, target {target:.2f}: "
             f"API feeder {api_sp:.3f} -> {new:.3f} kg/h at a constant {total:.2f} kg/h"
@@ -519,12 +528,14 @@ class Supervisor:
         recipe = total * cfg.label_claim_mg / cfg.target_weight_mg
         if now_active:
             factor = laws.clamp(1.0 + change, 0.85, 1.15)
+            self.api_compensation = factor
             reason = (
                 f"API load cell reads {change:+.1%}: setting the recipe's "
                 f"{recipe:.3f} kg/h {factor - 1:+.1%} to keep the true flow"
             )
             self._set_api_share(recipe * factor, reason, actions)
         else:
+            self.api_compensation = 1.0
             self._set_api_share(
                 recipe,
                 f"API load cell reads true again: back to the recipe's {recipe:.3f} kg/h",
@@ -585,6 +596,28 @@ class Supervisor:
         c_feeders = self.estimate.get("feeders") or 0.0
         expected_gap = -c_feeders * change
         consistent = abs(gap) > cfg.reconcile_limit_pct and abs(gap - expected_gap) < 0.5 * abs(gap)
+        # A probe that disagrees with healthy feeders, with no feeder signal to explain it, is
+        # the probe: caught here even when its offset crept in instead of stepping.
+        probe_suspect = (
+            settled
+            and quiet
+            and abs(gap) > cfg.reconcile_limit_pct
+            and not consistent
+            and abs(change) < 0.02
+        )
+        if (
+            self._condition(
+                now,
+                "nir_disagrees",
+                probe_suspect,
+                60.0,
+                f"NIR disagrees with the feeders by {gap:+.2f} % w/w and no feeder "
+                "explains it: probe fault, not trimming feeders on it",
+            )
+            and not self.nir_suspect
+        ):
+            self.nir_suspect = True
+            self._alarm(now, "nir_bias", True, "NIR reconciled against the feeders: biased")
         was_drifting = self.conditions.get("load_cell_drift", _Condition()).active
         load_cell = self._condition(
             now,
