@@ -170,7 +170,9 @@ class Supervisor:
     # The step ----------------------------------------------------------------------------------
     def step(self, now: float) -> list[Action]:
         """Decide what to do at plant time `now`; returns the commands to send."""
-        dt = min(max(now - self.last_step, 0.0), 10.0) if self.last_step > -math.inf else 1.0
+        # Plant time never runs backwards for the supervisor, whatever order telemetry came in.
+        now = max(now, self.last_step)
+        dt = min(now - self.last_step, 10.0) if self.last_step > -math.inf else 1.0
         self.last_step = now
         cfg = self.cfg
         if self._condition(
