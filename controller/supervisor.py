@@ -607,17 +607,16 @@ class Supervisor:
             and not consistent
             and abs(change) < 0.02
         )
-        if (
-            self._condition(
-                now,
-                "nir_disagrees",
-                probe_suspect,
-                60.0,
-                f"NIR disagrees with the feeders by {gap:+.2f} % w/w and no feeder "
-                "explains it: probe fault, not trimming feeders on it",
-            )
-            and not self.nir_suspect
-        ):
+        was_disagreeing = self.conditions.get("nir_disagrees", _Condition()).active
+        disagreeing = self._condition(
+            now,
+            "nir_disagrees",
+            probe_suspect,
+            60.0,
+            f"NIR disagrees with the feeders by {gap:+.2f} % w/w and no feeder explains it: "
+            "probe fault, not trimming feeders on it",
+        )
+        if disagreeing and not was_disagreeing and not self.nir_suspect:
             self.nir_suspect = True
             self._alarm(now, "nir_bias", True, "NIR reconciled against the feeders: biased")
         was_drifting = self.conditions.get("load_cell_drift", _Condition()).active
