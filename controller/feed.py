@@ -92,6 +92,11 @@ class TelemetryFeed:
     def enabled(self, value: bool) -> None:
         self.supervisor.enabled = value
 
+    @property
+    def speed(self) -> float:
+        """Plant seconds per wall second, as the telemetry's own clock says."""
+        return self._speed
+
     def take(self, batches: Iterable[TelemetryBatch], wall: float) -> list[Decision]:
         """Observe batches that arrived together at wall time `wall`; decide each second that
         is complete now."""

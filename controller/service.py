@@ -322,6 +322,10 @@ class ControllerService:
         if pending is None:
             log.debug("reply with unknown correlation data (an earlier session's?)")
             return
+        # How long a command takes to act, in plant seconds: the gate must be asked that much
+        # earlier, and given that much longer to report, when the plant runs accelerated.
+        round_trip = (self._monotonic() - pending.since) * self.feed.speed
+        self.supervisor.note_command_latency(round_trip)
         try:
             reply = decode_reply(message.payload)
         except PayloadError as error:

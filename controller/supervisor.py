@@ -100,6 +100,7 @@ class Supervisor:
         self.producing_since: float | None = None
         self.estimate: dict[str, float | None] = {}
         self.last_refill = -math.inf
+        self.command_latency_s = 0.0  # plant seconds from a command to its effect (see note_...)
         self.api_compensation = 1.0  # API share over the recipe's, while a load cell drifts
         self.feeder_rate = 0.0
         self.feeder_history: deque[tuple[float, float]] = deque(maxlen=60)
@@ -163,6 +164,11 @@ class Supervisor:
             return True
         return False
 
+    def note_command_latency(self, plant_s: float) -> None:
+        """A command's round trip, in plant seconds: slowly forgotten, quickly raised."""
+        self.command_latency_s = max(plant_s, 0.95 * self.command_latency_s)
+        self.planner.lead_s = self.cfg.gate_lead_s + self.command_latency_s
+
     def take_alarms(self) -> list[Alarm]:
         alarms, self.alarms = self.alarms, []
         return alarms
@@ -210,7 +216,7 @@ class Supervisor:
                 now,
                 "diverter_stuck",
                 held,
-                cfg.gate_confirm_s,
+                cfg.gate_confirm_s + 2 * self.command_latency_s,
                 "diverter at accept while the line holds it at reject: aborting",
             )
             and held
@@ -354,7 +360,7 @@ class Supervisor:
             self.gate_commanded is not None
             and self.gate_commanded[0] == REJECT
             and position != FB_REJECT
-            and now - self.gate_commanded[1] > cfg.gate_confirm_s
+            and now - self.gate_commanded[1] > cfg.gate_confirm_s + 2 * self.command_latency_s
         )
         if (
             self._condition(
