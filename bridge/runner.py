@@ -16,32 +16,9 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+from bridge.counters import Counters
 from bridge.sink import RejectedError, RetryableError, Sink
 from bridge.spool import Spool
-
-
-class Counters:
-    """Thread-safe named counters and gauges, reported as self-metrics."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._values: dict[str, float] = {}
-
-    def add(self, name: str, amount: float = 1) -> None:
-        with self._lock:
-            self._values[name] = self._values.get(name, 0) + amount
-
-    def set(self, name: str, value: float) -> None:
-        with self._lock:
-            self._values[name] = value
-
-    def get(self, name: str) -> float:
-        with self._lock:
-            return self._values.get(name, 0)
-
-    def snapshot(self) -> dict[str, float]:
-        with self._lock:
-            return dict(self._values)
 
 
 class RunningOutput:

@@ -33,7 +33,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from bridge.edge.counters import Counters
+from bridge.counters import Counters
 from bridge.edge.outbox import Message, Outbox
 from bridge.edge.settings import EdgeSettings
 from plant.topics import SiteTopics

@@ -30,7 +30,7 @@ from asyncua import Client, Node, ua
 from asyncua.common.subscription import DataChangeEvent, OpcEvent, OverflowPolicy
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 
-from bridge.edge.counters import Counters
+from bridge.counters import Counters
 from bridge.edge.settings import EdgeSettings
 from bridge.edge.telemetry import Batcher, RawSample, TagInfo, Watermarks
 from plant.payload import Scalar

@@ -21,8 +21,8 @@ import threading
 import time
 from pathlib import Path
 
+from bridge.counters import Counters
 from bridge.edge.commands import CommandExecutor, Incoming, audit_events, reply_payload
-from bridge.edge.counters import Counters
 from bridge.edge.events import to_event
 from bridge.edge.mqtt import SERVICE, MqttLink
 from bridge.edge.opcua import OpcUaSource

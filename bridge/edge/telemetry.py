@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bridge.edge.counters import Counters
+from bridge.counters import Counters
 from bridge.edge.outbox import Message, Outbox
 from bridge.edge.sequence import Sequences
 from plant.payload import Sample, Scalar, TelemetryBatch, encode_batch

@@ -31,9 +31,9 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from bridge.counters import Counters
 from bridge.deadletter import encode_deadletter
 from bridge.historian.settings import HistorianSettings
-from bridge.runner import Counters
 from bridge.spool import Spool
 from plant import topics
 from plant.payload import PayloadError

@@ -12,12 +12,13 @@ import logging
 import threading
 import time
 
+from bridge.counters import Counters
 from bridge.historian.influx import InfluxSink
 from bridge.historian.ingest import SERVICE, MqttIngest
 from bridge.historian.points import convert, metrics_line, timestamps
 from bridge.historian.settings import HistorianSettings
 from bridge.metrics import Metrics
-from bridge.runner import Counters, RunningOutput
+from bridge.runner import RunningOutput
 from bridge.spool import Spool
 
 JOIN_TIMEOUT_S = 5.0

@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 
+from bridge.counters import Counters
 from bridge.historian.points import convert, metrics_line
 from bridge.historian.service import self_metrics
 from bridge.historian.settings import HistorianSettings
-from bridge.runner import Counters
 from bridge.spool import Spool
 from dashboards import build, generate
 from dashboards.queries import EVENTS, PIPELINE, TELEMETRY, TRUTH

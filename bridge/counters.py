@@ -1,4 +1,4 @@
-"""Thread-safe counters and gauges of the edge, reported as its self-metrics."""
+"""Thread-safe counters and gauges of a bridge service, reported as its self-metrics."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import threading
 
 
 class Counters:
-    """Named counters (since start) and gauges, shared by the edge's threads and tasks."""
+    """Named counters (since start) and gauges, shared by a service's threads and tasks."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
