@@ -176,9 +176,7 @@ class Supervisor:
     # The step ----------------------------------------------------------------------------------
     def step(self, now: float) -> list[Action]:
         """Decide what to do at plant time `now`; returns the commands to send."""
-        # Plant time never runs backwards for the supervisor, whatever order telemetry came in.
-        now = max(now, self.last_step)
-        dt = min(now - self.last_step, 10.0) if self.last_step > -math.inf else 1.0
+        dt = min(max(now - self.last_step, 0.0), 10.0) if self.last_step > -math.inf else 1.0
         self.last_step = now
         cfg = self.cfg
         if self._condition(
