@@ -9,12 +9,19 @@ a boolean or null, and an event field has one data type.
 
 Records are emitted after each clock tick, so an event follows its record by at most one
 publish period.
+
+Events are not historized: a client that was not subscribed when a record was emitted (before
+it first connected, or while it was reconnecting) reads what it missed with the site's
+`AuditSince` method (`opcua_server.methods.add_audit_since`), which returns the same records
+with the same field names and the same Time, so a record read both ways is the same record.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import uuid
+from datetime import datetime
 from typing import Any
 
 from asyncua import Server, ua
@@ -22,12 +29,14 @@ from asyncua import Server, ua
 from opcua_server.address_space import PlantNodes
 from opcua_server.clock import PlantClock
 from twin import Plant
+from twin.audit import AuditRecord
 
 log = logging.getLogger(__name__)
 
 AUDIT_EVENT_TYPE = "PlantAuditEventType"
 SEVERITY_ACCEPTED = 100
 SEVERITY_REFUSED = 300
+AUDIT_PAGE_MAX = 500  # records per AuditSince answer at most: one answer stays well below 1 MB
 
 #: Field name and type of every property of the event type, in order.
 AUDIT_FIELDS = (
@@ -50,6 +59,24 @@ def _json(value: Any) -> str:
         return json.dumps(str(value))
 
 
+def record_fields(record: AuditRecord, time: datetime) -> dict[str, Any]:
+    """A record as the fields of its event (`time` is the record's plant time as UTC)."""
+    return {
+        "AuditSeq": record.seq,
+        "User": record.user,
+        "Action": record.action,
+        "Target": record.target,
+        "OldValue": _json(record.old),
+        "NewValue": _json(record.new),
+        "Reason": record.reason,
+        "Accepted": record.accepted,
+        "Result": record.result,
+        "Severity": SEVERITY_ACCEPTED if record.accepted else SEVERITY_REFUSED,
+        "Message": f"{record.user} {record.action} {record.target}: {record.result}",
+        "Time": time,
+    }
+
+
 class AuditEvents:
     """Emits one event per new audit record of the twin.
 
@@ -66,6 +93,9 @@ class AuditEvents:
         self.clock = clock
         self.plant = plant
         self.emitted = 0  # the highest record sequence number emitted
+        #: Names this audit log: a restarted server has a new twin whose records start at 1
+        #: again, and a client that remembers where it was in the old log must know that.
+        self.log_id = uuid.uuid4().hex
         self._generator: Any = None
 
     async def init(self) -> None:
@@ -84,17 +114,25 @@ class AuditEvents:
             return 0
         event = self._generator.event
         for record in records:
-            event.AuditSeq = record.seq
-            event.User = record.user
-            event.Action = record.action
-            event.Target = record.target
-            event.OldValue = _json(record.old)
-            event.NewValue = _json(record.new)
-            event.Reason = record.reason
-            event.Accepted = record.accepted
-            event.Result = record.result
-            event.Severity = SEVERITY_ACCEPTED if record.accepted else SEVERITY_REFUSED
-            message = f"{record.user} {record.action} {record.target}: {record.result}"
-            await self._generator.trigger(self.clock.utc(record.time), message)
+            fields = record_fields(record, self.clock.utc(record.time))
+            time, message = fields.pop("Time"), fields.pop("Message")
+            for name, value in fields.items():
+                setattr(event, name, value)
+            await self._generator.trigger(time, message)
             self.emitted = record.seq
         return len(records)
+
+    def since(self, after_seq: int, max_records: int) -> tuple[list[str], int]:
+        """Records after `after_seq` (at most `max_records`, capped at AUDIT_PAGE_MAX) as JSON
+        objects with the event's field names and Time as ISO 8601 UTC; and the log's last seq.
+
+        Includes records not emitted as events yet: a reader dedupes by AuditSeq.
+        """
+        limit = min(max_records or AUDIT_PAGE_MAX, AUDIT_PAGE_MAX)
+        page = self.plant.audit.since(after_seq)[:limit]
+        out = []
+        for record in page:
+            fields = record_fields(record, self.clock.utc(record.time))
+            fields["Time"] = fields["Time"].isoformat()
+            out.append(json.dumps(fields, separators=(",", ":"), allow_nan=False))
+        return out, len(self.plant.audit)

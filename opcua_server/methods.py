@@ -14,6 +14,11 @@ carried it out. Only the caller's own role is checked (the gateway's broker auth
 requester); an operator cannot hide behind another name, because its own name stays in the
 record. `WriteSetpoint` is a setpoint write with a reason and a requester, which a plain OPC UA
 Write cannot carry.
+
+One method sits on the site's object itself, `Objects/<site>/AuditSince`: it reads the audit
+trail (records after a sequence number, paged), for a client that missed audit events (events
+are not historized). It only reads, so, like subscribing to those events, every session may
+call it: operator, viewer, and anonymous where the server allows anonymous sessions.
 """
 
 from __future__ import annotations
@@ -104,6 +109,19 @@ CLEAR_PARAMS = (
     REASON,
     ON_BEHALF,
 )
+AUDIT_SINCE = "AuditSince"
+AUDIT_SINCE_PARAMS = (
+    Param("AfterSeq", ua.ObjectIds.UInt64, "Records with a sequence number above this"),
+    Param(
+        "MaxRecords",
+        ua.ObjectIds.UInt32,
+        "At most this many (0 or above the server's page size: the page size); optional",
+        0,
+    ),
+)
+#: Reads the audit trail: (after seq, max records) -> (records as JSON, last seq, log id).
+AuditReader = Callable[[int, int], tuple[list[str], int, str]]
+
 #: The twin's rejection codes of a setpoint write as status codes, and the argument at fault.
 WRITE_REFUSALS: dict[str, tuple[int, int | None]] = {
     "range": (ua.StatusCodes.BadOutOfRange, 1),
@@ -276,6 +294,45 @@ class CommandMethods:
             self.plant.now, label, action, target, reason=reason, accepted=False, result=why
         )
         raise Refusal(ua.StatusCodes.BadUserAccessDenied, why)
+
+
+async def add_audit_since(
+    server: Server, nodes: PlantNodes, site_id: str, read: AuditReader
+) -> Node:
+    """Add `Objects/<site>/AuditSince` (see the module docstring): any session may call it."""
+
+    async def audit_since(after_seq: int, max_records: int) -> list[ua.Variant]:
+        records, last_seq, log_id = read(after_seq, max_records)
+        return [
+            ua.Variant(records, ua.VariantType.String, is_array=True),
+            ua.Variant(last_seq, ua.VariantType.UInt64),
+            ua.Variant(log_id, ua.VariantType.String),
+        ]
+
+    outputs = [
+        _argument(
+            "Records",
+            ua.ObjectIds.String,
+            "One JSON object per record, in order, with the PlantAuditEventType field names "
+            "(AuditSeq, User, Action, Target, OldValue, NewValue, Reason, Accepted, Result, "
+            "Severity, Message) and Time (ISO 8601 UTC, the event's Time)",
+            array=True,
+        ),
+        _argument("LastSeq", ua.ObjectIds.UInt64, "The sequence number of the newest record"),
+        _argument(
+            "LogId", ua.ObjectIds.String, "Names this audit log; a restarted server has a new one"
+        ),
+    ]
+    ns = nodes.namespace
+    site = server.get_node(nodes.site)
+    method: Node = await site.add_method(
+        ua.NodeId(f"{site_id}.{AUDIT_SINCE}", ns),
+        ua.QualifiedName(AUDIT_SINCE, ns),
+        _answering(audit_since, AUDIT_SINCE_PARAMS, AUDIT_SINCE),
+        [p.argument() for p in AUDIT_SINCE_PARAMS],
+        outputs,
+    )
+    return method
 
 
 def _fault_refusal(spec: FaultSpec, why: str) -> Refusal:

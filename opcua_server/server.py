@@ -28,7 +28,7 @@ from opcua_server.alarms import Alarms, quality_limits
 from opcua_server.audit_events import AuditEvents
 from opcua_server.clock import PlantClock
 from opcua_server.history import TagHistory
-from opcua_server.methods import CommandMethods
+from opcua_server.methods import CommandMethods, add_audit_since
 from opcua_server.publisher import Publisher
 from opcua_server.security import (
     PlantPermissions,
@@ -108,6 +108,13 @@ class PlantServer:
         return self._history
 
     @property
+    def audit_log_id(self) -> str:
+        """Names this server's audit log (as `AuditSince` answers it)."""
+        if self._audit_events is None:
+            raise RuntimeError("the server has not started")
+        return self._audit_events.log_id
+
+    @property
     def published(self) -> int:
         """Tag samples published since start."""
         return self._publisher.published if self._publisher else 0
@@ -155,8 +162,14 @@ class PlantServer:
         )
         self._alarms = Alarms(server, self._nodes, self.clock, quality_limits(plant))
         await self._alarms.init()
-        self._audit_events = AuditEvents(server, self._nodes, self.clock, plant)
-        await self._audit_events.init()
+        audit = self._audit_events = AuditEvents(server, self._nodes, self.clock, plant)
+        await audit.init()
+        await add_audit_since(
+            server,
+            self._nodes,
+            s.site_id,
+            lambda after, most: (*audit.since(after, most), audit.log_id),
+        )
         writer = SetpointWriter(plant, self._nodes, self._publisher.publish_one)
         await CommandMethods(plant, self.tick, writer.apply).build(server, self._nodes, s.site_id)
         iserver.write_handler = writer

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from asyncua import ua
 from opcua_server.audit_events import AUDIT_EVENT_TYPE
 
 from .conftest import RunningServer, client
-from .test_opcua_server import call, d, message, s
+from .test_opcua_server import SITE, call, d, message, s
 
 pytestmark = pytest.mark.integration
 
@@ -94,3 +95,82 @@ def test_every_audit_record_becomes_an_event(opcua: RunningServer) -> None:
         assert json.loads(event["NewValue"]) == record.new
         assert event["Accepted"] == record.accepted
     assert [e["Accepted"] for e in received] == [True, False]
+
+
+def u64(number: int) -> ua.Variant:
+    return ua.Variant(number, ua.VariantType.UInt64)
+
+
+async def audit_since(c: Any, running: RunningServer, *args: ua.Variant) -> ua.CallMethodResult:
+    request = ua.CallMethodRequest()
+    request.ObjectId = running.server.nodes.site
+    request.MethodId = ua.NodeId(f"{SITE}.AuditSince", running.server.nodes.namespace)
+    request.InputArguments = list(args)
+    result: ua.CallMethodResult = (await c.uaclient.call([request]))[0]
+    return result
+
+
+def test_audit_since_pages_the_trail_for_any_reader_with_the_events_fields(
+    opcua: RunningServer,
+) -> None:
+    received: list[dict[str, Any]] = []
+
+    class Handler:
+        def event_notification(self, event: Any) -> None:
+            received.append({k: v.Value for k, v in event.get_event_props_as_fields_dict().items()})
+
+    answers: dict[str, list[ua.CallMethodResult]] = {}
+
+    async def scenario() -> None:
+        async with client(opcua.url, "alice") as c:
+            ns = opcua.server.nodes.namespace
+            event_type = await c.nodes.base_event_type.get_child(f"{ns}:{AUDIT_EVENT_TYPE}")
+            sub = await c.create_subscription(50, Handler())
+            await sub.subscribe_events(c.nodes.server, [event_type])
+            for speed in (240.0, 250.0, 260.0, 9999.0, 255.0):
+                tag = s("blender.speed_sp")
+                await call(c, opcua, "WriteSetpoint", tag, d(speed), s("why"), s("dan"))
+            for _ in range(100):
+                if len(received) >= 5:
+                    break
+                await asyncio.sleep(0.05)
+        for user in ("victor", None):  # a viewer and an anonymous session read it too
+            async with client(opcua.url, user) as c:
+                pages, after = [], 0
+                while True:
+                    page = await audit_since(
+                        c, opcua, u64(after), ua.Variant(2, ua.VariantType.UInt32)
+                    )
+                    assert page.StatusCode.is_good(), message(page)
+                    pages.append(page)
+                    records = page.OutputArguments[0].Value or []
+                    if not records:
+                        break
+                    after = json.loads(records[-1])["AuditSeq"]
+                answers[user or "anonymous"] = pages
+                bad = await audit_since(c, opcua, s("one"))
+                assert bad.StatusCode.value == ua.StatusCodes.BadTypeMismatch
+                missing = await audit_since(c, opcua)
+                assert missing.StatusCode.value == ua.StatusCodes.BadArgumentsMissing
+
+    asyncio.run(scenario())
+    trail = opcua.audit()
+    assert len(trail) >= 5
+    for user, pages in answers.items():
+        records = [json.loads(r) for p in pages for r in p.OutputArguments[0].Value or []]
+        assert [r["AuditSeq"] for r in records] == list(range(1, len(trail) + 1)), user
+        assert all(len(p.OutputArguments[0].Value or []) <= 2 for p in pages)
+        assert pages[0].OutputArguments[1].Value == len(trail)
+        assert {p.OutputArguments[2].Value for p in pages} == {opcua.server.audit_log_id}
+    # The same record read both ways: the same fields, the same Time to the microsecond.
+    records = {json.loads(r)["AuditSeq"]: json.loads(r) for p in answers["victor"] for r in
+               p.OutputArguments[0].Value or []}  # fmt: skip
+    assert len(received) == 5
+    for event in received:
+        record = records[event["AuditSeq"]]
+        for name in ("User", "Action", "Target", "OldValue", "NewValue", "Reason", "Accepted",
+                     "Result", "Severity"):  # fmt: skip
+            assert record[name] == event[name], name
+        when = datetime.fromisoformat(record["Time"])
+        assert when == event["Time"].replace(tzinfo=UTC), (record["Time"], event["Time"])
+        assert record["Message"] == event["Message"].Text
