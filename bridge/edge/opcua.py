@@ -10,6 +10,9 @@ large queue whose overflow forces a reconnect (and so a backfill), monitored ite
 (`queue_size`) so a tag written twice between two publications keeps both samples, and the data
 change trigger is StatusValueTimestamp, so a sample whose value did not change still counts.
 
+Audit records: after subscribing, before the telemetry backfill, `AuditTrail.backfill` reads
+the audit records missed while not subscribed (see `bridge.edge.audit`).
+
 Backfill: for each tag, the watermark (source time up to which every sample is in the outbox,
 persisted across restarts) is where the gap starts. After the subscription is live, the edge
 reads each tag's history from its watermark (HistoryRead, raw) and adds the samples the live
@@ -31,6 +34,7 @@ from asyncua.common.subscription import DataChangeEvent, OpcEvent, OverflowPolic
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 
 from bridge.counters import Counters
+from bridge.edge.audit import AuditTrail
 from bridge.edge.settings import EdgeSettings
 from bridge.edge.telemetry import Batcher, RawSample, TagInfo, Watermarks
 from plant.payload import Scalar
@@ -91,6 +95,7 @@ class OpcUaSource:
         counters: Counters,
         on_event: EventCallback,
         flush: Callable[[], Awaitable[None]],
+        audit: AuditTrail | None = None,
     ) -> None:
         self._settings = settings
         self._batcher = batcher
@@ -98,6 +103,7 @@ class OpcUaSource:
         self._counters = counters
         self._on_event = on_event
         self._flush = flush
+        self._audit = audit
         self._log = logging.getLogger("bridge.edge.opcua")
         self.client: Client | None = None  # the connected client, for commands
         self.namespace = 0
@@ -170,6 +176,8 @@ class OpcUaSource:
         # Hold the watermarks of the tags with a gap before the first live sample arrives.
         self._batcher.holding |= set(cutoffs)
         self._seen = {tag: set() for tag in cutoffs}
+        if self._audit is not None:
+            self._audit.connecting()  # park live audit records until their backfill
         sub = await client.create_subscription(
             s.publishing_interval_ms,
             queue_maxsize=EVENT_QUEUE,
@@ -180,6 +188,8 @@ class OpcUaSource:
             await self._subscribe(client, sub)
             self.client = client
             self.connected.set()
+            if self._audit is not None:
+                await self._audit.backfill(client, self.namespace, s.site)
             if cutoffs:
                 await self._backfill(client, cutoffs)
             lost_wait = asyncio.create_task(lost.wait(), name="opcua-lost")

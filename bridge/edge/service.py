@@ -20,8 +20,10 @@ import logging
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from bridge.counters import Counters
+from bridge.edge.audit import AuditTrail, mark_path
 from bridge.edge.commands import CommandExecutor, Incoming, audit_events, reply_payload
 from bridge.edge.events import to_event
 from bridge.edge.mqtt import SERVICE, MqttLink
@@ -108,8 +110,15 @@ class Edge:
         self.batcher = Batcher(
             settings.site, self.outbox, self.sequences, self.watermarks, self.counters
         )
+        self.audit = AuditTrail(mark_path(settings.spool_path), self._forward_audit)
         self.source = OpcUaSource(
-            settings, self.batcher, self.watermarks, self.counters, self._on_event, self.flush
+            settings,
+            self.batcher,
+            self.watermarks,
+            self.counters,
+            self._on_event,
+            self.flush,
+            audit=self.audit,
         )
         self.executor = CommandExecutor(settings.site, registry_for(settings), self.source)
         self._other: list[Message] = []  # events, replies, metrics waiting for the next flush
@@ -126,9 +135,12 @@ class Edge:
             if self._other:
                 messages.extend(self._other)
                 self._other = []
+            audit_mark = self.audit.changes()  # covers the audit records just taken
             if messages:
                 await asyncio.to_thread(self.outbox.put, messages)
             self.batcher.committed(samples)
+            if audit_mark is not None:
+                await asyncio.to_thread(self.audit.write, audit_mark)
 
     async def _flusher(self) -> None:
         interval = self.settings.batch_interval_s
@@ -145,9 +157,22 @@ class Edge:
     # events and commands ---------------------------------------------------------------------
 
     def _on_event(self, kind: str, fields: dict[str, object]) -> None:
-        seq = 0 if kind == "audit" else self.sequences.take(EVENT_COUNTER)
+        if kind == "audit":  # numbered by the twin; deduped and backfilled by AuditTrail
+            self._queue_audit(self.audit.live(dict(fields)))
+            return
+        seq = self.sequences.take(EVENT_COUNTER)
         event = to_event(self.settings.site, kind, dict(fields), seq)
         self._other.append(Message(self.topics.event(event.kind), encode_event(event)))
+
+    def _queue_audit(self, records: list[dict[str, Any]]) -> None:
+        for fields in records:
+            event = to_event(self.settings.site, "audit", fields, 0)
+            self._other.append(Message(self.topics.event("audit"), encode_event(event)))
+
+    async def _forward_audit(self, records: list[dict[str, Any]]) -> None:
+        """Backfilled audit records: queue them and commit them at once."""
+        self._queue_audit(records)
+        await self.flush()
 
     def on_command(
         self, topic: str, payload: bytes, response: str | None, correlation: bytes | None

@@ -1,0 +1,141 @@
+"""The twin's audit trail through the edge without a gap: records made while no edge listened.
+
+OPC UA events are not historized, so the edge reads the records it missed with the server's
+`AuditSince` method after every (re)connection. Everything is real: the twin's OPC UA server
+(in-process, 10x), `python -m bridge.edge` and the historian as child processes, Mosquitto
+and InfluxDB 1.x. Records are made before the edge first starts (more than one page), while
+it runs, while it is SIGKILLed, and while it starts again; MQTT and InfluxDB must then hold
+seq 1..N, each record once, with the twin's own times.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from bridge.edge.opcua import to_ns
+from plant.payload import decode_event
+from plant.topics import SiteTopics
+from tests.support.historian import HistorianProcess, historian_env
+from tests.support.mqtt import Collector, collect, wait_until
+from tests.support.servers import InfluxDB, Mosquitto
+from twin import SetpointCommand
+
+from .conftest import RunningServer
+from .edge_harness import SITE, EdgeProcess, edge_env, opcua_with_edge_user
+
+pytestmark = pytest.mark.integration
+
+BEFORE = 1200  # more than two AuditSince pages (500)
+WHILE_DOWN = 300
+CHUNK = 50
+
+
+def make_records(running: RunningServer, n: int, why: str) -> int:
+    """`n` setpoint writes (every 7th refused: out of range), audited; the trail's length.
+
+    At most CHUNK at one plant time: the historian tells events of the same timestamp apart
+    by seq modulo 64 (`bridge.historian.points.EVENT_SLOTS`), plenty for a plant, not for a
+    test that writes a thousand setpoints in one instant.
+    """
+
+    async def write(start: int, count: int) -> int:
+        for i in range(start, start + count):
+            value = 9999.0 if i % 7 == 6 else 240.0 + i % 20
+            running.plant.apply(
+                SetpointCommand("blender.speed_sp", value, user="tester", reason=f"{why} {i}")
+            )
+        return len(running.plant.audit)
+
+    length = 0
+    for start in range(0, n, CHUNK):
+        if start:
+            now = running.plant.now
+
+            def ticked(now: float = now) -> bool:
+                return running.plant.now > now
+
+            wait_until(ticked, 10, "the next tick")
+
+        async def chunk(start: int = start) -> int:
+            return await write(start, min(CHUNK, n - start))
+
+        length = running.run(chunk)
+    return length
+
+
+def mqtt_seqs(audit: Collector) -> list[int]:
+    events = [decode_event(p) for p in audit.payloads()]
+    return [e.seq for e in events if e.source == "twin"]
+
+
+def has_all(audit: Collector, n: int) -> bool:
+    return set(range(1, n + 1)) <= set(mqtt_seqs(audit))
+
+
+def test_audit_records_made_while_no_edge_listened_arrive_once_without_a_gap(
+    tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxDB
+) -> None:
+    with opcua_with_edge_user(tmp_path) as running:
+        historian = HistorianProcess(
+            historian_env(mosquitto, influxdb, tmp_path, "historian-audit", FLUSH_INTERVAL_S=0.1),
+            tmp_path / "historian.log",
+        )
+        historian.start()
+        audit = collect(mosquitto, "operator", SiteTopics(SITE).event("audit"))
+        edge = EdgeProcess(edge_env(running, mosquitto, tmp_path), tmp_path / "edge.log")
+        try:
+            # 1. Before the edge first connects: only AuditSince can bring these.
+            n = make_records(running, BEFORE, "before the edge")
+            edge.start()
+            wait_until(lambda: has_all(audit, n), 60, f"audit seq 1..{n} on MQTT", step=0.5)
+            # Live, through the events; then let the broker's PUBACKs reach the outbox.
+            n = make_records(running, 5, "live")
+            wait_until(lambda: has_all(audit, n), 20, f"audit seq 1..{n} on MQTT", step=0.2)
+            time.sleep(1.0)
+            assert Counter(mqtt_seqs(audit)).most_common(1)[0][1] == 1, "a record sent twice"
+            first = len(mqtt_seqs(audit))
+
+            # 2. While the edge is dead, and while it starts again (live and backfill race).
+            edge.kill()
+            n = make_records(running, WHILE_DOWN, "edge down")
+            edge.start()
+            for i in range(20):
+                n = make_records(running, 1, f"edge starting {i}")
+                time.sleep(0.1)
+            wait_until(lambda: has_all(audit, n), 60, f"audit seq 1..{n} on MQTT", step=0.5)
+            n = make_records(running, 3, "after")
+            wait_until(lambda: has_all(audit, n), 20, f"audit seq 1..{n} on MQTT", step=0.2)
+
+            # MQTT: every record; the ones forwarded before the kill were not sent again.
+            seqs = mqtt_seqs(audit)
+            assert sorted(set(seqs)) == list(range(1, n + 1))
+            again = [s for s in seqs[first:] if s <= BEFORE + 5]
+            assert not again, f"records forwarded before the kill sent again: {again[:10]}"
+
+            # InfluxDB: seq 1..N, once each, at the twin's own times.
+            query = f"SELECT * FROM events WHERE site = '{SITE}' AND kind = 'audit'"
+
+            def stored() -> list[dict[str, object]]:
+                return [r for r in influxdb.query(query) if r["source"] == "twin"]
+
+            wait_until(lambda: len(stored()) >= n, 30, f"{n} audit points", step=0.5)
+            rows = stored()
+            assert sorted(int(str(r["seq"])) for r in rows) == list(range(1, n + 1))
+            clock = running.server.clock
+            truth = {r.seq: (to_ns(clock.utc(r.time)), r.reason) for r in running.audit()}
+            assert {int(str(r["seq"])): (r["time"], r["reason"]) for r in rows} == truth
+
+            log = edge.text()
+            backfills = [int(m) for m in re.findall(r"backfilled (\d+) audit records", log)]
+            assert backfills[0] == BEFORE, log[-3000:]
+            assert len(backfills) == 2 and backfills[1] >= WHILE_DOWN, log[-3000:]
+        finally:
+            edge.kill()
+            historian.kill()
+            audit.client.disconnect()
+            print(edge.text()[-4000:])
