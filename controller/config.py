@@ -55,6 +55,7 @@ class ControllerConfig:
     hardness_deadband_n: float = 4.0
     # Detection
     nir_stale_s: float = 8.0  # no good spectrum for this long: NIR unavailable
+    nir_step_window_s: float = 30.0  # feeders' movement around a NIR step that explains it
     reconcile_window_s: float = 60.0  # time constant of the NIR-feeder reconciliation
     reconcile_limit_pct: float = 0.3  # % w/w disagreement that calls for a diagnosis
     bridging_stop_s: float = 900.0  # stop the line if the API feeder has not recovered by then

@@ -97,13 +97,16 @@ class Supervisor:
         self.weight_deadband = cfg.weight_deadband_mg
         self.last_run: dict[str, float] = {}
         self.last_step = -math.inf
+        self.dt = 1.0
+        self.interval_s = 1.0  # plant s between decisions, as the telemetry comes
         self.producing_since: float | None = None
         self.estimate: dict[str, float | None] = {}
         self.last_refill = -math.inf
         self.command_latency_s = 0.0  # plant seconds from a command to its effect (see note_...)
         self.api_compensation = 1.0  # API share over the recipe's, while a load cell drifts
         self.feeder_rate = 0.0
-        self.feeder_history: deque[tuple[float, float]] = deque(maxlen=60)
+        self.feeder_history: deque[tuple[float, float]] = deque(maxlen=600)  # (t, c_feeders)
+        self.judged_step: tuple[float, float] | None = None  # the NIR step last judged
 
     # Input -------------------------------------------------------------------------------------
     def observe(self, tag: str, value: Any, quality: str, source_time: float) -> None:
@@ -167,7 +170,19 @@ class Supervisor:
     def note_command_latency(self, plant_s: float) -> None:
         """A command's round trip, in plant seconds: slowly forgotten, quickly raised."""
         self.command_latency_s = max(plant_s, 0.95 * self.command_latency_s)
-        self.planner.lead_s = self.cfg.gate_lead_s + self.command_latency_s
+        self._set_gate_lead()
+
+    @property
+    def reaction_s(self) -> float:
+        """Plant seconds from a command to seeing its effect in telemetry: the round trip there
+        and back, and the telemetry's own interval (an accelerated plant, seen through OPC UA,
+        reports every few plant seconds rather than every second)."""
+        return 2 * self.command_latency_s + self.interval_s
+
+    def _set_gate_lead(self) -> None:
+        # Between two decisions nothing can be commanded: a window that opens before the next
+        # one must be served by this one.
+        self.planner.lead_s = self.cfg.gate_lead_s + self.command_latency_s + self.interval_s
 
     def take_alarms(self) -> list[Alarm]:
         alarms, self.alarms = self.alarms, []
@@ -178,6 +193,9 @@ class Supervisor:
         """Decide what to do at plant time `now`; returns the commands to send."""
         dt = min(max(now - self.last_step, 0.0), 10.0) if self.last_step > -math.inf else 1.0
         self.last_step = now
+        self.dt = dt  # plant s since the last decision: averages weigh by time, not by calls
+        self.interval_s = max(dt, 0.98 * self.interval_s)  # quickly raised, slowly forgotten
+        self._set_gate_lead()
         cfg = self.cfg
         if self._condition(
             now,
@@ -214,7 +232,7 @@ class Supervisor:
                 now,
                 "diverter_stuck",
                 held,
-                cfg.gate_confirm_s + 2 * self.command_latency_s,
+                cfg.gate_confirm_s + self.reaction_s,
                 "diverter at accept while the line holds it at reject: aborting",
             )
             and held
@@ -255,14 +273,17 @@ class Supervisor:
             self.feeder_rate = abs(c_feeders - before) / dt
             self.feeder_history.append((now, c_feeders))
         c_nir = self.nir.estimate(now)
-        if self.nir.last_step is not None and now - self.nir.last_step[0] < 5.0:
-            size = self.nir.last_step[1]
-            # A real change of the blend shows in the feeders first; a probe fault does not.
-            moved = (
-                max(c for _, c in self.feeder_history) - min(c for _, c in self.feeder_history)
-                if self.feeder_history
-                else 0.0
-            )
+        step = self.nir.last_step
+        if step is not None and step is not self.judged_step:
+            # Each step is judged once, however far apart the decisions are: telemetry of an
+            # accelerated plant comes every few plant seconds, not every second.
+            self.judged_step = step
+            step_time, size = step
+            # A real change of the blend shows in the feeders' prediction around the same
+            # time; a probe fault does not. Only that span counts, in plant time: a feeder
+            # transient a minute earlier says nothing about this step.
+            around = [c for t, c in self.feeder_history if t >= step_time - cfg.nir_step_window_s]
+            moved = max(around) - min(around) if around else 0.0
             if not self.nir_suspect and moved < 0.3 * abs(size):
                 self.nir_suspect = True
                 self._alarm(
@@ -343,13 +364,15 @@ class Supervisor:
         sp_tag = f"{cfg.diverter}.position_sp"
         current = int(self._v(sp_tag, ACCEPT))
         want = REJECT if window is not None else ACCEPT
-        if want != current:
-            if self.gate_commanded is None or self.gate_commanded[0] != want:
-                reason = window.reason if window is not None else "diversion window has passed"
-                value = "reject" if want == REJECT else "accept"
-                actions.append(Action("setpoint", sp_tag, value, reason))
-                self.gate_commanded = (want, now)
-        elif self.gate_commanded is None or self.gate_commanded[0] != want:
+        # What was last commanded rules over the setpoint's reading, which lags a command in
+        # flight: a window that reopens before the accept just sent shows up needs its reject.
+        commanded = self.gate_commanded[0] if self.gate_commanded is not None else current
+        if want != commanded or (self.gate_commanded is None and want != current):
+            reason = window.reason if window is not None else "diversion window has passed"
+            value = "reject" if want == REJECT else "accept"
+            actions.append(Action("setpoint", sp_tag, value, reason))
+            self.gate_commanded = (want, now)
+        elif self.gate_commanded is None:
             self.gate_commanded = (want, now)  # the setpoint already says so
         # A gate asked to reject that does not report reject is stuck: tablets that must not
         # be accepted are reaching accept. Stop every drive now (domain.md, fault 13).
@@ -358,7 +381,7 @@ class Supervisor:
             self.gate_commanded is not None
             and self.gate_commanded[0] == REJECT
             and position != FB_REJECT
-            and now - self.gate_commanded[1] > cfg.gate_confirm_s + 2 * self.command_latency_s
+            and now - self.gate_commanded[1] > cfg.gate_confirm_s + self.reaction_s
         )
         if (
             self._condition(
@@ -595,8 +618,8 @@ class Supervisor:
         if math.isfinite(feed_factor) and gravimetric:
             # A drift is the learnt feed factor moving away from its own long-run average:
             # a fast average against a slow one, so a past drift does not stick for hours.
-            self.feed_factor_fast.update(feed_factor, 1.0)
-            self.feed_factor_base.update(feed_factor, 1.0)
+            self.feed_factor_fast.update(feed_factor, self.dt)
+            self.feed_factor_base.update(feed_factor, self.dt)
         fast = self.feed_factor_fast.value
         change = fast / base - 1.0 if base and fast else 0.0
         c_feeders = self.estimate.get("feeders") or 0.0
@@ -673,7 +696,7 @@ class Supervisor:
                 )
                 and quiet
             ):
-                baseline.update(rsd, 1.0)
+                baseline.update(rsd, self.dt)
 
         speed_sp, speed_pv = self._v(f"{cfg.blender}.speed_sp"), self._v(f"{cfg.blender}.speed_pv")
         self._condition(
@@ -729,7 +752,7 @@ class Supervisor:
                 f"{shift:+.1%} tablet weight per mm of fill depth: the blend's "
                 "bulk density changed; the weight loop trims fill depth",
             ):
-                self.weight_per_depth_base.update(ratio, 1.0)
+                self.weight_per_depth_base.update(ratio, self.dt)
 
         thickness, gap_sp = self._v(f"{cfg.press}.thickness"), self._v(f"{cfg.press}.main_gap_sp")
         if math.isfinite(thickness) and gap_sp > 0:
@@ -743,7 +766,7 @@ class Supervisor:
                 f"tablets {wear_mm:.3f} mm thicker than the punch gap explains: "
                 "punch wear; maintenance due, hardness loop compensating",
             ):
-                self.thickness_per_gap_base.update(thickness / gap_sp, 1.0)
+                self.thickness_per_gap_base.update(thickness / gap_sp, self.dt)
 
         if now - self.last_refill < 240.0 and self.planner.windows:
             self._condition(

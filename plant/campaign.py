@@ -65,6 +65,7 @@ def run_campaign(
     seed: int | None = None,
     config: ControllerConfig | None = None,
     restart_after_s: float = 600.0,
+    step_s: float = 1.0,
 ) -> CampaignRun:
     plant = Plant(
         seed=scenario.seed if seed is None else seed,
@@ -93,5 +94,5 @@ def run_campaign(
             faulted_since.clear()
 
     supervisor = Supervisor(config) if controlled else None
-    log = run(plant, supervisor, scenario.hours * 3600.0, each_step=each_step)
+    log = run(plant, supervisor, scenario.hours * 3600.0, step_s=step_s, each_step=each_step)
     return CampaignRun(scenario, controlled, plant, log, results)
