@@ -13,8 +13,7 @@ command and credentials the demo printed. Then:
 - every fault of the campaign and every controller action is an audit event in InfluxDB with
   its reason, and the plant's audit trail reached InfluxDB without a gap (its sequence
   numbers are 1..N);
-- the ground truth (Simulation: diverter.true_oos_accepted) says no OOS tablet was accepted
-  (for now an expected failure when it does not: see the note at the check).
+- the ground truth (Simulation: diverter.true_oos_accepted) says no OOS tablet was accepted.
 """
 
 from __future__ import annotations
@@ -109,7 +108,23 @@ def _oos_story(influxdb: InfluxDB, faults: list[dict[str, object]]) -> str:
             last = value
     raised = [(datetime.fromtimestamp(int(str(r["time"])) / 1e9).isoformat(), r["target"],
                r["action"]) for r in faults]  # fmt: skip
-    return f"{last} OOS tablets accepted; increases {steps[:20]}; faults {raised}"
+    alarms = influxdb.query(
+        f"SELECT action, target, reason FROM events WHERE site = '{SITE}' AND kind = 'alarm'"
+    )
+    said = [(_clock(r["time"]), r["action"], r["target"], r["reason"]) for r in alarms]
+    api = influxdb.query(
+        f"SELECT reason FROM events WHERE site = '{SITE}' AND kind = 'audit' "
+        "AND source = 'twin' AND target = 'api_feeder.mass_flow_sp'"
+    )
+    trims = [(_clock(r["time"]), r["reason"]) for r in api][-12:]
+    return (
+        f"{last} OOS tablets accepted; increases {steps[:8]}; faults {raised}; "
+        f"controller alarms {said}; last API trims {trims}"
+    )
+
+
+def _clock(time_ns: object) -> str:
+    return datetime.fromtimestamp(int(str(time_ns)) / 1e9).strftime("%H:%M:%S")
 
 
 def test_a_short_campaign_end_to_end_loses_nothing_audits_everything_accepts_no_oos(
@@ -191,12 +206,9 @@ def test_a_short_campaign_end_to_end_loses_nothing_audits_everything_accepts_no_
             "AND module = 'diverter'"
         )
         assert rows, "no ground truth stored"
-        if rows[0]["last"] != 0:
-            # Known (issue 7): the distributed loop at 20x accepts OOS tablets at the end of
-            # nir_bias, where `plant kpi --scenario scenarios/acceptance.yaml` (in process,
-            # same faults) accepts none. Checks 1 and 2 above stay hard failures; this one is
-            # reported as an expected failure, with the story, until the controller handles it.
-            pytest.xfail(_oos_story(influxdb, faults))
+        # On failure, the story: when OOS tablets were accepted, the faults, what the controller
+        # said and its last API trims.
+        assert rows[0]["last"] == 0, _oos_story(influxdb, faults)
     finally:
         if demo.proc.poll() is None:
             demo.proc.send_signal(signal.SIGINT)
