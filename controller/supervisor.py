@@ -102,6 +102,7 @@ class Supervisor:
         self.producing_since: float | None = None
         self.estimate: dict[str, float | None] = {}
         self.last_refill = -math.inf
+        self.refill_lots: dict[str, float] = {}  # feeder -> lot number of its last refill
         self.command_latency_s = 0.0  # plant seconds from a command to its effect (see note_...)
         self.api_compensation = 1.0  # API share over the recipe's, while a load cell drifts
         self.feeder_rate = 0.0
@@ -181,8 +182,10 @@ class Supervisor:
 
     def _set_gate_lead(self) -> None:
         # Between two decisions nothing can be commanded: a window that opens before the next
-        # one must be served by this one.
+        # one must be served by this one. And each decision judges the material of the whole
+        # interval since the last one, not only its own instant: the margin grows by that.
         self.planner.lead_s = self.cfg.gate_lead_s + self.command_latency_s + self.interval_s
+        self.planner.margin_s = self.cfg.margin_s + max(self.interval_s - 1.0, 0.0)
 
     def take_alarms(self) -> list[Alarm]:
         alarms, self.alarms = self.alarms, []
@@ -258,8 +261,12 @@ class Supervisor:
             # While refilling, the reading is the feeder's own volumetric estimate: still the
             # best there is, as long as it is there at all.
             flows[feeder] = self._v(pv) if pv in self.tags else self._v(sp)
-            if self._v(f"{feeder}.refilling", 0):
+            # A short top-up can start and end between two samples of an accelerated plant;
+            # the lot number it leaves behind cannot be missed.
+            lot = self._v(f"{feeder}.refill_lot", -1.0)
+            if self._v(f"{feeder}.refilling", 0) or lot != self.refill_lots.get(feeder, lot):
                 self.last_refill = now
+            self.refill_lots[feeder] = lot
             if self._good(pv):
                 # Flow against its own setpoint, so the controller's trims are not noise.
                 error = self._v(pv) / self._v(sp) - 1.0 if self._v(sp) > 0 else 0.0
