@@ -21,16 +21,21 @@ USP905_K = 2.4  # acceptability constant for n = 10 (USP <905>)
 @dataclass(frozen=True, slots=True)
 class Kpis:
     tablets_made: int
-    oos_accepted: int
+    oos_accepted: int  # released: sent to accept and not quarantined
     in_spec_pct: float
     true_oos_kg: float
     diverted_kg: float  # diverted on command (controller, operator), not by the line's own hold
     forced_diverted_kg: float  # start-up, stop and trip material the line diverted itself
-    blend_rsd_pct: float  # RSD of accepted tablets' true content
-    acceptance_value: float  # USP <905> from accepted tablets' true content
+    blend_rsd_pct: float  # RSD of released (accepted, not quarantined) tablets' true content
+    acceptance_value: float  # USP <905> from released tablets' true content
     iae: dict[str, float]  # integral of absolute error per loop, per hour of production
     detection_delay_s: dict[str, float | None] = field(default_factory=dict)
     false_alarms_per_h: float = 0.0
+    # Reached accept, then held back by a quarantine (fault 13): neither released nor OOS
+    # accepted, and not in `blend_rsd_pct` or `acceptance_value` (those judge released tablets).
+    quarantined: int = 0
+    quarantined_kg: float = 0.0
+    oos_quarantined: int = 0
 
     @property
     def detection_rate(self) -> float:
@@ -97,8 +102,8 @@ def compute(
     hardness_sp_n: float = 120.0,
 ) -> Kpis:
     slices = list(ledger.slices)
-    accepted = [s for s in slices if not s.diverted]
-    mean, sd = _weighted(accepted)
+    released = [s for s in slices if not s.diverted and not s.quarantined]
+    mean, sd = _weighted(released)
     made_h = len(slices) / 3600.0 or 1.0
     iae = {
         "content_pct": sum(abs(s.content_pct - 100.0) for s in slices) / made_h,
@@ -118,4 +123,7 @@ def compute(
         iae={k: round(v, 1) for k, v in iae.items()},
         detection_delay_s=delays,
         false_alarms_per_h=false_rate,
+        quarantined=round(ledger.tablets_quarantined),
+        quarantined_kg=ledger.mass_quarantined,
+        oos_quarantined=round(ledger.oos_quarantined_tablets),
     )

@@ -74,7 +74,7 @@ class Summary:
 def summarise(plant: Plant, hours: float) -> Summary:
     ledger = plant.ledger
     holdup = plant.holdup_kg()
-    out = ledger.mass_accepted + ledger.mass_diverted
+    out = ledger.mass_accepted + ledger.mass_diverted + ledger.mass_quarantined
     faults = [
         f"{f.kind}@{f.target} mag {f.magnitude:g} from {f.onset_s:g} s"
         + (f" to {f.ended_s:g} s" if f.ended_s is not None else " (active)")

@@ -5,7 +5,7 @@ registry (`plant.tags`, `plant.rtd`) only. It has no clock, sockets or logging o
 adapter at the edge advances it with `Plant.advance(until)`.
 """
 
-from twin.commands import CommandResult, LineCommand, SetpointCommand
+from twin.commands import CommandResult, LineCommand, QuarantineCommand, SetpointCommand
 from twin.faults import CATALOGUE, FaultSpec
 from twin.layout import Layout, LayoutError, load_layout
 from twin.plant import Plant
@@ -19,6 +19,7 @@ __all__ = [
     "LayoutError",
     "LineCommand",
     "Plant",
+    "QuarantineCommand",
     "SetpointCommand",
     "TagValue",
     "load_layout",

@@ -23,7 +23,9 @@ class Diverter:
         self.diverted = 0.0
         self.diverted_mass = 0.0
         self.oos_mass = 0.0
-        self.oos_accepted = 0.0
+        self.oos_accepted = 0.0  # released: a quarantine takes its tablets back out
+        self.quarantined = 0.0
+        self.oos_quarantined = 0.0
         k = spec.id
         self._k = (
             f"{k}.position_pv",
@@ -32,6 +34,8 @@ class Diverter:
             f"{k}.diverted_mass",
             f"{k}.true_oos_mass",
             f"{k}.true_oos_accepted",
+            f"{k}.true_tablets_quarantined",
+            f"{k}.true_oos_quarantined",
         )
         ctx.store.values[f"{k}.position_sp"] = self.setpoint
         ctx.store.values[self._k[0]] = self.position
@@ -77,6 +81,13 @@ class Diverter:
         self._publish(self.ctx.env.now)
         return diverted
 
+    def quarantine(self, tablets: float, oos_tablets: float) -> None:
+        """Tablets it sent to accept were held back in genealogy: they are not released."""
+        self.quarantined += tablets
+        self.oos_quarantined += oos_tablets
+        self.oos_accepted = max(self.oos_accepted - oos_tablets, 0.0)
+        self._publish(self.ctx.env.now)
+
     def _publish(self, now: float) -> None:
         values, k = self.ctx.store.values, self._k
         values[k[0]] = self.position
@@ -85,6 +96,8 @@ class Diverter:
         values[k[3]] = self.diverted_mass
         values[k[4]] = self.oos_mass
         values[k[5]] = round(self.oos_accepted)
+        values[k[6]] = round(self.quarantined)
+        values[k[7]] = round(self.oos_quarantined)
         self.ctx.store.stamps[self.id] = now
 
     def apply_fault(self, kind: str, magnitude: float) -> None:

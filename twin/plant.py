@@ -18,7 +18,14 @@ import simpy
 from plant.tags import DataType, Tag, TagRegistry, build_registry
 from twin.audit import AuditLog
 from twin.blender import Blender
-from twin.commands import Command, CommandResult, LineCommand, SetpointCommand
+from twin.commands import (
+    QUARANTINE_MAX_S,
+    Command,
+    CommandResult,
+    LineCommand,
+    QuarantineCommand,
+    SetpointCommand,
+)
 from twin.context import Context, PlantEvent, ProcessGenerator
 from twin.diverter import Diverter
 from twin.environment import Environment
@@ -26,7 +33,7 @@ from twin.faults import CATALOGUE, ActiveFault, FaultSpec
 from twin.feed_frame import FeedFrame
 from twin.feeder import Feeder
 from twin.layout import Layout, load_layout, vary_for_site
-from twin.ledger import Ledger
+from twin.ledger import Ledger, QuarantineError
 from twin.line import ALLOWED, Line
 from twin.material import Components
 from twin.nir import Nir
@@ -202,12 +209,63 @@ class Plant:
         return self.store.values[tag_id]
 
     def apply(self, command: Command) -> CommandResult:
-        """Carry out a setpoint write or a line command, or say why not. Always audited."""
+        """Carry out a setpoint write, a line command or a quarantine, or say why not. Always
+        audited."""
         if isinstance(command, LineCommand):
             return self._line_command(command)
         if isinstance(command, SetpointCommand):
             return self._setpoint(command)
+        if isinstance(command, QuarantineCommand):
+            return self._quarantine(command)
         raise TypeError(f"not a command: {command!r}")
+
+    def _quarantine(self, command: QuarantineCommand) -> CommandResult:
+        """Hold back the accepted tablets pressed in the window (see `QuarantineCommand`)."""
+        start, end, now = command.start_s, command.end_s, self.now
+        window = f"{start:g}..{end:g} s"
+        why: str | None = None
+        if not (math.isfinite(start) and math.isfinite(end)):
+            why = "the window's start and end must be finite plant times"
+        elif start < 0:
+            why = f"start {start:g} s is before the plant began (0 s)"
+        elif end <= start:
+            why = f"end {end:g} s must be after start {start:g} s"
+        elif end - start > QUARANTINE_MAX_S:
+            why = f"window {window} is longer than {QUARANTINE_MAX_S:g} s"
+        elif start >= now:
+            why = f"start {start:g} s is not in the past (plant time is {now:g} s)"
+        elif end > now and self.line.pressing:
+            why = (
+                f"end {end:g} s is in the future (plant time is {now:g} s) and the press is "
+                "making tablets: tablets not made yet cannot be flagged"
+            )
+        held: dict[str, float] = {}
+        if why is None:
+            end = min(end, now)  # nothing is pressed after now: the line has stopped
+            window = f"{start:g}..{end:g} s"
+            try:
+                moved = self.ledger.quarantine(start, end)
+            except QuarantineError as error:
+                why = str(error)
+            else:
+                for press_id, part in moved.items():
+                    self.modules[press_id].diverter.quarantine(part.tablets, part.oos_tablets)
+                held = {p: part.tablets for p, part in moved.items()}
+        tablets = sum(held.values())
+        self.audit.record(
+            now,
+            command.user,
+            "quarantine",
+            "genealogy",
+            new=window,
+            reason=command.reason,
+            accepted=why is None,
+            result=why or f"accepted: {tablets:,.0f} tablets held back",
+        )
+        if why is not None:
+            return CommandResult(False, why, now, None, window, "range")
+        new = {"start_s": start, "end_s": end, "tablets": round(tablets)}
+        return CommandResult(True, "accepted", now, None, new)
 
     def _line_command(self, command: LineCommand) -> CommandResult:
         old = self.line.state_name
