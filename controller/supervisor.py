@@ -103,6 +103,7 @@ class Supervisor:
         self.estimate: dict[str, float | None] = {}
         self.last_refill = -math.inf
         self.refill_lots: dict[str, float] = {}  # feeder -> lot number of its last refill
+        self.refilled_at: dict[str, float] = {}  # feeder -> plant time of its last refill
         self.command_latency_s = 0.0  # plant seconds from a command to its effect (see note_...)
         self.api_compensation = 1.0  # API share over the recipe's, while a load cell drifts
         self.feeder_rate = 0.0
@@ -266,6 +267,7 @@ class Supervisor:
             lot = self._v(f"{feeder}.refill_lot", -1.0)
             if self._v(f"{feeder}.refilling", 0) or lot != self.refill_lots.get(feeder, lot):
                 self.last_refill = now
+                self.refilled_at[feeder] = now
             self.refill_lots[feeder] = lot
             if self._good(pv):
                 # Flow against its own setpoint, so the controller's trims are not noise.
@@ -663,10 +665,19 @@ class Supervisor:
             f"{gap:+.2f} % w/w: its load cell is drifting; trusting NIR",
         )
         self._load_cell_response(was_drifting, load_cell, change, actions)
+        # The API feeder's learnt feed factor is disturbed by its own refills (densified
+        # powder), not by the other feeders': theirs come every few minutes and would hide a
+        # drift for most of the time.
+        api_quiet = quiet or (
+            now - self.refilled_at.get(api, -math.inf) > 300.0
+            and not bridge.active
+            and now - bridge.cleared_at > 600.0
+            and drive < 95.0
+        )
         self._condition(
             now,
             "feed_factor_drift",
-            settled and quiet and abs(change) > 0.05 and abs(gap) < cfg.reconcile_limit_pct,
+            settled and api_quiet and abs(change) > 0.05 and abs(gap) < cfg.reconcile_limit_pct,
             120.0,
             f"API feeder needs {-change:+.1%} drive for its flow: feed factor "
             "drifting (bulk density); the feeder compensates",
