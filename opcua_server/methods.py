@@ -1,4 +1,5 @@
-"""The methods of `Objects/<site>/Commands`: start, stop, abort, reset, setpoints and faults.
+"""The methods of `Objects/<site>/Commands`: start, stop, abort, reset, setpoints, faults and
+quarantine.
 
 Handlers are `async def`, so asyncua runs them on the event loop, between two clock ticks,
 never racing the twin. A call that cannot be carried out answers with a Bad status code, the
@@ -15,6 +16,13 @@ requester); an operator cannot hide behind another name, because its own name st
 record. `WriteSetpoint` is a setpoint write with a reason and a requester, which a plain OPC UA
 Write cannot carry.
 
+`Quarantine(StartTime, EndTime, Reason, OnBehalfOf)` flags in genealogy the tablets pressed in
+that window (UTC source times, as the tags show them): the accepted ones are held back, not
+released (fault 13's response, `twin.QuarantineCommand`). A bad window (not ordered, longer than
+an hour, beyond the ledger's kept tablets, or ending in the future while the press runs) is
+BadOutOfRange. It answers the window flagged (its end cut at the present once the press has
+stopped) and how many tablets it held back.
+
 One method sits on the site's object itself, `Objects/<site>/AuditSince`: it reads the audit
 trail (records after a sequence number, paged), for a client that missed audit events (events
 are not historized). It only reads, so, like subscribing to those events, every session may
@@ -28,13 +36,15 @@ import logging
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from asyncua import Node, Server, ua
 
 from opcua_server.address_space import COMMANDS, PlantNodes
+from opcua_server.clock import PlantClock
 from opcua_server.sessions import current_user
-from twin import CATALOGUE, CommandResult, FaultSpec, LineCommand, Plant
+from twin import CATALOGUE, CommandResult, FaultSpec, LineCommand, Plant, QuarantineCommand
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +119,12 @@ CLEAR_PARAMS = (
     REASON,
     ON_BEHALF,
 )
+QUARANTINE_PARAMS = (
+    Param("StartTime", ua.ObjectIds.DateTime, "Tablets pressed from this time (UTC)"),
+    Param("EndTime", ua.ObjectIds.DateTime, "Up to this time (UTC), at most an hour later"),
+    REASON,
+    ON_BEHALF,
+)
 AUDIT_SINCE = "AuditSince"
 AUDIT_SINCE_PARAMS = (
     Param("AfterSeq", ua.ObjectIds.UInt64, "Records with a sequence number above this"),
@@ -143,6 +159,7 @@ class CommandMethods:
         on_change: awaited after a call changed the plant (the server publishes at once).
         write: carries out `WriteSetpoint` (the server's `SetpointWriter.apply`); None leaves
             the method out.
+        clock: maps `Quarantine`'s UTC times to plant time and back; None leaves it out.
     """
 
     def __init__(
@@ -150,10 +167,12 @@ class CommandMethods:
         plant: Plant,
         on_change: Callable[[], Awaitable[None]],
         write: SetpointApply | None = None,
+        clock: PlantClock | None = None,
     ) -> None:
         self.plant = plant
         self.on_change = on_change
         self.write = write
+        self.clock = clock
 
     async def build(self, server: Server, nodes: PlantNodes, site_id: str) -> Node:
         """Add `Objects/<site>/Commands` and its methods."""
@@ -192,6 +211,13 @@ class CommandMethods:
         ]
         if self.write is not None:
             methods.append(("WriteSetpoint", self.write_setpoint, WRITE_PARAMS, written))
+        if self.clock is not None:
+            flagged = [
+                _argument("StartTime", ua.ObjectIds.DateTime, "Start of the window flagged"),
+                _argument("EndTime", ua.ObjectIds.DateTime, "End of the window flagged"),
+                _argument("Tablets", ua.ObjectIds.UInt64, "Accepted tablets it held back"),
+            ]
+            methods.append(("Quarantine", self.quarantine, QUARANTINE_PARAMS, flagged))
         for name, handler, params, outputs in methods:
             await commands.add_method(
                 ua.NodeId(f"{site_id}.{COMMANDS}.{name}", ns),
@@ -272,6 +298,31 @@ class CommandMethods:
             raise Refusal(status, result.reason, 0)
         await self.on_change()
         return []
+
+    async def quarantine(
+        self, start: datetime, end: datetime, reason: str, on_behalf_of: str
+    ) -> list[ua.Variant]:
+        clock = self.clock
+        if clock is None:  # not offered then; kept for the type checker
+            raise Refusal(ua.StatusCodes.BadNotImplemented, "Quarantine is not offered")
+        user = self._operator("quarantine", "genealogy", reason, on_behalf_of)
+        # Bring the twin up to the clock first: a window that ends "now" must not be refused
+        # for ending a publishing period in the twin's future.
+        await self.on_change()
+        command = QuarantineCommand(
+            clock.plant_time(start), clock.plant_time(end), user=user, reason=reason
+        )
+        result = self.plant.apply(command)
+        if not result.accepted:
+            argument = 1 if result.reason.startswith("end") else 0
+            raise Refusal(ua.StatusCodes.BadOutOfRange, result.reason, argument)
+        await self.on_change()
+        flagged = result.new
+        return [
+            ua.Variant(clock.utc(flagged["start_s"]), ua.VariantType.DateTime),
+            ua.Variant(clock.utc(flagged["end_s"]), ua.VariantType.DateTime),
+            ua.Variant(flagged["tablets"], ua.VariantType.UInt64),
+        ]
 
     async def list_faults(self) -> list[ua.Variant]:
         faults = self.plant.faults()
@@ -418,6 +469,14 @@ def _convert(arg: ua.Variant, param: Param, index: int) -> Any:
                 index,
             )
         return value or ""
+    if param.datatype == ua.ObjectIds.DateTime:
+        if vtype is not ua.VariantType.DateTime or not isinstance(value, datetime):
+            raise Refusal(
+                ua.StatusCodes.BadTypeMismatch,
+                f"{param.name} must be a DateTime, got {vtype.name}",
+                index,
+            )
+        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)  # UTC on the wire
     if param.datatype == ua.ObjectIds.Double:
         if vtype not in _NUMBER_TYPES:
             raise Refusal(

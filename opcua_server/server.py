@@ -171,7 +171,8 @@ class PlantServer:
             lambda after, most: (*audit.since(after, most), audit.log_id),
         )
         writer = SetpointWriter(plant, self._nodes, self._publisher.publish_one)
-        await CommandMethods(plant, self.tick, writer.apply).build(server, self._nodes, s.site_id)
+        methods = CommandMethods(plant, self.tick, writer.apply, self.clock)
+        await methods.build(server, self._nodes, s.site_id)
         iserver.write_handler = writer
 
         self.clock.restart(plant.now)  # building took wall time the twin should not jump over

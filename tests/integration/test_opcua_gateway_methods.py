@@ -1,4 +1,5 @@
-"""The OPC UA server's gateway surface: Abort, WriteSetpoint on behalf of a user, audit events."""
+"""The OPC UA server's gateway surface: Abort, WriteSetpoint and Quarantine on behalf of a user,
+audit events."""
 
 from __future__ import annotations
 
@@ -62,6 +63,49 @@ def test_write_setpoint_on_behalf_of_names_both_users(opcua: RunningServer) -> N
         ("alice", "diverter.position_sp", "reject", "", True),
         ("carol via alice", "line", records[-1].new, "end of shift", True),
     ]
+
+
+def dt(when: datetime) -> ua.Variant:
+    return ua.Variant(when, ua.VariantType.DateTime)
+
+
+def test_quarantine_flags_a_window_on_behalf_of_a_user(opcua: RunningServer) -> None:
+    clock = opcua.server.clock
+
+    async def scenario() -> None:
+        async with client(opcua.url, "alice") as c:
+            await asyncio.sleep(1.0)  # 100 plant s of production at 100x
+            now = opcua.plant.now
+            start, end = clock.utc(now - 60.0), clock.utc(now - 10.0)
+            ok = await call(c, opcua, "Quarantine", dt(start), dt(end), s("gate"), s("bob"))
+            assert ok.StatusCode.is_good(), message(ok)
+            flagged_start, flagged_end, tablets = (v.Value for v in ok.OutputArguments)
+            assert flagged_start.replace(tzinfo=UTC) == start
+            assert flagged_end.replace(tzinfo=UTC) == end
+            assert tablets > 500  # 50 s at about 14 tablets a second
+            backwards = await call(c, opcua, "Quarantine", dt(end), dt(start), s("oops"))
+            assert backwards.StatusCode.value == ua.StatusCodes.BadOutOfRange
+            assert "must be after start" in message(backwards)
+            assert backwards.InputArgumentResults[1].value == ua.StatusCodes.BadOutOfRange
+            future = clock.utc(opcua.plant.now + 600.0)
+            ahead = await call(c, opcua, "Quarantine", dt(end), dt(future), s("too early"))
+            assert ahead.StatusCode.value == ua.StatusCodes.BadOutOfRange
+            assert "in the future" in message(ahead)
+            wrong = await call(c, opcua, "Quarantine", d(1.0), dt(end))
+            assert wrong.StatusCode.value == ua.StatusCodes.BadTypeMismatch
+        async with client(opcua.url, "victor") as c:
+            refused = await call(c, opcua, "Quarantine", dt(start), dt(end), s("viewer tries"))
+            assert refused.StatusCode.value == ua.StatusCodes.BadUserAccessDenied
+
+    asyncio.run(scenario())
+    records = [r for r in opcua.audit() if r.action == "quarantine"]
+    assert [(r.user, r.reason, r.accepted) for r in records] == [
+        ("bob via alice", "gate", True),
+        ("alice", "oops", False),
+        ("alice", "too early", False),
+        ("victor", "viewer tries", False),
+    ]
+    assert opcua.plant.ledger.tablets_quarantined > 500
 
 
 def test_every_audit_record_becomes_an_event(opcua: RunningServer) -> None:
