@@ -1,11 +1,17 @@
 """RunningOutput: delivery from a spool to a dumb sink, modelled on Telegraf's RunningOutput.
 
 The sink writes one batch or says why not (`RetryableError`, `RejectedError`); this runner owns
-the rest: batches of at most `batch_size` items, a flush every `flush_interval_s` plus random
-jitter (or as soon as a full batch is waiting), capped exponential backoff on retryable errors
+the rest: batches of at most `batch_size` items, written as soon as a full batch is waiting or
+once the oldest waiting item has waited `flush_interval_s` (plus random jitter), capped
+exponential backoff on retryable errors
 (the same batch again, so order is kept), dead-lettering of batches the server rejects, and
 counters of what was written, retried and rejected. Items leave the spool only once written
 (or dead-lettered): a crash at any point replays them, and the sink's writes are idempotent.
+
+The interval is counted from an item's arrival, not from a free-running clock (Telegraf's
+flush_interval ticks on its own, so an item waits anywhere from 0 to a whole interval): the
+interval bounds how long any item waits, whatever its phase. Under load it batches by itself:
+what arrives while one write is under way goes out in the next.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from bridge.counters import Counters
 from bridge.sink import RejectedError, RetryableError, Sink
 from bridge.spool import Spool
 
+IDLE_POLL_S = 0.1  # how often an idle runner looks at the spool (items added without notify)
+
 
 class RunningOutput:
     """Drains a spool into a sink until stopped.
@@ -29,7 +37,8 @@ class RunningOutput:
         sink: Writes a batch.
         on_rejected: Called with a batch the sink rejected and the reason (dead letter).
         batch_size: Items per write.
-        flush_interval_s: A partial batch is written at least this often.
+        flush_interval_s: A partial batch is written once its oldest item has waited this long
+            (items reported by `notify`; others are found within IDLE_POLL_S).
         flush_jitter_s: Each interval is longer by a random 0..jitter, so that many instances
             do not write in step.
         retry_initial_s: First backoff after a retryable error; doubled per failure ...
@@ -67,36 +76,50 @@ class RunningOutput:
         self._log = logging.getLogger(f"bridge.{name}")
 
     def notify(self) -> None:
-        """Tell the runner items were added; it writes early when a full batch waits."""
-        if self.spool.depth >= self._batch_size:
-            self._wake.set()
+        """Tell the runner items were added (any thread): their wait starts now."""
+        self._wake.set()
 
     def run(self, stop: threading.Event) -> None:
-        """Flush on every interval (or full batch) until `stop` is set."""
+        """Write full batches at once and partial ones when their oldest item is due."""
+        since: float | None = None  # the oldest waiting item arrived no earlier than this
         while not stop.is_set():
-            self.drain(stop)
             self._wake.clear()
-            if self.spool.depth >= self._batch_size:
+            if self.spool.depth == 0:
+                # Idle: wait for news. Items added without `notify` are found by polling.
+                self._wake.wait(IDLE_POLL_S)
+                since = None
                 continue
-            wait = self._interval + random.uniform(0, self._jitter)
-            deadline = time.monotonic() + wait
-            # Wake for a full batch, for stop, or at the interval.
-            while not stop.is_set() and not self._wake.is_set():
+            if since is None:
+                since = time.monotonic()
+            deadline = since + self._interval + random.uniform(0, self._jitter)
+            # Wait for the deadline, a full batch, or stop.
+            while not stop.is_set() and self.spool.depth < self._batch_size:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                self._wake.wait(min(left, 0.1))
+                self._wake.clear()
+                self._wake.wait(min(left, IDLE_POLL_S))
+            # What arrives from now on waits for the next write: its wait starts here at the
+            # earliest, so counting from here never makes it wait longer than the interval.
+            since = self.drain(stop)
 
-    def drain(self, stop: threading.Event) -> None:
-        """Write batches until the spool is empty (a partial batch included) or `stop`."""
+    def drain(self, stop: threading.Event) -> float | None:
+        """Write batches until the spool is empty (a partial batch included) or `stop`.
+
+        Returns when the last batch was taken (items still waiting arrived after it), or None
+        if the spool was found empty.
+        """
+        taken: float | None = None
         while not stop.is_set():
+            taken = time.monotonic()
             rows = self.spool.peek(self._batch_size)
             if not rows:
-                return
+                return None
             if not self._deliver(rows, stop):
-                return
+                return taken
             if len(rows) < self._batch_size:
-                return
+                return taken
+        return taken
 
     def _deliver(self, rows: list[tuple[int, bytes]], stop: threading.Event) -> bool:
         """Write one batch, retrying until written, rejected or stopped."""

@@ -7,8 +7,11 @@ are committed to the spool. A message received but not yet committed when the pr
 was not acknowledged, so the broker sends it again; one committed but not yet acknowledged is
 sent again too, and written twice to the same point (idempotent).
 
-Received messages are committed in groups (every `commit_interval_s`, or sooner when many
-wait) so that the spool's fsync is paid per group. Invalid messages go to the dead-letter
+Received messages are committed in groups so that the spool's fsync is paid per group: a
+group ends when the socket has nothing more to read (the sender's burst is over), when
+COMMIT_MAX messages wait, or `commit_interval_s` after its first message, whichever is first.
+Messages arriving during a commit wait in the socket and form the next group, so groups grow
+with the load. Invalid messages go to the dead-letter
 topic with the reason, and are acknowledged: retrying them cannot help.
 
 The network loop is explicit: connect, loop, and on a lost connection wait with capped
@@ -179,8 +182,12 @@ class MqttIngest:
                     stop.wait(backoff)
                     backoff = min(backoff * 2, self._settings.retry_max_s)
                     continue
-            rc = self.client.loop(timeout=timeout)
-            self._commit_if_due(force=rc is not MQTTErrorCode.MQTT_ERR_SUCCESS)
+            waiting = len(self._pending)
+            # While a group is open, only look for more of it (no wait): a look that finds
+            # nothing new means the burst is over, and the group is committed at once.
+            rc = self.client.loop(timeout=0.0 if waiting else timeout)
+            over = len(self._pending) == waiting
+            self._commit_if_due(force=over or rc is not MQTTErrorCode.MQTT_ERR_SUCCESS)
             if rc is MQTTErrorCode.MQTT_ERR_SUCCESS:
                 if self._connected:
                     failing, backoff = False, self._settings.retry_initial_s
