@@ -7,8 +7,11 @@
 
 The asyncio loop owns the OPC UA client, the batcher, the commands and the metrics; one thread
 owns the paho client (blocking by design). They meet only at the outbox (a thread-safe spool)
-and at the command queue. Every `batch_interval_s` one flush commits what is waiting in one
-transaction; flushes never overlap, so the outbox order is the order of the sequence numbers.
+and at the command queue. One flush commits what is waiting in one transaction as soon as a
+burst of OPC UA notifications is taken in, or every `batch_interval_s` at the latest (events,
+replies and metrics wait for it too); flushes never overlap, so the outbox order is the order
+of the sequence numbers. Samples arriving during a flush go in the next one, so the batches grow
+with the load.
 """
 
 from __future__ import annotations
@@ -144,9 +147,12 @@ class Edge:
 
     async def _flusher(self) -> None:
         interval = self.settings.batch_interval_s
+        arrived = self.batcher.arrived
         next_save = time.monotonic() + WATERMARK_PERIOD_S
         while True:
-            await asyncio.sleep(interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(arrived.wait(), interval)
+            arrived.clear()  # before the take: what comes after it asks for the next flush
             await self.flush()
             if time.monotonic() >= next_save:
                 next_save = time.monotonic() + WATERMARK_PERIOD_S

@@ -66,7 +66,9 @@ class EdgeSettings(BaseSettings):
     spool_max_items: int = Field(default=1_000_000, ge=10)
     spool_max_bytes: int = Field(default=1024 * 1024 * 1024, ge=1024)
     spool_synchronous: Literal["NORMAL", "FULL"] = "FULL"
-    batch_interval_s: float = Field(default=0.05, gt=0, le=10)  # samples wait at most this
+    # Samples are committed after each OPC UA publish response; events, replies and metrics
+    # (and samples, should a response be split) wait at most this long.
+    batch_interval_s: float = Field(default=0.05, gt=0, le=10)
     metrics_period_s: float = Field(default=5.0, gt=0)
     retry_initial_s: float = Field(default=0.5, gt=0)
     retry_max_s: float = Field(default=10.0, gt=0)

@@ -1,8 +1,9 @@
 """Samples -> per-module TelemetryBatch messages in the outbox, with sequence numbers.
 
-The OPC UA side `add`s samples as they arrive; `flush` (every `batch_interval_s`) groups the
-waiting samples by module, in arrival order, numbers them from the persistent per-site sample
-counter, and commits one message per module in one outbox transaction. Ground-truth tags (the
+The OPC UA side `add`s samples as they arrive; `flush` groups the waiting samples by module, in
+arrival order, numbers them from the persistent per-site sample counter, and commits one message
+per module in one outbox transaction. A flush follows each burst of notifications (see
+`arrived`), or `batch_interval_s` at the latest. Ground-truth tags (the
 Simulation folder) go to `SiteTopics.truth(module)`, the others to `telemetry(module)`.
 
 After each commit the per-tag watermark advances: the source time up to which every sample of
@@ -13,6 +14,7 @@ tag's gap while that gap is being backfilled.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -102,6 +104,10 @@ class Batcher:
         self._watermarks = watermarks
         self._counters = counters
         self._pending: list[RawSample] = []
+        #: Set by `add`. The consumer takes a whole OPC UA publish response in without yielding
+        #: to the event loop, so a flusher waiting on this runs once the response is complete:
+        #: a flush per response, none while one is half taken in.
+        self.arrived = asyncio.Event()
         #: Tags whose gap is being backfilled: their watermark must not pass the gap yet.
         self.holding: set[str] = set()
         self._newest: dict[str, int] = {}  # newest source time committed, per tag
@@ -112,6 +118,7 @@ class Batcher:
 
     def add(self, sample: RawSample) -> None:
         self._pending.append(sample)
+        self.arrived.set()
 
     def take(self) -> tuple[list[Message], list[RawSample]]:
         """Number and encode the waiting samples (on the event loop, so numbering is ordered)."""
