@@ -184,7 +184,7 @@ def decode_event(data: bytes) -> Event:
 # user) with MQTT 5 properties ResponseTopic and CorrelationData; the edge answers a Reply on
 # that response topic with the same correlation data.
 
-COMMAND_KINDS = ("setpoint", "line", "fault")
+COMMAND_KINDS = ("setpoint", "line", "fault", "quarantine")
 LINE_ACTIONS = ("start", "stop", "abort", "reset")
 FAULT_ACTIONS = ("inject", "clear", "list")
 
@@ -194,7 +194,9 @@ class CommandRequest:
     """What a client asks the plant to do. Only the fields of its kind are used:
 
     setpoint: tag, value; line: action; fault: action (inject | clear | list) with kind, target,
-    magnitude, duration_s for inject and fault_id for clear. `reason` is always welcome.
+    magnitude, duration_s for inject and fault_id for clear; quarantine: start_ns, end_ns, the
+    press-time window (UTC, as the telemetry's source times) whose accepted tablets are held
+    back in genealogy. `reason` is always welcome.
     """
 
     kind: str
@@ -206,6 +208,8 @@ class CommandRequest:
     magnitude: float | None = None
     duration_s: float = 0.0
     fault_id: int = 0
+    start_ns: int = 0
+    end_ns: int = 0
     reason: str = ""
 
 
@@ -243,6 +247,11 @@ def decode_command(data: bytes, kind: str) -> CommandRequest:
         ):
             raise PayloadError(f"{where}: 'value' must be a finite number, boolean or state name")
         return CommandRequest(kind, tag=tag, value=value, reason=reason)
+    if kind == "quarantine":
+        start, end = _timestamp(obj, "start_ns", where), _timestamp(obj, "end_ns", where)
+        if end <= start:
+            raise PayloadError(f"{where}: 'end_ns' must be after 'start_ns'")
+        return CommandRequest(kind, start_ns=start, end_ns=end, reason=reason)
     action = _field(obj, "action", str, where)
     if kind == "line":
         if action not in LINE_ACTIONS:

@@ -3,7 +3,7 @@
     pcmm/v1/<site>/<module>/telemetry          batched samples of one module (edge -> all)
     pcmm/v1/<site>/simulation/<module>         the twin's ground truth, simulation only
     pcmm/v1/<site>/events/<kind>               audit, alarm, state and fault events
-    pcmm/v1/<site>/command/<kind>/<user>       setpoint | line | fault commands (MQTT 5 request)
+    pcmm/v1/<site>/command/<kind>/<user>       setpoint | line | fault | quarantine (MQTT 5 request)
     pcmm/v1/<site>/reply/<user>                command results (MQTT 5 response topic)
     pcmm/v1/<site>/status/<service>            retained online/offline (Last Will)
     pcmm/v1/<site>/mode/<service>              retained auto | manual switch of a service
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 ROOT = "pcmm/v1"
 EVENT_KINDS = ("audit", "alarm", "state", "fault")
-COMMAND_KINDS = ("setpoint", "line", "fault")
+COMMAND_KINDS = ("setpoint", "line", "fault", "quarantine")
 
 
 def _segment(name: str, what: str) -> str:

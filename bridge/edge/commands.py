@@ -2,11 +2,16 @@
 
 A request arrives on `pcmm/v1/<site>/command/<kind>/<user>`; the broker's ACL guarantees the
 user segment is the publisher's own MQTT user name, so that is the requester. The edge
-validates it (payload schema, then the tag registry for setpoints), carries it out as a method
-call of `Objects/<site>/Commands` with `OnBehalfOf=<user>` (so the twin's audit trail names the
-requester and the edge), and answers a `CommandReply` on the request's MQTT 5 response topic
-with its correlation data (or on `reply/<user>` when it named none). Every request and its
-outcome are also audit events of the edge. Replies and events go through the outbox.
+validates it (payload schema, then the tag registry for setpoints and the longest window for a
+quarantine), carries it out as a method call of `Objects/<site>/Commands` with
+`OnBehalfOf=<user>` (so the twin's audit trail names the requester and the edge), and answers
+a `CommandReply` on the request's MQTT 5 response topic with its correlation data (or on
+`reply/<user>` when it named none). Every request and its outcome are also audit events of the
+edge. Replies and events go through the outbox.
+
+A quarantine (`command/quarantine/<user>`, `{"start_ns", "end_ns", "reason"}`: the press-time
+window in the telemetry's UTC source times) becomes `Quarantine(StartTime, EndTime, Reason,
+OnBehalfOf)`; its reply's detail is the window flagged and the tablets it held back.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from asyncua import ua
@@ -33,8 +39,10 @@ from plant.payload import (
 )
 from plant.tags import DataType, Tag, TagRegistry
 from plant.topics import ROOT
+from twin.commands import QUARANTINE_MAX_S
 
 CONNECT_WAIT_S = 5.0  # how long a command waits for the OPC UA link before it is refused
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 #: OPC UA status of a refused call -> the reply's code.
 STATUS_CODES = {
@@ -160,6 +168,8 @@ class CommandExecutor:
             )
             state = out[0].Value
             return f"line {request.action}: now {state}", {"state": state}
+        if request.kind == "quarantine":
+            return await self._quarantine(request, user)
         if request.action == "inject":
             magnitude = math.nan if request.magnitude is None else request.magnitude
             out = await self._call(
@@ -193,6 +203,27 @@ class CommandExecutor:
         ]
         return f"{len(faults)} faults", faults
 
+    async def _quarantine(self, request: CommandRequest, user: str) -> tuple[str, Any]:
+        span_s = (request.end_ns - request.start_ns) / 1e9
+        if span_s > QUARANTINE_MAX_S:
+            raise Refused("range", f"window of {span_s:g} s is longer than {QUARANTINE_MAX_S:g} s")
+        out = await self._call(
+            "Quarantine",
+            [
+                ua.Variant(_utc(request.start_ns), ua.VariantType.DateTime),
+                ua.Variant(_utc(request.end_ns), ua.VariantType.DateTime),
+                ua.Variant(request.reason, ua.VariantType.String),
+                ua.Variant(user, ua.VariantType.String),
+            ],
+        )
+        start, end = (_ns(v.Value) for v in out[:2])
+        tablets = int(out[2].Value)
+        return f"quarantined {tablets} tablets pressed {window_text(start, end)}", {
+            "start_ns": start,
+            "end_ns": end,
+            "tablets": tablets,
+        }
+
     async def _call(self, method: str, args: list[ua.Variant]) -> list[ua.Variant]:
         # A command that arrives while the link is being (re)made waits a moment for it.
         with contextlib.suppress(TimeoutError):
@@ -212,6 +243,26 @@ class CommandExecutor:
             why = " ".join(d.AdditionalInfo for d in diagnostics if d and d.AdditionalInfo)
             raise Refused(code, why or result.StatusCode.name)
         return list(result.OutputArguments or [])
+
+
+def _utc(ns: int) -> datetime:
+    return EPOCH + timedelta(microseconds=ns // 1000)
+
+
+def _ns(when: datetime) -> int:
+    """Payload nanoseconds of an OPC UA DateTime (asyncua's may be naive: UTC on the wire)."""
+    aware = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+    delta = aware - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+
+
+def window_text(start_ns: int, end_ns: int) -> str:
+    """A quarantine window as people and audit records read it: ISO 8601 UTC, start/end."""
+
+    def iso(ns: int) -> str:
+        return _utc(ns).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    return f"{iso(start_ns)}/{iso(end_ns)}"
 
 
 def _variant(value: Any) -> ua.Variant:
@@ -234,6 +285,8 @@ def audit_events(site: str, outcome: Outcome, seq: int, time_ns: int) -> list[Ev
             target, new = request.tag, request.value
         elif request.kind == "line":
             action, target = f"{action}:{request.action}", "line"
+        elif request.kind == "quarantine":
+            target, new = "genealogy", window_text(request.start_ns, request.end_ns)
         else:
             action = f"{action}:{request.action}"
             target = request.fault or (str(request.fault_id) if request.fault_id else "")

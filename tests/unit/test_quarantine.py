@@ -3,14 +3,28 @@ command path: validated, audited, idempotent, and out of the accepted (released)
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
+from bridge.edge.commands import window_text
 from plant.kpi import compute
+from plant.payload import (
+    COMMAND_KINDS,
+    CommandRequest,
+    PayloadError,
+    decode_command,
+    encode_command,
+)
+from plant.topics import SiteTopics
 from twin import LineCommand, Plant, QuarantineCommand, SetpointCommand
 from twin.faults import FaultSpec
 from twin.ledger import Ledger, QuarantineError, TabletSlice
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _slice(t: float, *, oos: bool = False, diverted: bool = False) -> TabletSlice:
@@ -139,3 +153,44 @@ def test_a_window_older_than_the_kept_slices_is_refused(warm: Callable[..., Plan
     result = plant.apply(QuarantineCommand(100.0, 250.0))
     assert not result.accepted and "keeps tablets pressed after" in result.reason
     assert plant.apply(QuarantineCommand(250.0, 300.0)).accepted
+
+
+# The command on MQTT: payload, schema, and the edge's window text ------------------------------
+
+
+def test_a_quarantine_request_round_trips_and_a_bad_window_is_invalid() -> None:
+    request = CommandRequest("quarantine", start_ns=10**18, end_ns=10**18 + 5 * 10**9, reason="x")
+    body = json.loads(encode_command(request))
+    assert body.pop("value") is None  # every request carries it (the setpoint's may be null)
+    assert body == {
+        "v": 1,
+        "kind": "quarantine",
+        "start_ns": 10**18,
+        "end_ns": 10**18 + 5 * 10**9,
+        "reason": "x",
+    }
+    assert decode_command(encode_command(request), "quarantine") == request
+    for bad in (
+        {"v": 1, "kind": "quarantine", "start_ns": 5, "end_ns": 5},
+        {"v": 1, "kind": "quarantine", "start_ns": 5},
+        {"v": 1, "kind": "quarantine", "start_ns": -1, "end_ns": 5},
+        {"v": 1, "kind": "quarantine", "start_ns": 1.5, "end_ns": 5},
+    ):
+        with pytest.raises(PayloadError):
+            decode_command(json.dumps(bad).encode(), "quarantine")
+    assert SiteTopics("site1").command("quarantine", "controller") == (
+        "pcmm/v1/site1/command/quarantine/controller"
+    )
+
+
+def test_the_command_schema_documents_every_kind_and_the_quarantine_fields() -> None:
+    schema = json.loads((ROOT / "schemas" / "command.v1.json").read_text())
+    assert schema["properties"]["kind"]["enum"] == list(COMMAND_KINDS)
+    fields = {f.name for f in dataclasses.fields(CommandRequest)}
+    assert set(schema["properties"]) == fields | {"v"}
+    rules = {r["if"]["properties"]["kind"]["const"]: r["then"] for r in schema["allOf"]}
+    assert rules["quarantine"]["required"] == ["start_ns", "end_ns"]
+
+
+def test_the_edge_names_a_window_in_utc() -> None:
+    assert window_text(0, 1_500_000_000) == "1970-01-01T00:00:00.000Z/1970-01-01T00:00:01.500Z"
