@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller.supervisor import Action, Alarm
-from plant.payload import CommandReply, CommandRequest, Event, Scalar
+from plant.payload import CommandReply, CommandRequest, Event, Scalar, window_text
 
 SOURCE = "controller"  # Event.source of everything the controller records
 MODES = ("auto", "manual")
@@ -32,6 +32,11 @@ def request_of(action: Action) -> CommandRequest:
         if not (value is None or isinstance(value, bool | int | float | str)):
             value = str(value)
         return CommandRequest("setpoint", tag=action.target, value=value, reason=action.reason)
+    if action.kind == "quarantine":
+        start, end = action.value
+        return CommandRequest(
+            "quarantine", start_ns=time_ns(start), end_ns=time_ns(end), reason=action.reason
+        )
     raise ValueError(f"the controller cannot send a {action.kind!r} action")
 
 
@@ -91,6 +96,9 @@ def command_event(
     request = sent.request
     if request.kind == "setpoint":
         action, target, new = "write", request.tag, request.value
+    elif request.kind == "quarantine":
+        action, target = "quarantine", "genealogy"
+        new = window_text(request.start_ns, request.end_ns)
     else:
         action, target, new = request.action, "line", None
     if reply is None:

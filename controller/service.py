@@ -516,6 +516,9 @@ class ControllerService:
 def _describe(action: Action) -> str:
     if action.kind == "line":
         return f"line {action.target}"
+    if action.kind == "quarantine":
+        start, end = action.value
+        return f"quarantine of {start:.3f}..{end:.3f}"
     return f"{action.target} = {action.value}"
 
 

@@ -35,10 +35,14 @@ FB_REJECT = 2  # diverter.position_pv
 
 @dataclass(frozen=True, slots=True)
 class Action:
-    """A command the controller wants sent: a setpoint write or a line command."""
+    """A command the controller wants sent: a setpoint write, a line command or a quarantine.
 
-    kind: str  # "setpoint" or "line"
-    target: str  # tag id, or the line command (start, stop, abort, reset)
+    A quarantine flags in genealogy the tablets pressed in a window: its value is the window
+    (start, end) in the telemetry's time (the source times `step` is given).
+    """
+
+    kind: str  # "setpoint", "line" or "quarantine"
+    target: str  # tag id, the line command (start, stop, abort, reset), or "genealogy"
     value: Any
     reason: str
 
@@ -231,6 +235,8 @@ class Supervisor:
         accept, start-up or run-out material is reaching accept: stop every drive."""
         cfg = self.cfg
         held = state in HELD_STATES and self._v(f"{cfg.diverter}.position_pv", FB_REJECT) == 0
+        cond = self.conditions.get("diverter_stuck")
+        seen = cond.since if cond is not None and cond.since is not None else now
         if (
             self._condition(
                 now,
@@ -242,13 +248,11 @@ class Supervisor:
             and held
             and self.enabled
         ):
+            why = "diverter stuck at accept while the line holds it at reject"
+            # The gate showed accept one telemetry interval after tablets may have passed it.
             return [
-                Action(
-                    "line",
-                    "abort",
-                    None,
-                    "diverter stuck at accept while the line holds it at reject",
-                )
+                Action("line", "abort", None, why),
+                self._quarantine(seen - self.interval_s, now, why),
             ]
         return []
 
@@ -402,14 +406,19 @@ class Supervisor:
             )
             and stuck
         ):
-            actions.append(
-                Action(
-                    "line",
-                    "abort",
-                    None,
-                    "diverter stuck at accept while material must be rejected",
-                )
-            )
+            why = "diverter stuck at accept while material must be rejected"
+            actions.append(Action("line", "abort", None, why))
+            since = self.gate_commanded[1] if self.gate_commanded is not None else now
+            actions.append(self._quarantine(since, now, why))
+
+    def _quarantine(self, since: float, now: float, why: str) -> Action:
+        """Flag in genealogy what a stuck gate let through (domain.md, fault 13): the tablets
+        pressed from `since` (less the diversion margin) until the abort sent now has taken
+        effect (a reaction time later; the plant cuts a window that ends in its future)."""
+        start = max(since - self.planner.margin_s, 0.0)
+        end = now + self.reaction_s
+        reason = f"{why}: tablets that may have reached accept are held back"
+        return Action("quarantine", "genealogy", (round(start, 3), round(end, 3)), reason)
 
     # Loops -------------------------------------------------------------------------------------
     def _loops(self, now: float, actions: list[Action]) -> None:

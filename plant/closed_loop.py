@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from controller import Action, Alarm, Supervisor
-from twin import CommandResult, LineCommand, Plant, SetpointCommand
+from twin import CommandResult, LineCommand, Plant, QuarantineCommand, SetpointCommand
 from twin.commands import LineAction
 
 CONTROLLER_USER = "controller"
@@ -32,6 +32,9 @@ def carry_out(plant: Plant, action: Action) -> CommandResult:
     if action.kind == "line":
         command = LineCommand(cast(LineAction, action.target), CONTROLLER_USER, action.reason)
         return plant.apply(command)
+    if action.kind == "quarantine":
+        start, end = action.value
+        return plant.apply(QuarantineCommand(start, end, CONTROLLER_USER, action.reason))
     return plant.apply(
         SetpointCommand(action.target, action.value, user=CONTROLLER_USER, reason=action.reason)
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 VERSION = 1
@@ -284,6 +285,16 @@ def decode_command(data: bytes, kind: str) -> CommandRequest:
         fault_id = _field(obj, "fault_id", int, where)
         return CommandRequest(kind, action=action, fault_id=fault_id, reason=reason)
     return CommandRequest(kind, action=action, reason=reason)
+
+
+def window_text(start_ns: int, end_ns: int) -> str:
+    """A quarantine's window as people and audit records read it: ISO 8601 UTC, start/end."""
+
+    def iso(ns: int) -> str:
+        when = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=ns // 1000)
+        return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    return f"{iso(start_ns)}/{iso(end_ns)}"
 
 
 def encode_reply(reply: CommandReply) -> bytes:

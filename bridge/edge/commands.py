@@ -36,6 +36,7 @@ from plant.payload import (
     PayloadError,
     decode_command,
     encode_reply,
+    window_text,
 )
 from plant.tags import DataType, Tag, TagRegistry
 from plant.topics import ROOT
@@ -254,15 +255,6 @@ def _ns(when: datetime) -> int:
     aware = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
     delta = aware - EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
-
-
-def window_text(start_ns: int, end_ns: int) -> str:
-    """A quarantine window as people and audit records read it: ISO 8601 UTC, start/end."""
-
-    def iso(ns: int) -> str:
-        return _utc(ns).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-    return f"{iso(start_ns)}/{iso(end_ns)}"
 
 
 def _variant(value: Any) -> ua.Variant:

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from controller import Supervisor
+from controller import Action, ControllerConfig, Supervisor
 from plant.campaign import run_campaign
 from plant.closed_loop import LoopLog, run
 from plant.scenario import load_scenario
-from twin import FaultSpec, Plant
+from twin import FaultSpec, LineCommand, Plant
 
 ROOT = Path(__file__).resolve().parents[2]
 ONSET_S = 900.0
@@ -108,6 +108,20 @@ def check_diverter(plant: Plant, log: LoopLog) -> None:
     assert alarmed(log, "diverter_stuck")
     assert any(a.target == "abort" and r.accepted for _, a, r in log.actions)
     assert plant.state == "faulted"
+    # Fault 13's response is also "flag the window in genealogy": from the reject command that
+    # the gate did not follow to the abort, every tablet that reached accept is held back, so
+    # no OOS tablet is released whatever reached accept before the abort.
+    reject = next(t for t, a, _ in log.actions if a.value == "reject")
+    quarantines = [(t, a, r) for t, a, r in log.actions if a.kind == "quarantine"]
+    assert quarantines and all(r.accepted for _, _, r in quarantines)
+    t, action, result = quarantines[0]
+    assert action.target == "genealogy" and "diverter stuck" in action.reason
+    start, end = action.value
+    assert start <= reject and end >= t
+    assert result.new["tablets"] > 0 and plant.ledger.tablets_quarantined > 0
+    passed = [s for s in plant.ledger.slices if not s.diverted and s.time >= reject]
+    assert passed and all(s.quarantined for s in passed)
+    assert all(s.quarantined for s in plant.ledger.slices if s.oos and not s.diverted)
 
 
 CASES = [
@@ -158,6 +172,50 @@ def test_fault_response(case: Case) -> None:
     baseline, _ = campaign(case, controlled=False)
     if case.escapes_without_control:
         assert baseline.ledger.oos_accepted_tablets > 0
+
+
+class WithoutQuarantine(Supervisor):
+    """The supervisor as it was before fault 13's genealogy flag: abort only."""
+
+    def step(self, now: float) -> list[Action]:
+        return [a for a in super().step(now) if a.kind != "quarantine"]
+
+
+@pytest.mark.parametrize("flag", [True, False], ids=["quarantine", "abort only"])
+def test_oos_tablets_past_a_stuck_gate_are_held_back_by_the_quarantine(flag: bool) -> None:
+    """A slower stuck verdict (the gate given 20 s to report reject) lets OOS tablets reach
+    accept before the abort: the quarantine, not the timing, keeps them from being released."""
+    plant = Plant(seed=3, warm_start=True)
+    plant.inject(FaultSpec("diverter_stuck", onset_s=ONSET_S, user="test"))
+    plant.inject(
+        FaultSpec("refill_disturbance", magnitude=0.4, duration_s=200, onset_s=ONSET_S + 60)
+    )
+    kind = Supervisor if flag else WithoutQuarantine
+    log = run(plant, kind(ControllerConfig(gate_confirm_s=20.0)), 1800.0)
+    assert any(a.target == "abort" and r.accepted for _, a, r in log.actions)
+    ledger = plant.ledger
+    escaped = ledger.oos_quarantined_tablets + ledger.oos_accepted_tablets
+    assert escaped > 100  # OOS tablets did reach accept before the line stopped
+    if flag:
+        assert ledger.oos_accepted_tablets == 0
+        assert plant.read("diverter.true_oos_accepted") == 0
+        assert plant.read("diverter.true_oos_quarantined") == round(escaped)
+    else:
+        assert ledger.oos_accepted_tablets == escaped > 0
+
+
+def test_a_gate_stuck_at_accept_while_the_line_holds_it_quarantines_the_run_out() -> None:
+    plant = Plant(seed=3, warm_start=True)
+    run(plant, Supervisor(), 300.0)
+    plant.inject(FaultSpec("diverter_stuck", user="test"))
+    assert plant.apply(LineCommand("stop", reason="end of campaign")).accepted
+    log = run(plant, Supervisor(), 600.0)
+    kinds = [(a.kind, a.target) for _, a, _ in log.actions]
+    assert kinds == [("line", "abort"), ("quarantine", "genealogy")]
+    start, end = log.actions[1][1].value
+    assert start < 300.0 < end and log.actions[1][2].accepted
+    run_out = [s for s in plant.ledger.slices if s.time > 300.0 and not s.diverted]
+    assert run_out and all(s.quarantined for s in run_out)
 
 
 def test_commands_go_through_the_audited_command_path() -> None:

@@ -10,14 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from bridge.edge.commands import window_text
+from controller import Action
+from controller.messages import SentCommand, command_event, request_of
 from plant.kpi import compute
 from plant.payload import (
     COMMAND_KINDS,
+    CommandReply,
     CommandRequest,
     PayloadError,
     decode_command,
     encode_command,
+    window_text,
 )
 from plant.topics import SiteTopics
 from twin import LineCommand, Plant, QuarantineCommand, SetpointCommand
@@ -192,5 +195,29 @@ def test_the_command_schema_documents_every_kind_and_the_quarantine_fields() -> 
     assert rules["quarantine"]["required"] == ["start_ns", "end_ns"]
 
 
-def test_the_edge_names_a_window_in_utc() -> None:
+def test_a_window_reads_in_utc() -> None:
     assert window_text(0, 1_500_000_000) == "1970-01-01T00:00:00.000Z/1970-01-01T00:00:01.500Z"
+
+
+# The controller's quarantine on MQTT ----------------------------------------------------------
+
+
+def test_the_controller_sends_its_quarantine_as_a_quarantine_command() -> None:
+    action = Action("quarantine", "genealogy", (1_700_000_000.5, 1_700_000_030.0), "gate stuck")
+    request = request_of(action)
+    assert request == CommandRequest(
+        "quarantine",
+        start_ns=1_700_000_000_500_000_000,
+        end_ns=1_700_000_030_000_000_000,
+        reason="gate stuck",
+    )
+    assert decode_command(encode_command(request), "quarantine") == request
+    sent = SentCommand(request, 1_700_000_001.0, None, "controller")
+    event = command_event("site1", 7, sent, CommandReply(True, "accepted", "", 1), 5.0)
+    assert (event.action, event.target, event.user, event.accepted) == (
+        "quarantine",
+        "genealogy",
+        "controller",
+        True,
+    )
+    assert event.new == "2023-11-14T22:13:20.500Z/2023-11-14T22:13:50.000Z"
