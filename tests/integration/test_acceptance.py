@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import signal
 import subprocess
 from datetime import datetime
@@ -33,7 +32,7 @@ from bridge.edge.opcua import to_ns
 from opcua_server.address_space import tag_node_name
 from plant.scenario import load_scenario
 from plant.tags import build_registry
-from tests.support.demo import DemoProcess, demo_command
+from tests.support.demo import DemoProcess, demo_command, fault_status
 from tests.support.mqtt import wait_until
 from tests.support.servers import InfluxDB, need
 from twin.layout import load_layout
@@ -67,15 +66,7 @@ def demo(influxdb: InfluxDB, tmp_path: Path) -> DemoProcess:
 
 
 def plant_clock(command: list[str], env: dict[str, str]) -> datetime:
-    """The plant clock, as `plant fault status` reports it."""
-    done = subprocess.run(
-        [command[0], "fault", "status"], env=env, capture_output=True, text=True, timeout=30,
-        check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    match = re.search(r"plant clock: (\S+)", done.stdout)
-    assert match, done.stdout
-    return datetime.fromisoformat(match.group(1))
+    return fault_status(command, env)[0]
 
 
 def server_history(url: str, end: datetime) -> dict[str, list[int]]:
