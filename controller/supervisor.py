@@ -391,7 +391,8 @@ class Supervisor:
         # be accepted are reaching accept. Stop every drive now (domain.md, fault 13).
         position = self._v(f"{cfg.diverter}.position_pv", FB_REJECT)
         stuck = (
-            self.gate_commanded is not None
+            self.enabled  # watching only, nobody asked the gate to move
+            and self.gate_commanded is not None
             and self.gate_commanded[0] == REJECT
             and position != FB_REJECT
             and now - self.gate_commanded[1] > cfg.gate_confirm_s + self.reaction_s

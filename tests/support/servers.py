@@ -26,6 +26,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -342,8 +343,8 @@ def make_influxdb() -> InfluxDB:
     return server
 
 
-@pytest.fixture
-def influxdb() -> Iterator[InfluxDB]:
+@contextmanager
+def running_influxdb() -> Iterator[InfluxDB]:
     """A running influxd 1.x with database `pcmm`, and its v2 write proxy (`.v2_url`)."""
     server = make_influxdb()
     try:
@@ -356,3 +357,10 @@ def influxdb() -> Iterator[InfluxDB]:
             server.proxy.stop()
         server.kill()
         shutil.rmtree(server.folder, ignore_errors=True)
+
+
+@pytest.fixture
+def influxdb() -> Iterator[InfluxDB]:
+    """A running influxd 1.x with database `pcmm`, and its v2 write proxy (`.v2_url`)."""
+    with running_influxdb() as server:
+        yield server
