@@ -314,8 +314,11 @@ class CommandMethods:
         )
         result = self.plant.apply(command)
         if not result.accepted:
+            # The twin counts plant seconds; say where they start, for a client that sent UTC.
+            origin = clock.utc(0.0).isoformat(timespec="seconds").replace("+00:00", "Z")
+            why = f"{result.reason} (plant time counts seconds from {origin})"
             argument = 1 if result.reason.startswith("end") else 0
-            raise Refusal(ua.StatusCodes.BadOutOfRange, result.reason, argument)
+            raise Refusal(ua.StatusCodes.BadOutOfRange, why, argument)
         await self.on_change()
         flagged = result.new
         return [

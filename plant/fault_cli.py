@@ -16,7 +16,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -161,6 +161,23 @@ def format_time(seconds: float) -> str:
     return text + (f"{secs}s" if secs or not text else "")
 
 
+def parse_when(text: str, now: datetime, option: str) -> datetime:
+    """A time on the plant clock: `now`, `-10m` (that long before the plant clock's now), or an
+    ISO 8601 time (UTC unless it says otherwise), as the dashboards show source times."""
+    text = text.strip()
+    if text == "now":
+        return now
+    if text.startswith("-"):
+        return now - timedelta(seconds=parse_time(text[1:], option))
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"{option}: {text!r} is neither 'now', '-DURATION' (e.g. -10m) nor an ISO 8601 time"
+        ) from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
 def describe_fault(f: FaultInfo) -> str:
     ftype = CATALOGUE.get(f.kind)
     unit = f" {ftype.magnitude_unit}" if ftype and ftype.magnitude_unit else ""
@@ -283,6 +300,48 @@ async def clear_faults(
     for f in chosen:
         await plant.clear(f.id, reason)
     return chosen
+
+
+@app.command()
+def quarantine(
+    start: Annotated[
+        str,
+        typer.Option(
+            "--from",
+            help="Start: now, -DURATION (-10m: before the plant clock's "
+            "now) or an ISO 8601 time (UTC unless given).",
+        ),
+    ],
+    end: Annotated[str, typer.Option("--to", help="End, the same way.")] = "now",
+    reason: Reason = "",
+    url: Url = None,
+    user: User = None,
+    password: Password = None,
+    site: Site = None,
+    cert: Cert = None,
+    key: Key = None,
+) -> None:
+    """Flag a press-time window in genealogy: its accepted tablets are held back, not released
+    (fault 13's response). At most an hour; it may not end in the future while the press runs."""
+    for text, option in ((start, "--from"), (end, "--to")):
+        try:  # check the form before connecting; the times need the plant clock
+            parse_when(text, datetime.now(UTC), option)
+        except (ValueError, ScenarioError) as error:
+            raise fail(str(error)) from None
+    where = target(url, user, password, site, cert, key)
+
+    async def work(plant: OperatorClient) -> tuple[datetime, datetime, int]:
+        now = await plant.plant_clock()
+        now = now if now.tzinfo is not None else now.replace(tzinfo=UTC)
+        return await plant.quarantine(
+            parse_when(start, now, "--from"), parse_when(end, now, "--to"), reason
+        )
+
+    first, last, tablets = with_plant(where, work)
+    console.print(
+        f"quarantined {tablets:,} tablets pressed {first.isoformat(timespec='milliseconds')} "
+        f"to {last.isoformat(timespec='milliseconds')}"
+    )
 
 
 @app.command()

@@ -16,7 +16,7 @@ import contextlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -240,6 +240,20 @@ class OperatorClient:
 
     async def clear(self, fault_id: int, reason: str = "") -> None:
         await self.call("ClearFault", ua.Variant(fault_id, ua.VariantType.UInt32), _string(reason))
+
+    async def quarantine(
+        self, start: datetime, end: datetime, reason: str = ""
+    ) -> tuple[datetime, datetime, int]:
+        """Flag in genealogy the tablets pressed from `start` to `end` (UTC); returns the window
+        flagged and the accepted tablets it held back."""
+        out = await self.call(
+            "Quarantine",
+            ua.Variant(start, ua.VariantType.DateTime),
+            ua.Variant(end, ua.VariantType.DateTime),
+            _string(reason),
+        )
+        start, end = (t if t.tzinfo else t.replace(tzinfo=UTC) for t in out[:2])  # UTC on the wire
+        return start, end, int(out[2])
 
     async def faults(self) -> list[FaultInfo]:
         out = await self.call("ListFaults")

@@ -182,3 +182,22 @@ def test_run_plays_a_scenario_in_plant_time(tmp_path: Path) -> None:
             ("end of drill", 180),
         ):
             assert at - 5 <= records[reason].time - start <= at + 15, reason
+
+
+def test_quarantine_flags_a_window_on_the_plant_clock(server: RunningServer) -> None:
+    done = fault(server, "quarantine", "--from", "-30s", "--to", "now", "--reason", "cli test")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("quarantined ") and " tablets pressed " in done.stdout
+    assert server.plant.ledger.tablets_quarantined > 0
+    records = [r for r in server.audit() if r.action == "quarantine"]
+    assert (records[-1].user, records[-1].reason, records[-1].accepted) == (
+        "alice",
+        "cli test",
+        True,
+    )
+    too_long = fault(server, "quarantine", "--from=-1s", "--to", "2099-01-01T00:00:00Z")
+    assert too_long.returncode == 1
+    assert "longer than 3600 s" in one_line_error(too_long)
+    bad = fault(server, "quarantine", "--from", "yesterday")
+    assert bad.returncode == 2
+    assert "neither 'now'" in one_line_error(bad)

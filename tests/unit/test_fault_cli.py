@@ -6,13 +6,20 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import typer
 from typer.testing import CliRunner
 
-from plant.fault_cli import FaultCliSettings, check_fault, format_duration, format_time
+from plant.fault_cli import (
+    FaultCliSettings,
+    check_fault,
+    format_duration,
+    format_time,
+    parse_when,
+)
 from plant.fault_cli import app as fault_app
 from plant.kpi_cli import kpi
 from twin import CATALOGUE
@@ -59,6 +66,9 @@ def test_list_shows_the_catalogue_with_units() -> None:
         (["inject", "bridging", "--magnitude", "2"], "error: bad magnitude 2 for bridging"),
         (["inject", "bridging", "--duration", "soon"], "is not a time"),
         (["clear", "gremlins"], "neither a fault id nor a kind"),
+        (["quarantine", "--from", "yesterday"], "--from: 'yesterday' is neither 'now'"),
+        (["quarantine", "--from", "-soon"], "is not a time"),
+        (["quarantine", "--from", "-10m", "--to", "later"], "--to: 'later' is neither"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None:
@@ -67,6 +77,16 @@ def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None
     assert message in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert "Traceback" not in result.output
+
+
+def test_quarantine_times_are_on_the_plant_clock() -> None:
+    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert parse_when("now", now, "--to") == now
+    assert parse_when("-10m", now, "--from") == datetime(2026, 1, 2, 2, 54, 5, tzinfo=UTC)
+    assert parse_when("2026-01-02T03:00:00Z", now, "--from") == datetime(
+        2026, 1, 2, 3, 0, tzinfo=UTC
+    )
+    assert parse_when("2026-01-02T03:00:00", now, "--from").tzinfo is UTC  # naive: UTC
 
 
 def test_bad_scenario_is_refused_before_connecting(tmp_path: Path) -> None:
