@@ -12,13 +12,16 @@ Every error is one line on stderr, never a traceback.
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from pydantic import Field, SecretStr, ValidationError
@@ -129,6 +132,64 @@ def with_plant(where: Target, work: Callable[[OperatorClient], Awaitable[T]]) ->
         raise fail(f"unexpected {type(error).__name__}: {error}", 1) from None
 
 
+@dataclass(frozen=True)
+class Connection:
+    """The connection options as given (None: not given, so from `PLANT_FAULT_*`)."""
+
+    url: str | None
+    user: str | None
+    password: str | None
+    site: str | None
+    cert: Path | None
+    key: Path | None
+
+    def run(self, work: Callable[[OperatorClient], Awaitable[T]]) -> T:
+        """Resolve the settings, then do the work in a session (see `with_plant`)."""
+        where = target(self.url, self.user, self.password, self.site, self.cert, self.key)
+        return with_plant(where, work)
+
+
+_CONNECTION_OPTIONS = [
+    inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=option)
+    for name, option in (
+        ("url", Url),
+        ("user", User),
+        ("password", Password),
+        ("site", Site),
+        ("cert", Cert),
+        ("key", Key),
+    )
+]
+
+
+def plant_command(name: str | None = None) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Register a command that talks to the plant, with the connection options after its own.
+
+    The command declares its own arguments and options and a keyword-only
+    `connection: Connection`; the CLI shows its options followed by --url, --user, --password,
+    --site, --cert and --key, which reach the command bundled as `connection`. Nothing is resolved
+    or connected until the command calls `connection.run`, so it checks its own input first.
+    """
+
+    def register(command: Callable[..., None]) -> Callable[..., None]:
+        own = inspect.signature(command, eval_str=True)
+
+        @functools.wraps(command)
+        def with_connection(**options: Any) -> None:
+            given = {option.name: options.pop(option.name) for option in _CONNECTION_OPTIONS}
+            command(**options, connection=Connection(**given))
+
+        # Typer reads the options from the signature: the command's own, then the connection's.
+        own_options = [p for p in own.parameters.values() if p.name != "connection"]
+        with_connection.__signature__ = own.replace(  # type: ignore[attr-defined]
+            parameters=[*own_options, *_CONNECTION_OPTIONS]
+        )
+        app.command(name)(with_connection)
+        return command
+
+    return register
+
+
 # Parsing and formatting ----------------------------------------------------------------------
 def check_fault(kind: str, magnitude: float | None) -> str:
     """Check a fault against the catalogue; returns its magnitude unit, or raises ValueError."""
@@ -214,7 +275,7 @@ def list_faults() -> None:
     console.print(catalogue_table())
 
 
-@app.command()
+@plant_command()
 def inject(
     kind: Annotated[str, typer.Argument(help="Fault kind (see `plant fault list`).")],
     target_module: Annotated[
@@ -227,12 +288,8 @@ def inject(
         str, typer.Option(help="Plant time it lasts: 300, 5m, 1h; 0 until cleared.")
     ] = "0",
     reason: Reason = "",
-    url: Url = None,
-    user: User = None,
-    password: Password = None,
-    site: Site = None,
-    cert: Cert = None,
-    key: Key = None,
+    *,
+    connection: Connection,
 ) -> None:
     """Inject a fault now; prints its id (for `clear`)."""
     try:
@@ -240,12 +297,11 @@ def inject(
         duration_s = parse_time(duration, "--duration")
     except (ValueError, ScenarioError) as error:
         raise fail(str(error)) from None
-    where = target(url, user, password, site, cert, key)
 
     async def work(plant: OperatorClient) -> int:
         return await plant.inject(kind, target_module, magnitude, duration_s, reason)
 
-    fault_id = with_plant(where, work)
+    fault_id = connection.run(work)
     size = "default size" if magnitude is None else f"{magnitude:g} {unit}".strip()
     console.print(
         f"injected {kind} on {target_module or CATALOGUE[kind].default_target} "
@@ -253,30 +309,25 @@ def inject(
     )
 
 
-@app.command()
+@plant_command()
 def clear(
     fault: Annotated[str, typer.Argument(help="Fault id, or a kind to clear its active fault.")],
     target_module: Annotated[
         str, typer.Option("--target", help="With a kind: only the fault on this module.")
     ] = "",
     reason: Reason = "",
-    url: Url = None,
-    user: User = None,
-    password: Password = None,
-    site: Site = None,
-    cert: Cert = None,
-    key: Key = None,
+    *,
+    connection: Connection,
 ) -> None:
     """End a fault now, by id or by kind."""
     fault_id = int(fault) if fault.isdigit() else None
     if fault_id is None and fault not in CATALOGUE:
         raise fail(f"{fault!r} is neither a fault id nor a kind; known: {', '.join(CATALOGUE)}")
-    where = target(url, user, password, site, cert, key)
 
     async def work(plant: OperatorClient) -> list[FaultInfo]:
         return await clear_faults(plant, fault_id, fault, target_module, reason)
 
-    for cleared in with_plant(where, work):
+    for cleared in connection.run(work):
         console.print(f"cleared {describe_fault(cleared)}")
 
 
@@ -302,7 +353,7 @@ async def clear_faults(
     return chosen
 
 
-@app.command()
+@plant_command()
 def quarantine(
     start: Annotated[
         str,
@@ -314,12 +365,8 @@ def quarantine(
     ],
     end: Annotated[str, typer.Option("--to", help="End, the same way.")] = "now",
     reason: Reason = "",
-    url: Url = None,
-    user: User = None,
-    password: Password = None,
-    site: Site = None,
-    cert: Cert = None,
-    key: Key = None,
+    *,
+    connection: Connection,
 ) -> None:
     """Flag a press-time window in genealogy: its accepted tablets are held back, not released
     (fault 13's response). At most an hour; it may not end in the future while the press runs."""
@@ -328,7 +375,6 @@ def quarantine(
             parse_when(text, datetime.now(UTC), option)
         except (ValueError, ScenarioError) as error:
             raise fail(str(error)) from None
-    where = target(url, user, password, site, cert, key)
 
     async def work(plant: OperatorClient) -> tuple[datetime, datetime, int]:
         now = await plant.plant_clock()
@@ -337,25 +383,17 @@ def quarantine(
             parse_when(start, now, "--from"), parse_when(end, now, "--to"), reason
         )
 
-    first, last, tablets = with_plant(where, work)
+    first, last, tablets = connection.run(work)
     console.print(
         f"quarantined {tablets:,} tablets pressed {first.isoformat(timespec='milliseconds')} "
         f"to {last.isoformat(timespec='milliseconds')}"
     )
 
 
-@app.command()
-def status(
-    url: Url = None,
-    user: User = None,
-    password: Password = None,
-    site: Site = None,
-    cert: Cert = None,
-    key: Key = None,
-) -> None:
+@plant_command()
+def status(*, connection: Connection) -> None:
     """The line state, the plant clock and the pending and active faults."""
-    where = target(url, user, password, site, cert, key)
-    result = with_plant(where, lambda plant: plant.status())
+    result = connection.run(lambda plant: plant.status())
     clock = result.plant_time.isoformat(timespec="seconds") if result.plant_time else "unknown"
     console.print(f"line: {result.line_state}   plant clock: {clock}")
     if not result.faults:
@@ -365,17 +403,8 @@ def status(
 
 
 def _line_command(action: str) -> Callable[..., None]:
-    def command(
-        reason: Reason = "",
-        url: Url = None,
-        user: User = None,
-        password: Password = None,
-        site: Site = None,
-        cert: Cert = None,
-        key: Key = None,
-    ) -> None:
-        where = target(url, user, password, site, cert, key)
-        state = with_plant(where, lambda plant: plant.line(action, reason))
+    def command(reason: Reason = "", *, connection: Connection) -> None:
+        state = connection.run(lambda plant: plant.line(action, reason))
         console.print(f"{action}: line {state}")
 
     command.__doc__ = {
@@ -389,19 +418,15 @@ def _line_command(action: str) -> Callable[..., None]:
 
 
 for _action in ("start", "stop", "abort", "reset"):
-    app.command(_action)(_line_command(_action))
+    plant_command(_action)(_line_command(_action))
 
 
 # Scenarios -----------------------------------------------------------------------------------
-@app.command("run")
+@plant_command("run")
 def run_scenario(
     scenario_file: Annotated[Path, typer.Argument(help="Scenario YAML (see plant/scenario.py).")],
-    url: Url = None,
-    user: User = None,
-    password: Password = None,
-    site: Site = None,
-    cert: Cert = None,
-    key: Key = None,
+    *,
+    connection: Connection,
 ) -> None:
     """Play a scenario's timeline on the running plant, at plant time from now.
 
@@ -417,8 +442,7 @@ def run_scenario(
                 check_fault(event.kind, event.magnitude)
     except (ScenarioError, ValueError) as error:
         raise fail(str(error)) from None
-    where = target(url, user, password, site, cert, key)
-    refused = with_plant(where, lambda plant: play(plant, scenario, console.print))
+    refused = connection.run(lambda plant: play(plant, scenario, console.print))
     if refused:
         raise fail(f"{refused} of {len(scenario.events)} events refused", 1)
 
