@@ -26,7 +26,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import paho.mqtt.client as mqtt
 import typer
@@ -36,6 +36,10 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from plant import topics
+
+if TYPE_CHECKING:
+    from bridge.edge.settings import EdgeSettings
+    from bridge.historian.settings import HistorianSettings
 
 app = typer.Typer(
     help="Health checks of the plant services (exit 0 healthy, 1 not), e.g. for Docker.",
@@ -62,6 +66,14 @@ class Broker:
     site: str
     ca_file: Path | None = None
     tls: bool = False
+
+
+def bridge_broker(s: EdgeSettings | HistorianSettings) -> Broker:
+    """The broker of the edge gateway or the historian (their MQTT settings are named alike)."""
+    password = s.mqtt_password.get_secret_value()
+    return Broker(
+        s.mqtt_host, s.mqtt_port, s.mqtt_username, password, s.site, s.mqtt_ca_file, s.mqtt_tls
+    )
 
 
 def retained_status(broker: Broker, service: str, timeout_s: float) -> str:
@@ -191,17 +203,7 @@ def edge(timeout: Timeout = 5.0) -> None:
     from bridge.edge.settings import EdgeSettings  # noqa: PLC0415
 
     def check() -> str:
-        s = EdgeSettings()
-        broker = Broker(
-            s.mqtt_host,
-            s.mqtt_port,
-            s.mqtt_username,
-            s.mqtt_password.get_secret_value(),
-            s.site,
-            s.mqtt_ca_file,
-            s.mqtt_tls,
-        )
-        return require_online(broker, "edge", timeout)
+        return require_online(bridge_broker(EdgeSettings()), "edge", timeout)
 
     _run(check)
 
@@ -213,16 +215,7 @@ def historian(timeout: Timeout = 5.0) -> None:
 
     def check() -> str:
         s = HistorianSettings()
-        broker = Broker(
-            s.mqtt_host,
-            s.mqtt_port,
-            s.mqtt_username,
-            s.mqtt_password.get_secret_value(),
-            s.site,
-            s.mqtt_ca_file,
-            s.mqtt_tls,
-        )
-        status = require_online(broker, "historian", timeout)
+        status = require_online(bridge_broker(s), "historian", timeout)
         influx_ping(s.influx_url, timeout)
         return f"{status}, InfluxDB {s.influx_url} answers"
 
