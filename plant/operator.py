@@ -265,7 +265,7 @@ class OperatorClient:
         """Write a setpoint with a reason (the WriteSetpoint method); a server without that
         method gets a plain OPC UA write, which carries no reason."""
         try:
-            await self.call("WriteSetpoint", _string(tag), _scalar(value), _string(reason))
+            await self.call("WriteSetpoint", _string(tag), setpoint_variant(value), _string(reason))
         except NoSuchMethodError:
             await self._write_node(tag, value)
 
@@ -322,7 +322,9 @@ def _double(number: float) -> ua.Variant:
     return ua.Variant(float(number), ua.VariantType.Double)
 
 
-def _scalar(value: Any) -> ua.Variant:
+def setpoint_variant(value: Any) -> ua.Variant:
+    """A setpoint value as the `Value` argument of `WriteSetpoint` (the server checks it against
+    the tag): Boolean, Int64, Double, or else its text as String. The edge sends it the same way."""
     if isinstance(value, bool):
         return ua.Variant(value, ua.VariantType.Boolean)
     if isinstance(value, int):

@@ -29,6 +29,7 @@ from typing import Any
 from asyncua import ua
 
 from bridge.edge.opcua import COMMANDS, OpcUaSource
+from plant.operator import setpoint_variant
 from plant.payload import (
     CommandReply,
     CommandRequest,
@@ -152,7 +153,7 @@ class CommandExecutor:
                 "WriteSetpoint",
                 [
                     ua.Variant(request.tag, ua.VariantType.String),
-                    _variant(request.value),
+                    setpoint_variant(request.value),
                     ua.Variant(request.reason, ua.VariantType.String),
                     ua.Variant(user, ua.VariantType.String),
                 ],
@@ -255,16 +256,6 @@ def _ns(when: datetime) -> int:
     aware = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
     delta = aware - EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
-
-
-def _variant(value: Any) -> ua.Variant:
-    if isinstance(value, bool):
-        return ua.Variant(value, ua.VariantType.Boolean)
-    if isinstance(value, int):
-        return ua.Variant(value, ua.VariantType.Int64)
-    if isinstance(value, float):
-        return ua.Variant(value, ua.VariantType.Double)
-    return ua.Variant(str(value), ua.VariantType.String)
 
 
 def audit_events(site: str, outcome: Outcome, seq: int, time_ns: int) -> list[Event]:
