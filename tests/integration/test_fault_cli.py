@@ -173,15 +173,17 @@ def test_run_plays_a_scenario_in_plant_time(tmp_path: Path) -> None:
         assert "line stop: line stopping" in out[5]
         assert "1 of 5 events refused" in one_line_error(done)
         records = {r.reason: r for r in running.audit() if r.user == "alice"}
-        # Each event happened at its plant time after the first one (the run starts when the
-        # process has connected; the server ticks 5 s at a time at this speed).
+        # Each event happened at its plant time after the first one. The run's times count
+        # from the plant clock when it started, and the first event lands up to one server
+        # tick after that (5 plant s at this speed, more when the machine is busy), so a later
+        # event may be that much closer to the first.
         start = records["probe fouled"].time
         for reason, at in (
             ("heavier", 60),
             ("probe cleaned", 120),
             ("end of drill", 180),
         ):
-            assert at - 5 <= records[reason].time - start <= at + 15, reason
+            assert at - 10 <= records[reason].time - start <= at + 15, reason
 
 
 def test_quarantine_flags_a_window_on_the_plant_clock(server: RunningServer) -> None:
