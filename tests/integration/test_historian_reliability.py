@@ -1,10 +1,13 @@
-"""Nothing lost, nothing doubled: outages of InfluxDB (60 s), of the historian (SIGKILL) and of
-the broker (20 s) in the middle of a stream, counted sample by sample.
+"""Nothing lost, nothing doubled: outages of InfluxDB, of the historian (SIGKILL) and of the
+broker in the middle of a stream, counted sample by sample, at the historian alone.
 
 The publisher is `OutboxPublisher` (tests/support/mqtt.py): bridge.spool used as the edge's
 outbox, so the publisher side keeps what the broker has not acknowledged. Every sample carries
 a seq; the test reads every stored `<tag>_seq` back with InfluxQL and wants exactly
-0 .. N-1, once each, in time order. Each outage runs once (the issue asks for 60 s and 20 s).
+0 .. N-1, once each, in time order. The outages are shorter than the issue's 60 s and 20 s:
+those run, with the twin's ground truth, through the whole pipeline in
+tests/integration/test_pipeline_reliability.py; here the historian's own spool and session
+are what is tested.
 """
 
 from __future__ import annotations
@@ -28,8 +31,8 @@ from tests.support.servers import InfluxDB, Mosquitto
 pytestmark = pytest.mark.integration
 __all__ = ["start_historian"]  # the fixture, shared with test_historian.py
 
-INFLUX_OUTAGE_S = 60.0
-BROKER_OUTAGE_S = 20.0
+INFLUX_OUTAGE_S = 15.0
+BROKER_OUTAGE_S = 8.0
 
 
 class Stream:
@@ -84,7 +87,7 @@ def pipeline_max(influx: InfluxDB, site: str, field: str) -> float:
     return float(rows[0]["max"]) if rows else 0.0
 
 
-def test_influxdb_down_60_s_mid_stream(
+def test_influxdb_down_mid_stream(
     mosquitto: Mosquitto,
     influxdb: InfluxDB,
     outbox: OutboxPublisher,
@@ -104,7 +107,7 @@ def test_influxdb_down_60_s_mid_stream(
     assert historian.alive
     hist_site = historian.env["PLANT_HISTORIAN_SITE"]
     wait_until(lambda: pipeline_max(influxdb, hist_site, "retries") > 0, 10, "retries metric")
-    # The spool held the outage: about 60 s x 50 batches x 1 point, plus self-metrics.
+    # The spool held the outage: INFLUX_OUTAGE_S x 50 batches x 1 point, plus self-metrics.
     assert pipeline_max(influxdb, hist_site, "spool_depth") > 0.8 * INFLUX_OUTAGE_S * 50
     log = historian.text()
     assert log.count("write failed, retrying") == 1  # logged on the change of state only
@@ -132,7 +135,7 @@ def test_historian_sigkilled_and_restarted_mid_stream(
     assert "session resumed" in historian.text()
 
 
-def test_broker_down_20_s_mid_stream(
+def test_broker_down_mid_stream(
     mosquitto: Mosquitto,
     influxdb: InfluxDB,
     outbox: OutboxPublisher,
