@@ -55,7 +55,7 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIO_PATH = ROOT / "scenarios" / "acceptance.yaml"
 SCENARIO = load_scenario(SCENARIO_PATH)
-SPEED = 40.0
+SPEED = 50.0
 SITE = "site1"
 NAMESPACE = "urn:pcmm-twin:opcua"
 TRUTH = "diverter.true_oos_accepted"
@@ -189,7 +189,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     need("mosquitto")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PLANT_")}
     env.update(
-        # Two plant seconds between publications at this speed, as at 20x by default.
+        # 2.5 plant seconds between publications at this speed (2 at 20x by default).
         PLANT_OPCUA_PUBLISH_PERIOD_S="0.05",
         # The server keeps every sample of the run: the ground truth InfluxDB is counted against.
         PLANT_OPCUA_HISTORY_WINDOW_S=str(int(SCENARIO.hours * 3600 + 3600)),
