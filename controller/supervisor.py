@@ -105,7 +105,6 @@ class Supervisor:
         self.interval_s = 1.0  # plant s between decisions, as the telemetry comes
         self.producing_since: float | None = None
         self.estimate: dict[str, float | None] = {}
-        self.last_refill = -math.inf
         self.refill_lots: dict[str, float] = {}  # feeder -> lot number of its last refill
         self.refilled_at: dict[str, float] = {}  # feeder -> plant time of its last refill
         self.command_latency_s = 0.0  # plant seconds from a command to its effect (see note_...)
@@ -172,6 +171,11 @@ class Supervisor:
             self.last_run[loop] = now
             return True
         return False
+
+    @property
+    def last_refill(self) -> float:
+        """Plant time of the last refill of any feeder."""
+        return max(self.refilled_at.values(), default=-math.inf)
 
     def note_command_latency(self, plant_s: float) -> None:
         """A command's round trip, in plant seconds: slowly forgotten, quickly raised."""
@@ -270,7 +274,6 @@ class Supervisor:
             # the lot number it leaves behind cannot be missed.
             lot = self._v(f"{feeder}.refill_lot", -1.0)
             if self._v(f"{feeder}.refilling", 0) or lot != self.refill_lots.get(feeder, lot):
-                self.last_refill = now
                 self.refilled_at[feeder] = now
             self.refill_lots[feeder] = lot
             if self._good(pv):
@@ -623,12 +626,8 @@ class Supervisor:
 
         bridge = self.conditions.get("bridging", _Condition())
         # Feeder statistics mean something only away from refills, bridges and a saturated drive.
-        quiet = (
-            now - self.last_refill > 300.0
-            and not bridge.active
-            and now - bridge.cleared_at > 600.0
-            and drive < 95.0
-        )
+        steady = not bridge.active and now - bridge.cleared_at > 600.0 and drive < 95.0
+        quiet = steady and now - self.last_refill > 300.0
         # Reconciliation: NIR against the feeders' ratio, and the feeder's learnt feed factor.
         feed_factor = self._v(f"{api}.feed_factor")
         base = self.feed_factor_base.value
@@ -678,12 +677,7 @@ class Supervisor:
         # The API feeder's learnt feed factor is disturbed by its own refills (densified
         # powder), not by the other feeders': theirs come every few minutes and would hide a
         # drift for most of the time.
-        api_quiet = quiet or (
-            now - self.refilled_at.get(api, -math.inf) > 300.0
-            and not bridge.active
-            and now - bridge.cleared_at > 600.0
-            and drive < 95.0
-        )
+        api_quiet = steady and now - self.refilled_at.get(api, -math.inf) > 300.0
         self._condition(
             now,
             "feed_factor_drift",
