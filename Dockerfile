@@ -14,7 +14,6 @@ COPY opcua_server opcua_server
 COPY bridge bridge
 COPY controller controller
 COPY dashboards dashboards
-COPY bench bench
 # Wheels for the project and its pinned dependencies; the runtime stage installs only these.
 RUN pip wheel --no-cache-dir --wheel-dir /wheels -c deploy/requirements.lock .
 
