@@ -3,6 +3,11 @@
 Only what the plant's dashboards use: time series, stat, state timeline, table and bar chart
 panels with raw InfluxQL targets, template variables and annotation queries. Everything is
 plain JSON (dicts), so the generated files read like hand-written ones.
+
+The output conforms to Grafana's own schema (npm @grafana/schema at the version docker-compose
+ships; `python -m dashboards.schema_check` type-checks it): panel options and field configs
+carry every key their plugin's config type requires, with Grafana's default where the
+dashboards have no reason to differ (Grafana would fill the same defaults in on load).
 """
 
 from __future__ import annotations
@@ -126,8 +131,17 @@ class Panel:
         return panel
 
 
+def legend_and_tooltip() -> JSON:
+    """The legend and tooltip options time series and state timelines require (list legend
+    below the graph, no legend values; Grafana's default single-series tooltip)."""
+    return {
+        "legend": {"showLegend": True, "displayMode": "list", "placement": "bottom", "calcs": []},
+        "tooltip": {"mode": "single", "sort": "none"},
+    }
+
+
 def timeseries(title: str, items: list[Target], **kwargs: Any) -> Panel:
-    kwargs.setdefault("options", {"legend": {"displayMode": "list", "placement": "bottom"}})
+    kwargs.setdefault("options", legend_and_tooltip())
     kwargs.setdefault("custom", {"lineWidth": 1, "spanNulls": 30_000, "fillOpacity": 0})
     return Panel("timeseries", title, items, **kwargs)
 
@@ -142,20 +156,38 @@ def stat(title: str, items: list[Target], **kwargs: Any) -> Panel:
             "colorMode": "background",
             "graphMode": "none",
             "textMode": "value_and_name",
+            # Grafana's defaults for the rest of the stat panel's required options
+            "justifyMode": "auto",
+            "orientation": "auto",
+            "wideLayout": True,
+            "showPercentChange": False,
+            "percentChangeColorMode": "standard",
         },
     )
     return Panel("stat", title, items, **kwargs)
 
 
 def state_timeline(title: str, items: list[Target], **kwargs: Any) -> Panel:
-    kwargs.setdefault("options", {"showValue": "auto", "mergeValues": True, "rowHeight": 0.8})
+    kwargs.setdefault(
+        "options",
+        {
+            "showValue": "auto",
+            "mergeValues": True,
+            "rowHeight": 0.8,
+            **legend_and_tooltip(),
+        },
+    )
     kwargs.setdefault("custom", {"fillOpacity": 80, "lineWidth": 0})
     return Panel("state-timeline", title, items, **kwargs)
 
 
 def table(title: str, items: list[Target], **kwargs: Any) -> Panel:
     kwargs.setdefault("width", WIDTH)
-    kwargs.setdefault("options", {"showHeader": True, "cellHeight": "sm"})
+    kwargs.setdefault("options", {"showHeader": True, "cellHeight": "sm", "frameIndex": 0})
+    # Grafana's defaults for the table's required field config (defaultTableFieldOptions)
+    kwargs.setdefault(
+        "custom", {"align": "auto", "cellOptions": {"type": "auto"}, "inspect": False}
+    )
     return Panel("table", title, items, **kwargs)
 
 
@@ -178,19 +210,22 @@ def layout(panels: Sequence[Panel]) -> list[JSON]:
 
 
 def query_variable(name: str, label: str, query: str, *, multi: bool = False) -> JSON:
-    """A template variable filled from InfluxDB (SHOW TAG VALUES ...)."""
+    """A template variable filled from InfluxDB (SHOW TAG VALUES ...).
+
+    No `current` (Grafana selects the first value, or All, on load) and no `definition` (a
+    display copy of the query that Grafana's schema does not have): an empty `current: {}`
+    is not a valid selection in the schema (its text and value are required).
+    """
     return {
         "name": name,
         "label": label,
         "type": "query",
         "datasource": DATASOURCE,
         "query": query,
-        "definition": query,
         "refresh": 1,  # on dashboard load: a new site appears without editing anything
         "sort": 1,
         "multi": multi,
         "includeAll": multi,
-        "current": {},
         "options": [],
     }
 
@@ -212,19 +247,27 @@ def custom_variable(name: str, label: str, values: Sequence[str]) -> JSON:
 def influx_annotation(name: str, color: str, query: str, *, title: str, text: str) -> JSON:
     """Annotations from an InfluxQL query: one mark per row, columns for title, text and tags.
 
-    The legacy top-level fields and `target` carry the same query: Grafana 10-11 reads
-    `target` and migrates the top-level form when `target` is missing.
+    Everything is in `target`, as Grafana's InfluxDB annotation editor saves it. Grafana reads
+    the column names only from a target marked `fromAnnotations`; without it the query runs as
+    a plain one and its rows are mapped by field name and type instead. (The legacy top-level
+    `query`/`titleColumn`/... form is not in Grafana's schema, and Grafana ignores it when
+    `target` has a query.)
     """
-    columns = {"titleColumn": title, "textColumn": text, "tagsColumn": "kind"}
     return {
         "name": name,
         "datasource": DATASOURCE,
         "enable": True,
         "hide": False,
         "iconColor": color,
-        "query": query,
-        **columns,
-        "target": {"query": query, "rawQuery": True, "refId": "Anno", **columns},
+        "target": {
+            "refId": "Anno",
+            "query": query,
+            "rawQuery": True,
+            "fromAnnotations": True,
+            "titleColumn": title,
+            "textColumn": text,
+            "tagsColumn": "kind",
+        },
     }
 
 
@@ -238,7 +281,13 @@ def grafana_annotations() -> JSON:
         "hide": True,
         "iconColor": "rgba(0, 211, 255, 1)",
         "type": "dashboard",
-        "target": {"limit": 100, "matchAny": True, "tags": ["pcmm"], "type": "tags"},
+        "target": {
+            "refId": "Anno",
+            "limit": 100,
+            "matchAny": True,
+            "tags": ["pcmm"],
+            "type": "tags",
+        },
     }
 
 
@@ -274,6 +323,9 @@ def dashboard(
                 "asDropdown": True,
                 "includeVars": True,
                 "keepTime": True,
+                "targetBlank": False,
+                "icon": "external link",
+                "tooltip": "",
             }
         ],
         "panels": layout(panels),

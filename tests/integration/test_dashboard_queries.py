@@ -269,14 +269,16 @@ def test_annotations_mark_faults_setpoints_and_alarms(loaded: tuple[InfluxDB, Ru
         for annotation in model["annotations"]["list"]:
             if annotation.get("builtIn"):
                 continue
-            rows = server.query(expand(annotation["target"]["query"], run))
+            target = annotation["target"]
+            assert target["fromAnnotations"] is True, f"{stem}: {annotation['name']}"
+            rows = server.query(expand(target["query"], run))
             assert rows, f"{stem}: annotation {annotation['name']} finds nothing"
             for column in ("titleColumn", "textColumn", "tagsColumn"):
-                assert annotation[column] in rows[0], f"{stem}: {annotation['name']} {column}"
+                assert target[column] in rows[0], f"{stem}: {annotation['name']} {column}"
     faults = next(
         a for a in _models()["plant-overview"]["annotations"]["list"] if a["name"] == "Faults"
     )
-    actions = {r["action"] for r in server.query(expand(faults["query"], run))}
+    actions = {r["action"] for r in server.query(expand(faults["target"]["query"], run))}
     assert {"inject_fault", "fault_active"} <= actions
 
 

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from dashboards import generate
 from dashboards.build import build_all, registry
@@ -110,3 +111,11 @@ def test_dashboards_have_unique_uids_site_variable_and_event_annotations(
         assert "site" in variables
         names = [a["name"] for a in model["annotations"]["list"]]  # type: ignore[index]
         assert {"Faults", "Setpoint changes"} <= set(names)
+
+
+def test_datasource_provisioning_states_influxql() -> None:
+    """The datasource the dashboards use is InfluxQL by configuration, not by default."""
+    path = generate.OUT.parent / "provisioning" / "datasources" / "influxdb.yml"
+    (source,) = yaml.safe_load(path.read_text(encoding="utf-8"))["datasources"]
+    assert (source["type"], source["uid"]) == ("influxdb", DATASOURCE_UID)
+    assert source["jsonData"]["version"] == "InfluxQL"
