@@ -10,7 +10,11 @@ container it runs with the service's own environment (the docker-compose healthc
   `pcmm/v1/<site>/status/<service>` after connecting to the broker, and its Last Will (or a
   clean stop) turns it `offline`. The check logs in with the service's own MQTT user under
   another client id (reusing the service's id would disconnect the service) and reads that
-  retained message. The historian must also reach InfluxDB (`/ping`).
+  retained message.
+- historian, also: InfluxDB must take its writes. The check makes the one authenticated call
+  a write-only token allows, an empty write to the bucket, with the historian's own client and
+  settings (URL, TLS, token, org, bucket: `InfluxSink.check_write_access`), so a wrong or
+  revoked token reads unhealthy instead of the historian spooling while "healthy".
 
 One line on stderr says why a check failed; no traceback.
 """
@@ -21,8 +25,6 @@ import asyncio
 import os
 import ssl
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +41,7 @@ from plant import topics
 
 if TYPE_CHECKING:
     from bridge.edge.settings import EdgeSettings
+    from bridge.historian.influx import InfluxSink
     from bridge.historian.settings import HistorianSettings
 
 app = typer.Typer(
@@ -137,14 +140,16 @@ def require_online(broker: Broker, service: str, timeout_s: float) -> str:
     return f"{service} of {broker.site} online"
 
 
-def influx_ping(url: str, timeout_s: float) -> None:
-    """InfluxDB answers /ping with 204 (1.x, 2.x and 3.x alike)."""
+def influx_write_access(sink: InfluxSink) -> None:
+    """InfluxDB takes this sink's writes (one empty write), or raise `UnhealthyError`."""
+    from bridge.historian.influx import AccessError  # noqa: PLC0415
+
     try:
-        with urllib.request.urlopen(f"{url.rstrip('/')}/ping", timeout=timeout_s) as reply:
-            if reply.status != 204:
-                raise UnhealthyError(f"InfluxDB {url} /ping answered {reply.status}")
-    except (urllib.error.URLError, OSError) as error:
-        raise UnhealthyError(f"InfluxDB {url} unreachable: {error}") from None
+        sink.check_write_access()
+    except AccessError as error:
+        raise UnhealthyError(str(error)) from None
+    finally:
+        sink.close()
 
 
 async def opcua_state(url: str, timeout_s: float) -> str:
@@ -170,16 +175,19 @@ async def opcua_state(url: str, timeout_s: float) -> str:
 
 
 def _run(check: Callable[[], str]) -> None:
+    # One line whatever the width (rich wraps at 80 columns without a terminal, which is how
+    # Docker runs a healthcheck), and a server's words printed as they are (no markup).
     try:
         message = check()
     except UnhealthyError as error:
-        err.print(f"unhealthy: {error}")
+        err.print(f"unhealthy: {error}", soft_wrap=True, markup=False)
         raise typer.Exit(1) from None
     except ValidationError as error:
         first = error.errors()[0]
-        err.print(f"unhealthy: settings: {'.'.join(map(str, first['loc']))}: {first['msg']}")
+        where = ".".join(map(str, first["loc"]))
+        err.print(f"unhealthy: settings: {where}: {first['msg']}", soft_wrap=True, markup=False)
         raise typer.Exit(1) from None
-    err.print(f"healthy: {message}")
+    err.print(f"healthy: {message}", soft_wrap=True, markup=False)
 
 
 @app.command()
@@ -210,14 +218,15 @@ def edge(timeout: Timeout = 5.0) -> None:
 
 @app.command()
 def historian(timeout: Timeout = 5.0) -> None:
-    """The historian (settings: PLANT_HISTORIAN_*): online on MQTT and InfluxDB reachable."""
+    """The historian (settings: PLANT_HISTORIAN_*): online on MQTT, its InfluxDB token good."""
+    from bridge.historian.influx import InfluxSink  # noqa: PLC0415
     from bridge.historian.settings import HistorianSettings  # noqa: PLC0415
 
     def check() -> str:
         s = HistorianSettings()
         status = require_online(bridge_broker(s), "historian", timeout)
-        influx_ping(s.influx_url, timeout)
-        return f"{status}, InfluxDB {s.influx_url} answers"
+        influx_write_access(InfluxSink.from_settings(s, timeout_s=timeout))
+        return f"{status}, InfluxDB {s.influx_url} takes its writes to {s.influx_bucket!r}"
 
     _run(check)
 

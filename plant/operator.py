@@ -112,7 +112,7 @@ def _status_name(code: Any) -> str:
     return f"0x{value:08X}" if doc.startswith("Unknown") else str(name)
 
 
-def _certificate_uri(path: Path) -> str | None:
+def certificate_uri(path: Path) -> str | None:
     """The application URI in a certificate's subject alternative name (it must match ours)."""
     data = path.read_bytes()
     try:
@@ -145,7 +145,7 @@ class OperatorClient:
             if t.cert is not None or t.key is not None:
                 if t.cert is None or t.key is None:
                     raise PlantError("a client certificate needs both --cert and --key")
-                uri = _certificate_uri(t.cert)
+                uri = certificate_uri(t.cert)
                 if uri:
                     client.application_uri = uri
                 await client.set_security(

@@ -1,28 +1,42 @@
-"""`plant stack init`: the secrets of the docker-compose stack, made on first start.
+"""`plant stack init` and `plant stack influx-tokens`: the docker-compose stack's secrets.
 
-docker-compose runs this once before anything else (service `init`). It writes, into the
-`secrets` volume, one file per secret: MQTT passwords of the broker's users, the OPC UA
-passwords of the edge and the operator, the InfluxDB admin password and token, and the
-Grafana admin password. A secret that exists is kept; a missing one is generated; a value
-given as `PLANT_SECRET_<NAME>` (from `.env`, see deploy/stack.env.example) replaces it. Then
-it derives what servers need from them:
+docker-compose runs `init` once before anything else. It keeps one store of secrets (a volume
+only `init` mounts): the MQTT passwords of the broker's users, the OPC UA passwords of the edge
+and the operator, the InfluxDB admin password and all-access token, the Grafana admin password,
+and the OPC UA certificates (each site's server, each OPC UA client). A secret that exists is
+kept; a missing one is generated; a value given as `PLANT_SECRET_<NAME>` (from `.env`, see
+deploy/stack.env.example) replaces it. From the store it writes:
 
-- the broker's config folder: mosquitto.conf and acl copied from deploy/mosquitto, and
-  `passwd` with PBKDF2-SHA512 hashes in mosquitto 2's `$7$` format;
-- `opcua_users.toml`, the OPC UA server's users file (edge and operator, role operator).
+- each consumer's own folder (a volume per service, mounted at its /run/secrets): only the
+  files that service needs, owned by the user the service runs as, mode 0400. Compose's own
+  `secrets:` cannot carry these: outside swarm they are bind mounts of host files, which must
+  exist when `up` creates the containers, before `init` has run;
+- the broker's config folder: mosquitto.conf from deploy/mosquitto, the ACL with one `edge-`
+  and one `controller-<site>` account per site whose lines name that site only, and `passwd`
+  (PBKDF2-SHA512, mosquitto 2's `$7$`), both owned by the broker's user, mode 0600;
+- the OPC UA users file (salted scrypt hashes) and each twin's PKI folder: its server key and
+  certificate, and the client certificates it trusts (its edge's and the `cli` tools').
 
-Nothing secret is ever committed or printed.
+`influx-tokens` runs once InfluxDB is up: with the all-access token it makes a token that can
+only read the bucket (Grafana) and one that can only write it (the historian). InfluxDB 2 does
+not let a client choose a token's value, so these cannot be made ahead by `init`.
+
+The native demo (`plant demo`) uses the store functions with one `edge` and one `controller`
+account for every site (deploy/mosquitto/acl as written). Nothing secret is ever committed or
+printed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import os
+import re
 import secrets
 import shutil
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
@@ -30,22 +44,54 @@ import typer
 from rich.console import Console
 
 MQTT_USERS = ("edge", "historian", "controller", "operator", "viewer")  # deploy/mosquitto/acl
+SITE_USERS = ("edge", "controller")  # in the stack: one account per site, for that site only
 OPCUA_OPERATORS = ("edge", "operator")  # may write setpoints and call methods
-SECRETS = (
-    *(f"mqtt_{user}_password" for user in MQTT_USERS),
-    *(f"opcua_{user}_password" for user in OPCUA_OPERATORS),
-    "influxdb_admin_password",
-    "influxdb_token",
-    "grafana_admin_password",
-)
+
+
+def secret_names(mqtt_users: Iterable[str]) -> tuple[str, ...]:
+    """The secrets of a broker with these users, the OPC UA operators, InfluxDB and Grafana."""
+    return (
+        *(f"mqtt_{user}_password" for user in mqtt_users),
+        *(f"opcua_{user}_password" for user in OPCUA_OPERATORS),
+        "influxdb_admin_password",
+        "influxdb_token",
+        "grafana_admin_password",
+    )
+
+
+SECRETS = secret_names(MQTT_USERS)  # the demo's (and the tests'): site-independent accounts
 OVERRIDE_PREFIX = "PLANT_SECRET_"
+# Characters a chosen secret may not hold: `$` is expanded by compose in .env values and by
+# Grafana's provisioning ($__file, $VAR); whitespace, quotes and control characters end or
+# split a line of an env file, of mosquitto's passwd or of a TOML string.
+UNSAFE_SECRET = re.compile(r"[$\s\"'\\\x00-\x1f\x7f-\x9f]")
 MOSQUITTO_UID = 1883  # the eclipse-mosquitto image's `mosquitto` user
+INFLUXDB_UID = 1000  # the influxdb:2.7 image's `influxdb` user
+GRAFANA_UID = 472  # the grafana-oss image's `grafana` user
+PLANT_UID = 10001  # the `plant` user of our image (Dockerfile)
+# site -> the compose service of its twin, the host name the edge and `cli` reach it by.
+STACK_SITES = {"site1": "twin", "site2": "twin-site2"}
 # mosquitto 2's defaults for `mosquitto_passwd` ($7$: PBKDF2-HMAC-SHA512).
 PBKDF2_ITERATIONS = 101
 SALT_BYTES = 12
 
 app = typer.Typer(help="Set up the docker-compose stack.", no_args_is_help=True)
 err = Console(stderr=True, highlight=False)
+
+
+class StackError(Exception):
+    """Something the user can fix (a secret that cannot be used, an unreachable InfluxDB)."""
+
+
+def stack_mqtt_users(sites: Iterable[str]) -> tuple[str, ...]:
+    """The broker's accounts in the stack: shared ones, and `edge-<site>`, `controller-<site>`."""
+    shared = tuple(user for user in MQTT_USERS if user not in SITE_USERS)
+    return (*shared, *(f"{user}-{site}" for site in sites for user in SITE_USERS))
+
+
+def override_variable(name: str) -> str:
+    """`mqtt_edge-site1_password` -> `PLANT_SECRET_MQTT_EDGE_SITE1_PASSWORD`."""
+    return OVERRIDE_PREFIX + name.upper().replace("-", "_")
 
 
 def mosquitto_hash(password: str, salt: bytes | None = None) -> str:
@@ -68,24 +114,47 @@ class Written:
     kept: list[str]
 
 
-def _write(path: Path, text: str, mode: int, uid: int | None = None) -> None:
+def _write(path: Path, text: str | bytes, mode: int, uid: int | None = None) -> None:
     """Write atomically (a reader never sees half a file) with its final mode and owner."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
+    if isinstance(text, bytes):
+        tmp.write_bytes(text)
+    else:
+        tmp.write_text(text, encoding="utf-8")
     tmp.chmod(mode)
     if uid is not None and os.geteuid() == 0:
-        os.chown(tmp, uid, -1)  # 0600: only the owner matters
+        os.chown(tmp, uid, -1)  # 0400/0600: only the owner matters
     tmp.replace(path)
 
 
-def init_secrets(folder: Path, overrides: Mapping[str, str]) -> Written:
-    """Make sure every secret has a file in `folder`; return what was done to each."""
+def check_override(variable: str, value: str) -> None:
+    """Refuse a chosen secret that compose, Grafana or a config file would mangle."""
+    bad = UNSAFE_SECRET.search(value)
+    if bad is not None:
+        what = "'$'" if bad.group() == "$" else f"character {bad.group()!r}"
+        raise StackError(
+            f"{variable} holds {what}: compose and Grafana expand '$', and whitespace, quotes "
+            "and control characters break env and password files; choose another value"
+        )
+
+
+def init_secrets(
+    folder: Path, overrides: Mapping[str, str], names: Sequence[str] = SECRETS
+) -> Written:
+    """Make sure every secret has a file in `folder`; return what was done to each.
+
+    Every override is checked before anything is written, so a refused one changes nothing.
+    """
+    for name in names:
+        variable = override_variable(name)
+        if overrides.get(variable):
+            check_override(variable, overrides[variable])
     folder.mkdir(parents=True, exist_ok=True)
-    folder.chmod(0o755)
+    folder.chmod(0o700)
     done = Written([], [], [])
-    for name in SECRETS:
+    for name in names:
         path = folder / name
-        given = overrides.get(OVERRIDE_PREFIX + name.upper(), "")
+        given = overrides.get(override_variable(name), "")
         if given:
             if not path.exists() or path.read_text(encoding="utf-8") != given:
                 done.overridden.append(name)
@@ -98,9 +167,9 @@ def init_secrets(folder: Path, overrides: Mapping[str, str]) -> Written:
         else:
             value = new_secret()
             done.generated.append(name)
-        # Readable by every container of the stack (each runs as its own user: plant 10001,
-        # grafana 472, influxdb 1000); the volume is mounted only by the stack's containers.
-        _write(path, value, 0o444)
+        # The store: only its owner reads it (`init` in the stack, the demo natively); the
+        # services get copies of their own secrets (write_consumers).
+        _write(path, value, 0o400)
     return done
 
 
@@ -108,39 +177,305 @@ def read_secret(folder: Path, name: str) -> str:
     return (folder / name).read_text(encoding="utf-8")
 
 
+def site_acl(acl: str, sites: Iterable[str]) -> str:
+    """deploy/mosquitto/acl with each site user's section repeated per site, for that site.
+
+    `user edge` becomes `user edge-site1` whose lines say `pcmm/v1/site1/...` where the file
+    says `pcmm/v1/+/...`, and whose own name in command and reply topics is `edge-site1`; so
+    one site's controller can neither command nor read another site. Other users are kept.
+    """
+    preamble: list[str] = []
+    sections: list[tuple[str, list[str]]] = []
+    for line in acl.splitlines():
+        words = line.split()
+        if len(words) == 2 and words[0] == "user":
+            sections.append((words[1], [line]))
+        elif sections:
+            sections[-1][1].append(line)
+        else:
+            preamble.append(line)
+    missing = set(SITE_USERS) - {name for name, _ in sections}
+    if missing:
+        raise StackError(f"the ACL has no section for {', '.join(sorted(missing))}")
+    out = list(preamble)
+    for name, lines in sections:
+        if name not in SITE_USERS:
+            out += lines
+            continue
+        for site in sites:
+            account = f"{name}-{site}"
+            for line in lines:
+                scoped = line.replace("pcmm/v1/+/", f"pcmm/v1/{site}/")
+                scoped = re.sub(rf"/(command/\+|reply)/{name}$", rf"/\1/{account}", scoped)
+                out.append(f"user {account}" if line == f"user {name}" else scoped)
+    return "\n".join(out) + "\n"
+
+
 def write_mosquitto_config(
-    secrets_dir: Path, deploy_dir: Path, out: Path, uid: int = MOSQUITTO_UID
+    secrets_dir: Path,
+    deploy_dir: Path,
+    out: Path,
+    uid: int = MOSQUITTO_UID,
+    sites: Sequence[str] | None = None,
 ) -> None:
-    """The broker's config folder: conf and ACL from deploy/, passwd from the secrets."""
+    """The broker's config folder: conf and ACL from deploy/, passwd from the secrets.
+
+    With `sites`, the stack's accounts (site_acl); without, deploy/mosquitto/acl as written.
+    """
     out.mkdir(parents=True, exist_ok=True)
-    for name in ("mosquitto.conf", "acl"):
-        shutil.copyfile(deploy_dir / name, out / name)
-        (out / name).chmod(0o644)
+    shutil.copyfile(deploy_dir / "mosquitto.conf", out / "mosquitto.conf")
+    (out / "mosquitto.conf").chmod(0o644)
+    acl = (deploy_dir / "acl").read_text(encoding="utf-8")
+    users: Sequence[str] = MQTT_USERS
+    if sites is not None:
+        acl, users = site_acl(acl, sites), stack_mqtt_users(sites)
     lines = [
         f"{user}:{mosquitto_hash(read_secret(secrets_dir, f'mqtt_{user}_password'))}"
-        for user in MQTT_USERS
+        for user in users
     ]
-    # mosquitto warns about (and future versions refuse) a passwd file others can read.
+    # mosquitto 2.0.20 warns about (and says future versions refuse) passwd and ACL files
+    # that others can read, or that another user owns.
+    _write(out / "acl", acl, 0o600, uid)
     _write(out / "passwd", "\n".join(lines) + "\n", 0o600, uid)
 
 
 def write_opcua_users(secrets_dir: Path) -> Path:
-    """The OPC UA server's users file: unsalted SHA-256, as opcua_server.security expects."""
+    """The OPC UA server's users file: salted scrypt hashes, as opcua_server.security expects.
+
+    Written again on every run (new salts), which also replaces a file of an older version.
+    """
+    # Imported here: opcua_server imports asyncua (most of a second), which only this needs.
+    from opcua_server.security import hash_password  # noqa: PLC0415
+
     entries = []
     for user in OPCUA_OPERATORS:
-        password = read_secret(secrets_dir, f"opcua_{user}_password")
-        digest = hashlib.sha256(password.encode()).hexdigest()
-        entries.append(f'[users.{user}]\nrole = "operator"\npassword_sha256 = "{digest}"\n')
+        stored = hash_password(read_secret(secrets_dir, f"opcua_{user}_password"))
+        entries.append(f'[users.{user}]\nrole = "operator"\npassword_hash = "{stored}"\n')
     path = secrets_dir / "opcua_users.toml"
     _write(path, "\n".join(entries), 0o444)
     return path
 
 
+def server_application_uri(site: str) -> str:
+    """The twin's OPC UA application URI (opcua_server.server.PlantServer.application_uri)."""
+    return f"urn:pcmm-twin:{site}:opcua-server"
+
+
+def client_application_uri(name: str) -> str:
+    return f"urn:pcmm-twin:{name}:opcua-client"
+
+
+def opcua_clients(sites: Iterable[str]) -> tuple[str, ...]:
+    """The stack's OPC UA client applications: each site's edge and the `cli` tools."""
+    return (*(f"edge-{site}" for site in sites), "cli")
+
+
+async def ensure_opcua_pki(store: Path, sites: Mapping[str, str]) -> None:
+    """Each site's server key and certificate, and each client's, in the store.
+
+    A certificate is made when missing, and again when it no longer fits (another host name,
+    or expired: asyncua's certificates last a year, and `init` runs on every `up`). The twin
+    would otherwise make its own on first start, which the edge could not pin beforehand.
+    """
+    from asyncua.crypto.cert_gen import setup_self_signed_certificate  # noqa: PLC0415
+    from cryptography.x509.oid import ExtendedKeyUsageOID  # noqa: PLC0415
+
+    subject = {"organizationName": "PCMM twin"}
+    for site, host in sites.items():
+        folder = store / "opcua" / "server" / site
+        folder.mkdir(parents=True, exist_ok=True)
+        await setup_self_signed_certificate(
+            folder / "key.pem", folder / "cert.der", server_application_uri(site), host,
+            [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH], subject,
+        )  # fmt: skip
+    for name in opcua_clients(sites):
+        folder = store / "opcua" / "client" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        await setup_self_signed_certificate(
+            folder / "key.pem", folder / "cert.der", client_application_uri(name), name,
+            [ExtendedKeyUsageOID.CLIENT_AUTH], subject,
+        )  # fmt: skip
+    for path in (store / "opcua").rglob("key.pem"):
+        path.chmod(0o400)
+
+
+@dataclass(frozen=True, slots=True)
+class Consumer:
+    """One service's secrets folder: its owner, and file -> the store's file it copies."""
+
+    uid: int
+    files: dict[str, str] = field(default_factory=dict)
+
+
+def consumers(sites: Mapping[str, str]) -> dict[str, Consumer]:
+    """Who gets which secrets in the stack (a volume each, mounted at its /run/secrets)."""
+    out = {
+        # the broker's healthcheck logs in as the viewer
+        "mosquitto": Consumer(MOSQUITTO_UID, {"mqtt_viewer_password": "mqtt_viewer_password"}),
+        "influxdb": Consumer(
+            INFLUXDB_UID, {name: name for name in ("influxdb_admin_password", "influxdb_token")}
+        ),
+        # + influxdb_read_token from `influx-tokens`
+        "grafana": Consumer(GRAFANA_UID, {"grafana_admin_password": "grafana_admin_password"}),
+        # + influxdb_write_token from `influx-tokens`
+        "historian": Consumer(PLANT_UID, {"mqtt_password": "mqtt_historian_password"}),
+        "cli": Consumer(
+            PLANT_UID,
+            {
+                "opcua_operator_password": "opcua_operator_password",
+                "opcua-client/key.pem": "opcua/client/cli/key.pem",
+                "opcua-client/cert.der": "opcua/client/cli/cert.der",
+                **{f"opcua-server/{site}.der": f"opcua/server/{site}/cert.der" for site in sites},
+            },
+        ),
+    }
+    for site in sites:
+        out[f"twin-{site}"] = Consumer(
+            PLANT_UID,
+            {
+                "opcua_users.toml": "opcua_users.toml",
+                "opcua-pki/server/key.pem": f"opcua/server/{site}/key.pem",
+                "opcua-pki/server/cert.der": f"opcua/server/{site}/cert.der",
+                f"opcua-pki/trusted/edge-{site}.der": f"opcua/client/edge-{site}/cert.der",
+                "opcua-pki/trusted/cli.der": "opcua/client/cli/cert.der",
+            },
+        )
+        out[f"edge-{site}"] = Consumer(
+            PLANT_UID,
+            {
+                "mqtt_password": f"mqtt_edge-{site}_password",
+                "opcua_password": "opcua_edge_password",
+                "opcua-client/key.pem": f"opcua/client/edge-{site}/key.pem",
+                "opcua-client/cert.der": f"opcua/client/edge-{site}/cert.der",
+                "opcua-server.der": f"opcua/server/{site}/cert.der",
+            },
+        )
+        out[f"controller-{site}"] = Consumer(
+            PLANT_UID, {"mqtt_password": f"mqtt_controller-{site}_password"}
+        )
+    return out
+
+
+def write_consumers(store: Path, out: Path, sites: Mapping[str, str]) -> list[str]:
+    """Copy each consumer's secrets into `out/<consumer>/` where that folder exists.
+
+    In the stack each folder is a volume mounted into `init` (and into its service alone), so
+    a folder that is not there is a consumer this deployment does not run. Returns the
+    consumers written.
+    """
+    written = []
+    for name, consumer in consumers(sites).items():
+        folder = out / name
+        if not folder.is_dir():
+            continue
+        _own(folder, 0o500, consumer.uid)  # the volume's root: not even listed by others
+        for target, source in consumer.files.items():
+            path = folder / target
+            for parent in reversed(path.relative_to(folder).parents):
+                (folder / parent).mkdir(exist_ok=True)
+                _own(folder / parent, 0o500, consumer.uid)
+            _write(path, (store / source).read_bytes(), 0o400, consumer.uid)
+        written.append(name)
+    return written
+
+
+def _own(path: Path, mode: int, uid: int) -> None:
+    path.chmod(mode)
+    if os.geteuid() == 0:
+        os.chown(path, uid, -1)
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """A bucket token to make: `read` or `write`, written to `path` for `uid`."""
+
+    action: str
+    path: Path
+    uid: int
+
+    @classmethod
+    def parse(cls, text: str) -> Grant:
+        """`read:/run/grafana/influxdb_read_token:472`."""
+        parts = text.split(":")
+        if len(parts) != 3 or parts[0] not in ("read", "write") or not parts[2].isdigit():
+            raise StackError(f"--grant {text!r}: expected read|write:PATH:UID")
+        return cls(parts[0], Path(parts[1]), int(parts[2]))
+
+
+def ensure_bucket_tokens(
+    url: str, admin_token: str, org: str, bucket: str, grants: Sequence[Grant]
+) -> dict[Path, str]:
+    """Make (or keep) a token per grant that may only read, or only write, the bucket.
+
+    A token already in its file is kept while InfluxDB still has it, active, with exactly that
+    permission; otherwise a new one is made (the old one stays listed in InfluxDB, described).
+    Returns what was done per file: "kept" or "created".
+    """
+    from influxdb_client.client.influxdb_client import InfluxDBClient  # noqa: PLC0415
+    from influxdb_client.domain.permission import Permission  # noqa: PLC0415
+    from influxdb_client.domain.permission_resource import PermissionResource  # noqa: PLC0415
+    from influxdb_client.rest import ApiException  # noqa: PLC0415
+    from urllib3.exceptions import HTTPError  # noqa: PLC0415
+
+    done: dict[Path, str] = {}
+    try:
+        with InfluxDBClient(url=url, token=admin_token, org=org, timeout=10_000) as client:
+            orgs = client.organizations_api().find_organizations(org=org)
+            found = client.buckets_api().find_bucket_by_name(bucket)
+            if not orgs or found is None:
+                raise StackError(f"InfluxDB {url} has no organisation {org!r} or bucket {bucket!r}")
+            org_id, bucket_id = orgs[0].id, found.id
+            api = client.authorizations_api()
+            existing = {a.token: a for a in api.find_authorizations(org_id=org_id)}
+            for grant in grants:
+                wanted = (grant.action, "buckets", bucket_id)
+                token = grant.path.read_text(encoding="utf-8") if grant.path.exists() else ""
+                auth = existing.get(token)
+                if (
+                    auth is not None
+                    and auth.status == "active"
+                    and [(p.action, p.resource.type, p.resource.id) for p in auth.permissions]
+                    == [wanted]
+                ):
+                    done[grant.path] = "kept"
+                    continue
+                resource = PermissionResource(type="buckets", id=bucket_id, org_id=org_id)  # type: ignore[no-untyped-call]
+                created = api.create_authorization(
+                    org_id=org_id,
+                    permissions=[Permission(action=grant.action, resource=resource)],  # type: ignore[no-untyped-call]
+                )
+                _write(grant.path, created.token, 0o400, grant.uid)
+                done[grant.path] = "created"
+    except ApiException as error:
+        raise StackError(f"InfluxDB {url}: {error.status} {error.reason}") from None
+    except (HTTPError, OSError) as error:
+        raise StackError(f"InfluxDB {url} unreachable: {error}") from None
+    except ValueError as error:  # an answer influxdb-client cannot read: not an InfluxDB 2
+        raise StackError(f"InfluxDB {url}: unexpected answer: {error}") from None
+    return done
+
+
+def parse_sites(values: Sequence[str]) -> dict[str, str]:
+    """`--site site1=twin`: the site id and its twin's host name."""
+    sites = {}
+    for value in values:
+        site, _, host = value.partition("=")
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", site) or not host:
+            raise StackError(f"--site {value!r}: expected SITE=TWIN_HOST, e.g. site1=twin")
+        sites[site] = host
+    return sites
+
+
+def _fail(error: Exception) -> typer.Exit:
+    err.print(f"[red]error:[/] {error}", soft_wrap=True)  # one line, whatever the width
+    return typer.Exit(2)
+
+
 @app.command()
 def init(
-    secrets_dir: Annotated[Path, typer.Option(help="Folder of the secret files.")] = Path(
-        "/run/secrets"
-    ),
+    secrets_dir: Annotated[
+        Path, typer.Option(help="The secret store (only `init` mounts it in the stack).")
+    ] = Path("/run/secrets"),
     mosquitto_dir: Annotated[
         Path | None, typer.Option(help="Write the broker's config folder here.")
     ] = None,
@@ -148,22 +483,59 @@ def init(
         Path, typer.Option(help="deploy/mosquitto: the broker config and ACL to copy.")
     ] = Path("/deploy/mosquitto"),
     mosquitto_uid: Annotated[
-        int, typer.Option(help="Owner of the broker's passwd file (when run as root).")
+        int, typer.Option(help="Owner of the broker's passwd and ACL (when run as root).")
     ] = MOSQUITTO_UID,
+    consumers_dir: Annotated[
+        Path | None,
+        typer.Option(help="Folder of the services' secret folders (each written if present)."),
+    ] = None,
+    site: Annotated[
+        list[str] | None,
+        typer.Option(help="SITE=TWIN_HOST, once per site (default: the compose file's)."),
+    ] = None,
 ) -> None:
     """Generate missing secrets (PLANT_SECRET_<NAME> overrides one) and derived files."""
     try:
-        done = init_secrets(secrets_dir, os.environ)
+        sites = parse_sites(site) if site else dict(STACK_SITES)
+        done = init_secrets(secrets_dir, os.environ, secret_names(stack_mqtt_users(sites)))
         write_opcua_users(secrets_dir)
+        asyncio.run(ensure_opcua_pki(secrets_dir, sites))
         if mosquitto_dir is not None:
-            write_mosquitto_config(secrets_dir, deploy_mosquitto, mosquitto_dir, mosquitto_uid)
-    except OSError as error:
-        err.print(f"[red]error:[/] {error}")
-        raise typer.Exit(2) from None
+            write_mosquitto_config(
+                secrets_dir, deploy_mosquitto, mosquitto_dir, mosquitto_uid, list(sites)
+            )
+        served = write_consumers(secrets_dir, consumers_dir, sites) if consumers_dir else []
+    except (OSError, StackError) as error:
+        raise _fail(error) from None
     for what, names in (
         ("generated", done.generated),
         ("set from PLANT_SECRET_*", done.overridden),
         ("kept", done.kept),
+        ("secrets written for", served),
     ):
         if names:
             err.print(f"{what}: {', '.join(names)}")
+
+
+@app.command("influx-tokens")
+def influx_tokens(
+    url: Annotated[str, typer.Option(help="InfluxDB 2.x URL.")] = "http://influxdb:8086",
+    admin_token_file: Annotated[
+        Path, typer.Option(help="The all-access token (InfluxDB's first-start token).")
+    ] = Path("/run/secrets/influxdb_token"),
+    org: Annotated[str, typer.Option(help="Organisation.")] = "pcmm",
+    bucket: Annotated[str, typer.Option(help="Bucket the tokens are for.")] = "pcmm",
+    grant: Annotated[
+        list[str] | None,
+        typer.Option(help="read|write:PATH:UID, a token to make or keep (repeatable)."),
+    ] = None,
+) -> None:
+    """Tokens that may only read (Grafana) or only write (the historian) the bucket."""
+    try:
+        grants = [Grant.parse(text) for text in grant or []]
+        admin = admin_token_file.read_text(encoding="utf-8").strip()
+        done = ensure_bucket_tokens(url, admin, org, bucket, grants)
+    except (OSError, StackError) as error:
+        raise _fail(error) from None
+    for path, what in done.items():
+        err.print(f"{what}: {path}")

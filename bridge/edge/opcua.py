@@ -37,6 +37,7 @@ from bridge.counters import Counters
 from bridge.edge.audit import AuditTrail
 from bridge.edge.settings import EdgeSettings
 from bridge.edge.telemetry import Batcher, RawSample, TagInfo, Watermarks
+from plant.operator import certificate_uri
 from plant.payload import Scalar
 
 SIMULATION = "Simulation"
@@ -159,6 +160,10 @@ class OpcUaSource:
             client.set_password(password)
         if s.opcua_security != "None":
             assert s.opcua_cert is not None and s.opcua_key is not None  # the settings check it
+            # The session's application URI must be the one in the certificate.
+            uri = certificate_uri(s.opcua_cert)
+            if uri:
+                client.application_uri = uri
             await client.set_security(
                 SecurityPolicyBasic256Sha256,
                 str(s.opcua_cert),

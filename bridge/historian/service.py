@@ -50,14 +50,7 @@ def run(settings: HistorianSettings, stop: threading.Event) -> None:
         synchronous=settings.spool_synchronous,
     )
     counters = Counters()
-    sink = InfluxSink(
-        settings.influx_url,
-        settings.influx_token.get_secret_value(),
-        settings.influx_org,
-        settings.influx_bucket,
-        timeout_s=settings.influx_timeout_s,
-        gzip=settings.influx_gzip,
-    )
+    sink = InfluxSink.from_settings(settings)
     # `output` is bound below, before any thread starts and so before the first call.
     ingest = MqttIngest(settings, spool, convert, counters, lambda: output.notify())  # noqa: PLW0108
     output = RunningOutput(

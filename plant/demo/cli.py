@@ -28,6 +28,7 @@ import typer
 from rich.console import Console
 from rich.live import Live
 
+from bridge.historian.influx import InfluxSink
 from plant.demo.services import (
     BROKER_STOP_TIMEOUT_S,
     STOP_TIMEOUT_S,
@@ -45,7 +46,13 @@ from plant.demo.services import (
 )
 from plant.demo.view import render
 from plant.demo.watch import Board, Watcher, describe
-from plant.health import Broker, UnhealthyError, influx_ping, opcua_state, require_online
+from plant.health import (
+    Broker,
+    UnhealthyError,
+    influx_write_access,
+    opcua_state,
+    require_online,
+)
 from plant.payload import Event
 from plant.tags import TagRegistry, build_registry
 from twin.layout import load_layout, vary_for_site
@@ -137,8 +144,12 @@ def run_demo(
 
         def historian_ok() -> str:
             status = historian_online()
-            influx_ping(influx.url, CHECK_TIMEOUT_S)
-            return f"{status}, InfluxDB {influx.url}"
+            # As `plant health historian`: one empty write with the historian's token.
+            sink = InfluxSink(
+                influx.url, influx.token, influx.org, influx.bucket, timeout_s=CHECK_TIMEOUT_S
+            )
+            influx_write_access(sink)
+            return f"{status}, InfluxDB {influx.url} takes its writes"
 
         services.append((historian, historian_ok))
     services += [(demo.controller_for(site), online("controller", site.id)) for site in demo.sites]

@@ -44,7 +44,7 @@ def write_users(path: Path) -> Path:
         lines += [
             f"[users.{name}]",
             f'role = "{role}"',
-            f'password_sha256 = "{hash_password(password)}"',
+            f'password_hash = "{hash_password(password)}"',
             "",
         ]
     path.write_text("\n".join(lines), encoding="utf-8")

@@ -46,7 +46,7 @@ def opcua_with_edge_user(tmp_path: Path, **overrides: Any) -> Iterator[RunningSe
     """The twin's server (accelerated, 10x) with one user: `edge`, an operator."""
     users = tmp_path / "edge-users.toml"  # serve() writes its own users.toml
     users.write_text(
-        f'[users.edge]\nrole = "operator"\npassword_sha256 = "{hash_password(EDGE_PASSWORD)}"\n'
+        f'[users.edge]\nrole = "operator"\npassword_hash = "{hash_password(EDGE_PASSWORD)}"\n'
     )
     values: dict[str, Any] = {
         "users_file": users,

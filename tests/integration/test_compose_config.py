@@ -11,12 +11,14 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
+ONE_SHOT_ROOT = ("init", "influx-tokens")
 
 
 def _docker_compose() -> str:
@@ -70,7 +72,68 @@ def test_published_ports_listen_on_loopback_only(tmp_path: Path) -> None:
             # docker-compose 1.29 prints "127.0.0.1:3000:3000/tcp"; compose v2 a mapping.
             host_ip = port.get("host_ip") if isinstance(port, dict) else port.split(":")[0]
             assert host_ip == "127.0.0.1", f"{name} publishes {port}"
-        if service.get("image", "").startswith("pcmm-twin") and name != "init":
-            # Only the one-shot init runs as root; the services keep the image's plant user.
+        if service.get("image", "").startswith("pcmm-twin") and name not in ONE_SHOT_ROOT:
+            # Only the one-shot steps that write other users' secrets run as root; the
+            # services keep the image's plant user.
             assert service.get("user") in (None, ""), f"{name} overrides the image's user"
     assert published >= 5
+
+
+def _effective(tmp_path: Path, env_file: Path | None) -> dict[str, Any]:
+    """The compose file as docker-compose resolves it, every profile, with this .env."""
+    args = [_docker_compose(), "--profile", "site2", "--profile", "tools"]
+    if env_file is not None:
+        args += ["--env-file", str(env_file)]
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)}
+    result = subprocess.run(
+        [*args, "config"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        check=True,
+    )  # fmt: skip
+    import yaml  # noqa: PLC0415
+
+    config: dict[str, Any] = yaml.safe_load(result.stdout)
+    return config
+
+
+def test_the_example_env_gives_the_intended_stack(tmp_path: Path) -> None:
+    """.env.example copied to .env (as its header invites) changes nothing: every value it
+    sets is the compose file's default, and the edge reaches a secured twin."""
+    example = _effective(tmp_path, ROOT / ".env.example")
+    assert example == _effective(tmp_path, None)
+    services = example["services"]
+    for twin in ("twin", "twin-site2"):
+        env = services[twin]["environment"]
+        assert env["PLANT_OPCUA_ALLOW_INSECURE"] == "false", twin
+        assert env["PLANT_OPCUA_ALLOW_ANONYMOUS"] == "false", twin
+        assert "PLANT_OPCUA_PORT" not in env  # the container listens on its default, 4840
+    for edge, site in (("edge", "site1"), ("edge-site2", "site2")):
+        env = services[edge]["environment"]
+        assert env["PLANT_EDGE_OPCUA_SECURITY"] == "Basic256Sha256_SignAndEncrypt"
+        assert env["PLANT_EDGE_OPCUA_SERVER_CERT"].startswith("/run/secrets/")  # pinned
+        assert env["PLANT_EDGE_MQTT_USERNAME"] == f"edge-{site}"
+    assert services["controller"]["environment"]["PLANT_CONTROLLER_ENABLED"] == "true"
+    assert services["controller"]["environment"]["PLANT_CONTROLLER_MQTT_USER"] == (
+        "controller-site1"
+    )
+    assert services["cli"]["environment"]["PLANT_FAULT_SERVER_CERT"].startswith("/run/secrets/")
+    published = {
+        name: sorted(str(p.get("published") if isinstance(p, dict) else p.split(":")[1])
+                     for p in service.get("ports", []))
+        for name, service in services.items()
+    }  # fmt: skip
+    assert published["twin"] == ["4840"] and published["twin-site2"] == ["4841"]
+    assert published["grafana"] == ["3000"] and published["mosquitto"] == ["1883"]
+
+
+def test_each_service_mounts_only_its_own_secrets(tmp_path: Path) -> None:
+    services = _effective(tmp_path, None)["services"]
+    owners: dict[str, set[str]] = {}
+    for name, service in services.items():
+        for volume in service.get("volumes", []):
+            source = volume["source"] if isinstance(volume, dict) else volume.split(":")[0]
+            if str(source).startswith("secrets"):
+                owners.setdefault(str(source), set()).add(name)
+    assert owners.pop("secrets") == {"init"}  # the store
+    for volume, users in owners.items():
+        # init writes each; influx-tokens adds Grafana's and the historian's token; else one.
+        assert len(users - {"init", "influx-tokens"}) == 1, (volume, users)

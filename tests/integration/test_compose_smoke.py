@@ -1,22 +1,32 @@
-"""docker-compose.yml, run natively: each plant service's own command with its own environment.
+"""docker-compose.yml, run for real: each plant service's own command with its own environment.
 
 There is no Docker engine on this machine, and `docker-compose config` cannot tell a wrong
 command, module path or variable name from a right one. So this test reads docker-compose.yml
-and the Dockerfile's ENTRYPOINT and runs, as local processes:
+and the Dockerfile's ENTRYPOINT and runs every plant service, twice:
 
-- the `init` service (secrets, the broker's passwd and config folder, the OPC UA users file);
-- Mosquitto from the folder `init` wrote, and InfluxDB 1.6.7 (tests/support) standing in for
-  InfluxDB 2 (the historian writes through the test-only v2 write proxy);
-- twin, edge, historian and controller, and the site2 profile's twin-site2 and edge-site2,
-  each with the compose environment (interpolated with the file's defaults), where a value
-  that names a compose service and its container port is rewritten to 127.0.0.1 and the local
-  port, and a container path (a volume or bind mount) to a folder of this test;
+- `image`: inside the image built from the real Dockerfile (scripts/build-image, as CI does),
+  with `buildah run --isolation chroot --network host`, as the image's non-root user (the
+  one-shot `init` as the user compose gives it, root), each compose volume a folder of this
+  test bind-mounted at the container path compose gives it, read-only where compose says so;
+- `native`: the same commands as local processes of this checkout, container paths rewritten
+  to the folders (quick to run on a machine without buildah).
 
-then waits for every service's own healthcheck command (`plant health ...`) and the broker's
-to pass, for telemetry of both sites, ground truth and pipeline metrics to reach InfluxDB, and
-for a fault injected as the README shows (`docker compose run --rm cli plant fault inject`)
-to come back as an event. The only deviations from a container: the published ports are free
-local ports, and the broker's passwd file is owned by this machine's mosquitto user.
+In both: the `init` service (the secret store, each service's own secrets folder, the broker's
+per-site ACL and passwd, the OPC UA users file and certificates); Mosquitto from the folder
+`init` wrote, and InfluxDB 1.6.7 (tests/support) standing in for InfluxDB 2 (the historian
+writes through the test-only v2 write proxy); twin, edge, historian and controller, and the
+site2 profile's twin-site2 and edge-site2, each with the compose environment (interpolated
+with the file's defaults), where a value that names a compose service and its container port
+is rewritten to 127.0.0.1 and the local port. It waits for every service's own healthcheck
+command (`plant health ...`) and the broker's to pass, for telemetry of both sites, ground
+truth and pipeline metrics to reach InfluxDB, and for a fault injected as the README shows
+(`docker compose run --rm cli plant fault inject`, over SignAndEncrypt with the twin's
+certificate pinned) to come back as an event.
+
+Deviations from a container, all forced by what this machine has: the published ports are
+free local ports; the broker's passwd and ACL are owned by this machine's mosquitto user;
+InfluxDB 2's bucket-scoped tokens (the `influx-tokens` step) cannot be made by InfluxDB 1.6.7,
+so the historian's write token is a random one the proxy is told to require.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ import json
 import os
 import pwd
 import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -38,7 +49,8 @@ from typing import Any
 import pytest
 import yaml
 
-from plant.stack import SECRETS
+from plant.stack import PLANT_UID, STACK_SITES, consumers, secret_names, stack_mqtt_users
+from tests.support.image import Image, built_image
 from tests.support.servers import InfluxDB, Mosquitto, _private_dir, free_port, need
 
 pytestmark = pytest.mark.integration
@@ -53,8 +65,8 @@ PLANT = ["twin", "edge", "historian", "controller", "twin-site2", "edge-site2"]
 # How a plant service learns the port it listens on (its container port is published).
 LISTEN_VARIABLE = {("twin", 4840): "PLANT_OPCUA_PORT", ("twin-site2", 4840): "PLANT_OPCUA_PORT"}
 # From .env: a faster plant, so data arrives sooner.
-DOT_ENV = {"PLANT_SPEED": "5.0"}
-HEALTH_TIMEOUT_S = 90.0
+DOT_ENV = {"PLANT_STACK_SPEED": "5.0"}
+HEALTH_TIMEOUT_S = 120.0
 
 
 def interpolate(value: Any, env: dict[str, str]) -> str:
@@ -73,9 +85,10 @@ def interpolate(value: Any, env: dict[str, str]) -> str:
 
 @dataclass
 class Stack:
-    """The local stand-ins for the compose services and their volumes."""
+    """The stand-ins for the compose services and their volumes, natively or in the image."""
 
     root: Path
+    image: Image | None = None  # None: native processes of this checkout
     endpoints: dict[tuple[str, int], tuple[str, int]] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
@@ -84,20 +97,23 @@ class Stack:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def mounts(self, service: str) -> list[tuple[str, Path]]:
-        """(container path, local path) of the service's volumes, longest path first."""
+    def mounts(self, service: str) -> list[tuple[str, Path, bool]]:
+        """(container path, local path, read-only) of the service's volumes, longest first."""
         out = []
         for spec in SERVICES[service].get("volumes", []):
-            source, target = spec.split(":")[:2]
+            source, target, *options = spec.split(":")
             local = ROOT / source if source.startswith(".") else self.volume(source)
-            out.append((target, local))
+            out.append((target, local, "ro" in options))
         return sorted(out, key=lambda m: -len(m[0]))
 
     def rewrite(self, service: str, text: str) -> str:
-        """Container paths -> local folders; `service:port` -> 127.0.0.1:local port."""
-        for target, local in self.mounts(service):
-            if text == target or text.startswith(target + "/"):
-                return str(local) + text[len(target) :]
+        """`service:port` -> 127.0.0.1:local port; natively, container paths -> folders."""
+        if self.image is None:
+            for target, local, _ in self.mounts(service):
+                if text == target or text.startswith(target + "/"):
+                    return str(local) + text[len(target) :]
+            if any(target.startswith(text + "/") for target, _, _ in self.mounts(service)):
+                return str(self.parent_of_mounts(service, text))
 
         def endpoint(match: re.Match[str]) -> str:
             key = (match.group(2), int(match.group(3)))
@@ -114,37 +130,61 @@ class Stack:
         for key, value in raw.items():
             # A host name (not a user that happens to share a service's name).
             if value in SERVICES and key.endswith(("_HOST", "_HOSTNAME")):
-                env[key] = "127.0.0.1"
+                # The OPC UA host name stays: it is in the twin's certificate, made by init.
+                if not key.endswith("_HOSTNAME"):
+                    env[key] = "127.0.0.1"
                 port_key = key.removesuffix("HOST") + "PORT"
                 if key.endswith("HOST") and port_key in raw:
                     env[port_key] = str(self.endpoints[(value, int(raw[port_key]))][1])
         for (name, port), variable in LISTEN_VARIABLE.items():
             if name == service:
                 env[variable] = str(self.endpoints[(service, port)][1])
+        if self.image is not None:
+            return env  # the image's own PATH and HOME
         bin_dir = str(Path(sys.executable).parent)
         return {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(self.root), **env}
 
-    def argv(self, service: str, args: list[str]) -> list[str]:
-        return [self.rewrite(service, interpolate(a, DOT_ENV)) for a in args]
+    def parent_of_mounts(self, service: str, path: str) -> Path:
+        """Natively, a folder whose entries are the service's volumes mounted below `path`."""
+        folder = self.root / "parents" / service / path.strip("/").replace("/", "_")
+        folder.mkdir(parents=True, exist_ok=True)
+        for target, local, _ in self.mounts(service):
+            if target.startswith(path + "/") and "/" not in target[len(path) + 1 :]:
+                link = folder / target[len(path) + 1 :]
+                if not link.exists():
+                    link.symlink_to(local)
+        return folder
+
+    def command(self, service: str, args: list[str], user: str | None = None) -> list[str]:
+        """The argv that runs `args` as the service: natively, or inside the image."""
+        argv = [self.rewrite(service, interpolate(a, DOT_ENV)) for a in args]
+        if self.image is None:
+            return argv
+        mounts = [(local, target, ro) for target, local, ro in self.mounts(service)]
+        return self.image.run_argv(argv, self.environment(service), mounts, user=user)
 
     def workdir(self, service: str) -> Path:
         # The image's WORKDIR is /data, each service's own volume (or a scratch folder).
-        return dict(self.mounts(service)).get("/data") or self.volume(f"{service}-work")
+        local = {target: path for target, path, _ in self.mounts(service)}
+        return local.get("/data") or self.volume(f"{service}-work")
+
+    def popen_env(self, service: str) -> dict[str, str] | None:
+        return self.environment(service) if self.image is None else None
 
     def start(self, service: str) -> None:
-        argv = self.argv(service, [*ENTRYPOINT, *SERVICES[service]["command"]])
+        argv = self.command(service, [*ENTRYPOINT, *SERVICES[service]["command"]])
         log = (self.root / f"{service}.log").open("ab")
         self.procs[service] = subprocess.Popen(
-            argv, env=self.environment(service), cwd=self.workdir(service), stdout=log,
+            argv, env=self.popen_env(service), cwd=self.workdir(service), stdout=log,
             stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
 
     def run(
-        self, service: str, args: list[str], timeout: float = 60
+        self, service: str, args: list[str], timeout: float = 60, user: str | None = None
     ) -> subprocess.CompletedProcess[str]:
-        """`docker compose run --rm <service> <args>`: the entry point, then the command."""
+        """`docker compose run --rm <service> <args>` (an entry point included in `args`)."""
         return subprocess.run(
-            self.argv(service, [*ENTRYPOINT, *args]), env=self.environment(service),
+            self.command(service, args, user), env=self.popen_env(service),
             cwd=self.workdir(service), capture_output=True, text=True, timeout=timeout,
             check=False,
         )  # fmt: skip
@@ -152,10 +192,7 @@ class Stack:
     def healthcheck(self, service: str) -> subprocess.CompletedProcess[str]:
         test = SERVICES[service]["healthcheck"]["test"]
         assert test[0] == "CMD", f"{service}: a plant healthcheck is an exec form command"
-        return subprocess.run(
-            self.argv(service, test[1:]), env=self.environment(service),
-            cwd=self.workdir(service), capture_output=True, text=True, timeout=30, check=False,
-        )  # fmt: skip
+        return self.run(service, test[1:], timeout=60)
 
     def log(self, service: str) -> str:
         path = self.root / f"{service}.log"
@@ -182,7 +219,7 @@ def wait(check: Callable[[], bool], timeout: float, what: Callable[[], str]) -> 
 
 
 def start_broker(stack: Stack) -> Mosquitto:
-    """Mosquitto from the folder `init` wrote (conf and ACL from deploy/, generated passwd)."""
+    """Mosquitto from the folder `init` wrote (conf from deploy/, per-site ACL, passwd)."""
     folder = stack.volume("mosquitto-config")
     port = free_port()
     data = stack.volume("mosquitto-data")
@@ -197,7 +234,7 @@ def start_broker(stack: Stack) -> Mosquitto:
     conf.write_text("\n".join(lines) + "\n")
     if os.geteuid() == 0:
         entry = pwd.getpwnam("mosquitto")
-        for path in (folder, data, *folder.iterdir()):
+        for path in (folder, data, conf):
             os.chown(path, entry.pw_uid, entry.pw_gid)
     broker = Mosquitto(port=port, folder=folder, passwords={})
     broker.start()
@@ -205,25 +242,40 @@ def start_broker(stack: Stack) -> Mosquitto:
     return broker
 
 
-@pytest.fixture
-def stack(influxdb: InfluxDB) -> Iterator[Stack]:
+@pytest.fixture(params=["native", "image"])
+def stack(request: pytest.FixtureRequest, influxdb: InfluxDB) -> Iterator[Stack]:
     need("mosquitto")
     need("mosquitto_sub")
+    image = built_image() if request.param == "image" else None
     root = _private_dir("pcmm-stack-", "mosquitto")
-    stack = Stack(root)
+    stack = Stack(root, image)
     broker: Mosquitto | None = None
     try:
-        # init: its entry point and arguments as compose gives them, as root like in compose.
+        if image is not None:
+            # Docker copies the image's /data (owned by `plant`) into a new volume.
+            for name in ("twin-data", "twin-site2-data", "edge-data", "edge-site2-data",
+                         "historian-data"):  # fmt: skip
+                os.chown(stack.volume(name), PLANT_UID, -1)
+        for target, local, _ in stack.mounts("init"):
+            if target.startswith("/run/stack/"):
+                local.mkdir(exist_ok=True)  # compose creates every volume init mounts
+        # init: its entry point and arguments as compose gives them, as the user it gives.
         args = [*SERVICES["init"]["entrypoint"]]
         if os.geteuid() == 0:
             args += ["--mosquitto-uid", str(pwd.getpwnam("mosquitto").pw_uid)]
-        result = subprocess.run(
-            stack.argv("init", args), env=stack.environment("init"), capture_output=True,
-            text=True, timeout=60, check=False,
-        )  # fmt: skip
+        result = stack.run("init", args, user=SERVICES["init"]["user"])
         assert result.returncode == 0, result.stderr
-        broker = start_broker(stack)
+        report(f"init ({request.param}): {' '.join(result.stderr.split())}")
+        # influx-tokens (InfluxDB 2 only): the historian's token, required by the proxy.
+        token = secrets.token_urlsafe(24)
+        token_file = stack.volume("secrets-historian") / "influxdb_write_token"
+        token_file.write_text(token)
+        token_file.chmod(0o400)
+        if os.geteuid() == 0:
+            os.chown(token_file, PLANT_UID, -1)
         assert influxdb.proxy is not None
+        influxdb.proxy.token = token
+        broker = start_broker(stack)
         proxy = influxdb.proxy.url.removeprefix("http://").split(":")
         stack.endpoints[("influxdb", 8086)] = (proxy[0], int(proxy[1]))
         for name in ("twin", "twin-site2"):
@@ -233,24 +285,40 @@ def stack(influxdb: InfluxDB) -> Iterator[Stack]:
         stack.stop()
         if broker is not None:
             broker.kill()
+        if influxdb.proxy is not None:
+            influxdb.proxy.token = None
         shutil.rmtree(root, ignore_errors=True)
 
 
-def test_compose_services_run_natively_become_healthy_and_data_flows(
-    stack: Stack, influxdb: InfluxDB
-) -> None:
-    secrets = stack.volume("secrets")
-    assert {*SECRETS, "opcua_users.toml"} <= {p.name for p in secrets.iterdir()}
+def test_compose_services_become_healthy_and_data_flows(stack: Stack, influxdb: InfluxDB) -> None:
+    store = stack.volume("secrets")
+    assert set(secret_names(stack_mqtt_users(STACK_SITES))) <= {p.name for p in store.iterdir()}
+    # Each service's volume holds its own secrets only, owned by its user, 0400.
+    for name, consumer in consumers(STACK_SITES).items():
+        folder = stack.volume(f"secrets-{name}")
+        files = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
+        extra = {"grafana": {"influxdb_read_token"}, "historian": {"influxdb_write_token"}}
+        if name == "controller-site2":
+            assert files == set(), "compose runs no controller for site2"
+            continue
+        assert files - extra.get(name, set()) == set(consumer.files), name
+        for path in folder.rglob("*"):
+            if path.is_file() and os.geteuid() == 0:
+                assert (path.stat().st_uid, path.stat().st_mode & 0o777) == (consumer.uid, 0o400)
+    broker_files = stack.volume("mosquitto-config")
+    for name in ("passwd", "acl"):
+        assert (broker_files / name).stat().st_mode & 0o777 == 0o600, name
     # The broker's own healthcheck: the viewer logs in with its generated password.
     probe = SERVICES["mosquitto"]["healthcheck"]["test"][1]
     port = stack.endpoints[("mosquitto", 1883)][1]
-    probe = probe.replace("$$", "$").replace("/run/secrets", str(secrets))
+    probe = probe.replace("$$", "$").replace("/run/secrets", str(stack.volume("secrets-mosquitto")))
     probe = probe.replace("-p 1883", f"-p {port}")
     done = subprocess.run(
         ["sh", "-c", probe], capture_output=True, text=True, timeout=20, check=False
     )
     assert done.returncode == 0, done.stderr
 
+    started = time.monotonic()
     for service in PLANT:
         stack.start(service)
     for service in PLANT:
@@ -266,6 +334,8 @@ def test_compose_services_run_natively_become_healthy_and_data_flows(
             HEALTH_TIMEOUT_S,
             lambda s=service: f"{s} not healthy: {stack.healthcheck(s).stderr}\n{stack.log(s)}",  # type: ignore[misc]
         )
+        check = stack.healthcheck(service)
+        report(f"{service}: {check.stderr.strip()} ({time.monotonic() - started:.1f} s)")
 
     def count(query: str) -> int:
         rows = influxdb.query(query)
@@ -303,10 +373,11 @@ def test_compose_services_run_natively_become_healthy_and_data_flows(
 
     # The README's fault injection: docker compose run --rm cli plant fault inject ...
     injected = stack.run(
-        "cli", ["plant", "fault", "inject", "bridging", "--magnitude", "0.8", "--duration", "60",
-                "--reason", "compose smoke test"],
+        "cli", [*ENTRYPOINT, "plant", "fault", "inject", "bridging", "--magnitude", "0.8",
+                "--duration", "60", "--reason", "compose smoke test"],
     )  # fmt: skip
     assert injected.returncode == 0, injected.stderr
+    report(f"cli: plant fault inject: {' '.join((injected.stdout + injected.stderr).split())}")
     wait(
         lambda: bool(
             influxdb.query('SELECT "user", "action" FROM events WHERE "action" = \'inject_fault\'')
@@ -316,3 +387,9 @@ def test_compose_services_run_natively_become_healthy_and_data_flows(
     )
     for service in PLANT:
         assert stack.procs[service].poll() is None, f"{service} died:\n{stack.log(service)}"
+    report(f"healthy, both sites stored, fault event stored: {time.monotonic() - started:.1f} s")
+
+
+def report(line: str) -> None:
+    """What CI's log shows of this test (pytest -s): each step's own words."""
+    print(f"[compose smoke] {line}", flush=True)

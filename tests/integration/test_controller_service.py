@@ -419,7 +419,7 @@ def test_whole_loop_twin_opcua_edge_mqtt_controller(broker: Mosquitto, tmp_path:
     users = tmp_path / "whole-loop-users.toml"  # serve() writes its own users.toml
     users.write_text(
         "".join(
-            f'[users.{name}]\nrole = "operator"\npassword_sha256 = "{hash_password(pw)}"\n'
+            f'[users.{name}]\nrole = "operator"\npassword_hash = "{hash_password(pw)}"\n'
             for name, pw in (("alice", "alice-secret"), ("edge", "edge-secret"))
         )
     )

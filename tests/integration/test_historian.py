@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from bridge.historian.influx import AccessError, InfluxSink
 from plant import topics
 from plant.payload import Sample, TelemetryBatch, encode_batch
 from tests.support.historian import HistorianProcess, historian_env, plant_executable
 from tests.support.mqtt import client, collect, publish_and_wait, wait_until
 from tests.support.payloads import FEEDER_TAGS, T0, event_payload, feeder_payload, site_id
-from tests.support.servers import InfluxDB, Mosquitto
+from tests.support.servers import InfluxDB, Mosquitto, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -239,3 +240,73 @@ def test_bad_settings_exit_2_with_one_line(tmp_path: Path) -> None:
         "error: PLANT_HISTORIAN_BATCH_SIZE: Input should be a valid integer, "
         "unable to parse string as an integer"
     ]
+
+
+def health(process: HistorianProcess) -> subprocess.CompletedProcess[str]:
+    """`plant health historian` in the historian's own environment, as its healthcheck runs."""
+    return subprocess.run(
+        [plant_executable(), "health", "historian", "--timeout", "5"],
+        env=process.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_health_fails_with_a_clear_message_when_influxdb_refuses_the_historians_token(
+    influxdb: InfluxDB, start_historian: StartHistorian
+) -> None:
+    assert influxdb.proxy is not None
+    influxdb.proxy.token = "write-only-token"  # the proxy now authenticates as 2.x does
+    good = start_historian(INFLUX_TOKEN="write-only-token")
+    done = health(good)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"healthy: historian of {good.env['PLANT_HISTORIAN_SITE']} online, "
+        f"InfluxDB {influxdb.v2_url} takes its writes to 'pcmm'"
+    ]
+    # Online on MQTT (start_historian waited for it) but spooling: every write refused.
+    bad = start_historian(INFLUX_TOKEN="a-wrong-token")
+    done = health(bad)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"unhealthy: InfluxDB {influxdb.v2_url} refused the token (HTTP 401: unauthorized access)"
+    ]
+
+
+def test_the_write_check_reads_each_answer_of_influxdb_2(influxdb: InfluxDB) -> None:
+    assert influxdb.proxy is not None
+    proxy = influxdb.proxy
+    proxy.token = "t"
+
+    def check(token: str = "t", bucket: str = influxdb.db, url: str = influxdb.v2_url) -> None:
+        sink = InfluxSink(url, token, "pcmm", bucket, timeout_s=5)
+        try:
+            sink.check_write_access()
+        finally:
+            sink.close()
+
+    writes = proxy.writes
+    check()  # 204: an empty write, as 2.0.9+ and 2.1+ answer it
+    assert proxy.writes == writes + 1
+    # InfluxDB 2.0.0 to 2.0.8 answered an empty write 400 once the token had passed.
+    proxy.fail_next(400, body=b'{"code":"invalid","message":"writing requires points"}')
+    check()
+    with pytest.raises(AccessError, match=r"refused the token \(HTTP 401: unauthorized access\)"):
+        check(token="wrong")
+    proxy.fail_next(
+        403, body=b'{"code":"forbidden","message":"insufficient permissions for write"}'
+    )
+    with pytest.raises(AccessError, match=r"refused the token \(HTTP 403: insufficient perm"):
+        check()
+    with pytest.raises(
+        AccessError, match=r"no org 'pcmm' or bucket 'nope' \(HTTP 404: database not"
+    ):
+        check(bucket="nope")  # 1.6's own answer, forwarded
+    proxy.fail_next(503, body=b'{"code":"unavailable","message":"busy"}')
+    with pytest.raises(AccessError, match=r"answered HTTP 503: busy"):
+        check()
+    with pytest.raises(AccessError, match=r"unreachable: "):
+        check(url=f"http://127.0.0.1:{free_port()}")
+    assert influxdb.query("SHOW MEASUREMENTS") == []  # nothing was written

@@ -11,6 +11,16 @@ and passes the status code and body back unchanged; an unreachable 1.x server be
 503, as a v2 server behind a load balancer would answer. GET /ping and /health answer from
 the 1.x /ping. `fail_next` makes the next writes fail with a chosen status (for the
 reject / retry paths). It is a few dozen lines on purpose: it must not hide server behaviour.
+
+Tokens: 1.6 has no tokens at all, so with `token` set the proxy stands in for 2.x's
+authentication: a write without `Authorization: Token <token>` is answered as 2.x answers
+an unknown token, 401 `{"code":"unauthorized","message":"unauthorized access"}`, before
+anything else is looked at (2.x authenticates in a middleware, before the write handler).
+Without `token` (the default) any token or none is accepted, as before. Permissions (a
+read-only token's 403) are not modelled.
+
+An empty write is forwarded like any other: 1.6 answers it 204, as 2.x does since 2.0.9 and
+2.1.0 (influxdata/influxdb#22573), and 404 for an unknown bucket, as 2.x does.
 """
 
 from __future__ import annotations
@@ -36,9 +46,10 @@ class _Fault:
 class InfluxV2Proxy:
     """Serve the v2 write API on a free loopback port, forwarding to `upstream` (1.x)."""
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, token: str | None = None) -> None:
         self.upstream = upstream.rstrip("/")
-        self.writes = 0  # write requests seen
+        self.token = token  # None: any token (or none) is accepted
+        self.writes = 0  # write requests seen (authenticated ones, when a token is set)
         self._faults: list[_Fault] = []
         self._lock = threading.Lock()
         proxy = self
@@ -64,6 +75,10 @@ class InfluxV2Proxy:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 if url.path != "/api/v2/write":
                     self._reply(404, b'{"code":"not found"}')
+                    return
+                wanted = f"Token {proxy.token}"
+                if proxy.token is not None and self.headers.get("Authorization") != wanted:
+                    self._reply(401, b'{"code":"unauthorized","message":"unauthorized access"}')
                     return
                 with proxy._lock:
                     proxy.writes += 1

@@ -27,3 +27,22 @@ def test_every_settings_field_is_documented() -> None:
         prefix = str(cls.model_config.get("env_prefix", ""))
         for name in cls.model_fields:
             assert f"{prefix}{name}".upper() in keys, f"{prefix}{name.upper()} undocumented"
+
+
+def test_no_key_is_set_twice() -> None:
+    """A copy of the file as .env must mean one thing: with a key twice, the last one wins."""
+    keys = KEY.findall(render())
+    assert sorted({k for k in keys if keys.count(k) > 1}) == []
+
+
+def test_the_stacks_variables_are_its_own() -> None:
+    """docker-compose.yml reads only PLANT_STACK_* and PLANT_SECRET_* from .env: no name a
+    service reads as a setting (PLANT_OPCUA_PORT set for the compose port once overrode the
+    twin's own port)."""
+    compose = (ROOT / "docker-compose.yml").read_text(encoding="utf-8")
+    read = set(re.findall(r"\$\{([A-Z0-9_]+)", compose))
+    assert read and all(name.startswith(("PLANT_STACK_", "PLANT_SECRET_")) for name in read), (
+        sorted(read)
+    )
+    stack_example = (ROOT / "deploy" / "stack.env.example").read_text(encoding="utf-8")
+    assert set(KEY.findall(stack_example)) == read  # every one documented, nothing else

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
+import os
 import tomllib
 from pathlib import Path
 
 import pytest
 
-from opcua_server.security import hash_password, load_users
+from opcua_server.security import load_users
 from plant import envfiles, stack
 
 
@@ -19,7 +21,8 @@ def test_first_start_generates_every_secret_and_keeps_them_after(tmp_path: Path)
     values = {name: (tmp_path / name).read_text() for name in stack.SECRETS}
     assert len(set(values.values())) == len(values)  # all different
     assert all(len(v) >= 40 and "\n" not in v for v in values.values())
-    assert all((tmp_path / name).stat().st_mode & 0o777 == 0o444 for name in stack.SECRETS)
+    # The store is its owner's alone: services get copies of their own secrets.
+    assert all((tmp_path / name).stat().st_mode & 0o777 == 0o400 for name in stack.SECRETS)
     again = stack.init_secrets(tmp_path, {})
     assert again.generated == [] and sorted(again.kept) == sorted(stack.SECRETS)
     assert values == {name: (tmp_path / name).read_text() for name in stack.SECRETS}
@@ -58,11 +61,14 @@ def test_broker_folder_and_opcua_users_come_from_the_secrets(tmp_path: Path) -> 
     users = [line.split(":", 1)[0] for line in (out / "passwd").read_text().splitlines()]
     assert users == list(stack.MQTT_USERS)
     assert (out / "passwd").stat().st_mode & 0o777 == 0o600
+    assert (out / "acl").stat().st_mode & 0o777 == 0o600  # mosquitto 2.0.20 warns otherwise
     path = stack.write_opcua_users(secrets)
     tomllib.loads(path.read_text())
+    assert "password_hash" in path.read_text() and "password_sha256" not in path.read_text()
     entries = load_users(path)
     assert set(entries) == set(stack.OPCUA_OPERATORS)
-    assert entries["edge"].password_sha256 == hash_password("edge-pw")
+    assert entries["edge"].password.matches("edge-pw")
+    assert not entries["operator"].password.matches("edge-pw")
 
 
 def test_envfiles_resolves_plant_file_variables(tmp_path: Path) -> None:
@@ -87,3 +93,68 @@ def test_envfiles_resolves_plant_file_variables(tmp_path: Path) -> None:
 def test_envfiles_names_the_unreadable_file(tmp_path: Path) -> None:
     with pytest.raises(envfiles.EnvFileError, match="PLANT_X__FILE: cannot read"):
         envfiles.resolve({"PLANT_X__FILE": str(tmp_path / "missing")})
+
+
+def test_the_stack_acl_gives_each_site_its_own_edge_and_controller() -> None:
+    acl = (Path(__file__).resolve().parents[2] / "deploy" / "mosquitto" / "acl").read_text()
+    out = stack.site_acl(acl, ["site1", "site2"])
+    users = [line.split()[1] for line in out.splitlines() if line.startswith("user ")]
+    assert sorted(users) == sorted(stack.stack_mqtt_users(["site1", "site2"]))
+    sections, original = _sections(out), _sections(acl)
+    for site, other in (("site1", "site2"), ("site2", "site1")):
+        for user in ("edge", "controller"):
+            lines = sections[f"{user}-{site}"]
+            assert lines and all(f"pcmm/v1/{site}/" in line for line in lines), lines
+            assert not any(other in line or "/+/command" in line for line in lines)
+        own = sections[f"controller-{site}"]
+        assert f"topic write pcmm/v1/{site}/command/+/controller-{site}" in own
+        assert f"topic read pcmm/v1/{site}/reply/controller-{site}" in own
+    for shared in ("historian", "operator", "viewer"):
+        assert sections[shared] == original[shared]  # kept as written
+
+
+def _sections(acl: str) -> dict[str, list[str]]:
+    """user -> its `topic` lines."""
+    out: dict[str, list[str]] = {}
+    for line in acl.splitlines():
+        if line.startswith("user "):
+            current = out.setdefault(line.split()[1], [])
+        elif line.startswith("topic ") and out:
+            current.append(line)
+    return out
+
+
+def test_each_service_gets_only_its_secrets_owned_by_its_user(tmp_path: Path) -> None:
+    sites = {"site1": "twin"}
+    store, out = tmp_path / "store", tmp_path / "out"
+    stack.init_secrets(store, {}, stack.secret_names(stack.stack_mqtt_users(sites)))
+    stack.write_opcua_users(store)
+    asyncio.run(stack.ensure_opcua_pki(store, sites))
+    for name in ("edge-site1", "historian"):
+        (out / name).mkdir(parents=True)
+    assert stack.write_consumers(store, out, sites) == ["historian", "edge-site1"]
+    edge = out / "edge-site1"
+    files = {str(p.relative_to(edge)) for p in edge.rglob("*") if p.is_file()}
+    assert files == set(stack.consumers(sites)["edge-site1"].files)
+    assert (edge / "mqtt_password").read_text() == stack.read_secret(
+        store, "mqtt_edge-site1_password"
+    )
+    assert (edge / "opcua-server.der").read_bytes() == (
+        store / "opcua/server/site1/cert.der"
+    ).read_bytes()
+    for path in edge.rglob("*"):
+        assert path.stat().st_mode & 0o777 == (0o400 if path.is_file() else 0o500), path
+        if os.geteuid() == 0:
+            assert path.stat().st_uid == stack.PLANT_UID
+    assert not (out / "twin-site1").exists()  # a service this deployment does not run
+    # Certificates are kept while they fit: the edge's pinned copy stays valid.
+    before = (store / "opcua/server/site1/cert.der").read_bytes()
+    asyncio.run(stack.ensure_opcua_pki(store, sites))
+    assert (store / "opcua/server/site1/cert.der").read_bytes() == before
+
+
+def test_stack_overrides_are_named_after_the_secret() -> None:
+    assert (
+        stack.override_variable("mqtt_edge-site1_password")
+        == "PLANT_SECRET_MQTT_EDGE_SITE1_PASSWORD"
+    )
