@@ -14,6 +14,7 @@ from bridge.cli import app as bridge_app
 from controller.cli import app as controller_app
 from dashboards.cli import app as grafana_app
 from opcua_server.cli import app as opcua_app
+from plant.campaign_cli import app as campaign_app
 from plant.demo import demo
 from plant.fault_cli import app as fault_app
 from plant.health import app as health_app
@@ -32,6 +33,7 @@ err = Console(stderr=True)
 app.add_typer(opcua_app, name="opcua")
 app.add_typer(bridge_app, name="bridge")
 app.add_typer(fault_app, name="fault")
+app.add_typer(campaign_app, name="campaign")
 app.command("kpi")(kpi)
 app.add_typer(controller_app, name="controller")
 app.add_typer(health_app, name="health")
