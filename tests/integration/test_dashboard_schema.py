@@ -13,7 +13,6 @@ or PLANT_REQUIRE_SERVERS=1), the rule of `need()` in tests/support/servers.py.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -22,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.servers import servers_required
+from tests.support.servers import need
 
 pytestmark = pytest.mark.integration
 
@@ -35,13 +34,7 @@ CHECK_TIMEOUT_S = 120
 
 def need_tool(binary: str) -> str:
     """The path of node or npm, or skip (developer machine) / fail (CI) the test."""
-    path = shutil.which(binary)
-    if path:
-        return path
-    message = f"{binary} is not installed (Node.js 18+ and npm: apt-get install -y nodejs npm)"
-    if servers_required():
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
+    return need(binary, "Node.js 18+ and npm: apt-get install -y nodejs npm")
 
 
 @pytest.fixture(scope="module")

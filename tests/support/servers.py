@@ -48,12 +48,14 @@ def servers_required() -> bool:
     ) in ("1", "true")
 
 
-def need(binary: str) -> str:
+def need(
+    binary: str, install: str = "apt-get install -y mosquitto mosquitto-clients influxdb"
+) -> str:
     """The path of a server binary, or skip (developer machine) / fail (CI) the test."""
     path = shutil.which(binary) or shutil.which(binary, path="/usr/sbin:/usr/bin:/sbin")
     if path:
         return path
-    message = f"{binary} is not installed (apt-get install -y mosquitto mosquitto-clients influxdb)"
+    message = f"{binary} is not installed ({install})"
     if servers_required():
         pytest.fail(message, pytrace=False)
     pytest.skip(message)
