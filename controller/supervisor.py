@@ -19,16 +19,27 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import partial
+from operator import itemgetter
 from typing import Any
 
 from controller import laws
 from controller.config import ControllerConfig
 from controller.diversion import DiversionPlanner, Window
-from controller.estimators import Ewma, RobustNir, RtdPredictor, arrival_time, content_pct
+from controller.estimators import (
+    Ewma,
+    RobustNir,
+    RollingStats,
+    RtdPredictor,
+    arrival_time,
+    content_pct,
+)
 
 PRODUCING_STATES = (2, 3)  # line.state: producing, diverting
 HELD_STATES = (1, 4)  # starting, stopping: the line holds the gate at reject
+_TIME = itemgetter(2)  # a reading's source time
 REJECT, ACCEPT = 1, 0  # diverter.position_sp
 FB_REJECT = 2  # diverter.position_pv
 
@@ -57,11 +68,28 @@ class Alarm:
     message: str
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _Reading:
     value: Any
     quality: str
     time: float
+
+
+class _TagView(Mapping[str, _Reading]):
+    """The newest reading of every tag, read-only; kept as plain tuples underneath, because the
+    supervisor takes some sixty of them every plant second."""
+
+    def __init__(self, raw: dict[str, tuple[Any, str, float]]) -> None:
+        self._raw = raw
+
+    def __getitem__(self, tag: str) -> _Reading:
+        return _Reading(*self._raw[tag])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
 
 
 @dataclass(slots=True)
@@ -74,11 +102,20 @@ class _Condition:
     cleared_at: float = field(default=-math.inf)
 
 
+def _noise_message(feeder: str, rsd: float, usual: float | None) -> str:
+    return (
+        f"{feeder} flow RSD {rsd:.1%} is {rsd / (usual or rsd):.1f}x its usual: "
+        "widening the diversion guard band"
+    )
+
+
 class Supervisor:
     def __init__(self, config: ControllerConfig | None = None, *, enabled: bool = True) -> None:
         self.cfg = cfg = config or ControllerConfig()
         self.enabled = enabled
-        self.tags: dict[str, _Reading] = {}
+        self._tags: dict[str, tuple[Any, str, float]] = {}  # tag -> (value, quality, time)
+        self.tags: Mapping[str, _Reading] = _TagView(self._tags)
+        self._nir_tag = f"{cfg.nir}.api_pct"
         self.newest = -math.inf
         self.nir = RobustNir(stale_s=cfg.nir_stale_s)
         self.rtd = RtdPredictor(cfg.blender_tanks)
@@ -90,10 +127,12 @@ class Supervisor:
         self.weight_per_depth_base = Ewma(1800.0)
         self.thickness_per_gap_base = Ewma(3600.0)
         self.flow_rsd_base: dict[str, Ewma] = {}
-        self.flows: dict[str, deque[float]] = {}
+        self.flows: dict[str, RollingStats] = {}
         self.weights: deque[float] = deque(maxlen=30)
+        self.weight_mean = math.nan  # of the last ten weights, set by `_divert` each step
         self.hardness: deque[float] = deque(maxlen=30)
         self.conditions: dict[str, _Condition] = {}
+        self.noise_conditions: list[_Condition] = []  # one per feeder, in `conditions` too
         self.alarms: list[Alarm] = []
         self.nir_suspect = False
         self.gate_commanded: tuple[int, float] | None = None
@@ -115,23 +154,35 @@ class Supervisor:
 
     # Input -------------------------------------------------------------------------------------
     def observe(self, tag: str, value: Any, quality: str, source_time: float) -> None:
-        self.tags[tag] = _Reading(value, quality, source_time)
+        self._tags[tag] = (value, quality, source_time)
         self.newest = max(self.newest, source_time)
-        if tag == f"{self.cfg.nir}.api_pct":
+        if tag == self._nir_tag:
             # Between two spectra the blend can move by what the feeders' RTD prediction moves,
             # and a little more: the spike test allows three times that.
             move = 3.0 * self.feeder_rate * 2.0
             self.nir.update(float(value), quality == "good", source_time, move)
 
+    def observe_all(self, readings: Mapping[str, tuple[Any, str, float]]) -> None:
+        """`observe` for a whole snapshot at once: tag -> (value, quality, source time)."""
+        if not readings:
+            return
+        self._tags.update(readings)
+        self.newest = max(self.newest, *map(_TIME, readings.values()))
+        nir = readings.get(self._nir_tag)
+        if nir is not None:
+            value, quality, source_time = nir
+            move = 3.0 * self.feeder_rate * 2.0  # as in `observe`
+            self.nir.update(float(value), quality == "good", source_time, move)
+
     def _v(self, name: str, default: float = math.nan) -> float:
-        reading = self.tags.get(name)
-        if reading is None or reading.value is None:
+        reading = self._tags.get(name)
+        if reading is None or reading[0] is None:
             return default
-        return float(reading.value)
+        return float(reading[0])
 
     def _good(self, name: str) -> bool:
-        reading = self.tags.get(name)
-        return reading is not None and reading.quality == "good"
+        reading = self._tags.get(name)
+        return reading is not None and reading[1] == "good"
 
     # Output helpers ----------------------------------------------------------------------------
     def _alarm(self, now: float, key: str, raised: bool, message: str) -> None:
@@ -145,11 +196,17 @@ class Supervisor:
         name: str,
         present: bool,
         delay_s: float,
-        message: str,
+        message: str | Callable[[], str],
         clear_message: str = "",
     ) -> bool:
-        """Debounce a detector: raise after `delay_s` present, clear after `delay_s` absent."""
-        cond = self.conditions.setdefault(name, _Condition())
+        """Debounce a detector: raise after `delay_s` present, clear after `delay_s` absent.
+
+        `message` may be a function that words it: worked out only when the alarm is raised."""
+        cond = self.conditions.get(name)
+        if cond is None:
+            cond = self.conditions[name] = _Condition()
+            if name.startswith("feeder_noise"):
+                self.noise_conditions.append(cond)
         if present != cond.active:
             if cond.since is None:
                 cond.since = now
@@ -159,9 +216,11 @@ class Supervisor:
                     cond.raised_at = now
                 else:
                     cond.cleared_at = now
-                self._alarm(
-                    now, name, present, message if present else clear_message or f"{name} cleared"
-                )
+                if present:
+                    text = message if isinstance(message, str) else message()
+                else:
+                    text = clear_message or f"{name} cleared"
+                self._alarm(now, name, present, text)
         else:
             cond.since = None
         return cond.active
@@ -269,7 +328,7 @@ class Supervisor:
             pv, sp = f"{feeder}.mass_flow_pv", f"{feeder}.mass_flow_sp"
             # While refilling, the reading is the feeder's own volumetric estimate: still the
             # best there is, as long as it is there at all.
-            flows[feeder] = self._v(pv) if pv in self.tags else self._v(sp)
+            flows[feeder] = self._v(pv) if pv in self._tags else self._v(sp)
             # A short top-up can start and end between two samples of an accelerated plant;
             # the lot number it leaves behind cannot be missed.
             lot = self._v(f"{feeder}.refill_lot", -1.0)
@@ -279,7 +338,10 @@ class Supervisor:
             if self._good(pv):
                 # Flow against its own setpoint, so the controller's trims are not noise.
                 error = self._v(pv) / self._v(sp) - 1.0 if self._v(sp) > 0 else 0.0
-                self.flows.setdefault(feeder, deque(maxlen=300)).append(error)
+                stats = self.flows.get(feeder)
+                if stats is None:
+                    stats = self.flows[feeder] = RollingStats(300)
+                stats.append(error)
         total = sum(flows.values())
         ratio = 100.0 * flows[cfg.api_feeder] / total if total > 0 else math.nan
         residence = self._v(f"{cfg.blender}.residence_time", 60.0) or 60.0
@@ -325,7 +387,7 @@ class Supervisor:
     def _blend(self) -> tuple[float | None, float]:
         """The concentration to trust now and the extra guard band its source needs."""
         c_nir, c_feeders = self.estimate.get("nir"), self.estimate.get("feeders")
-        noisy = any(c.active for k, c in self.conditions.items() if k.startswith("feeder_noise"))
+        noisy = any(c.active for c in self.noise_conditions)
         extra = 0.5 if noisy else 0.0
         if c_nir is not None and not self.nir_suspect:
             return c_nir, extra
@@ -348,7 +410,8 @@ class Supervisor:
             self.hardness.append(self._v(f"{cfg.press}.hardness"))
         if not weights:
             return
-        weight = sum(list(weights)[-10:]) / min(10, len(weights))
+        # The last ten tablets' mean weight: worked out once a step, for every loop and detector.
+        self.weight_mean = weight = sum(list(weights)[-10:]) / min(10, len(weights))
         rate = self._v(f"{cfg.press}.production_rate", 0.0)
         draw = rate / 3600.0 * weight * 1e-6
         level = self._v(f"{cfg.feed_frame}.level", cfg.level_sp_kg)
@@ -428,7 +491,7 @@ class Supervisor:
     def _loops(self, now: float, actions: list[Action]) -> None:
         cfg = self.cfg
         if self._due("weight", now, cfg.weight_period_s) and len(self.weights) >= 10:
-            weight = sum(list(self.weights)[-10:]) / 10
+            weight = self.weight_mean
             sp = self._v(f"{cfg.press}.fill_depth_sp")
             new = laws.weight_trim(
                 sp, weight, cfg.target_weight_mg, cfg.weight_gain_mm_per_mg, self.weight_deadband
@@ -481,7 +544,7 @@ class Supervisor:
 
     def _rate_loop(self, now: float, actions: list[Action]) -> None:
         cfg = self.cfg
-        weight = sum(list(self.weights)[-10:]) / min(10, len(self.weights))
+        weight = self.weight_mean
         if weight <= 0.0:
             return  # no tablets weighed: nothing to match the press rate to
         feeders = (cfg.api_feeder, *cfg.other_feeders)
@@ -610,8 +673,10 @@ class Supervisor:
             "bridging",
             bridging,
             5.0,
-            f"API feeder at full drive delivers {pv:.2f} of {sp:.2f} kg/h: "
-            "bridging; diverting the lean blend",
+            lambda: (
+                f"API feeder at full drive delivers {pv:.2f} of {sp:.2f} kg/h: "
+                "bridging; diverting the lean blend"
+            ),
         ):
             raised = self.conditions["bridging"].raised_at
             if bridging and now - raised > cfg.bridging_stop_s and self.enabled:
@@ -658,8 +723,10 @@ class Supervisor:
             "nir_disagrees",
             probe_suspect,
             60.0,
-            f"NIR disagrees with the feeders by {gap:+.2f} % w/w and no feeder explains it: "
-            "probe fault, not trimming feeders on it",
+            lambda: (
+                f"NIR disagrees with the feeders by {gap:+.2f} % w/w and no feeder "
+                "explains it: probe fault, not trimming feeders on it"
+            ),
         )
         if disagreeing and not was_disagreeing and not self.nir_suspect:
             self.nir_suspect = True
@@ -670,8 +737,10 @@ class Supervisor:
             "load_cell_drift",
             settled and consistent and abs(change) > 0.02,
             30.0,
-            f"API feeder reads {change:+.1%} more per % drive and NIR disagrees by "
-            f"{gap:+.2f} % w/w: its load cell is drifting; trusting NIR",
+            lambda: (
+                f"API feeder reads {change:+.1%} more per % drive and NIR disagrees by "
+                f"{gap:+.2f} % w/w: its load cell is drifting; trusting NIR"
+            ),
         )
         self._load_cell_response(was_drifting, load_cell, change, actions)
         # The API feeder's learnt feed factor is disturbed by its own refills (densified
@@ -683,8 +752,10 @@ class Supervisor:
             "feed_factor_drift",
             settled and api_quiet and abs(change) > 0.05 and abs(gap) < cfg.reconcile_limit_pct,
             120.0,
-            f"API feeder needs {-change:+.1%} drive for its flow: feed factor "
-            "drifting (bulk density); the feeder compensates",
+            lambda: (
+                f"API feeder needs {-change:+.1%} drive for its flow: feed factor "
+                "drifting (bulk density); the feeder compensates"
+            ),
         )
 
         bad = self.nir.bad_fraction
@@ -694,27 +765,30 @@ class Supervisor:
             "nir_dropout",
             dropping,
             10.0,
-            f"{bad:.0%} of NIR spectra lost or spiky: using the robust estimate",
+            lambda: f"{bad:.0%} of NIR spectra lost or spiky: using the robust estimate",
         )
 
         for feeder in (api, *cfg.other_feeders):
             flows = self.flows.get(feeder)
             if not flows or len(flows) < 300:
                 continue
-            mean = sum(flows) / len(flows)
-            rsd = math.sqrt(sum((e - mean) ** 2 for e in flows) / (len(flows) - 1))
-            baseline = self.flow_rsd_base.setdefault(feeder, Ewma(1200.0))
-            noisy = baseline.value is not None and settled and quiet and rsd > 1.7 * baseline.value
+            baseline = self.flow_rsd_base.get(feeder)
+            if baseline is None:
+                baseline = self.flow_rsd_base[feeder] = Ewma(1200.0)
             name = f"feeder_noise:{feeder}"
+            if not quiet:
+                # The RSD counts only between refills: no need to work it out.
+                self._condition(now, name, False, 20.0, "")
+                continue
+            rsd = flows.sd
+            noisy = baseline.value is not None and settled and rsd > 1.7 * baseline.value
             if (
                 not self._condition(
                     now,
                     name,
                     noisy,
                     20.0,
-                    f"{feeder} flow RSD {rsd:.1%} is "
-                    f"{rsd / (baseline.value or rsd):.1f}x its usual: "
-                    "widening the diversion guard band",
+                    partial(_noise_message, feeder, rsd, baseline.value),
                 )
                 and quiet
             ):
@@ -726,8 +800,10 @@ class Supervisor:
             "impeller_slowdown",
             speed_pv < 0.95 * speed_sp,
             10.0,
-            f"impeller at {speed_pv:.0f} rpm for a set {speed_sp:.0f} rpm: "
-            "residence time rising; RTD model follows the measured hold-up",
+            lambda: (
+                f"impeller at {speed_pv:.0f} rpm for a set {speed_sp:.0f} rpm: "
+                "residence time rising; RTD model follows the measured hold-up"
+            ),
         )
 
         turret_sp, turret_pv = (
@@ -739,8 +815,10 @@ class Supervisor:
             "turret_speed_step",
             abs(turret_pv - turret_sp) > 0.3,
             10.0,
-            f"turret at {turret_pv:.2f} rpm for a set {turret_sp:.2f} rpm: "
-            "rebalancing the press rate on the hopper level",
+            lambda: (
+                f"turret at {turret_pv:.2f} rpm for a set {turret_sp:.2f} rpm: "
+                "rebalancing the press rate on the hopper level"
+            ),
         )
 
         depth_sp, depth_pv = (
@@ -753,15 +831,17 @@ class Supervisor:
             "fill_depth_stiction",
             sticking,
             30.0,
-            f"fill depth at {depth_pv:.3f} mm for a set {depth_sp:.3f} mm: actuator "
-            "sticking; widening the weight loop's deadband to stop it hunting",
+            lambda: (
+                f"fill depth at {depth_pv:.3f} mm for a set {depth_sp:.3f} mm: actuator "
+                "sticking; widening the weight loop's deadband to stop it hunting"
+            ),
         ):
             self.weight_deadband = max(self.weight_deadband, 6.0)
         else:
             self.weight_deadband = cfg.weight_deadband_mg
 
         if self.weights and math.isfinite(depth_pv) and depth_pv > 0:
-            weight = sum(list(self.weights)[-10:]) / min(10, len(self.weights))
+            weight = self.weight_mean
             ratio = weight / depth_pv
             base_ratio = self.weight_per_depth_base.value
             shift = ratio / base_ratio - 1.0 if base_ratio else 0.0
@@ -771,8 +851,10 @@ class Supervisor:
                 "lot_density_change",
                 density,
                 30.0,
-                f"{shift:+.1%} tablet weight per mm of fill depth: the blend's "
-                "bulk density changed; the weight loop trims fill depth",
+                lambda: (
+                    f"{shift:+.1%} tablet weight per mm of fill depth: the blend's "
+                    "bulk density changed; the weight loop trims fill depth"
+                ),
             ):
                 self.weight_per_depth_base.update(ratio, self.dt)
 
@@ -785,8 +867,10 @@ class Supervisor:
                 "punch_wear",
                 settled and wear_mm > 0.02,
                 60.0,
-                f"tablets {wear_mm:.3f} mm thicker than the punch gap explains: "
-                "punch wear; maintenance due, hardness loop compensating",
+                lambda: (
+                    f"tablets {wear_mm:.3f} mm thicker than the punch gap explains: "
+                    "punch wear; maintenance due, hardness loop compensating"
+                ),
             ):
                 self.thickness_per_gap_base.update(thickness / gap_sp, self.dt)
 

@@ -59,8 +59,7 @@ def run(
             each_step(t)
         if supervisor is None:
             continue
-        for tag, value in plant.snapshot(include_truth=False).items():
-            supervisor.observe(tag, value.value, value.quality, value.source_time)
+        supervisor.observe_all(plant.store.readings())
         for action in supervisor.step(t):
             log.actions.append((t, action, carry_out(plant, action)))
         log.alarms.extend(supervisor.take_alarms())

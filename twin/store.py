@@ -39,12 +39,31 @@ class TagStore:
         self.quality: dict[str, Quality] = {}
         self.stamps: dict[str, float] = dict.fromkeys(registry.modules, 0.0)
         self._module_of = {tag.id: tag.module for tag in registry.values()}
+        # What a real plant shows, worked out once: snapshots are taken every plant second.
+        self._shown = tuple(
+            (tag.id, tag.module) for tag in registry.values() if not tag.ground_truth
+        )
 
     def snapshot(self, include_truth: bool = True) -> dict[str, TagValue]:
         good = Quality.GOOD
         quality, stamps, module_of = self.quality, self.stamps, self._module_of
+        if not include_truth:
+            values = self.values
+            return {
+                tag_id: TagValue(values[tag_id], quality.get(tag_id, good), stamps[module])
+                for tag_id, module in self._shown
+            }
         return {
             tag_id: TagValue(value, quality.get(tag_id, good), stamps[module_of[tag_id]])
             for tag_id, value in self.values.items()
-            if include_truth or not self.registry[tag_id].ground_truth
+        }
+
+    def readings(self) -> dict[str, tuple[Any, Quality, float]]:
+        """What `snapshot(include_truth=False)` holds, as plain (value, quality, source time)
+        tuples: the in-process closed loop's hot path."""
+        good = Quality.GOOD
+        values, quality, stamps = self.values, self.quality, self.stamps
+        return {
+            tag_id: (values[tag_id], quality.get(tag_id, good), stamps[module])
+            for tag_id, module in self._shown
         }

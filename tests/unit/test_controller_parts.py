@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import math
+import random
+
 import pytest
 
 from controller import laws
 from controller.diversion import DiversionPlanner
-from controller.estimators import RobustNir, RtdPredictor, arrival_time, content_pct
+from controller.estimators import (
+    RobustNir,
+    RollingStats,
+    RtdPredictor,
+    arrival_time,
+    content_pct,
+)
 from plant.rtd import tanks_in_series_cdf
 
 
@@ -100,3 +109,18 @@ def test_planner_merges_windows_and_opens_early() -> None:
     assert planner.active(150.0) is None
     assert planner.active(205.0) is None
     assert planner.windows == []
+
+
+def test_rolling_stats_agree_with_a_two_pass_computation_over_the_window() -> None:
+    rng = random.Random(5)
+    stats = RollingStats(300)
+    window: list[float] = []
+    for i in range(2000):
+        x = rng.gauss(0.001 * (i // 500), 0.01)
+        stats.append(x)
+        window = [*window, x][-300:]
+        if i % 97 == 0 and len(window) > 1:
+            mean = sum(window) / len(window)
+            sd = math.sqrt(sum((v - mean) ** 2 for v in window) / (len(window) - 1))
+            assert stats.sd == pytest.approx(sd, rel=1e-9)
+            assert stats.mean == pytest.approx(mean, rel=1e-9, abs=1e-15)
