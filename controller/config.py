@@ -60,3 +60,33 @@ class ControllerConfig:
     reconcile_limit_pct: float = 0.3  # % w/w disagreement that calls for a diagnosis
     bridging_stop_s: float = 900.0  # stop the line if the API feeder has not recovered by then
     stale_telemetry_s: float = 10.0  # hold setpoints when telemetry is older than this
+    # Fail-safe rules: what the controller does when its own diagnosis runs out.
+    # Two independent estimates of the blend (the NIR, and the feeders through the RTD) that
+    # disagree by more than their combined uncertainty mean one of them is wrong. Unless one
+    # diagnosed fault explains the gap with confirming evidence (a probe step the feeders did
+    # not make, of the gap's size; a load-cell drift seen in the feed factor, of the gap's
+    # size), the controller cannot know which: it judges the blend by the estimate further from
+    # target, widens the guard band by half the disagreement, and raises `estimates_disagree`.
+    # Combined uncertainty = sqrt(nir^2 + feeders^2):
+    nir_uncertainty_pct: float = 0.1  # % w/w: probe SD 0.05 (Colon 2014) and model error, x2
+    feeder_uncertainty_pct: float = 0.25  # % w/w: API flow reading +-2.5 % of a 10 % w/w share
+    # (load-cell accuracy, the RTD model's error through a transient)
+    failsafe_confirm_s: float = 20.0  # s the disagreement must last: a third of the RTD mean,
+    # so a refill's short volumetric blip does not trip it, while 20 s of suspect material
+    # is still inside the feed frame (30-60 s) when the gate is told
+    failsafe_guard_pct: float = 1.0  # % LC added to the guard band while it holds
+    # A line that has diverted for this long is not in a state of control: a transient the
+    # RTD can carry is over within five mean residence times (5 min at 60 s) plus the feed
+    # frame's minute, and a bridged feeder is given `bridging_stop_s` to recover. Past that,
+    # the controller stops the line with the reason instead of diverting product for an hour
+    # (GMP: an unexplained, lasting deviation is investigated by people, not run through the
+    # reject chute).
+    max_divert_s: float = 900.0
+    divert_gap_s: float = 30.0  # s at accept that still count as one diversion (flapping gate)
+    # The press hopper this low cannot guarantee full dies: a step's draw at 35 rpm is 12 g,
+    # so 50 g is about four seconds of tablets; below it the weight is not assured: divert.
+    level_low_kg: float = 0.05
+    # Start-up material is diverted by the line itself, but the feed frame's content when
+    # production begins was blended in start-up's last minute: blend judged out of spec that
+    # recently (plus the feed frame's plug-flow delay) is diverted when production begins.
+    startup_judge_s: float = 60.0

@@ -32,6 +32,21 @@ class DiversionPlanner:
         self.windows.append(Window(start, end, reason))
         self.windows.sort(key=lambda w: w.start)
 
+    def flag_span(self, start: float, end: float, reason: str) -> None:
+        """Everything reaching the press from `start` to `end` is (predicted) out of spec."""
+        self.flag(start, reason)
+        self.flag(end, reason)
+        for window in self.windows:
+            if window.start <= start and window.end >= start:
+                window.end = max(window.end, end + self.margin_s)
+        merged: list[Window] = []
+        for window in sorted(self.windows, key=lambda w: w.start):
+            if merged and window.start <= merged[-1].end:
+                merged[-1].end = max(merged[-1].end, window.end)
+            else:
+                merged.append(window)
+        self.windows = merged
+
     def active(self, now: float) -> Window | None:
         """The window the gate must serve now: already open, or opening within the lead."""
         self.windows = [w for w in self.windows if w.end >= now]

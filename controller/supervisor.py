@@ -38,6 +38,7 @@ from controller.estimators import (
 )
 
 PRODUCING_STATES = (2, 3)  # line.state: producing, diverting
+STARTING = 1
 HELD_STATES = (1, 4)  # starting, stopping: the line holds the gate at reject
 _TIME = itemgetter(2)  # a reading's source time
 REJECT, ACCEPT = 1, 0  # diverter.position_sp
@@ -102,6 +103,14 @@ class _Condition:
     cleared_at: float = field(default=-math.inf)
 
 
+def _explains(offset: float | None, gap: float, limit: float) -> bool:
+    """A diagnosed offset explains a gap of its own sign up to its size (plus the limit): the
+    averaged gap moves toward the offset when the fault begins, and back when it ends."""
+    if offset is None or offset * gap < 0:
+        return False
+    return abs(gap) <= abs(offset) + limit
+
+
 def _noise_message(feeder: str, rsd: float, usual: float | None) -> str:
     return (
         f"{feeder} flow RSD {rsd:.1%} is {rsd / (usual or rsd):.1f}x its usual: "
@@ -151,6 +160,12 @@ class Supervisor:
         self.feeder_rate = 0.0
         self.feeder_history: deque[tuple[float, float]] = deque(maxlen=600)  # (t, c_feeders)
         self.judged_step: tuple[float, float] | None = None  # the NIR step last judged
+        self.probe_offset: float | None = None  # % w/w the probe is believed off, if suspect
+        self.load_cell_gap: float | None = None  # NIR - feeders a drifting load cell explains
+        self.startup_bad_at: float | None = None  # blend last judged out of spec in start-up
+        self.divert_since: float | None = None  # start of the current diversion
+        self.accept_since: float | None = None  # start of the current spell at accept
+        self.failsafe_uncertainty = math.hypot(cfg.nir_uncertainty_pct, cfg.feeder_uncertainty_pct)
 
     # Input -------------------------------------------------------------------------------------
     def observe(self, tag: str, value: Any, quality: str, source_time: float) -> None:
@@ -281,10 +296,24 @@ class Supervisor:
         if state not in PRODUCING_STATES:
             self.producing_since = None
             self.gate_commanded = None
+            self.divert_since = self.accept_since = None
             self.planner.windows.clear()
+            if state == STARTING:
+                # The line diverts start-up material itself, but what fills the feed frame in
+                # the last minute of start-up is pressed once production begins: judge it now.
+                self._estimate(now, dt)
+                concentration, extra = self._blend()
+                content = (
+                    None
+                    if concentration is None
+                    else content_pct(cfg.target_weight_mg, concentration, cfg.label_claim_mg)
+                )
+                if content is None or not self._content_ok(content, extra):
+                    self.startup_bad_at = now
             return self._check_held_gate(now, state)
         if self.producing_since is None:
             self.producing_since = now
+            self._judge_startup_material(now)
         actions: list[Action] = []
         self._estimate(now, dt)
         self._divert(now, actions)
@@ -292,6 +321,28 @@ class Supervisor:
             self._loops(now, actions)
         self._detect(now, actions)
         return actions if self.enabled else []
+
+    def _content_ok(self, content: float, extra: float) -> bool:
+        cfg = self.cfg
+        return (
+            cfg.content_low_pct + cfg.guard_pct + extra
+            <= content
+            <= cfg.content_high_pct - cfg.guard_pct - extra
+        )
+
+    def _judge_startup_material(self, now: float) -> None:
+        """Production begins: divert the feed frame's content if blend judged out of spec
+        during start-up may be in it (everything blended within its plug-flow delay)."""
+        cfg = self.cfg
+        bad_at, self.startup_bad_at = self.startup_bad_at, None
+        level = self._v(f"{cfg.feed_frame}.level", cfg.level_sp_kg)
+        rate = self._v(f"{cfg.press}.production_rate", 0.0)
+        draw = rate / 3600.0 * cfg.target_weight_mg * 1e-6
+        delay = level / draw if draw > 0 else cfg.startup_judge_s
+        if bad_at is not None and now - bad_at <= delay + cfg.startup_judge_s:
+            self.planner.flag_span(
+                now, now + delay, "start-up blend out of spec is in the feed frame: diverting it"
+            )
 
     def _check_held_gate(self, now: float, state: float) -> list[Action]:
         """While starting or stopping the line holds the gate at reject; if the gate says
@@ -364,6 +415,7 @@ class Supervisor:
             moved = max(around) - min(around) if around else 0.0
             if not self.nir_suspect and moved < 0.3 * abs(size):
                 self.nir_suspect = True
+                self.probe_offset = size
                 self._alarm(
                     now,
                     "nir_bias",
@@ -379,6 +431,7 @@ class Supervisor:
                 and (now - (self.nir.last_step or (now, 0.0))[0] > cfg.reconcile_window_s)
             ):
                 self.nir_suspect = False
+                self.probe_offset = None
                 self._alarm(now, "nir_bias", False, "NIR agrees with the feeders again")
         if c_nir is not None:
             self.nir_slow.update(c_nir, dt)
@@ -389,6 +442,15 @@ class Supervisor:
         c_nir, c_feeders = self.estimate.get("nir"), self.estimate.get("feeders")
         noisy = any(c.active for c in self.noise_conditions)
         extra = 0.5 if noisy else 0.0
+        failsafe = self.conditions.get("estimates_disagree")
+        if failsafe is not None and failsafe.active and c_nir is not None and c_feeders is not None:
+            # Fail-safe: one of the two is wrong and nothing says which. Judge the blend by the
+            # one further from target, with the guard band widened by half the disagreement.
+            cfg = self.cfg
+            target = 100.0 * cfg.label_claim_mg / cfg.target_weight_mg
+            worst = max((c_nir, c_feeders), key=lambda c: abs(c - target))
+            gap_lc = abs(c_nir - c_feeders) * cfg.target_weight_mg / cfg.label_claim_mg
+            return worst, extra + cfg.failsafe_guard_pct + gap_lc / 2
         if c_nir is not None and not self.nir_suspect:
             return c_nir, extra
         if c_feeders is not None:
@@ -400,8 +462,33 @@ class Supervisor:
         return None, extra + 1.0
 
     # Diversion ---------------------------------------------------------------------------------
+    def _check_estimates(self, now: float) -> None:
+        """Fail-safe: the NIR and the feeders disagree beyond their combined uncertainty and no
+        single diagnosed fault explains the gap with confirming evidence (see ControllerConfig)."""
+        c_nir, c_feeders = self.estimate.get("nir"), self.estimate.get("feeders")
+        limit = self.failsafe_uncertainty
+        gap = self.disagreement.value
+        present = False
+        if c_nir is not None and c_feeders is not None and gap is not None and abs(gap) > limit:
+            probe = self.probe_offset if self.nir_suspect else None
+            load_cell = self.load_cell_gap
+            present = not (_explains(probe, gap, limit) or _explains(load_cell, gap, limit))
+        self._condition(
+            now,
+            "estimates_disagree",
+            present,
+            self.cfg.failsafe_confirm_s,
+            lambda: (
+                f"NIR and feeders disagree by {gap or 0.0:+.2f} % w/w (combined uncertainty "
+                f"{limit:.2f}) and no diagnosed fault explains it: judging the blend by the worse "
+                "of the two, guard band widened"
+            ),
+            "NIR and feeders agree again, or a diagnosis explains their gap",
+        )
+
     def _divert(self, now: float, actions: list[Action]) -> None:
         cfg = self.cfg
+        self._check_estimates(now)
         weights = self.weights
         weight_tag = f"{cfg.press}.tablet_weight"
         if self._good(weight_tag):
@@ -416,17 +503,15 @@ class Supervisor:
         draw = rate / 3600.0 * weight * 1e-6
         level = self._v(f"{cfg.feed_frame}.level", cfg.level_sp_kg)
         concentration, extra = self._blend()
-        low, high = (
-            cfg.content_low_pct + cfg.guard_pct + extra,
-            cfg.content_high_pct - cfg.guard_pct - extra,
-        )
         if concentration is None:
             self.planner.flag(now, "no trustworthy estimate of the blend: diverting")
         else:
             content = content_pct(weight, concentration, cfg.label_claim_mg)
-            if not low <= content <= high:
+            if not self._content_ok(content, extra):
                 arrives = arrival_time(now - 2.0, level, draw) or now
                 self.planner.flag(arrives, f"predicted content {content:.1f} % LC at the press")
+        if level < cfg.level_low_kg:
+            self.planner.flag(now, f"press hopper at {level:.3f} kg: die fill not assured")
         w_low = cfg.target_weight_mg * (1 - cfg.weight_tolerance + cfg.weight_guard)
         w_high = cfg.target_weight_mg * (1 + cfg.weight_tolerance - cfg.weight_guard)
         if not w_low <= weight <= w_high:
@@ -453,6 +538,7 @@ class Supervisor:
             self.gate_commanded = (want, now)
         elif self.gate_commanded is None:
             self.gate_commanded = (want, now)  # the setpoint already says so
+        self._limit_diversion(now, want, actions)
         # A gate asked to reject that does not report reject is stuck: tablets that must not
         # be accepted are reaching accept. Stop every drive now (domain.md, fault 13).
         position = self._v(f"{cfg.diverter}.position_pv", FB_REJECT)
@@ -477,6 +563,30 @@ class Supervisor:
             actions.append(Action("line", "abort", None, why))
             since = self.gate_commanded[1] if self.gate_commanded is not None else now
             actions.append(self._quarantine(since, now, why))
+
+    def _limit_diversion(self, now: float, want: int, actions: list[Action]) -> None:
+        """Fail-safe: a line that diverts for longer than `max_divert_s` (short spells at accept
+        included) is stopped, with the reason, instead of diverting product for an hour."""
+        cfg = self.cfg
+        if want == REJECT:
+            self.accept_since = None
+            if self.divert_since is None:
+                self.divert_since = now
+        else:
+            if self.accept_since is None:
+                self.accept_since = now
+            if now - self.accept_since > cfg.divert_gap_s:
+                self.divert_since = None
+        if self.divert_since is None or now - self.divert_since <= cfg.max_divert_s:
+            return
+        why = (
+            f"diverting for {now - self.divert_since:.0f} s, longer than the "
+            f"{cfg.max_divert_s:g} s allowed: the line is not in a state of control; stopping"
+        )
+        if self.enabled and not any(a.kind == "line" for a in actions):
+            actions.append(Action("line", "stop", None, why))
+        self._alarm(now, "diverting_too_long", True, why)
+        self.divert_since = None
 
     def _quarantine(self, since: float, now: float, why: str) -> Action:
         """Flag in genealogy what a stuck gate let through (domain.md, fault 13): the tablets
@@ -634,7 +744,14 @@ class Supervisor:
         """A drifting load cell makes the feeder deliver 1/(1+change) of what it reports: set
         the recipe's API share times (1+change) at once, and the recipe's share again when the
         cell reads true (a re-tare), instead of waiting for the slow NIR loop both ways."""
-        if not self.enabled or now_active == was:
+        if not self.enabled:
+            return
+        if now_active and was:
+            # The drift ramps up after it is first seen: follow it in steps of a percent.
+            factor = laws.clamp(1.0 + change, 0.85, 1.15)
+            if abs(factor - self.api_compensation) < 0.01:
+                return
+        elif now_active == was:
             return
         cfg = self.cfg
         feeders = (cfg.api_feeder, *cfg.other_feeders)
@@ -702,7 +819,11 @@ class Supervisor:
             # A drift is the learnt feed factor moving away from its own long-run average:
             # a fast average against a slow one, so a past drift does not stick for hours.
             self.feed_factor_fast.update(feed_factor, self.dt)
-            self.feed_factor_base.update(feed_factor, self.dt)
+            if not self.conditions.get("load_cell_drift", _Condition()).active:
+                # While a load cell drifts, the feed factor it seems to have is measured
+                # against the one before the drift: the compensation and the fail-safe's
+                # explanation of the NIR's gap both rest on it.
+                self.feed_factor_base.update(feed_factor, self.dt)
         fast = self.feed_factor_fast.value
         change = fast / base - 1.0 if base and fast else 0.0
         c_feeders = self.estimate.get("feeders") or 0.0
@@ -730,6 +851,7 @@ class Supervisor:
         )
         if disagreeing and not was_disagreeing and not self.nir_suspect:
             self.nir_suspect = True
+            self.probe_offset = gap
             self._alarm(now, "nir_bias", True, "NIR reconciled against the feeders: biased")
         was_drifting = self.conditions.get("load_cell_drift", _Condition()).active
         load_cell = self._condition(
@@ -743,6 +865,7 @@ class Supervisor:
             ),
         )
         self._load_cell_response(was_drifting, load_cell, change, actions)
+        self.load_cell_gap = expected_gap if load_cell else None
         # The API feeder's learnt feed factor is disturbed by its own refills (densified
         # powder), not by the other feeders': theirs come every few minutes and would hide a
         # drift for most of the time.

@@ -77,20 +77,28 @@ def run_campaign(
     pending = list(scenario.events)
     results: list[tuple[float, ScenarioEvent, str]] = []
     faulted_since: list[float] = []
+    scenario_stop = [False]  # the scenario's own last line command stopped the line
 
     def each_step(now: float) -> None:
         while pending and pending[0].at_s <= now:
             event = pending.pop(0)
             results.append((now, event, carry_out(plant, event)))
+            if event.action == "line":
+                scenario_stop[0] = event.line in ("stop", "abort", "reset")
         aborted = plant.state == "faulted" and "abort command" in _last_state_change(plant)
-        if plant.state != "faulted" or aborted:
-            # An emergency stop waits for the people who fix its cause (scenario events).
+        # A controller's stop (it says why in the audit trail) is looked into and the line
+        # restarted, as after a trip; an emergency stop waits for the people who fix its cause
+        # (scenario events).
+        stopped = plant.state == "stopped" and not scenario_stop[0]
+        if (plant.state != "faulted" or aborted) and not stopped:
             faulted_since.clear()
         elif not faulted_since:
             faulted_since.append(now)
         elif now - faulted_since[0] >= restart_after_s:
-            plant.apply(LineCommand("reset", OPERATOR_USER, "restart after a trip"))
-            plant.apply(LineCommand("start", OPERATOR_USER, "restart after a trip"))
+            why = "restart after a stop" if stopped else "restart after a trip"
+            if not stopped:
+                plant.apply(LineCommand("reset", OPERATOR_USER, why))
+            plant.apply(LineCommand("start", OPERATOR_USER, why))
             faulted_since.clear()
 
     supervisor = Supervisor(config) if controlled else None
