@@ -1,7 +1,8 @@
-"""What the controller knows of the product and the equipment: specs and data-sheet figures.
+"""What the controller knows of the product and the equipment, and every threshold it acts on.
 
 These are the plant's configuration, as an automation engineer would enter them, not the twin's
-model parameters: the controller never reads the twin.
+model parameters: the controller never reads the twin. Every figure carries its unit and the
+reason for its value; (est.) marks an engineering estimate to be confirmed on the real line.
 """
 
 from __future__ import annotations
@@ -34,40 +35,122 @@ class ControllerConfig:
     blender_speed_max_rpm: float = 400.0
     level_sp_kg: float = 0.25  # feed frame level the rate loop holds
     hardness_sp_n: float = 120.0
+    nir_period_s: float = 2.0  # s between spectra (the probe's data sheet)
+    residence_default_s: float = 60.0  # s, the RTD study's mean residence time at 20 kg/h: used
+    # until the blender reports its own
+    turret_min_rpm: float = 11.0  # rpm, the press's range (Natoli NP-400)
+    turret_max_rpm: float = 35.0
     # Diversion
     guard_pct: float = 0.5  # divert predicted content within this of a spec limit (% LC)
     weight_guard: float = 0.01  # and weight within this fraction of a weight limit
+    hardness_guard_n: float = 5.0  # and hardness within this of a hardness limit (N): the
+    # checkweigher's hardness reading has a 2 % RSD, 2.4 N at 120 N; 5 N is two of them
     margin_s: float = 4.0  # seconds of press time added before and after a window
     gate_lead_s: float = 3.0  # command the gate this early (actuation and one step)
     gate_confirm_s: float = 4.0  # the gate must report reject within this, or it is stuck
+    mean_of_tablets: int = 10  # tablets averaged for weight and hardness: a 0.4 % RSD
+    # checkweigher reads 0.13 % over ten, well inside a 1 % guard
+    tablets_kept: int = 30  # weight and hardness readings kept (the hardness loop's average)
+    nir_lag_s: float = 2.0  # s: a spectrum describes powder one reading period old
+    noise_guard_pct: float = 0.5  # % LC more guard band while a feeder is noisy (its blend
+    # varies faster than the NIR's median of three can follow)
+    feeder_guard_pct: float = 1.0  # % LC more guard band when judging by the feeders alone
+    # (their RTD prediction's error through a transient, about 0.1 % w/w)
     # Loops: periods, gains, deadbands
     weight_period_s: float = 10.0
     weight_gain_mm_per_mg: float = 0.006
     weight_deadband_mg: float = 1.0
     rate_period_s: float = 10.0
     level_gain: float = 0.5  # fraction of turret speed per kg of level error
+    level_integral_gain: float = 0.003  # 1/(kg s): slow integral on the level error, so a
+    # turret that runs off its setpoint is rebalanced within minutes
+    level_integral_limit: float = 0.2  # fraction of turret speed the integral may add
+    turret_step_rpm: float = 0.05  # rpm: smaller turret changes are not worth a command
     concentration_period_s: float = 15.0
     concentration_gain: float = 0.1  # fraction of the error corrected per period
     concentration_deadband_pct: float = 0.08  # % w/w
     concentration_authority: float = 0.04  # the API trim stays within +-4 % of the recipe
+    concentration_excursion: float = 0.15  # the trim leaves a blend more than 15 % off target
+    # to diversion: that is a transient, not an offset to trim
+    concentration_step_kgh: float = 0.001  # kg/h: smaller API trims are not worth a command
+    nir_slow_s: float = 30.0  # s, time constant of the NIR average the trim acts on
+    bridge_settle_s: float = 300.0  # s after a bridge collapses before the trim acts again
+    # (five RTD means: the blend is back to steady)
+    drive_saturated_pct: float = 95.0  # % drive above which a feeder cannot follow a trim
     hardness_period_s: float = 30.0
     hardness_gain_mm_per_n: float = 0.001
     hardness_deadband_n: float = 4.0
+    hardness_samples: int = 20  # readings before the hardness loop acts
+    speed_period_s: float = 10.0  # s between impeller speed checks (drive response 2 s)
+    load_cell_max_compensation: float = 0.15  # the API setpoint follows a drifting load cell
+    # by at most 15 %: beyond that the feeder is out of calibration, and diversion and the
+    # fail-safe take over
+    load_cell_follow: float = 0.01  # the compensation follows the drift in 1 % steps
     # Detection
     nir_stale_s: float = 8.0  # no good spectrum for this long: NIR unavailable
     nir_step_window_s: float = 30.0  # feeders' movement around a NIR step that explains it
+    nir_step_explained: float = 0.3  # a step is the blend when the feeders moved 30 % of it
+    nir_spike_allowance: float = 3.0  # x what the feeders' prediction moves between spectra
+    # that a reading may move before it is a spike
     reconcile_window_s: float = 60.0  # time constant of the NIR-feeder reconciliation
     reconcile_limit_pct: float = 0.3  # % w/w disagreement that calls for a diagnosis
     bridging_stop_s: float = 900.0  # stop the line if the API feeder has not recovered by then
     stale_telemetry_s: float = 10.0  # hold setpoints when telemetry is older than this
+    settle_s: float = 300.0  # s of production before detectors that learn a baseline judge
+    # (five RTD means: start-up transients are over)
+    bridging_drive_pct: float = 99.0  # % drive: the feeder gives all it has
+    bridging_flow_share: float = 0.7  # and delivers less than this share of its setpoint
+    bridging_confirm_s: float = 5.0  # s: a bridge does not come and go in a second
+    steady_after_bridge_s: float = 600.0  # s after a bridge before feeder statistics count
+    quiet_after_refill_s: float = 300.0  # s after a refill before feeder statistics count
+    # (the densified powder's feed factor settles in five 60-s decays)
+    feed_factor_base_s: float = 1800.0  # s, the learnt feed factor's long-run average
+    feed_factor_fast_s: float = 120.0  # s, and its recent average: drift = the two apart
+    explained_share: float = 0.5  # a feeder signal explains a NIR gap to within half of it
+    probe_feed_factor_limit: float = 0.02  # the NIR is blamed only if the feed factor moved
+    # less than this (fraction): 2x its 1 % spread
+    nir_disagrees_confirm_s: float = 60.0  # s, one reconciliation time constant
+    load_cell_change: float = 0.02  # fraction of feed factor a drifting load cell shows
+    load_cell_confirm_s: float = 30.0  # s
+    feed_factor_drift_change: float = 0.05  # fraction: 5x the learnt feed factor's 1 % spread
+    feed_factor_drift_confirm_s: float = 120.0  # s, the fast average's time constant
+    dropout_raise: float = 0.15  # share of spectra lost or spiky that raises nir_dropout
+    dropout_clear: float = 0.05  # and below which it clears (hysteresis: 60-spectra counts)
+    dropout_confirm_s: float = 10.0  # s, five spectra
+    flow_window: int = 300  # flow readings (s) in a feeder's noise statistic
+    noise_ratio: float = 1.7  # x its usual RSD that calls a feeder noisy
+    noise_confirm_s: float = 20.0  # s
+    noise_base_s: float = 1200.0  # s, time constant of a feeder's usual RSD
+    impeller_share: float = 0.95  # impeller below this share of its setpoint is slowing down
+    impeller_confirm_s: float = 10.0  # s, five drive time constants
+    turret_offset_rpm: float = 0.3  # rpm off its setpoint: the turret drive is off
+    turret_confirm_s: float = 10.0  # s, the drive's 2 rpm/s ramp over 20 rpm
+    stiction_mm: float = 0.02  # mm between fill-depth setpoint and position: sticking
+    stiction_confirm_s: float = 30.0  # s, the actuator moves 0.2 mm/s: it had time
+    stiction_deadband_mg: float = 6.0  # mg, the weight loop's deadband while it sticks
+    density_shift: float = 0.02  # fraction of weight per mm of fill depth: a new density
+    density_confirm_s: float = 30.0  # s, three weight-loop periods
+    density_base_s: float = 1800.0  # s, time constant of the usual weight per mm
+    wear_mm: float = 0.02  # mm thicker than the punch gap explains: wear
+    wear_confirm_s: float = 60.0  # s
+    wear_base_s: float = 3600.0  # s, time constant of the usual thickness per mm of gap
+    refill_window_s: float = 240.0  # s after a refill in which a diversion is the refill's
+    # (the refill, its volumetric hold, and the RTD's tail)
+    refill_clear_s: float = 60.0  # s without a diversion before the refill alarm clears
+    feeder_history: int = 600  # feeders' predictions kept (s) to judge NIR steps by
+    # The decision clock
+    max_dt_s: float = 10.0  # s: a longer gap between decisions is counted as this much
+    interval_forget: float = 0.98  # per decision: how fast a long telemetry interval is
+    # forgotten (quickly raised, slowly forgotten: 50 decisions to halve)
+    latency_forget: float = 0.95  # per command: the same for the command round trip
     # Fail-safe rules: what the controller does when its own diagnosis runs out.
     # Two independent estimates of the blend (the NIR, and the feeders through the RTD) that
     # disagree by more than their combined uncertainty mean one of them is wrong. Unless one
-    # diagnosed fault explains the gap with confirming evidence (a probe step the feeders did
-    # not make, of the gap's size; a load-cell drift seen in the feed factor, of the gap's
-    # size), the controller cannot know which: it judges the blend by the estimate further from
-    # target, widens the guard band by half the disagreement, and raises `estimates_disagree`.
-    # Combined uncertainty = sqrt(nir^2 + feeders^2):
+    # diagnosed fault explains the gap with confirming evidence (a probe step of the gap's
+    # sign and size that the feeders did not make; a load-cell drift seen in the feed factor,
+    # of the gap's sign and size), the controller cannot know which: it judges the blend by the
+    # estimate further from target, widens the guard band by half the disagreement, and raises
+    # `estimates_disagree`. Combined uncertainty = sqrt(nir^2 + feeders^2):
     nir_uncertainty_pct: float = 0.1  # % w/w: probe SD 0.05 (Colon 2014) and model error, x2
     feeder_uncertainty_pct: float = 0.25  # % w/w: API flow reading +-2.5 % of a 10 % w/w share
     # (load-cell accuracy, the RTD model's error through a transient)

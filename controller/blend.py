@@ -1,0 +1,191 @@
+"""What the controller believes about the blend: two independent estimates and their reconciling.
+
+The NIR (a robust median of its spectra) and the feeders (their measured API ratio through the
+blender's RTD) each estimate the concentration leaving the blender. A step in the NIR that the
+feeders did not make is a probe fault; a lasting gap between the two that no diagnosis explains
+is the fail-safe's business (`ControllerConfig`, fail-safe rules).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+from controller.conditions import Conditions
+from controller.config import ControllerConfig
+from controller.estimators import Ewma, RobustNir, RollingStats, RtdPredictor
+from controller.telemetry import Telemetry
+
+
+def explains(offset: float | None, gap: float, limit: float) -> bool:
+    """A diagnosed offset explains a gap of its own sign up to its size (plus the limit): the
+    averaged gap moves toward the offset when the fault begins, and back when it ends."""
+    if offset is None or offset * gap < 0:
+        return False
+    return abs(gap) <= abs(offset) + limit
+
+
+class Blend:
+    """The two estimates of the blend, the feeders' refills and flow statistics, and the
+    probe's standing (`nir_suspect`)."""
+
+    def __init__(self, cfg: ControllerConfig, telemetry: Telemetry, conditions: Conditions) -> None:
+        self.cfg, self.tel, self.conds = cfg, telemetry, conditions
+        self.nir = RobustNir(stale_s=cfg.nir_stale_s)
+        self.rtd = RtdPredictor(cfg.blender_tanks)
+        self.disagreement = Ewma(cfg.reconcile_window_s)  # NIR - feeders, % w/w
+        self.nir_slow = Ewma(cfg.nir_slow_s)
+        self.feeder_rate = 0.0  # % w/w per s the feeders' prediction moves
+        self.feeder_history: deque[tuple[float, float]] = deque(maxlen=cfg.feeder_history)
+        self.judged_step: tuple[float, float] | None = None  # the NIR step last judged
+        self.nir_suspect = False
+        self.probe_offset: float | None = None  # % w/w the probe is believed off, if suspect
+        self.load_cell_gap: float | None = None  # NIR - feeders a drifting load cell explains
+        self.nir_value: float | None = None
+        self.feeders_value: float | None = None
+        self.refill_lots: dict[str, float] = {}  # feeder -> lot number of its last refill
+        self.refilled_at: dict[str, float] = {}  # feeder -> plant time of its last refill
+        self.flows: dict[str, RollingStats] = {}  # feeder -> flow / setpoint - 1
+        self.failsafe_limit = math.hypot(cfg.nir_uncertainty_pct, cfg.feeder_uncertainty_pct)
+        self.target_pct = 100.0 * cfg.label_claim_mg / cfg.target_weight_mg
+        feeders = (cfg.api_feeder, *cfg.other_feeders)
+        self._feeder_tags = [
+            (f, f"{f}.mass_flow_pv", f"{f}.mass_flow_sp", f"{f}.refill_lot", f"{f}.refilling")
+            for f in feeders
+        ]
+        self._residence_tag = f"{cfg.blender}.residence_time"
+
+    @property
+    def estimate(self) -> dict[str, float | None]:
+        return {"nir": self.nir_value, "feeders": self.feeders_value}
+
+    @property
+    def last_refill(self) -> float:
+        """Plant time of the last refill of any feeder."""
+        return max(self.refilled_at.values(), default=-math.inf)
+
+    def observe_nir(self, value: float, good: bool, source_time: float) -> None:
+        # Between two spectra the blend can move by what the feeders' RTD prediction moves,
+        # and a little more: the spike test allows a few times that.
+        move = self.cfg.nir_spike_allowance * self.feeder_rate * self.cfg.nir_period_s
+        self.nir.update(value, good, source_time, move)
+
+    def update(self, now: float, dt: float) -> None:
+        """Both estimates at plant time `now`, `dt` after the last."""
+        cfg, tel = self.cfg, self.tel
+        flows = {}
+        for feeder, pv, sp, lot_tag, refilling in self._feeder_tags:
+            # While refilling, the reading is the feeder's own volumetric estimate: still the
+            # best there is, as long as it is there at all.
+            flows[feeder] = tel.v(pv) if tel.has(pv) else tel.v(sp)
+            # A short top-up can start and end between two samples of an accelerated plant;
+            # the lot number it leaves behind cannot be missed.
+            lot = tel.v(lot_tag, -1.0)
+            if tel.v(refilling, 0) or lot != self.refill_lots.get(feeder, lot):
+                self.refilled_at[feeder] = now
+            self.refill_lots[feeder] = lot
+            if tel.good(pv):
+                # Flow against its own setpoint, so the controller's trims are not noise.
+                error = tel.v(pv) / tel.v(sp) - 1.0 if tel.v(sp) > 0 else 0.0
+                stats = self.flows.get(feeder)
+                if stats is None:
+                    stats = self.flows[feeder] = RollingStats(cfg.flow_window)
+                stats.append(error)
+        total = sum(flows.values())
+        ratio = 100.0 * flows[cfg.api_feeder] / total if total > 0 else math.nan
+        residence = tel.v(self._residence_tag, cfg.residence_default_s) or cfg.residence_default_s
+        before = self.rtd.value
+        c_feeders = self.rtd.update(ratio, residence, dt) if math.isfinite(ratio) else None
+        if c_feeders is not None and before is not None and dt > 0:
+            self.feeder_rate = abs(c_feeders - before) / dt
+            self.feeder_history.append((now, c_feeders))
+        c_nir = self.nir.estimate(now)
+        self._judge_nir_step(now)
+        if c_nir is not None and c_feeders is not None:
+            gap = self.disagreement.update(c_nir - c_feeders, dt)
+            if (
+                self.nir_suspect
+                and abs(gap) < cfg.reconcile_limit_pct / 2
+                and (now - (self.nir.last_step or (now, 0.0))[0] > cfg.reconcile_window_s)
+            ):
+                self.suspect_probe(None)
+                self.conds.alarm(now, "nir_bias", False, "NIR agrees with the feeders again")
+        if c_nir is not None:
+            self.nir_slow.update(c_nir, dt)
+        self.nir_value, self.feeders_value = c_nir, c_feeders
+
+    def suspect_probe(self, offset: float | None) -> None:
+        """The probe is believed off by `offset` % w/w; None: it is believed again."""
+        self.nir_suspect = offset is not None
+        self.probe_offset = offset
+
+    def _judge_nir_step(self, now: float) -> None:
+        step = self.nir.last_step
+        if step is None or step is self.judged_step:
+            return
+        # Each step is judged once, however far apart the decisions are: telemetry of an
+        # accelerated plant comes every few plant seconds, not every second.
+        self.judged_step = step
+        step_time, size = step
+        # A real change of the blend shows in the feeders' prediction around the same time; a
+        # probe fault does not. Only that span counts, in plant time: a feeder transient a
+        # minute earlier says nothing about this step.
+        since = step_time - self.cfg.nir_step_window_s
+        around = [c for t, c in self.feeder_history if t >= since]
+        moved = max(around) - min(around) if around else 0.0
+        if not self.nir_suspect and moved < self.cfg.nir_step_explained * abs(size):
+            self.suspect_probe(size)
+            self.conds.alarm(
+                now,
+                "nir_bias",
+                True,
+                f"NIR reading stepped by {size:+.2f} % w/w with "
+                "no change in the feeders: probe fault, not trimming feeders on it",
+            )
+
+    def trusted(self) -> tuple[float | None, float]:
+        """The concentration to judge the blend by now (% w/w) and the extra guard band (% LC)
+        its source needs."""
+        cfg, conds = self.cfg, self.conds
+        c_nir, c_feeders = self.nir_value, self.feeders_value
+        extra = cfg.noise_guard_pct if conds.any_active("feeder_noise") else 0.0
+        if conds.active("estimates_disagree") and c_nir is not None and c_feeders is not None:
+            # Fail-safe: one of the two is wrong and nothing says which. Judge the blend by the
+            # one further from target, with the guard band widened by half the disagreement.
+            target = self.target_pct
+            worst = max((c_nir, c_feeders), key=lambda c: abs(c - target))
+            gap_lc = abs(c_nir - c_feeders) * cfg.target_weight_mg / cfg.label_claim_mg
+            return worst, extra + cfg.failsafe_guard_pct + gap_lc / 2
+        if c_nir is not None and not self.nir_suspect:
+            return c_nir, extra
+        if c_feeders is not None:
+            # Without a trusted probe, the feeders' ratio carries the known reconciliation offset
+            # only when the probe is sound and a feeder is the one at fault.
+            offset = self.disagreement.value or 0.0
+            load_cell = conds.active("load_cell_drift")
+            return c_feeders + (offset if load_cell else 0.0), extra + cfg.feeder_guard_pct
+        return None, extra + cfg.feeder_guard_pct
+
+    def check_agreement(self, now: float) -> None:
+        """Fail-safe: the NIR and the feeders disagree beyond their combined uncertainty and no
+        single diagnosed fault explains the gap with confirming evidence (ControllerConfig)."""
+        limit = self.failsafe_limit
+        gap = self.disagreement.value
+        present = False
+        c_nir, c_feeders = self.nir_value, self.feeders_value
+        if c_nir is not None and c_feeders is not None and gap is not None and abs(gap) > limit:
+            probe = self.probe_offset if self.nir_suspect else None
+            load_cell = self.load_cell_gap
+            present = not (explains(probe, gap, limit) or explains(load_cell, gap, limit))
+        self.conds.update(
+            now,
+            "estimates_disagree",
+            present,
+            self.cfg.failsafe_confirm_s,
+            lambda: (
+                f"NIR and feeders disagree by {gap or 0.0:+.2f} % w/w (combined uncertainty "
+                f"{limit:.2f}) and no diagnosed fault explains it: judging the blend by the worse "
+                "of the two, guard band widened"
+            ),
+            "NIR and feeders agree again, or a diagnosis explains their gap",
+        )

@@ -1,0 +1,93 @@
+"""Debounced conditions and the alarms they raise and clear."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Alarm:
+    """A detection, raised or cleared. `name` is the fault kind the controller believes in."""
+
+    time: float
+    name: str
+    raised: bool
+    message: str
+
+
+@dataclass(slots=True)
+class Condition:
+    """A detector's debounced state."""
+
+    since: float | None = None
+    active: bool = False
+    raised_at: float = field(default=-math.inf)
+    cleared_at: float = field(default=-math.inf)
+
+
+INACTIVE = Condition()  # what a condition never yet evaluated reads as (do not change it)
+
+
+class Conditions:
+    """Every detector's debounced state, by name, and the alarms not yet taken.
+
+    A name may carry a qualifier after a colon (one per feeder, `feeder_noise:api_feeder`); the
+    alarm's name is the part before it, the fault kind it points at.
+    """
+
+    def __init__(self) -> None:
+        self.items: dict[str, Condition] = {}
+        self.alarms: list[Alarm] = []
+        self.by_kind: dict[str, list[Condition]] = {}  # kind -> its conditions (qualified)
+
+    def get(self, name: str) -> Condition:
+        """The condition's state; an inactive one when it has never been evaluated."""
+        return self.items.get(name, INACTIVE)
+
+    def active(self, name: str) -> bool:
+        return self.get(name).active
+
+    def any_active(self, kind: str) -> bool:
+        """Whether any condition of this kind (any qualifier) is active."""
+        return any(c.active for c in self.by_kind.get(kind, ()))
+
+    def alarm(self, now: float, key: str, raised: bool, message: str) -> None:
+        self.alarms.append(Alarm(now, key.split(":", maxsplit=1)[0], raised, message))
+
+    def update(
+        self,
+        now: float,
+        name: str,
+        present: bool,
+        delay_s: float,
+        message: str | Callable[[], str],
+        clear_message: str = "",
+    ) -> bool:
+        """Debounce a detector: raise after `delay_s` present, clear after `delay_s` absent.
+
+        `message` may be a function that words it: worked out only when the alarm is raised."""
+        cond = self.items.get(name)
+        if cond is None:
+            cond = self.items[name] = Condition()
+            self.by_kind.setdefault(name.split(":", maxsplit=1)[0], []).append(cond)
+        if present != cond.active:
+            if cond.since is None:
+                cond.since = now
+            if now - cond.since >= delay_s:
+                cond.active, cond.since = present, None
+                if present:
+                    cond.raised_at = now
+                    text = message if isinstance(message, str) else message()
+                else:
+                    cond.cleared_at = now
+                    text = clear_message or f"{name} cleared"
+                self.alarm(now, name, present, text)
+        else:
+            cond.since = None
+        return cond.active
+
+    def take(self) -> list[Alarm]:
+        alarms, self.alarms = self.alarms, []
+        return alarms

@@ -1,0 +1,406 @@
+"""Fault detectors: each fault of the catalogue (shared/domain.md) from its signature.
+
+Each detector is a small unit that reads telemetry and the blend's estimates, updates its
+debounced condition (`Conditions`, which raises and clears the alarm named after the fault
+kind) and, where the fault calls for it, acts. `Detectors.run` calls them in a fixed order
+once a decision; some read what an earlier one found (`Context`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING
+
+from controller.actions import Action
+from controller.estimators import Ewma
+
+if TYPE_CHECKING:
+    from controller.supervisor import Supervisor
+
+
+@dataclass(slots=True)
+class Context:
+    """What every detector may use, worked out once a decision."""
+
+    now: float
+    dt: float
+    settled: bool  # producing long enough for learnt baselines to mean something
+    steady: bool  # no bridge now or lately, the API drive not saturated
+    quiet: bool  # steady, and no feeder refilled lately
+
+
+class Bridging:
+    """Fault 3: the API feeder at full drive delivers far less than its setpoint; the line is
+    stopped if it has not recovered in `bridging_stop_s`."""
+
+    def __init__(self, sv: Supervisor) -> None:
+        self.sv, cfg = sv, sv.cfg
+        api = cfg.api_feeder
+        self.tags = (f"{api}.drive_command", f"{api}.mass_flow_sp", f"{api}.mass_flow_pv")
+
+    def update(self, ctx: Context, actions: list[Action]) -> None:
+        sv, cfg, now = self.sv, self.sv.cfg, ctx.now
+        drive, sp, pv = (sv.tel.v(t) for t in self.tags)
+        bridging = drive >= cfg.bridging_drive_pct and pv < cfg.bridging_flow_share * sp
+        if sv.conds.update(
+            now,
+            "bridging",
+            bridging,
+            cfg.bridging_confirm_s,
+            lambda: (
+                f"API feeder at full drive delivers {pv:.2f} of {sp:.2f} kg/h: "
+                "bridging; diverting the lean blend"
+            ),
+        ):
+            raised = sv.conds.get("bridging").raised_at
+            if bridging and now - raised > cfg.bridging_stop_s and sv.enabled:
+                why = f"API feeder bridged for {now - raised:.0f} s: stopping"
+                actions.append(Action("line", "stop", None, why))
+
+
+class Reconciliation:
+    """Faults 2, 5 and 7 from one reconciliation: the NIR against the feeders' ratio, and the
+    API feeder's learnt feed factor against its own long-run average.
+
+    - the NIR disagrees with healthy feeders and no feeder signal explains it: the probe (7);
+    - the feed factor seems to move and the NIR's gap is what that would make: a load cell (5),
+      compensated on the API setpoint;
+    - the feed factor moves and the NIR agrees with the feeders: a drift the feeder's own
+      gravimetric control absorbs (2).
+    """
+
+    def __init__(self, sv: Supervisor) -> None:
+        self.sv, cfg = sv, sv.cfg
+        self.base = Ewma(cfg.feed_factor_base_s)
+        self.fast = Ewma(cfg.feed_factor_fast_s)
+        api = cfg.api_feeder
+        self.ff_tag, self.mode_tag = f"{api}.feed_factor", f"{api}.mode"
+
+    def update(self, ctx: Context, actions: list[Action]) -> None:
+        sv, cfg, now = self.sv, self.sv.cfg, ctx.now
+        conds, blend = sv.conds, sv.blend
+        feed_factor = sv.tel.v(self.ff_tag)
+        base = self.base.value
+        gap = blend.disagreement.value or 0.0
+        gravimetric = sv.tel.v(self.mode_tag, 0) == 0
+        if math.isfinite(feed_factor) and gravimetric:
+            # A drift is the learnt feed factor moving away from its own long-run average:
+            # a fast average against a slow one, so a past drift does not stick for hours.
+            self.fast.update(feed_factor, ctx.dt)
+            if not conds.active("load_cell_drift"):
+                # While a load cell drifts, the feed factor it seems to have is measured
+                # against the one before the drift: the compensation and the fail-safe's
+                # explanation of the NIR's gap both rest on it.
+                self.base.update(feed_factor, ctx.dt)
+        fast = self.fast.value
+        change = fast / base - 1.0 if base and fast else 0.0
+        c_feeders = blend.feeders_value or 0.0
+        expected_gap = -c_feeders * change
+        limit = cfg.reconcile_limit_pct
+        consistent = abs(gap) > limit and abs(gap - expected_gap) < cfg.explained_share * abs(gap)
+        # A probe that disagrees with healthy feeders, with no feeder signal to explain it, is
+        # the probe: caught here even when its offset crept in instead of stepping.
+        probe_suspect = (
+            ctx.settled
+            and ctx.quiet
+            and abs(gap) > limit
+            and not consistent
+            and abs(change) < cfg.probe_feed_factor_limit
+        )
+        was_disagreeing = conds.active("nir_disagrees")
+        disagreeing = conds.update(
+            now,
+            "nir_disagrees",
+            probe_suspect,
+            cfg.nir_disagrees_confirm_s,
+            lambda: (
+                f"NIR disagrees with the feeders by {gap:+.2f} % w/w and no feeder "
+                "explains it: probe fault, not trimming feeders on it"
+            ),
+        )
+        if disagreeing and not was_disagreeing and not blend.nir_suspect:
+            blend.suspect_probe(gap)
+            conds.alarm(now, "nir_bias", True, "NIR reconciled against the feeders: biased")
+        was_drifting = conds.active("load_cell_drift")
+        load_cell = conds.update(
+            now,
+            "load_cell_drift",
+            ctx.settled and consistent and abs(change) > cfg.load_cell_change,
+            cfg.load_cell_confirm_s,
+            lambda: (
+                f"API feeder reads {change:+.1%} more per % drive and NIR disagrees by "
+                f"{gap:+.2f} % w/w: its load cell is drifting; trusting NIR"
+            ),
+        )
+        sv.loops.compensate_load_cell(was_drifting, load_cell, change, actions)
+        blend.load_cell_gap = expected_gap if load_cell else None
+        # The API feeder's learnt feed factor is disturbed by its own refills (densified
+        # powder), not by the other feeders': theirs come every few minutes and would hide a
+        # drift for most of the time.
+        api_refill = blend.refilled_at.get(cfg.api_feeder, -math.inf)
+        api_quiet = ctx.steady and now - api_refill > cfg.quiet_after_refill_s
+        conds.update(
+            now,
+            "feed_factor_drift",
+            ctx.settled
+            and api_quiet
+            and abs(change) > cfg.feed_factor_drift_change
+            and abs(gap) < limit,
+            cfg.feed_factor_drift_confirm_s,
+            lambda: (
+                f"API feeder needs {-change:+.1%} drive for its flow: feed factor "
+                "drifting (bulk density); the feeder compensates"
+            ),
+        )
+
+
+class NirDropout:
+    """Fault 8: a share of spectra lost or spiky; the robust estimate carries on."""
+
+    def __init__(self, sv: Supervisor) -> None:
+        self.sv = sv
+
+    def update(self, ctx: Context, actions: list[Action]) -> None:
+        sv, cfg = self.sv, self.sv.cfg
+        bad = sv.blend.nir.bad_fraction
+        active = sv.conds.active("nir_dropout")
+        dropping = bad > (cfg.dropout_clear if active else cfg.dropout_raise)
+        sv.conds.update(
+            ctx.now,
+            "nir_dropout",
+            dropping,
+            cfg.dropout_confirm_s,
+            lambda: f"{bad:.0%} of NIR spectra lost or spiky: using the robust estimate",
+        )
+
+
+def _noise_message(feeder: str, rsd: float, usual: float | None) -> str:
+    return (
+        f"{feeder} flow RSD {rsd:.1%} is {rsd / (usual or rsd):.1f}x its usual: "
+        "widening the diversion guard band"
+    )
+
+
+class FeederNoise:
+    """Fault 4: a feeder's flow RSD well above its usual, between refills."""
+
+    def __init__(self, sv: Supervisor) -> None:
+        self.sv = sv
+        cfg = sv.cfg
+        self.feeders = (cfg.api_feeder, *cfg.other_feeders)
+        self.usual: dict[str, Ewma] = {}
+
+    def update(self, ctx: Context, actions: list[Action]) -> None:
+        sv, cfg, now = self.sv, self.sv.cfg, ctx.now
+        for feeder in self.feeders:
+            flows = sv.blend.flows.get(feeder)
+            if not flows or len(flows) < cfg.flow_window:
+                continue
+            baseline = self.usual.get(feeder)
+            if baseline is None:
+                baseline = self.usual[feeder] = Ewma(cfg.noise_base_s)
+            name = f"feeder_noise:{feeder}"
+            if not ctx.quiet:
+                # The RSD counts only between refills: no need to work it out.
+                sv.conds.update(now, name, False, cfg.noise_confirm_s, "")
+                continue
+            rsd = flows.sd
+            usual = baseline.value
+            noisy = usual is not None and ctx.settled and rsd > cfg.noise_ratio * usual
+            if not sv.conds.update(
+                now,
+                name,
+                noisy,
+                cfg.noise_confirm_s,
+                partial(_noise_message, feeder, rsd, baseline.value),
+            ):
+                baseline.update(rsd, ctx.dt)
+
+
+class Mismatch:
+    """Faults 6, 11 and 12: a drive that does not do what it is set to (impeller speed, fill
+    depth, turret speed), its measured value against its setpoint."""
+
+    def __init__(
+        self,
+        sv: Supervisor,
+        name: str,
+        sp_tag: str,
+        pv_tag: str,
+        off: str,
+        delay_s: float,
+        message: str,
+    ) -> None:
+        self.sv, self.name, self.sp_tag, self.pv_tag = sv, name, sp_tag, pv_tag
+        self.off, self.delay_s, self.message = off, delay_s, message
+
+    def update(self, ctx: Context, actions: list[Action]) -> bool:
+        sv, cfg = self.sv, self.sv.cfg
+        sp, pv = sv.tel.v(self.sp_tag), sv.tel.v(self.pv_tag)
+        if self.off == "impeller":
+            present = pv < cfg.impeller_share * sp
+        elif self.off == "turret":
+            present = abs(pv - sp) > cfg.turret_offset_rpm
+        else:
+            present = abs(sp - pv) > cfg.stiction_mm
+        return sv.conds.update(
+            ctx.now, self.name, present, self.delay_s, lambda: self.message.format(pv=pv, sp=sp)
+        )
+
+
+class Density:
+    """Fault 9: tablet weight per mm of fill depth moves away from its usual (bulk density)."""
+
+    def __init__(self, sv: Supervisor) -> None:
+        self.sv = sv
+        self.base = Ewma(sv.cfg.density_base_s)
+        self.depth_tag = f"{sv.cfg.press}.fill_depth_pv"
+
+    def update(self, ctx: Context, actions: list[Action]) -> None:
+        sv, cfg = self.sv, self.sv.cfg
+        depth = sv.tel.v(self.depth_tag)
+        if not (sv.gate.weights and math.isfinite(depth) and depth > 0):
+            return
+        ratio = sv.gate.weight_mean / depth
+        base = self.base.value
+        shift = ratio / base - 1.0 if base else 0.0
+        diverting = bool(sv.gate.planner.windows)
+        present = ctx.settled and ctx.quiet and not diverting and abs(shift) > cfg.density_shift
+        if not sv.conds.update(
+            ctx.now,
+            "lot_density_change",
+            present,
+            cfg.density_confirm_s,
+            lambda: (
+                f"{shift:+.1%} tablet weight per mm of fill depth: the blend's "
+                "bulk density changed; the weight loop trims fill depth"
+            ),
+        ):
+            self.base.update(ratio, ctx.dt)
+
+
+class PunchWear:
+    """Fault 10: tablets thicker than the punch gap explains."""
+
+    def __init__(self, sv: Supervisor) -> None:
+        self.sv = sv
+        self.base = Ewma(sv.cfg.wear_base_s)
+        p = sv.cfg.press
+        self.tags = (f"{p}.thickness", f"{p}.main_gap_sp")
+
+    def update(self, ctx: Context, actions: list[Action]) -> None:
+        sv, cfg = self.sv, self.sv.cfg
+        thickness, gap_sp = (sv.tel.v(t) for t in self.tags)
+        if not (math.isfinite(thickness) and gap_sp > 0):
+            return
+        base = self.base.value
+        wear_mm = thickness - (base or thickness / gap_sp) * gap_sp
+        if not sv.conds.update(
+            ctx.now,
+            "punch_wear",
+            ctx.settled and wear_mm > cfg.wear_mm,
+            cfg.wear_confirm_s,
+            lambda: (
+                f"tablets {wear_mm:.3f} mm thicker than the punch gap explains: "
+                "punch wear; maintenance due, hardness loop compensating"
+            ),
+        ):
+            self.base.update(thickness / gap_sp, ctx.dt)
+
+
+class RefillDisturbance:
+    """Fault 1: a diversion soon after a feeder refill is the refill's."""
+
+    def __init__(self, sv: Supervisor) -> None:
+        self.sv = sv
+
+    def update(self, ctx: Context, actions: list[Action]) -> None:
+        sv, cfg, now = self.sv, self.sv.cfg, ctx.now
+        windows = sv.gate.planner.windows
+        if now - sv.blend.last_refill < cfg.refill_window_s and windows:
+            sv.conds.update(
+                now,
+                "refill_disturbance",
+                True,
+                0.0,
+                "blend disturbed by a feeder refill: diverting the predicted window",
+            )
+        elif not windows:
+            passed = "refill disturbance has passed"
+            sv.conds.update(now, "refill_disturbance", False, cfg.refill_clear_s, "", passed)
+
+
+class Detectors:
+    """Every detector, run in order once a decision."""
+
+    def __init__(self, sv: Supervisor) -> None:
+        self.sv = sv
+        cfg = sv.cfg
+        b, p, api = cfg.blender, cfg.press, cfg.api_feeder
+        self.drive_tag = f"{api}.drive_command"
+        self.bridging = Bridging(sv)
+        self.reconciliation = Reconciliation(sv)
+        self.nir_dropout = NirDropout(sv)
+        self.feeder_noise = FeederNoise(sv)
+        self.impeller = Mismatch(
+            sv,
+            "impeller_slowdown",
+            f"{b}.speed_sp",
+            f"{b}.speed_pv",
+            "impeller",
+            cfg.impeller_confirm_s,
+            "impeller at {pv:.0f} rpm for a set {sp:.0f} rpm: "
+            "residence time rising; RTD model follows the measured hold-up",
+        )
+        self.turret = Mismatch(
+            sv,
+            "turret_speed_step",
+            f"{p}.turret_speed_sp",
+            f"{p}.turret_speed_pv",
+            "turret",
+            cfg.turret_confirm_s,
+            "turret at {pv:.2f} rpm for a set {sp:.2f} rpm: "
+            "rebalancing the press rate on the hopper level",
+        )
+        self.stiction = Mismatch(
+            sv,
+            "fill_depth_stiction",
+            f"{p}.fill_depth_sp",
+            f"{p}.fill_depth_pv",
+            "stiction",
+            cfg.stiction_confirm_s,
+            "fill depth at {pv:.3f} mm for a set {sp:.3f} mm: actuator "
+            "sticking; widening the weight loop's deadband to stop it hunting",
+        )
+        self.density = Density(sv)
+        self.punch_wear = PunchWear(sv)
+        self.refill = RefillDisturbance(sv)
+
+    def run(self, now: float, dt: float, actions: list[Action]) -> None:
+        sv, cfg = self.sv, self.sv.cfg
+        since = sv.producing_since
+        settled = since is not None and now - since > cfg.settle_s
+        ctx = Context(now, dt, settled, steady=False, quiet=False)
+        self.bridging.update(ctx, actions)
+        bridge = sv.conds.get("bridging")
+        # Feeder statistics mean something only away from refills, bridges and a saturated drive.
+        ctx.steady = (
+            not bridge.active
+            and now - bridge.cleared_at > cfg.steady_after_bridge_s
+            and sv.tel.v(self.drive_tag) < cfg.drive_saturated_pct
+        )
+        ctx.quiet = ctx.steady and now - sv.blend.last_refill > cfg.quiet_after_refill_s
+        self.reconciliation.update(ctx, actions)
+        self.nir_dropout.update(ctx, actions)
+        self.feeder_noise.update(ctx, actions)
+        self.impeller.update(ctx, actions)
+        self.turret.update(ctx, actions)
+        if self.stiction.update(ctx, actions):
+            sv.loops.weight_deadband = max(sv.loops.weight_deadband, cfg.stiction_deadband_mg)
+        else:
+            sv.loops.weight_deadband = cfg.weight_deadband_mg
+        self.density.update(ctx, actions)
+        self.punch_wear.update(ctx, actions)
+        self.refill.update(ctx, actions)

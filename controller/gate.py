@@ -1,0 +1,221 @@
+"""Diversion: judge what reaches the press, drive the reject gate, and the gate's own faults.
+
+The blend leaving the blender now reaches the dies after the feed frame's plug-flow delay (level
+over draw): a prediction out of spec opens a window of press time, plus a margin, and the gate
+serves it. A gate that does not follow (fault 13) stops the line and flags in genealogy what it
+let through; a line that diverts for too long is stopped with the reason (fail-safe).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING
+
+from controller.actions import Action
+from controller.diversion import DiversionPlanner, Window
+from controller.estimators import arrival_time, content_pct
+
+if TYPE_CHECKING:
+    from controller.supervisor import Supervisor
+
+HELD_STATES = (1, 4)  # starting, stopping: the line holds the gate at reject
+REJECT, ACCEPT = 1, 0  # diverter.position_sp
+FB_REJECT = 2  # diverter.position_pv
+
+
+class Gate:
+    """The diversion planner, the tablets' weight and hardness, and the gate's state."""
+
+    def __init__(self, sv: Supervisor) -> None:
+        self.sv = sv
+        cfg = self.cfg = sv.cfg
+        self.planner = DiversionPlanner(cfg.margin_s, cfg.gate_lead_s)
+        self.weights: deque[float] = deque(maxlen=cfg.tablets_kept)
+        self.hardness: deque[float] = deque(maxlen=cfg.tablets_kept)
+        self.weight_mean = float("nan")  # of the last few weights, set by `divert` each step
+        self.gate_commanded: tuple[int, float] | None = None
+        self.startup_bad_at: float | None = None  # blend last judged out of spec in start-up
+        self.divert_since: float | None = None  # start of the current diversion
+        self.accept_since: float | None = None  # start of the current spell at accept
+        p, f, d = cfg.press, cfg.feed_frame, cfg.diverter
+        self._weight_tag, self._hardness_tag = f"{p}.tablet_weight", f"{p}.hardness"
+        self._rate_tag, self._level_tag = f"{p}.production_rate", f"{f}.level"
+        self._sp_tag, self._pv_tag = f"{d}.position_sp", f"{d}.position_pv"
+
+    def content_ok(self, content: float, extra: float) -> bool:
+        cfg = self.cfg
+        return (
+            cfg.content_low_pct + cfg.guard_pct + extra
+            <= content
+            <= cfg.content_high_pct - cfg.guard_pct - extra
+        )
+
+    def stand_by(self) -> None:
+        """The line is not producing: nothing to serve, no diversion running."""
+        self.gate_commanded = None
+        self.divert_since = self.accept_since = None
+        self.planner.windows.clear()
+
+    def judge_startup(self, now: float) -> None:
+        """In start-up: the line diverts start-up material itself, but what fills the feed
+        frame in the last minute of start-up is pressed once production begins: judge it."""
+        cfg = self.cfg
+        concentration, extra = self.sv.blend.trusted()
+        content = (
+            None
+            if concentration is None
+            else content_pct(cfg.target_weight_mg, concentration, cfg.label_claim_mg)
+        )
+        if content is None or not self.content_ok(content, extra):
+            self.startup_bad_at = now
+
+    def begin_production(self, now: float) -> None:
+        """Production begins: divert the feed frame's content if blend judged out of spec
+        during start-up may be in it (everything blended within its plug-flow delay)."""
+        cfg, tel = self.cfg, self.sv.tel
+        bad_at, self.startup_bad_at = self.startup_bad_at, None
+        level = tel.v(self._level_tag, cfg.level_sp_kg)
+        rate = tel.v(self._rate_tag, 0.0)
+        draw = rate / 3600.0 * cfg.target_weight_mg * 1e-6
+        delay = level / draw if draw > 0 else cfg.startup_judge_s
+        if bad_at is not None and now - bad_at <= delay + cfg.startup_judge_s:
+            self.planner.flag_span(
+                now, now + delay, "start-up blend out of spec is in the feed frame: diverting it"
+            )
+
+    def divert(self, now: float, actions: list[Action]) -> None:
+        """Judge what reaches the press and drive the gate."""
+        cfg, tel, sv = self.cfg, self.sv.tel, self.sv
+        weights = self.weights
+        if tel.good(self._weight_tag):
+            weights.append(tel.v(self._weight_tag))
+        if tel.good(self._hardness_tag):
+            self.hardness.append(tel.v(self._hardness_tag))
+        if not weights:
+            return
+        # The last few tablets' mean weight: worked out once a step, for every loop and detector.
+        n = cfg.mean_of_tablets
+        self.weight_mean = weight = sum(list(weights)[-n:]) / min(n, len(weights))
+        rate = tel.v(self._rate_tag, 0.0)
+        draw = rate / 3600.0 * weight * 1e-6
+        level = tel.v(self._level_tag, cfg.level_sp_kg)
+        concentration, extra = sv.blend.trusted()
+        planner = self.planner
+        if concentration is None:
+            planner.flag(now, "no trustworthy estimate of the blend: diverting")
+        else:
+            content = content_pct(weight, concentration, cfg.label_claim_mg)
+            if not self.content_ok(content, extra):
+                arrives = arrival_time(now - cfg.nir_lag_s, level, draw) or now
+                planner.flag(arrives, f"predicted content {content:.1f} % LC at the press")
+        if level < cfg.level_low_kg:
+            planner.flag(now, f"press hopper at {level:.3f} kg: die fill not assured")
+        w_low = cfg.target_weight_mg * (1 - cfg.weight_tolerance + cfg.weight_guard)
+        w_high = cfg.target_weight_mg * (1 + cfg.weight_tolerance - cfg.weight_guard)
+        if not w_low <= weight <= w_high:
+            planner.flag(now, f"tablet weight {weight:.0f} mg near its limit")
+        if self.hardness:
+            hardness = sum(list(self.hardness)[-n:]) / min(n, len(self.hardness))
+            guard = cfg.hardness_guard_n
+            if not cfg.hardness_low_n + guard <= hardness <= cfg.hardness_high_n - guard:
+                planner.flag(now, f"hardness {hardness:.0f} N near its limit")
+        self._gate(now, planner.active(now), actions)
+
+    def _gate(self, now: float, window: Window | None, actions: list[Action]) -> None:
+        cfg, tel, sv = self.cfg, self.sv.tel, self.sv
+        current = int(tel.v(self._sp_tag, ACCEPT))
+        want = REJECT if window is not None else ACCEPT
+        # What was last commanded rules over the setpoint's reading, which lags a command in
+        # flight: a window that reopens before the accept just sent shows up needs its reject.
+        commanded = self.gate_commanded[0] if self.gate_commanded is not None else current
+        if want != commanded or (self.gate_commanded is None and want != current):
+            reason = window.reason if window is not None else "diversion window has passed"
+            value = "reject" if want == REJECT else "accept"
+            actions.append(Action("setpoint", self._sp_tag, value, reason))
+            self.gate_commanded = (want, now)
+        elif self.gate_commanded is None:
+            self.gate_commanded = (want, now)  # the setpoint already says so
+        self._limit_diversion(now, want, actions)
+        # A gate asked to reject that does not report reject is stuck: tablets that must not
+        # be accepted are reaching accept. Stop every drive now (domain.md, fault 13).
+        position = tel.v(self._pv_tag, FB_REJECT)
+        stuck = (
+            sv.enabled  # watching only, nobody asked the gate to move
+            and self.gate_commanded is not None
+            and self.gate_commanded[0] == REJECT
+            and position != FB_REJECT
+            and now - self.gate_commanded[1] > cfg.gate_confirm_s + sv.reaction_s
+        )
+        if (
+            sv.conds.update(
+                now,
+                "diverter_stuck",
+                stuck,
+                0.0,
+                "diverter does not move to reject: aborting the line",
+            )
+            and stuck
+        ):
+            why = "diverter stuck at accept while material must be rejected"
+            actions.append(Action("line", "abort", None, why))
+            since = self.gate_commanded[1] if self.gate_commanded is not None else now
+            actions.append(self.quarantine(since, now, why))
+
+    def _limit_diversion(self, now: float, want: int, actions: list[Action]) -> None:
+        """Fail-safe: a line that diverts for longer than `max_divert_s` (short spells at accept
+        included) is stopped, with the reason, instead of diverting product for an hour."""
+        cfg = self.cfg
+        if want == REJECT:
+            self.accept_since = None
+            if self.divert_since is None:
+                self.divert_since = now
+        else:
+            if self.accept_since is None:
+                self.accept_since = now
+            if now - self.accept_since > cfg.divert_gap_s:
+                self.divert_since = None
+        if self.divert_since is None or now - self.divert_since <= cfg.max_divert_s:
+            return
+        why = (
+            f"diverting for {now - self.divert_since:.0f} s, longer than the "
+            f"{cfg.max_divert_s:g} s allowed: the line is not in a state of control; stopping"
+        )
+        if self.sv.enabled and not any(a.kind == "line" for a in actions):
+            actions.append(Action("line", "stop", None, why))
+        self.sv.conds.alarm(now, "diverting_too_long", True, why)
+        self.divert_since = None
+
+    def check_held_gate(self, now: float, state: float) -> list[Action]:
+        """While starting or stopping the line holds the gate at reject; if the gate says
+        accept, start-up or run-out material is reaching accept: stop every drive."""
+        cfg, sv = self.cfg, self.sv
+        held = state in HELD_STATES and sv.tel.v(self._pv_tag, FB_REJECT) == 0
+        cond = sv.conds.items.get("diverter_stuck")
+        seen = cond.since if cond is not None and cond.since is not None else now
+        if (
+            sv.conds.update(
+                now,
+                "diverter_stuck",
+                held,
+                cfg.gate_confirm_s + sv.reaction_s,
+                "diverter at accept while the line holds it at reject: aborting",
+            )
+            and held
+            and sv.enabled
+        ):
+            why = "diverter stuck at accept while the line holds it at reject"
+            # The gate showed accept one telemetry interval after tablets may have passed it.
+            return [
+                Action("line", "abort", None, why),
+                self.quarantine(seen - sv.interval_s, now, why),
+            ]
+        return []
+
+    def quarantine(self, since: float, now: float, why: str) -> Action:
+        """Flag in genealogy what a stuck gate let through (domain.md, fault 13): the tablets
+        pressed from `since` (less the diversion margin) until the abort sent now has taken
+        effect (a reaction time later; the plant cuts a window that ends in its future)."""
+        start = max(since - self.planner.margin_s, 0.0)
+        end = now + self.sv.reaction_s
+        reason = f"{why}: tablets that may have reached accept are held back"
+        return Action("quarantine", "genealogy", (round(start, 3), round(end, 3)), reason)

@@ -1,0 +1,217 @@
+"""The control loops (L1, L2): each at its own period, each command with its reason.
+
+API ratio from NIR at constant total (L2), weight by fill depth, press rate by turret speed
+holding the hopper level, hardness by punch gap, impeller speed (L1). The laws themselves are
+small pure functions in `controller.laws`; this module reads telemetry into them and words the
+commands.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from controller import laws
+from controller.actions import Action
+
+if TYPE_CHECKING:
+    from controller.supervisor import Supervisor
+
+
+class Loops:
+    def __init__(self, sv: Supervisor) -> None:
+        self.sv = sv
+        cfg = self.cfg = sv.cfg
+        self.last_run: dict[str, float] = {}
+        self.level_integral = 0.0
+        self.weight_deadband = cfg.weight_deadband_mg  # widened while the fill depth sticks
+        self.api_compensation = 1.0  # API share over the recipe's, while a load cell drifts
+        self.feeders = (cfg.api_feeder, *cfg.other_feeders)
+
+    def _due(self, loop: str, now: float, period: float) -> bool:
+        if now - self.last_run.get(loop, -math.inf) >= period:
+            self.last_run[loop] = now
+            return True
+        return False
+
+    def run(self, now: float, actions: list[Action]) -> None:
+        cfg, sv = self.cfg, self.sv
+        gate, tel = sv.gate, sv.tel
+        if self._due("weight", now, cfg.weight_period_s) and len(gate.weights) >= (
+            cfg.mean_of_tablets
+        ):
+            self._weight(actions)
+        if self._due("rate", now, cfg.rate_period_s) and gate.weights:
+            self._rate(actions)
+        if self._due("concentration", now, cfg.concentration_period_s):
+            self._concentration(now, actions)
+        if self._due("hardness", now, cfg.hardness_period_s) and len(gate.hardness) >= (
+            cfg.hardness_samples
+        ):
+            self._hardness(actions)
+        if self._due("speed", now, cfg.speed_period_s):
+            sp, pv = tel.v(f"{cfg.blender}.speed_sp"), tel.v(f"{cfg.blender}.speed_pv")
+            new = laws.speed_restore(sp, pv, cfg.blender_speed_rpm, cfg.blender_speed_max_rpm)
+            if new is not None:
+                actions.append(
+                    Action(
+                        "setpoint",
+                        f"{cfg.blender}.speed_sp",
+                        round(new, 1),
+                        f"impeller at {pv:.0f} rpm for a set {sp:.0f} rpm: "
+                        f"restoring the validated {cfg.blender_speed_rpm:g} rpm",
+                    )
+                )
+
+    def _weight(self, actions: list[Action]) -> None:
+        cfg = self.cfg
+        weight = self.sv.gate.weight_mean
+        sp = self.sv.tel.v(f"{cfg.press}.fill_depth_sp")
+        new = laws.weight_trim(
+            sp, weight, cfg.target_weight_mg, cfg.weight_gain_mm_per_mg, self.weight_deadband
+        )
+        if new is not None:
+            actions.append(
+                Action(
+                    "setpoint",
+                    f"{cfg.press}.fill_depth_sp",
+                    round(new, 4),
+                    f"tablet weight {weight:.1f} mg, target {cfg.target_weight_mg:g} mg",
+                )
+            )
+
+    def _hardness(self, actions: list[Action]) -> None:
+        cfg = self.cfg
+        readings = self.sv.gate.hardness
+        hardness = sum(readings) / len(readings)
+        gap = self.sv.tel.v(f"{cfg.press}.main_gap_sp")
+        new = laws.hardness_trim(
+            gap, hardness, cfg.hardness_sp_n, cfg.hardness_gain_mm_per_n, cfg.hardness_deadband_n
+        )
+        if new is not None:
+            actions.append(
+                Action(
+                    "setpoint",
+                    f"{cfg.press}.main_gap_sp",
+                    round(new, 4),
+                    f"hardness {hardness:.0f} N, target {cfg.hardness_sp_n:g} N",
+                )
+            )
+
+    def _rate(self, actions: list[Action]) -> None:
+        cfg, tel = self.cfg, self.sv.tel
+        weight = self.sv.gate.weight_mean
+        if weight <= 0.0:
+            return  # no tablets weighed: nothing to match the press rate to
+        total = sum(tel.v(f"{f}.mass_flow_sp", 0.0) for f in self.feeders)
+        level = tel.v(f"{cfg.feed_frame}.level", cfg.level_sp_kg)
+        error = level - cfg.level_sp_kg
+        limit = cfg.level_integral_limit
+        self.level_integral = laws.clamp(
+            self.level_integral + cfg.level_integral_gain * error * cfg.rate_period_s, -limit, limit
+        )
+        speed = laws.turret_speed(
+            total, weight, cfg.stations, level, cfg.level_sp_kg, cfg.level_gain
+        ) * (1.0 + self.level_integral)
+        speed = laws.clamp(speed, cfg.turret_min_rpm, cfg.turret_max_rpm)
+        sp = tel.v(f"{cfg.press}.turret_speed_sp")
+        if abs(speed - sp) >= cfg.turret_step_rpm:
+            actions.append(
+                Action(
+                    "setpoint",
+                    f"{cfg.press}.turret_speed_sp",
+                    round(speed, 3),
+                    f"press rate to feed {total:.2f} kg/h at {weight:.0f} mg, "
+                    f"hopper {level:.3f} kg",
+                )
+            )
+
+    def _concentration(self, now: float, actions: list[Action]) -> None:
+        cfg, sv = self.cfg, self.sv
+        tel, blend = sv.tel, sv.blend
+        api = cfg.api_feeder
+        bridging = sv.conds.get("bridging")
+        blocked = (
+            blend.nir_suspect
+            or blend.nir_value is None
+            or bridging.active
+            or now - bridging.cleared_at < cfg.bridge_settle_s  # let a collapsed bridge settle
+            or tel.v(f"{api}.drive_command", 0.0) >= cfg.drive_saturated_pct  # cannot follow
+            or tel.v(f"{api}.mode", 0) != 0
+        )
+        target = blend.target_pct
+        slow = blend.nir_slow.value
+        # Trim only a steady offset; a large excursion is a transient for diversion to handle.
+        if blocked or slow is None or abs(slow / target - 1) > cfg.concentration_excursion:
+            return
+        api_sp = tel.v(f"{api}.mass_flow_sp")
+        others = {f: tel.v(f"{f}.mass_flow_sp") for f in cfg.other_feeders}
+        total = api_sp + sum(others.values())
+        new = laws.concentration_trim(
+            api_sp, total, slow, target, cfg.concentration_gain, cfg.concentration_deadband_pct
+        )
+        if new is None:
+            return
+        # The trim has a bounded authority around the recipe (or around the load-cell
+        # compensation): a probe that drifts without being caught cannot walk the blend out of
+        # spec on its own.
+        recipe = total * target / 100.0 * self.api_compensation
+        authority = cfg.concentration_authority
+        new = laws.clamp(new, recipe * (1 - authority), recipe * (1 + authority))
+        if abs(new - api_sp) < cfg.concentration_step_kgh:
+            return
+        reason = (
+            f"blend at {slow:.2f} % w/w by NIR, target {target:.2f}: "
+            f"API feeder {api_sp:.3f} -> {new:.3f} kg/h at a constant {total:.2f} kg/h"
+        )
+        self.set_api_share(new, reason, actions)
+
+    def set_api_share(self, new_api: float, reason: str, actions: list[Action]) -> None:
+        """Set the API feeder, taking the difference from the other feeders: total constant."""
+        cfg, tel = self.cfg, self.sv.tel
+        others = {f: tel.v(f"{f}.mass_flow_sp") for f in cfg.other_feeders}
+        total = tel.v(f"{cfg.api_feeder}.mass_flow_sp") + sum(others.values())
+        new_api = laws.clamp(new_api, 0.0, total)
+        actions.append(
+            Action("setpoint", f"{cfg.api_feeder}.mass_flow_sp", round(new_api, 4), reason)
+        )
+        rest = sum(others.values())
+        for feeder, sp in others.items():
+            share = sp / rest if rest else 1.0 / len(others)
+            value = round((total - new_api) * share, 4)
+            actions.append(Action("setpoint", f"{feeder}.mass_flow_sp", value, reason))
+
+    def compensate_load_cell(
+        self, was: bool, now_active: bool, change: float, actions: list[Action]
+    ) -> None:
+        """A drifting load cell makes the feeder deliver 1/(1+change) of what it reports: set
+        the recipe's API share times (1+change) at once (following the drift as it ramps), and
+        the recipe's share again when the cell reads true (a re-tare), instead of waiting for
+        the slow NIR loop both ways."""
+        if not self.sv.enabled:
+            return
+        cfg = self.cfg
+        most = cfg.load_cell_max_compensation
+        factor = laws.clamp(1.0 + change, 1.0 - most, 1.0 + most)
+        if now_active and was:
+            if abs(factor - self.api_compensation) < cfg.load_cell_follow:
+                return
+        elif now_active == was:
+            return
+        tel = self.sv.tel
+        total = sum(tel.v(f"{f}.mass_flow_sp", 0.0) for f in self.feeders)
+        recipe = total * cfg.label_claim_mg / cfg.target_weight_mg
+        if now_active:
+            self.api_compensation = factor
+            reason = (
+                f"API load cell reads {change:+.1%}: setting the recipe's "
+                f"{recipe:.3f} kg/h {factor - 1:+.1%} to keep the true flow"
+            )
+            self.set_api_share(recipe * factor, reason, actions)
+        else:
+            self.api_compensation = 1.0
+            self.set_api_share(
+                recipe,
+                f"API load cell reads true again: back to the recipe's {recipe:.3f} kg/h",
+                actions,
+            )

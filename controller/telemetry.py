@@ -1,0 +1,67 @@
+"""The controller's view of the plant: the newest reading of every tag it has been shown."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from operator import itemgetter
+from typing import Any
+
+_TIME = itemgetter(2)  # a reading's source time
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    value: Any
+    quality: str
+    time: float
+
+
+class _TagView(Mapping[str, Reading]):
+    """The newest reading of every tag, read-only; kept as plain tuples underneath, because the
+    supervisor takes some sixty of them every plant second."""
+
+    def __init__(self, raw: dict[str, tuple[Any, str, float]]) -> None:
+        self._raw = raw
+
+    def __getitem__(self, tag: str) -> Reading:
+        return Reading(*self._raw[tag])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+
+class Telemetry:
+    """Tag readings as they arrive (value, quality, source time) and the newest source time."""
+
+    def __init__(self) -> None:
+        self.raw: dict[str, tuple[Any, str, float]] = {}  # tag -> (value, quality, time)
+        self.tags: Mapping[str, Reading] = _TagView(self.raw)
+        self.newest = -math.inf
+
+    def observe(self, tag: str, value: Any, quality: str, source_time: float) -> None:
+        self.raw[tag] = (value, quality, source_time)
+        self.newest = max(self.newest, source_time)
+
+    def observe_all(self, readings: Mapping[str, tuple[Any, str, float]]) -> None:
+        if readings:
+            self.raw.update(readings)
+            self.newest = max(self.newest, *map(_TIME, readings.values()))
+
+    def v(self, name: str, default: float = math.nan) -> float:
+        """A tag's value as a number, or `default` when there is none."""
+        reading = self.raw.get(name)
+        if reading is None or reading[0] is None:
+            return default
+        return float(reading[0])
+
+    def good(self, name: str) -> bool:
+        reading = self.raw.get(name)
+        return reading is not None and reading[1] == "good"
+
+    def has(self, name: str) -> bool:
+        return name in self.raw
