@@ -115,7 +115,7 @@ NS = 1_000_000_000
 async def _serve(tags: int, rate: float, seconds: float, folder: Path) -> None:
     users = folder / "users.toml"
     users.write_text(
-        f'[users.edge]\nrole = "operator"\npassword_hash = "{hash_password(EDGE_PASSWORD)}"\n'
+        f'[users.edge]\nrole = "gateway"\npassword_hash = "{hash_password(EDGE_PASSWORD)}"\n'
     )
     keep_s = seconds + DRAIN_MAX_S + READY_TIMEOUT_S + 300.0
     settings = OpcUaSettings(

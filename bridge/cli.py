@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import logging
 import signal
+import sqlite3
 import sys
 import threading
+from pathlib import Path
 from types import FrameType
+from typing import Annotated
 
 import typer
 from pydantic import ValidationError
 
+from bridge.deadletter import encode_deadletter, read_deadletters
 from bridge.edge.cli import edge
 from bridge.historian import service
 from bridge.historian.settings import HistorianSettings
@@ -53,5 +57,45 @@ def historian() -> None:
     signal.signal(signal.SIGINT, on_signal)
     try:
         service.run(settings, stop)
-    except SpoolError as error:
+    except SpoolError as error:  # a full disk included: one line, exit 2
         raise _fail(str(error)) from None
+    except service.ThreadDiedError as error:  # a bug: its traceback is in the log above
+        print(f"error: {error}", file=sys.stderr)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def deadletters(
+    path: Annotated[
+        Path | None,
+        typer.Option(help="A dead-letter store (the edge's, ...); default: the historian's."),
+    ] = None,
+    after: Annotated[int, typer.Option(help="Only letters with a larger id.")] = 0,
+    limit: Annotated[int | None, typer.Option(help="At most this many letters.")] = None,
+) -> None:
+    """Print dead letters, whole, one JSON object a line (oldest first).
+
+    Without --path, the historian's store: the one its PLANT_HISTORIAN_* settings name
+    (DEADLETTER_PATH, or beside SPOOL_PATH). A store may be read while its service runs.
+    """
+    if path is None:
+        try:
+            path = HistorianSettings().deadletters
+        except ValidationError as error:
+            raise _fail(_first_error(error, "PLANT_HISTORIAN_")) from None
+    if not path.exists():
+        raise _fail(f"no dead-letter store at {path}")
+    try:
+        letters = read_deadletters(path, after, limit)
+    except sqlite3.Error as error:
+        raise _fail(f"cannot read {path}: {error}") from None
+    for letter in letters:
+        line = encode_deadletter(
+            letter.service,
+            letter.reason,
+            letter.topic,
+            letter.payload,
+            time_ns=letter.time_ns,
+            letter_id=letter.id,
+        )
+        print(line.decode())

@@ -18,10 +18,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from plant.payload import PayloadError
+from plant.payload import PayloadError, decoder, parse_json
 
 VERSION = 1
-_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,63}$")
+_NAME = re.compile(r"[a-z_][a-z0-9_]{0,63}")  # full matches only: "x\n" is not a name
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,12 +50,10 @@ def encode_metrics(metrics: Metrics) -> bytes:
     ).encode()
 
 
+@decoder
 def decode_metrics(data: bytes) -> Metrics:
     """Parse and validate a metrics report; raise `PayloadError` with the reason."""
-    try:
-        obj: Any = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
-        raise PayloadError(f"not JSON: {error}") from None
+    obj: Any = parse_json(data)
     if not isinstance(obj, dict):
         raise PayloadError("not a JSON object")
     if obj.get("v") != VERSION:
@@ -74,7 +72,7 @@ def decode_metrics(data: bytes) -> Metrics:
         raise PayloadError("metrics: 'values' must be a non-empty object")
     values: dict[str, float] = {}
     for name, value in raw.items():
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             raise PayloadError(f"metrics: {name!r} is not a metric name")
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise PayloadError(f"metrics: {name!r} is not a number")

@@ -12,6 +12,14 @@ The interval is counted from an item's arrival, not from a free-running clock (T
 flush_interval ticks on its own, so an item waits anywhere from 0 to a whole interval): the
 interval bounds how long any item waits, whatever its phase. Under load it batches by itself:
 what arrives while one write is under way goes out in the next.
+
+The second difference: a rejected batch is not dropped whole (Telegraf's InfluxDB v2 output
+drops a batch on 400). InfluxDB 2.x refuses a whole request when one line does not parse, so
+one bad point would take thousands of good ones from other sites with it. A batch the sink
+rejects `per_item` is split in halves, each delivered on its own, down to the single items the
+server refuses: only those are dead-lettered (`splits` counts the halvings). One bad item in a
+batch of n costs about 2 log2(n) writes; good halves are written once. Writes are idempotent,
+so a half InfluxDB 1.x had already written before its "partial write" answer does no harm.
 """
 
 from __future__ import annotations
@@ -27,6 +35,13 @@ from bridge.sink import RejectedError, RetryableError, Sink
 from bridge.spool import Spool
 
 IDLE_POLL_S = 0.1  # how often an idle runner looks at the spool (items added without notify)
+
+
+class _Stopped:
+    """Stop came before the write succeeded."""
+
+
+_STOPPED = _Stopped()
 
 
 class RunningOutput:
@@ -122,7 +137,43 @@ class RunningOutput:
         return taken
 
     def _deliver(self, rows: list[tuple[int, bytes]], stop: threading.Event) -> bool:
-        """Write one batch, retrying until written, rejected or stopped."""
+        """Deliver one batch: written, or split until only refused items are dead-lettered.
+
+        Returns False if `stop` came first (what was not delivered stays in the spool).
+        """
+        parts, refused, reason = [rows], 0, ""
+        while parts:
+            part = parts.pop()
+            outcome = self._write(part, stop)
+            if isinstance(outcome, _Stopped):
+                return False
+            if outcome is None:
+                continue
+            if outcome.per_item and len(part) > 1:
+                half = len(part) // 2
+                parts += [part[half:], part[:half]]  # the first half next: order is kept
+                self.counters.add("splits")
+                continue
+            lines = [data for _, data in part]
+            refused, reason = refused + len(lines), reason or str(outcome)
+            self.counters.add("rejected", len(lines))
+            self.counters.add("dead_letters")
+            # Durable first: the callback returns once the dead letter is on disk.
+            self._on_rejected(lines, str(outcome))
+            self.spool.ack([row_id for row_id, _ in part])
+        if refused:
+            self._log.warning(
+                "%d of a batch of %d items rejected and dead-lettered: %s",
+                refused,
+                len(rows),
+                reason,
+            )
+        return True
+
+    def _write(
+        self, rows: list[tuple[int, bytes]], stop: threading.Event
+    ) -> RejectedError | _Stopped | None:
+        """Write rows, retrying retryable errors; None when written (and acked)."""
         ids = [row_id for row_id, _ in rows]
         lines = [data for _, data in rows]
         backoff = self._retry_initial
@@ -136,24 +187,19 @@ class RunningOutput:
                 # Full jitter on the backoff: historians that lost the same server do not
                 # all come back in the same instant.
                 if stop.wait(random.uniform(delay / 2, delay)):
-                    return False
+                    return _STOPPED
                 backoff = min(backoff * 2, self._retry_max)
                 continue
             except RejectedError as error:
-                self._log.warning("batch of %d items rejected: %s", len(lines), error)
-                self.counters.add("rejected", len(lines))
-                self.counters.add("dead_letters")
-                self._on_rejected(lines, str(error))
-                self.spool.ack(ids)
                 self._recovered()
-                return True
+                return error
             self.spool.ack(ids)
             self.counters.add("written", len(lines))
             if self._timestamp is not None:
                 newest = max(self._timestamp(line) for line in lines)
                 self.counters.set("lag_ms", max(0.0, (time.time_ns() - newest) / 1e6))
             self._recovered()
-            return True
+            return None
 
     def _unhealthy(self, reason: str) -> None:
         if self._healthy:

@@ -14,9 +14,11 @@ from typing import Any
 
 from controller.supervisor import Action, Alarm
 from plant.payload import CommandReply, CommandRequest, Event, Scalar, window_text
+from plant.text import MAX_NAME_CHARS, MAX_REASON_CHARS, clip, shown
 
 SOURCE = "controller"  # Event.source of everything the controller records
 MODES = ("auto", "manual")
+MAX_MODE_BYTES = 4096  # a mode switch is a word or a small JSON object; larger is refused
 
 
 class ModeError(ValueError):
@@ -105,7 +107,7 @@ def command_event(
         accepted, result = False, f"no reply within {timeout_s:g} s"
     else:
         accepted = reply.accepted
-        result = "accepted" if reply.accepted else f"{reply.code}: {reply.reason}"
+        result = "accepted" if reply.accepted else clip(f"{reply.code}: {reply.reason}")
     return Event(
         site=site,
         kind="audit",
@@ -161,7 +163,14 @@ def encode_mode(switch: ModeSwitch) -> bytes:
 
 def decode_mode(data: bytes) -> ModeSwitch:
     """Parse a mode switch: `{"v": 1, "mode": "auto", "user": ..., "reason": ...}`, or the
-    bare word `auto` or `manual`."""
+    bare word `auto` or `manual`.
+
+    It is a retained message anyone with the operator's rights can set, read again at every
+    (re)connection: any bytes at all raise `ModeError` with a short reason, never anything
+    else (huge or deeply nested JSON, numbers too long to read, invalid UTF-8, wrong types).
+    """
+    if len(data) > MAX_MODE_BYTES:
+        raise ModeError(f"mode switch of {len(data):,} bytes; at most {MAX_MODE_BYTES:,}")
     try:
         text = data.decode().strip()
     except UnicodeDecodeError:
@@ -170,13 +179,20 @@ def decode_mode(data: bytes) -> ModeSwitch:
         return ModeSwitch(text)
     try:
         obj = json.loads(text)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # not JSON, nested too deeply, a number too long
         raise ModeError(f"mode switch must be one of {', '.join(MODES)} or JSON") from None
-    if not isinstance(obj, dict) or obj.get("v") != 1:
+    if not isinstance(obj, dict) or type(obj.get("v")) is not int or obj["v"] != 1:
         raise ModeError("mode switch JSON must be an object with v = 1")
     mode, user, reason = obj.get("mode"), obj.get("user", ""), obj.get("reason", "")
-    if mode not in MODES:
-        raise ModeError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if not isinstance(mode, str) or mode not in MODES:
+        raise ModeError(f"mode must be one of {', '.join(MODES)}, got {shown(mode, 40)}")
     if not isinstance(user, str) or not isinstance(reason, str):
         raise ModeError("mode switch user and reason must be strings")
+    if len(user) > MAX_NAME_CHARS:
+        raise ModeError(f"mode switch user of {len(user):,} characters; at most {MAX_NAME_CHARS}")
+    if len(reason) > MAX_REASON_CHARS:
+        raise ModeError(
+            f"mode switch reason of {len(reason):,} characters; at most {MAX_REASON_CHARS} "
+            "(refused, not cut: the audit trail keeps a reason whole)"
+        )
     return ModeSwitch(mode, user, reason)

@@ -13,12 +13,20 @@ paho-mqtt runs its network loop on a thread of its own; its callbacks only hand 
 to the event loop, where everything else happens, so the supervisor is only ever touched from
 one thread. Each connection is a fresh client whose own reconnection is switched off: losing the
 broker ends the session and `run`'s explicit loop connects again after a capped backoff.
+
+Every message is handled on its own: one that cannot be read (any bytes at all: invalid UTF-8,
+deeply nested or huge JSON, numbers too long to read, wrong types) is counted and ignored with
+a log line, and the next one is taken; it never ends the session or the process. That matters
+most for the retained mode switch, which the broker hands over again at every connection: a
+bad one would otherwise crash the controller at every restart. A switch that cannot be
+followed is also an audit record (`mode`, not accepted, why), once per distinct payload.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import ssl
 import time
@@ -57,6 +65,7 @@ from plant.payload import (
     encode_command,
     encode_event,
 )
+from plant.text import clip, shown
 from plant.topics import SiteTopics
 
 log = logging.getLogger("controller.service")
@@ -105,6 +114,7 @@ class Counters:
     alarms: int = 0
     connections: int = 0
     errors: int = 0  # supervisor steps that raised (the controller held)
+    ignored_modes: int = 0  # mode switches that could not be followed
 
 
 @dataclass(slots=True)
@@ -144,6 +154,7 @@ class ControllerService:
         self._was_up = False  # the last session got as far as CONNACK
         self._failing = False  # the supervisor's last step raised
         self._errors_seen: set[str] = set()
+        self._ignored_mode = b""  # digest of the last mode switch ignored (said once)
 
     # The reconnection loop ----------------------------------------------------------------------
     async def run(self) -> None:
@@ -278,8 +289,11 @@ class ControllerService:
                     if batch is not None:
                         batches.append(batch)
             if batches:
+                rejected = self.feed.rejected
                 for decision in self.feed.take(batches, self._monotonic()):
                     self._act(decision)
+                if self.feed.rejected > rejected:
+                    self._bad_payload("telemetry", f"sample refused: {self.feed.last_rejection}")
             if lost is not None:
                 raise MqttError(f"connection lost: {lost.reason}")
             # The rest of the burst (the other modules of this second) may be on its way.
@@ -292,7 +306,14 @@ class ControllerService:
                     self._act(flushed)
 
     def _receive(self, message: _Message) -> TelemetryBatch | None:
-        """Handle one message; a telemetry batch is returned for the feed."""
+        """Handle one message, whatever it holds; a telemetry batch is returned for the feed."""
+        try:
+            return self._receive_one(message)
+        except Exception as error:  # bad input raises many kinds: never past one message
+            self._bad_payload(message.topic, f"{type(error).__name__}: {error}")
+            return None
+
+    def _receive_one(self, message: _Message) -> TelemetryBatch | None:
         topic = message.topic
         if topic == self.topics.reply(self._user):
             self._on_reply(message)
@@ -315,7 +336,7 @@ class ControllerService:
         self.counters.bad_payloads += 1
         # Logged at warning once, then quietly: a broken publisher must not flood the log.
         level = logging.WARNING if self.counters.bad_payloads == 1 else logging.DEBUG
-        log.log(level, "ignoring a payload on %s: %s", topic, why)
+        log.log(level, "ignoring a payload on %s: %s", shown(topic), clip(why, 300))
 
     def _on_reply(self, message: _Message) -> None:
         pending = self._pending.pop(message.correlation or b"", None)
@@ -328,24 +349,32 @@ class ControllerService:
         self.supervisor.note_command_latency(round_trip)
         try:
             reply = decode_reply(message.payload)
-        except PayloadError as error:
-            self._bad_payload(message.topic, str(error))
+        except Exception as error:  # PayloadError, or whatever else bad input raises
+            self._bad_payload(message.topic, str(error) or type(error).__name__)
             reply = None
         if reply is not None and reply.accepted:
             self.counters.accepted += 1
         elif reply is not None:
             self.counters.refused += 1
-            log.warning("%s refused (%s): %s", _describe(pending.action), reply.code, reply.reason)
+            log.warning(
+                "%s refused (%s): %s",
+                _describe(pending.action),
+                clip(reply.code, 40),
+                clip(reply.reason, 300),
+            )
         else:
             self.counters.unanswered += 1
         self._audit(pending.sent, reply)
 
     def _on_mode(self, payload: bytes) -> None:
+        if not payload.strip():
+            return  # the retained switch was cleared: nothing to follow
         try:
             switch = decode_mode(payload)
         except ModeError as error:
-            log.warning("ignoring the mode switch: %s", error)
+            self._ignore_mode(payload, str(error))
             return
+        self._ignored_mode = b""
         if switch.enabled == self.feed.enabled:
             return
         self.feed.enabled = switch.enabled
@@ -363,6 +392,31 @@ class ControllerService:
                 old=old,
                 new=new,
                 result="accepted",
+            )
+        )
+
+    def _ignore_mode(self, payload: bytes, why: str) -> None:
+        """Stay in the current mode; say so (log and audit) once per distinct payload, so the
+        same retained switch handed over at every reconnection is not recorded again."""
+        self.counters.ignored_modes += 1
+        digest = hashlib.sha256(payload).digest()
+        if digest == self._ignored_mode:
+            return
+        self._ignored_mode = digest
+        mode = "auto" if self.feed.enabled else "manual"
+        log.warning("ignoring a mode switch of %d bytes, staying %s: %s", len(payload), mode, why)
+        self._publish_event(
+            note_event(
+                self.settings.site_id,
+                self._seq.next("audit"),
+                self.feed.newest if self.feed.newest > 0 else time.time(),
+                "unknown",  # the payload's own claim is what could not be read
+                "mode",
+                "",
+                old=mode,
+                new=mode,
+                accepted=False,
+                result=clip(f"ignored: {why}"),
             )
         )
 

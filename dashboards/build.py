@@ -451,7 +451,12 @@ def audit_trail(_: Picker) -> JSON:
 
 
 # Self-metrics of the bridge services (bridge/metrics.py): gauges, then counters shown as rates.
-PIPELINE_GAUGES = (("lag_ms", "Lag to InfluxDB", "ms"), ("spool_depth", "Spool depth", "short"))
+PIPELINE_GAUGES = (
+    ("lag_ms", "Lag to InfluxDB", "ms"),
+    ("spool_depth", "Spool depth", "short"),
+    ("deadletters_waiting", "Dead letters waiting to be announced", "short"),
+    ("spool_moved_aside", "Corrupt spools moved aside", "short"),
+)
 PIPELINE_RATES = (
     ("written", "Written /s"),
     ("received", "Received /s"),

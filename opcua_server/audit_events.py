@@ -36,7 +36,10 @@ log = logging.getLogger(__name__)
 AUDIT_EVENT_TYPE = "PlantAuditEventType"
 SEVERITY_ACCEPTED = 100
 SEVERITY_REFUSED = 300
-AUDIT_PAGE_MAX = 500  # records per AuditSince answer at most: one answer stays well below 1 MB
+AUDIT_PAGE_MAX = 500  # records per AuditSince answer at most
+# ... and about this many bytes of JSON (at least one record): a page of records with long
+# text (twin.audit cuts each field at about 1,000 characters) stays well below 1 MB too.
+AUDIT_PAGE_BYTES = 256 * 1024
 
 #: Field name and type of every property of the event type, in order.
 AUDIT_FIELDS = (
@@ -126,13 +129,20 @@ class AuditEvents:
         """Records after `after_seq` (at most `max_records`, capped at AUDIT_PAGE_MAX) as JSON
         objects with the event's field names and Time as ISO 8601 UTC; and the log's last seq.
 
-        Includes records not emitted as events yet: a reader dedupes by AuditSeq.
+        Includes records not emitted as events yet: a reader dedupes by AuditSeq. The twin
+        keeps only its newest records (`twin.audit.MAX_RECORDS`): when the first record of
+        the answer is above `after_seq + 1`, the ones between are no longer kept.
         """
         limit = min(max_records or AUDIT_PAGE_MAX, AUDIT_PAGE_MAX)
-        page = self.plant.audit.since(after_seq)[:limit]
-        out = []
+        page = self.plant.audit.since(after_seq, limit)
+        out: list[str] = []
+        size = 0
         for record in page:
             fields = record_fields(record, self.clock.utc(record.time))
             fields["Time"] = fields["Time"].isoformat()
-            out.append(json.dumps(fields, separators=(",", ":"), allow_nan=False))
-        return out, len(self.plant.audit)
+            text = json.dumps(fields, separators=(",", ":"), allow_nan=False)
+            size += len(text)
+            if out and size > AUDIT_PAGE_BYTES:
+                break  # the reader asks again after the last record it got
+            out.append(text)
+        return out, self.plant.audit.last_seq

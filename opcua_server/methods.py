@@ -8,13 +8,15 @@ input argument at fault marked Bad, and a one-line explanation in that argument'
 Every call an operator makes is audited by the twin; a call refused for the user's role is
 audited here.
 
-A gateway (the MQTT edge) calls with its own operator account on behalf of someone else: the
-optional `OnBehalfOf` argument names that requester, and the audit trail records
+A gateway (the MQTT edge) calls with its own account, of role `gateway`, on behalf of someone
+else: the optional `OnBehalfOf` argument names that requester, and the audit trail records
 `"<requester> via <caller>"`, so the record names both the person who asked and the account that
-carried it out. Only the caller's own role is checked (the gateway's broker authenticated the
-requester); an operator cannot hide behind another name, because its own name stays in the
-record. `WriteSetpoint` is a setpoint write with a reason and a requester, which a plain OPC UA
-Write cannot carry.
+carried it out. The gateway's broker authenticated the requester; the server checks the
+caller's role. Only a gateway may name someone: a plain operator's call with an `OnBehalfOf`
+is refused (BadUserAccessDenied) and audited under the operator's own name, so no operator can
+put another person's name on a record. A reason longer than `plant.text.MAX_REASON_CHARS` is
+refused (BadInvalidArgument), never cut. `WriteSetpoint` is a setpoint write with a reason and
+a requester, which a plain OPC UA Write cannot carry.
 
 `Quarantine(StartTime, EndTime, Reason, OnBehalfOf)` flags in genealogy the tablets pressed in
 that window (UTC source times, as the tags show them): the accepted ones are held back, not
@@ -44,6 +46,7 @@ from asyncua import Node, Server, ua
 from opcua_server.address_space import COMMANDS, PlantNodes
 from opcua_server.clock import PlantClock
 from opcua_server.sessions import current_user
+from plant.text import MAX_NAME_CHARS, MAX_REASON_CHARS, clip, shown
 from twin import CATALOGUE, CommandResult, FaultSpec, LineCommand, Plant, QuarantineCommand
 
 log = logging.getLogger(__name__)
@@ -231,7 +234,7 @@ class CommandMethods:
     # Handlers: each gets the parsed arguments and returns output variants or raises Refusal.
     def _line(self, action: str) -> Callable[..., Awaitable[list[ua.Variant]]]:
         async def handler(reason: str, on_behalf_of: str) -> list[ua.Variant]:
-            user = self._operator(action, "line", reason, on_behalf_of)
+            user = self._operator(action, "line", reason, on_behalf_of, at=0)
             result = self.plant.apply(LineCommand(action, user=user, reason=reason))  # type: ignore[arg-type]
             if not result.accepted:
                 status = (
@@ -250,7 +253,7 @@ class CommandMethods:
     ) -> list[ua.Variant]:
         if self.write is None:  # not offered then; kept for the type checker
             raise Refusal(ua.StatusCodes.BadNotImplemented, "WriteSetpoint is not offered")
-        user = self._operator("write", tag, reason, on_behalf_of)
+        user = self._operator("write", tag, reason, on_behalf_of, at=2)
         result = await self.write(tag, value, user, reason)
         if not result.accepted:
             status, argument = WRITE_REFUSALS.get(
@@ -271,7 +274,8 @@ class CommandMethods:
         reason: str,
         on_behalf_of: str,
     ) -> list[ua.Variant]:
-        user = self._operator("inject_fault", f"{kind}@{target or 'default'}", reason, on_behalf_of)
+        target_text = f"{kind}@{target or 'default'}"
+        user = self._operator("inject_fault", target_text, reason, on_behalf_of, at=4)
         spec = FaultSpec(
             kind,
             target or None,
@@ -287,7 +291,7 @@ class CommandMethods:
         return [ua.Variant(result.fault_id, ua.VariantType.UInt32)]
 
     async def clear_fault(self, fault_id: int, reason: str, on_behalf_of: str) -> list[ua.Variant]:
-        user = self._operator("clear_fault", str(fault_id), reason, on_behalf_of)
+        user = self._operator("clear_fault", str(fault_id), reason, on_behalf_of, at=1)
         result = self.plant.clear(fault_id, user=user, reason=reason)
         if not result.accepted:
             status = (
@@ -305,7 +309,7 @@ class CommandMethods:
         clock = self.clock
         if clock is None:  # not offered then; kept for the type checker
             raise Refusal(ua.StatusCodes.BadNotImplemented, "Quarantine is not offered")
-        user = self._operator("quarantine", "genealogy", reason, on_behalf_of)
+        user = self._operator("quarantine", "genealogy", reason, on_behalf_of, at=2)
         # Bring the twin up to the clock first: a window that ends "now" must not be refused
         # for ending a publishing period in the twin's future.
         await self.on_change()
@@ -337,17 +341,43 @@ class CommandMethods:
             ua.Variant([f.status for f in faults], ua.VariantType.String, is_array=True),
         ]
 
-    def _operator(self, action: str, target: str, reason: str, on_behalf_of: str = "") -> str:
-        """The name to audit a call under; refused (and audited) unless an operator calls."""
+    def _operator(
+        self, action: str, target: str, reason: str, on_behalf_of: str, *, at: int
+    ) -> str:
+        """The name to audit a call under; refused (and audited) unless the caller may make it.
+
+        An operator or a gateway may call; only a gateway may name someone in `OnBehalfOf`;
+        a reason longer than MAX_REASON_CHARS is refused, never cut (the audit trail keeps
+        what was written). `at` is the index of the method's Reason argument (OnBehalfOf
+        follows it), so the refusal blames the right one.
+        """
         user = current_user.get()
-        label = f"{on_behalf_of} via {user.label}" if on_behalf_of else user.label
-        if user.may_operate:
-            return label
-        why = f"{user.label} ({user.plant_role}) may not call methods"
+        role = f"{user.label} ({user.plant_role})"
+        status, blamed = ua.StatusCodes.BadUserAccessDenied, None
+        if not user.may_operate:
+            why = f"{role} may not call methods"
+        elif on_behalf_of and not user.may_act_for_others:
+            why = f"{role} may not act on behalf of {shown(on_behalf_of)}: only a gateway may"
+            blamed = at + 1
+        elif len(on_behalf_of) > MAX_NAME_CHARS:
+            status, blamed = ua.StatusCodes.BadInvalidArgument, at + 1
+            why = f"OnBehalfOf is {len(on_behalf_of):,} characters long; at most {MAX_NAME_CHARS}"
+        elif len(reason) > MAX_REASON_CHARS:
+            status, blamed = ua.StatusCodes.BadInvalidArgument, at
+            why = (
+                f"Reason is {len(reason):,} characters long; at most {MAX_REASON_CHARS} "
+                "(refused, not cut: the audit trail keeps a reason whole)"
+            )
+        else:
+            return f"{on_behalf_of} via {user.label}" if on_behalf_of else user.label
+        # Audited under the caller's own name (and whom it acted for, when it may say so).
+        label = user.label
+        if on_behalf_of and user.may_act_for_others:
+            label = f"{clip(on_behalf_of, MAX_NAME_CHARS)} via {label}"
         self.plant.audit.record(
             self.plant.now, label, action, target, reason=reason, accepted=False, result=why
         )
-        raise Refusal(ua.StatusCodes.BadUserAccessDenied, why)
+        raise Refusal(status, why, blamed)
 
 
 async def add_audit_since(
@@ -415,7 +445,7 @@ def _answering(
             values = _parse(args, params)
             outputs = await handler(*values)
         except Refusal as refusal:
-            log.info("%s refused: %s", name, refusal.message)
+            log.info("%s refused: %s", name, clip(refusal.message, 300))
             return _refused(refusal, len(args))
         except Exception:  # a bug of ours must not take the server down
             log.exception("%s failed", name)
@@ -507,7 +537,7 @@ def _refused(refusal: Refusal, n_args: int) -> ua.CallMethodResult:
         ua.StatusCode(refusal.status if i == blamed else ua.StatusCodes.Good) for i in range(n_args)
     ]
     diagnostics = [ua.DiagnosticInfo() for _ in range(n_args)] or [ua.DiagnosticInfo()]
-    diagnostics[blamed or 0].AdditionalInfo = refusal.message
+    diagnostics[blamed or 0].AdditionalInfo = clip(refusal.message)
     return ua.CallMethodResult(
         StatusCode=ua.StatusCode(refusal.status),
         InputArgumentResults=results,

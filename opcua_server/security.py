@@ -3,14 +3,19 @@
 - The server's key and self-signed certificate are generated on first start into
   `<cert_dir>/server/`; client application certificates are trusted by copying them into
   `<cert_dir>/trusted/` (a client whose certificate is not there cannot open a session).
-- Users come from a TOML file: `[users.alice]` with `role = "operator"` or `"viewer"` and
-  `password_hash = "scrypt$<n>$<r>$<p>$<salt>$<hash>"` (salt and hash in base64; a random
-  salt per user; `python -m opcua_server.security PASSWORD` prints one). The unsalted
-  `password_sha256` of earlier versions is refused: regenerate the file (`plant stack init`).
+- Users come from a TOML file: `[users.alice]` with `role = "operator"`, `"viewer"` or
+  `"gateway"` and `password_hash = "scrypt$<n>$<r>$<p>$<salt>$<hash>"` (salt and hash in
+  base64; a random salt per user; `python -m opcua_server.security PASSWORD` prints one).
+  The unsalted `password_sha256` of earlier versions is refused: regenerate the file
+  (`plant stack init`).
 - Roles: anonymous and viewer read, browse, subscribe and read history; operator also writes
-  setpoints and calls methods. Those two checks are made by the write and call handlers, so that
-  a refused write is still audited; the permission ruleset only keeps the address-space
-  management services (AddNodes, DeleteNodes, ...) away from every network client.
+  setpoints and calls methods; gateway (the MQTT edge's account) is an operator whose
+  `OnBehalfOf` argument is honoured: it carries out commands for users its own broker
+  authenticated, and the audit trail names them. An operator who names someone else in
+  `OnBehalfOf` is refused (and audited): otherwise any operator could put another person's
+  name on a record. Those checks are made by the write and call handlers, so that a refused
+  write is still audited; the permission ruleset only keeps the address-space management
+  services (AddNodes, DeleteNodes, ...) away from every network client.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ class Role(StrEnum):
     ANONYMOUS = "anonymous"  # read only
     VIEWER = "viewer"  # read only, but known by name
     OPERATOR = "operator"  # also write setpoints and call methods
+    GATEWAY = "gateway"  # an operator that may act on behalf of users it authenticated
 
 
 class SecurityError(ValueError):
@@ -63,7 +69,12 @@ class PlantUser(User):  # type: ignore[misc]
 
     @property
     def may_operate(self) -> bool:
-        return self.plant_role is Role.OPERATOR
+        return self.plant_role in (Role.OPERATOR, Role.GATEWAY)
+
+    @property
+    def may_act_for_others(self) -> bool:
+        """Whether a method's `OnBehalfOf` is honoured for this user (a gateway only)."""
+        return self.plant_role is Role.GATEWAY
 
 
 ANONYMOUS = PlantUser(role=UserRole.Anonymous, name="anonymous", plant_role=Role.ANONYMOUS)
@@ -176,8 +187,10 @@ def load_users(path: Path | None) -> dict[str, UserEntry]:
         if not isinstance(entry, dict):
             raise SecurityError(f"users file {path}: [users.{name}] must be a table")
         role = entry.get("role")
-        if role not in (Role.VIEWER, Role.OPERATOR):
-            raise SecurityError(f"users file {path}: {name} needs role 'viewer' or 'operator'")
+        if role not in (Role.VIEWER, Role.OPERATOR, Role.GATEWAY):
+            raise SecurityError(
+                f"users file {path}: {name} needs role 'viewer', 'operator' or 'gateway'"
+            )
         if "password_sha256" in entry:  # unsalted: never accepted again, not even to verify
             raise SecurityError(
                 f"users file {path}: {name} has an unsalted password_sha256, no longer accepted;"

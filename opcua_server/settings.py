@@ -41,7 +41,8 @@ class OpcUaSettings(BaseSettings):
     cert_dir: Path = Path("opcua-pki")
     allow_insecure: bool = False  # also offer the unsecured endpoint (development only)
     allow_anonymous: bool = True  # anonymous sessions may read, never write or call
-    users_file: Path | None = None  # TOML: [users.NAME] role = "operator"|"viewer", password_hash
+    # TOML: [users.NAME] role = "operator"|"viewer"|"gateway", password_hash = "scrypt$..."
+    users_file: Path | None = None
 
     history_window_s: float = Field(default=900.0, gt=0.0)  # plant s of history kept per tag
     history_max_samples: int = Field(default=20_000, ge=10)  # hard cap per tag

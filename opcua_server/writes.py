@@ -15,6 +15,7 @@ from asyncua import ua
 
 from opcua_server.address_space import PlantNodes
 from opcua_server.security import PlantUser
+from plant.text import shown
 from twin import CommandResult, Plant, SetpointCommand
 from twin.store import TagValue
 
@@ -70,7 +71,7 @@ class SetpointWriter:
                 accepted=False,
                 result=why,
             )
-            log.info("write refused: %s -> %s: %s", tag.id, value, why)
+            log.info("write refused: %s -> %s: %s", tag.id, shown(value), why)
             return ua.StatusCode(ua.StatusCodes.BadUserAccessDenied)
         result = await self.apply(tag.id, value, user.label, WRITE_REASON)
         if not result.accepted:
@@ -87,7 +88,13 @@ class SetpointWriter:
         plant = self.plant
         result = plant.apply(SetpointCommand(tag_id, value, user=user, reason=reason))
         if not result.accepted:
-            log.info("write refused: %s -> %r by %s: %s", tag_id, value, user, result.reason)
+            log.info(
+                "write refused: %s -> %s by %s: %s",
+                shown(tag_id),
+                shown(value),
+                user,
+                result.reason,
+            )
             return result
         log.info("write: %s %r -> %r by %s", tag_id, result.old, result.new, user)
         sample = plant.snapshot()[tag_id]

@@ -1,28 +1,146 @@
 """MQTT payloads, version 1: telemetry batches, events, commands and command results.
 
 JSON, UTF-8, compact. Times are integer nanoseconds since the Unix epoch (UTC), the precision
-InfluxDB stores. The JSON Schemas in `schemas/` document the same shapes for other consumers;
-`tests/unit/test_payload.py` checks that the two agree.
+InfluxDB stores. The JSON Schemas in `schemas/` document the same shapes for other consumers.
 
 Decoding never trusts its input: anything malformed raises `PayloadError` with the reason, so a
-consumer can dead-letter it instead of crashing.
+consumer can dead-letter it instead of crashing. Every decoder here (and `decode_metrics` in
+bridge/metrics.py) is wrapped by `decoder`, so whatever a bad payload makes Python raise on
+the way (ValueError, OverflowError, RecursionError, UnicodeError, TypeError, KeyError, ...)
+leaves as a `PayloadError` too. The JSON itself is read strictly (`parse_json`): UTF-8 only, no
+NaN or Infinity (Python's json takes them; JSON has no such numbers), no number that overflows
+a double (1e400 would read as infinity), integers within 64 bits (every integer of the plant is
+a 64-bit quantity: ns times, sequence numbers, OPC UA Int64/UInt64, InfluxDB integers; a number
+of hundreds of digits is refused before anything converts it), and no duplicate keys (which
+one would count differs between parsers: a payload must mean one thing).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 VERSION = 1
 QUALITIES = ("good", "uncertain", "bad")
 Scalar = float | int | bool | str | None
 
 
+MIN_INT = -(2**63)  # JSON integers are read as signed or unsigned 64-bit values
+MAX_INT = 2**64 - 1
+_MAX_INT_DIGITS = len(str(MAX_INT))  # a longer literal is refused before it is converted
+MAX_REASON = 500  # characters of a Python error's message kept in a PayloadError
+
+#: What bad input can make Python raise while a payload is read. `decoder` turns these into
+#: `PayloadError`; anything else (a bug) is not bad input and propagates.
+BAD_INPUT: tuple[type[Exception], ...] = (
+    ValueError,  # json.JSONDecodeError and UnicodeDecodeError included
+    OverflowError,
+    RecursionError,
+    UnicodeError,
+    TypeError,
+    KeyError,
+    IndexError,
+    AttributeError,
+)
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
 class PayloadError(ValueError):
     """A payload that does not follow the schema; the message says where."""
+
+
+def decoder(func: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Make every error of bad input in `func` a `PayloadError` that names it."""
+
+    @functools.wraps(func)
+    def decode(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return func(*args, **kwargs)
+        except PayloadError:
+            raise
+        except BAD_INPUT as error:
+            text = f"{type(error).__name__}: {error}"
+            raise PayloadError(f"cannot decode: {text[:MAX_REASON]}") from None
+
+    return decode
+
+
+def _refuse_constant(name: str) -> float:
+    raise PayloadError(f"not JSON: {name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise PayloadError(f"not JSON: number {text[:40]} overflows a double")
+    return value
+
+
+def _int64(text: str) -> int:
+    if len(text.lstrip("-")) > _MAX_INT_DIGITS:
+        raise PayloadError(f"not JSON: an integer of {len(text)} characters is over 64 bits")
+    value = int(text)
+    if not MIN_INT <= value <= MAX_INT:
+        raise PayloadError(f"not JSON: integer {value} is over 64 bits")
+    return value
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise PayloadError(f"not JSON: duplicate key {key[:40]!r}")
+            seen.add(key)
+    return obj
+
+
+def parse_json(data: bytes | bytearray | memoryview | str) -> Any:
+    """Strict JSON (see the module docstring); `PayloadError` says what is wrong."""
+    try:
+        text = data if isinstance(data, str) else bytes(data).decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise PayloadError(f"not JSON: not UTF-8: {error}") from None
+    try:
+        obj = json.loads(
+            text,
+            object_pairs_hook=_unique_keys,
+            parse_constant=_refuse_constant,
+            parse_float=_finite,
+            parse_int=_int64,
+        )
+    except json.JSONDecodeError as error:
+        raise PayloadError(f"not JSON: {error}") from None
+    except RecursionError:
+        raise PayloadError("not JSON: nested too deeply") from None
+    if "\\u" in text:  # only an escape can make a lone surrogate (the text is valid UTF-8)
+        _check_unicode(obj)
+    return obj
+
+
+def _check_unicode(obj: Any) -> None:
+    """Refuse a string with a lone surrogate (`"\\ud800"`): no UTF-8 encoder can write it."""
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise PayloadError("not JSON: a string holds a lone surrogate") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,12 +205,7 @@ def encode_event(event: Event) -> bytes:
 
 
 def _load(data: bytes) -> dict[str, Any]:
-    try:
-        obj = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise PayloadError(f"not JSON: {error}") from None
-    except RecursionError:
-        raise PayloadError("not JSON: nested too deeply") from None
+    obj = parse_json(data)
     if not isinstance(obj, dict):
         raise PayloadError("not a JSON object")
     if obj.get("v") != VERSION:
@@ -121,6 +234,7 @@ def _timestamp(obj: dict[str, Any], key: str, where: str) -> int:
     return int(value)
 
 
+@decoder
 def decode_batch(data: bytes) -> TelemetryBatch:
     """Parse and validate a telemetry batch."""
     obj = _load(data)
@@ -158,6 +272,7 @@ def decode_batch(data: bytes) -> TelemetryBatch:
     return TelemetryBatch(site, module, _timestamp(obj, "sent_ns", "batch"), tuple(samples))
 
 
+@decoder
 def decode_event(data: bytes) -> Event:
     """Parse and validate an event."""
     obj = _load(data)
@@ -231,6 +346,7 @@ def encode_command(request: CommandRequest) -> bytes:
     return _json({"v": VERSION, **body})
 
 
+@decoder
 def decode_command(data: bytes, kind: str) -> CommandRequest:
     """Parse and validate a command of the kind its topic names."""
     obj = _load(data)
@@ -301,6 +417,7 @@ def encode_reply(reply: CommandReply) -> bytes:
     return _json({"v": VERSION, **asdict(reply)})
 
 
+@decoder
 def decode_reply(data: bytes) -> CommandReply:
     obj = _load(data)
     return CommandReply(

@@ -101,10 +101,12 @@ def detectability(kind: str, magnitude: float, duration_s: float) -> tuple[bool,
             f"spread (needs {need:.0%})"
         )
     if kind == "bridging":
-        need = 5 * FEED_FACTOR_SD
+        # Within a minute, beside the fastest density drift (1/h: 1.7 %) and 3x the spread.
+        need = 10 * FEED_FACTOR_SD
         saturates = m > 1.0 - API_DRIVE_PCT / 100.0
         return m >= need, (
-            f"feed factor drops {m:.0%} in seconds against its {FEED_FACTOR_SD:.0%} spread"
+            f"feed factor drops {m:.0%} in seconds against its {FEED_FACTOR_SD:.0%} spread "
+            f"and a drift's 1.7 % a minute (needs {need:.0%})"
             + ("; the drive saturates and the flow falls" if saturates else "; the drive copes")
         )
     if kind == "feeder_noise":

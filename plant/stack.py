@@ -45,7 +45,9 @@ from rich.console import Console
 
 MQTT_USERS = ("edge", "historian", "controller", "operator", "viewer")  # deploy/mosquitto/acl
 SITE_USERS = ("edge", "controller")  # in the stack: one account per site, for that site only
-OPCUA_OPERATORS = ("edge", "operator")  # may write setpoints and call methods
+# May write setpoints and call methods; the edge as a gateway (opcua_server.security), whose
+# OnBehalfOf names the MQTT user it acts for.
+OPCUA_OPERATORS = ("edge", "operator")
 
 
 def secret_names(mqtt_users: Iterable[str]) -> tuple[str, ...]:
@@ -242,15 +244,19 @@ def write_mosquitto_config(
 def write_opcua_users(secrets_dir: Path) -> Path:
     """The OPC UA server's users file: salted scrypt hashes, as opcua_server.security expects.
 
-    Written again on every run (new salts), which also replaces a file of an older version.
+    The edge gets the `gateway` role: it calls methods on behalf of the MQTT users its broker
+    authenticated, and the server honours `OnBehalfOf` only from a gateway. Everyone else is
+    an operator. Written again on every run (new salts), which also replaces a file of an
+    older version.
     """
     # Imported here: opcua_server imports asyncua (most of a second), which only this needs.
-    from opcua_server.security import hash_password  # noqa: PLC0415
+    from opcua_server.security import Role, hash_password  # noqa: PLC0415
 
     entries = []
     for user in OPCUA_OPERATORS:
+        role = Role.GATEWAY if user == "edge" else Role.OPERATOR
         stored = hash_password(read_secret(secrets_dir, f"opcua_{user}_password"))
-        entries.append(f'[users.{user}]\nrole = "operator"\npassword_hash = "{stored}"\n')
+        entries.append(f'[users.{user}]\nrole = "{role}"\npassword_hash = "{stored}"\n')
     path = secrets_dir / "opcua_users.toml"
     _write(path, "\n".join(entries), 0o444)
     return path

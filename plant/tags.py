@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
+from plant.text import shown
+
 
 class Access(StrEnum):
     """What a tag is, from the plant's point of view."""
@@ -117,27 +119,31 @@ class Tag:
         if self.data_type is DataType.ENUM:
             if isinstance(value, str):
                 if value not in self.states:
-                    return None, f"{self.id}: {value!r} is not one of {', '.join(self.states)}"
+                    return None, f"{self.id}: {shown(value)} is not one of {', '.join(self.states)}"
                 return self.states.index(value), None
             if isinstance(value, bool) or not isinstance(value, int):
                 return None, f"{self.id}: expected one of {', '.join(self.states)}"
             if not 0 <= value < len(self.states):
                 return (
                     None,
-                    f"{self.id}: state index {value} out of range 0..{len(self.states) - 1}",
+                    f"{self.id}: state index {shown(value)} out of range 0..{len(self.states) - 1}",
                 )
             return value, None
         if self.data_type is DataType.BOOL:
             if not isinstance(value, bool):
-                return None, f"{self.id}: expected true or false, got {value!r}"
+                return None, f"{self.id}: expected true or false, got {shown(value)}"
             return value, None
         if isinstance(value, bool) or not isinstance(value, int | float):
-            return None, f"{self.id}: expected a number, got {value!r}"
-        number = float(value)
+            return None, f"{self.id}: expected a number, got {shown(value)}"
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond any float: outside every range
+            number = math.nan
         if math.isnan(number) or not self.low <= number <= self.high:
             unit = f" {self.unit.symbol}" if self.unit.symbol else ""
             return None, (
-                f"{self.id}: {value}{unit} is outside the range {self.low:g}..{self.high:g}{unit}"
+                f"{self.id}: {shown(value) if math.isnan(number) else value}{unit} is outside "
+                f"the range {self.low:g}..{self.high:g}{unit}"
             )
         return (int(number) if self.data_type is DataType.INT else number), None
 

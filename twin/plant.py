@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import simpy
 
 from plant.tags import DataType, Tag, TagRegistry, build_registry
+from plant.text import shown
 from twin.audit import AuditLog
 from twin.blender import Blender
 from twin.commands import (
@@ -200,6 +201,7 @@ class Plant:
             env.run(until=until)
         while env.peek() <= until:
             env.step()
+        self.audit.tick(self.now)  # what the refusal rate limit held back, once it has room
 
     def snapshot(self, include_truth: bool = True) -> dict[str, TagValue]:
         """Every tag's value, quality and source time; ground truth only when asked for."""
@@ -270,7 +272,7 @@ class Plant:
     def _line_command(self, command: LineCommand) -> CommandResult:
         old = self.line.state_name
         if command.action not in ALLOWED:
-            why: str | None = f"unknown line command {command.action!r} ({', '.join(ALLOWED)})"
+            why: str | None = f"unknown line command {shown(command.action)} ({', '.join(ALLOWED)})"
             code = "unknown_command"
         else:
             why = self.line.command(command.action)
@@ -296,7 +298,7 @@ class Plant:
                 None,
                 command.value,
                 command.reason,
-                f"unknown tag {command.tag!r}",
+                f"unknown tag {shown(command.tag)}",
                 "unknown_tag",
             )
         old = _display(tag, self.store.values[tag.id])
@@ -361,10 +363,10 @@ class Plant:
         onset = self.now if spec.onset_s is None else spec.onset_s
         why: str | None = None
         if ftype is None:
-            why = f"unknown fault {spec.kind!r}; known: {', '.join(CATALOGUE)}"
+            why = f"unknown fault {shown(spec.kind)}; known: {', '.join(CATALOGUE)}"
         elif target not in self.modules or self.layout.module(target).type != ftype.target_type:
             choices = ", ".join(m.id for m in self.layout.of_type(ftype.target_type))
-            why = f"{spec.kind} needs a {ftype.target_type} target ({choices}), not {target!r}"
+            why = f"{spec.kind} needs a {ftype.target_type} target ({choices}), not {shown(target)}"
         elif not (math.isfinite(magnitude) and ftype.low <= magnitude <= ftype.high):
             why = (
                 f"{spec.kind} magnitude {magnitude:g} is outside "

@@ -17,6 +17,12 @@ a record again, with the same sequence number and time: the historian stores the
 
 While a backfill runs, live audit events are parked and forwarded after it, in sequence order,
 those the backfill has not forwarded already; a record is never forwarded twice by seq.
+
+The server keeps only its newest records (`twin.audit.MAX_RECORDS`, hours of them). When the
+first record a backfill gets is above the one after the mark, the records between are gone
+from the server for good: the edge says how many (a warning), counts them as given up, and
+forwards the rest. A mark never grows without bound either: more than `MAX_ABOVE` records
+forwarded above a gap give up that gap.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from asyncua import Client, ua
 
 AUDIT_SINCE = "AuditSince"
 PAGE = 500  # records asked for per call (the server caps it too)
+MAX_ABOVE = 10_000  # records forwarded above a gap the mark remembers before it gives the gap up
 #: The server has no AuditSince (an older server): live events only, gaps stay gaps.
 UNSUPPORTED = frozenset({ua.StatusCodes.BadNodeIdUnknown, ua.StatusCodes.BadMethodInvalid})
 
@@ -64,7 +71,23 @@ class AuditMark:
         while self.high + 1 in self.above:
             self.high += 1
             self.above.discard(self.high)
+        if len(self.above) > MAX_ABOVE:
+            missing = self.accept_gaps()
+            _log.warning("%d audit records never arrived; given up", missing)
         return True
+
+    def give_up_below(self, seq: int) -> int:
+        """Count every record below `seq` as done (they no longer exist); returns how many
+        had not been forwarded."""
+        if seq <= self.high + 1:
+            return 0
+        missing = seq - 1 - self.high - sum(1 for s in self.above if s < seq)
+        self.above = {s for s in self.above if s >= seq}
+        self.high = seq - 1
+        while self.high + 1 in self.above:
+            self.high += 1
+            self.above.discard(self.high)
+        return missing
 
     def accept_gaps(self) -> int:
         """Give up on the records missing below the highest forwarded; returns how many."""
@@ -161,6 +184,16 @@ class AuditTrail:
                         after = 0
                         continue
                 records = [parse_record(text) for text in texts]
+                if records and int(records[0]["AuditSeq"]) > after + 1:
+                    gone = self.mark.give_up_below(int(records[0]["AuditSeq"]))
+                    if gone:
+                        self._version += 1
+                        _log.warning(
+                            "%d audit records after seq %d are no longer kept by the server "
+                            "and were never forwarded: given up",
+                            gone,
+                            after,
+                        )
                 fresh = [r for r in records if self._take(int(r["AuditSeq"]))]
                 if fresh:
                     await self._forward(fresh)

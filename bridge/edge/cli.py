@@ -15,7 +15,7 @@ import typer
 from pydantic import ValidationError
 
 from bridge.edge.sequence import SequenceError
-from bridge.edge.service import Edge
+from bridge.edge.service import Edge, EdgeFailedError
 from bridge.edge.settings import EdgeSettings
 from bridge.spool import SpoolError
 from twin import LayoutError
@@ -55,7 +55,13 @@ def edge() -> None:
         edge_service = Edge(settings)
     except (SpoolError, SequenceError, LayoutError) as error:
         raise _fail(str(error)) from None
-    asyncio.run(_run(edge_service))
+    try:
+        asyncio.run(_run(edge_service))
+    except SpoolError as error:  # a full disk: one line, as at start-up
+        raise _fail(str(error)) from None
+    except EdgeFailedError as error:  # logged with its traceback where it happened
+        print(f"error: {error}; stopping so that the supervisor restarts the edge", file=sys.stderr)
+        raise typer.Exit(1) from None
 
 
 async def _run(edge_service: Edge) -> None:

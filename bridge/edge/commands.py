@@ -1,13 +1,24 @@
-"""Commands from MQTT, carried out on the OPC UA server as the edge's operator account.
+"""Commands from MQTT, carried out on the OPC UA server as the edge's gateway account.
 
 A request arrives on `pcmm/v1/<site>/command/<kind>/<user>`; the broker's ACL guarantees the
 user segment is the publisher's own MQTT user name, so that is the requester. The edge
 validates it (payload schema, then the tag registry for setpoints and the longest window for a
 quarantine), carries it out as a method call of `Objects/<site>/Commands` with
-`OnBehalfOf=<user>` (so the twin's audit trail names the requester and the edge), and answers
-a `CommandReply` on the request's MQTT 5 response topic with its correlation data (or on
-`reply/<user>` when it named none). Every request and its outcome are also audit events of the
-edge. Replies and events go through the outbox.
+`OnBehalfOf=<user>` (so the twin's audit trail names the requester and the edge; the server
+honours it because the edge's account has the `gateway` role), and answers a `CommandReply`
+with the request's correlation data on the requester's own reply topic, `reply/<user>`. The
+request's MQTT 5 response topic is only followed when it is that topic: a reply goes nowhere
+else, whatever the request names (a wildcard such as `pcmm/v1/#`, another user's reply topic,
+anything at all), so a requester can neither make the edge publish where it may not nor read
+someone else's answers. Every request and its outcome are also audit events of the edge.
+Replies and events go through the outbox.
+
+Size limits: a payload over `MAX_COMMAND_BYTES` is refused unread, a reason longer than
+`plant.text.MAX_REASON_CHARS` is refused (code `invalid`), never cut, and so is a name (tag,
+fault, module) longer than `plant.text.MAX_NAME_CHARS`; whatever a reply or an audit event
+repeats of a request (a tag id that does not exist, a refused value) is cut to
+`plant.text.MAX_FIELD_CHARS` with a marker, so no request can make a message the broker
+refuses. Bad input of any kind is an `invalid` reply, never an error of the edge.
 
 A quarantine (`command/quarantine/<user>`, `{"start_ns", "end_ns", "reason"}`: the press-time
 window in the telemetry's UTC source times) becomes `Quarantine(StartTime, EndTime, Reason,
@@ -40,10 +51,14 @@ from plant.payload import (
     window_text,
 )
 from plant.tags import DataType, Tag, TagRegistry
+from plant.text import MAX_NAME_CHARS, MAX_REASON_CHARS, clip, shown
 from plant.topics import ROOT
 from twin.commands import QUARANTINE_MAX_S
 
 CONNECT_WAIT_S = 5.0  # how long a command waits for the OPC UA link before it is refused
+# The largest command payload read, bytes: a command is a small JSON object (its longest field,
+# a reason of MAX_REASON_CHARS, is at most 4 kB of UTF-8); a larger one is refused unread.
+MAX_COMMAND_BYTES = 64 * 1024
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 #: OPC UA status of a refused call -> the reply's code.
@@ -60,12 +75,23 @@ STATUS_CODES = {
 
 @dataclass(frozen=True, slots=True)
 class Incoming:
-    """A command message as received."""
+    """A command message as received (a payload over MAX_COMMAND_BYTES is not kept)."""
 
     topic: str
     payload: bytes
     response_topic: str | None
     correlation: bytes | None
+    size: int = -1  # the payload's size as received; -1: len(payload)
+
+    @classmethod
+    def received(
+        cls, topic: str, payload: bytes, response_topic: str | None, correlation: bytes | None
+    ) -> Incoming:
+        """As taken from the network: an oversized payload is dropped here, its size kept,
+        so that a flood of large requests cannot fill the memory while they wait."""
+        if len(payload) > MAX_COMMAND_BYTES:
+            return cls(topic, b"", response_topic, correlation, len(payload))
+        return cls(topic, payload, response_topic, correlation)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +104,7 @@ class Outcome:
     reply: CommandReply
     response_topic: str
     correlation: bytes | None
+    redirected: bool = False  # the request named another response topic: not followed
 
 
 def _check_code(tag: Tag, value: Any) -> str:
@@ -119,29 +146,55 @@ class CommandExecutor:
         return kind, user
 
     async def execute(self, incoming: Incoming, reply_topic: str, user: str, kind: str) -> Outcome:
-        """Carry out one command; never raises (a failure is a refused reply)."""
+        """Carry out one command; never raises (a failure is a refused reply).
+
+        The reply goes to `reply_topic`, the requester's own, whatever response topic the
+        request named (see the module docstring).
+        """
         request: CommandRequest | None = None
         try:
-            request = decode_command(incoming.payload, kind)
+            if incoming.size > MAX_COMMAND_BYTES:
+                too_big = f"a command of {incoming.size:,} bytes; at most {MAX_COMMAND_BYTES:,}"
+                raise Refused("invalid", too_big)
+            request = _decode(incoming.payload, kind)
             accepted_reason, detail = await self._run(request, user)
-            reply = CommandReply(True, "accepted", accepted_reason, time.time_ns(), detail)
-        except PayloadError as error:
-            reply = CommandReply(False, "invalid", str(error), time.time_ns())
+            reply = CommandReply(True, "accepted", clip(accepted_reason), time.time_ns(), detail)
         except Refused as refusal:
-            reply = CommandReply(False, refusal.code, refusal.reason, time.time_ns())
+            reply = CommandReply(False, refusal.code, clip(refusal.reason), time.time_ns())
         except Exception as error:  # the OPC UA link failed mid-call, or a bug: say so
-            self._log.warning("command %s from %s failed: %r", kind, user, error)
+            self._log.warning("command %s from %s failed: %r", clip(kind, 40), user, error)
             reply = CommandReply(
-                False, "unavailable", f"the plant did not answer: {error!r}", time.time_ns()
+                False, "unavailable", clip(f"the plant did not answer: {error!r}"), time.time_ns()
             )
-        response = incoming.response_topic or reply_topic
-        return Outcome(user, kind, request, reply, response, incoming.correlation)
+        return Outcome(
+            user=user,
+            kind=kind,
+            request=request,
+            reply=reply,
+            response_topic=reply_topic,
+            correlation=incoming.correlation,
+            redirected=bool(incoming.response_topic) and incoming.response_topic != reply_topic,
+        )
 
     async def _run(self, request: CommandRequest, user: str) -> tuple[str, Any]:
+        if len(user) > MAX_NAME_CHARS:
+            too_long = f"user name of {len(user):,} characters; at most {MAX_NAME_CHARS}"
+            raise Refused("invalid", too_long)
+        if len(request.reason) > MAX_REASON_CHARS:
+            raise Refused(
+                "invalid",
+                f"reason is {len(request.reason):,} characters long; at most {MAX_REASON_CHARS} "
+                "(refused, not cut: the audit trail keeps a reason whole)",
+            )
+        for field in ("tag", "fault", "target"):  # names: nothing the plant knows is this long
+            name = getattr(request, field)
+            if len(name) > MAX_NAME_CHARS:
+                too_long = f"{field} of {len(name):,} characters; at most {MAX_NAME_CHARS}"
+                raise Refused("invalid", too_long)
         if request.kind == "setpoint":
             tag = self.registry.get(request.tag)
             if tag is None:
-                raise Refused("unknown_tag", f"unknown tag {request.tag!r}")
+                raise Refused("unknown_tag", f"unknown tag {shown(request.tag)}")
             if not tag.writable:
                 raise Refused(
                     "not_writable", f"{tag.id} is a {tag.access} tag; only setpoints can be written"
@@ -229,7 +282,8 @@ class CommandExecutor:
     async def _call(self, method: str, args: list[ua.Variant]) -> list[ua.Variant]:
         # A command that arrives while the link is being (re)made waits a moment for it.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.source.connected.wait(), CONNECT_WAIT_S)
+            async with asyncio.timeout(CONNECT_WAIT_S):  # not wait_for: see opcua.py
+                await self.source.connected.wait()
         client = self.source.client
         if client is None:
             raise Refused("unavailable", "the edge is not connected to the OPC UA server")
@@ -247,6 +301,17 @@ class CommandExecutor:
         return list(result.OutputArguments or [])
 
 
+def _decode(payload: bytes, kind: str) -> CommandRequest:
+    """The request, or Refused("invalid") for a payload of any shape that is not one."""
+    try:
+        return decode_command(payload, kind)
+    except PayloadError as error:
+        raise Refused("invalid", str(error)) from None
+    except Exception as error:  # bad input raises many kinds: huge numbers, deep nesting, ...
+        why = f"not a {clip(kind, 40)} command: {type(error).__name__}"
+        raise Refused("invalid", why) from None
+
+
 def _utc(ns: int) -> datetime:
     return EPOCH + timedelta(microseconds=ns // 1000)
 
@@ -259,10 +324,15 @@ def _ns(when: datetime) -> int:
 
 
 def audit_events(site: str, outcome: Outcome, seq: int, time_ns: int) -> list[Event]:
-    """The edge's two audit events of a command: received, then its result."""
+    """The edge's two audit events of a command: received, then its result.
+
+    Every text a request brings is cut to `MAX_FIELD_CHARS` with a marker: a refused request
+    of any size is still recorded, as a bounded record.
+    """
     request = outcome.request
     action = f"command:{outcome.kind}"
-    target, new = "", None
+    target: str = ""
+    new: Any = None
     if request is not None:
         if request.kind == "setpoint":
             target, new = request.tag, request.value
@@ -274,38 +344,28 @@ def audit_events(site: str, outcome: Outcome, seq: int, time_ns: int) -> list[Ev
             action = f"{action}:{request.action}"
             target = request.fault or (str(request.fault_id) if request.fault_id else "")
             new = request.magnitude
-    reason = request.reason if request else ""
     reply = outcome.reply
+    received = "received"
+    if outcome.redirected:
+        received += f"; its response topic was not followed: replied on {outcome.response_topic}"
+    common: dict[str, Any] = {
+        "site": site,
+        "kind": "audit",
+        "source": "edge",
+        "user": clip(outcome.user),
+        "action": clip(action),
+        "target": clip(target),
+        "new": clip(new) if isinstance(new, str) else new,
+        "reason": clip(request.reason) if request else "",
+    }
     return [
+        Event(seq=seq, time_ns=time_ns, accepted=True, result=clip(received), **common),
         Event(
-            site,
-            "audit",
-            seq,
-            time_ns,
-            "edge",
-            outcome.user,
-            action,
-            target,
-            None,
-            new,
-            reason,
-            True,
-            "received",
-        ),
-        Event(
-            site,
-            "audit",
-            seq + 1,
-            reply.time_ns,
-            "edge",
-            outcome.user,
-            action,
-            target,
-            None,
-            new,
-            reason,
-            reply.accepted,
-            f"{reply.code}: {reply.reason}",
+            seq=seq + 1,
+            time_ns=reply.time_ns,
+            accepted=reply.accepted,
+            result=clip(f"{reply.code}: {reply.reason}"),
+            **common,
         ),
     ]
 

@@ -15,6 +15,17 @@ The session starts clean: commands sent while the edge was away are not queued f
 a setpoint carried out minutes late is worse than one refused (the requester times out and asks
 again). The retained status topic says `online` after each connection and `offline` through the
 Last Will when the edge dies, or on a clean stop.
+
+No row stops the loop. Before a row is handed to paho it is checked: it must decode, its topic
+must be a valid publish topic (no wildcard, no NUL, at most 65,535 bytes of UTF-8), and its
+PUBLISH packet must fit the broker's maximum packet size (the CONNACK's Maximum Packet Size;
+`mqtt_max_packet_size` when the broker states none). A broker disconnects a client that sends
+a larger packet, and the row would be sent again after every reconnect, forever, with the
+outbox filling behind it. A row that fails a check, or on which paho raises, is set aside
+whole with the reason (a dead letter in `bridge.deadletter.DeadLetterStore`, committed before
+the row leaves the outbox), counted and logged, and the loop goes on.
+Any other error ends `run`: the service then stops the process with a non-zero exit, so that
+its supervisor restarts it.
 """
 
 from __future__ import annotations
@@ -34,12 +45,57 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from bridge.counters import Counters
+from bridge.deadletter import DeadLetterStore
 from bridge.edge.outbox import Message, Outbox
 from bridge.edge.settings import EdgeSettings
+from plant.text import clip, shown
 from plant.topics import SiteTopics
 
 SERVICE = "edge"
 LOOP_TIMEOUT_S = 0.005  # how long one network poll may wait: bounds the publish latency
+MAX_TOPIC_BYTES = 65_535  # an MQTT string: a two-byte length
+MAX_CORRELATION_BYTES = 65_535  # MQTT 5 binary data: a two-byte length
+OUTBOX_TOPIC = "outbox"  # the dead letter's topic for a row that cannot be decoded (kept whole)
+
+
+def _varint_size(n: int) -> int:
+    """Bytes of an MQTT variable byte integer."""
+    return 1 if n < 128 else 2 if n < 16_384 else 3 if n < 2_097_152 else 4
+
+
+def publish_size(message: Message) -> int:
+    """Bytes of the MQTT 5 PUBLISH packet (QoS 1) that carries `message`, headers included.
+
+    Fixed header, topic (two-byte length), packet id, properties (only CorrelationData:
+    identifier, two-byte length, data) and payload, as paho packs them.
+    """
+    props = 0 if message.correlation is None else 1 + 2 + len(message.correlation)
+    topic = len(message.topic.encode("utf-8"))
+    remaining = 2 + topic + 2 + _varint_size(props) + props + len(message.payload)
+    return 1 + _varint_size(remaining) + remaining
+
+
+def unsendable(message: Message, max_packet: int) -> str | None:
+    """Why the broker can never take `message` (a reason for its dead letter), or None."""
+    topic = message.topic
+    try:
+        encoded = topic.encode("utf-8")
+    except UnicodeError:
+        return f"topic {shown(topic)} is not valid UTF-8"
+    if not topic or "+" in topic or "#" in topic or "\0" in topic:
+        return f"{shown(topic)} is not a topic one can publish to (empty, a wildcard or a NUL)"
+    if len(encoded) > MAX_TOPIC_BYTES:
+        return f"topic of {len(encoded):,} bytes is longer than MQTT allows ({MAX_TOPIC_BYTES:,})"
+    if message.correlation is not None and len(message.correlation) > MAX_CORRELATION_BYTES:
+        return f"correlation data of {len(message.correlation):,} bytes is longer than MQTT allows"
+    size = publish_size(message)
+    if size > max_packet:
+        return (
+            f"PUBLISH of {size:,} bytes is larger than the broker's maximum packet size "
+            f"({max_packet:,} bytes)"
+        )
+    return None
+
 
 #: Called on the MQTT thread with (topic, payload, response topic, correlation data).
 CommandCallback = Callable[[str, bytes, str | None, bytes | None], None]
@@ -54,11 +110,15 @@ class MqttLink:
         outbox: Outbox,
         counters: Counters,
         on_command: CommandCallback,
+        deadletters: DeadLetterStore,
     ) -> None:
         self._settings = settings
         self._outbox = outbox
         self._counters = counters
         self._on_command = on_command
+        self._deadletters = deadletters
+        #: The largest packet the broker takes: its CONNACK's, else the setting.
+        self.max_packet = settings.mqtt_max_packet_size
         self._topics = SiteTopics(settings.site)
         self.status_topic = self._topics.status(SERVICE)
         # mid -> (row id, publish time, message)
@@ -117,7 +177,18 @@ class MqttLink:
             self._log.error("broker refused the connection: %s", reason)
             return
         self._connected = True
-        self._log.info("connected to %s:%d", self._settings.mqtt_host, self._settings.mqtt_port)
+        stated = getattr(properties, "MaximumPacketSize", None) if properties else None
+        if isinstance(stated, int) and stated > 0:
+            self.max_packet, source = stated, "the broker's limit"
+        else:
+            self.max_packet, source = self._settings.mqtt_max_packet_size, "mqtt_max_packet_size"
+        self._log.info(
+            "connected to %s:%d (packets of at most %d bytes, %s)",
+            self._settings.mqtt_host,
+            self._settings.mqtt_port,
+            self.max_packet,
+            source,
+        )
         if self._ever_connected and self._settings.replay_window_s > 0:
             now = time.monotonic()
             self._replays = sorted(now + delay for delay in self._settings.replay_after_s)
@@ -172,10 +243,15 @@ class MqttLink:
         s = self._settings
         backoff = s.retry_initial_s
         failing = False
+        # From reconnect() until loop() reports the connection lost. Not is_connected(): it is
+        # False while the CONNACK is on its way (a second reconnect() then would start over),
+        # and paho leaves it True after a packet it could not read closed the socket.
+        socket_open = False
         while not stop.is_set():
-            if not self.client.is_connected():
+            if not socket_open:
                 try:
                     self.client.reconnect()
+                    socket_open = True
                 except OSError as error:
                     if not failing:
                         self._log.warning(
@@ -197,7 +273,7 @@ class MqttLink:
                     self._replay()
                     self._drain()
                 continue
-            failing = True
+            socket_open, failing = False, True
             self._counters.add("mqtt_reconnects")
             stop.wait(backoff)
             backoff = min(backoff * 2, s.retry_max_s)
@@ -209,21 +285,54 @@ class MqttLink:
         if room <= 0 or self._outbox.depth <= len(self._inflight):
             return
         # The oldest rows are the ones in flight; the new ones follow them.
-        rows = self._outbox.peek(len(self._inflight) + room)
+        rows = self._outbox.peek_rows(len(self._inflight) + room)
         now = time.monotonic()
-        for row_id, message in rows:
+        for row_id, row in rows:
             if row_id <= self._last_sent:
                 continue
-            props = None
-            if message.correlation is not None:
-                props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-                props.CorrelationData = message.correlation
-            info = self.client.publish(
-                message.topic, message.payload, qos=1, retain=message.retain, properties=props
-            )
-            self._inflight[info.mid] = (row_id, now, message)
             self._last_sent = row_id
+            try:
+                message = Message.decode(row)
+            except Exception as error:  # a row this version cannot read: never publishable
+                why = f"outbox row cannot be decoded: {error!r}"
+                self._dead_letter(row_id, why, OUTBOX_TOPIC, row)
+                continue
+            refused = unsendable(message, self.max_packet)
+            if refused is not None:
+                self._dead_letter(row_id, refused, message.topic, message.payload)
+                continue
+            try:
+                info = self._publish(message)
+            except Exception as error:  # paho refused it: it would refuse it again, forever
+                why = f"paho refused it: {type(error).__name__}: {error}"
+                self._dead_letter(row_id, why, message.topic, message.payload)
+                continue
+            self._inflight[info.mid] = (row_id, now, message)
             self._counters.add("published")
+
+    def _publish(self, message: Message) -> mqtt.MQTTMessageInfo:
+        props = None
+        if message.correlation is not None:
+            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            props.CorrelationData = message.correlation
+        return self.client.publish(
+            message.topic, message.payload, qos=1, retain=message.retain, properties=props
+        )
+
+    def _dead_letter(self, row_id: int, reason: str, topic: str, payload: bytes) -> None:
+        """Set a row aside for good (durably first, then out of the outbox) and go on."""
+        reason = clip(reason, 500)
+        (letter_id,) = self._deadletters.add_many([(reason, topic, payload)], SERVICE)
+        self._acked.append(row_id)
+        self._counters.add("deadlettered")
+        self._log.warning(
+            "outbox row %d (%s, %d bytes) set aside as dead letter %d: %s",
+            row_id,
+            shown(topic),
+            len(payload),
+            letter_id,
+            reason,
+        )
 
     def _replay(self) -> None:
         """After a reconnect, publish again (on schedule) what the broker acknowledged lately."""

@@ -143,8 +143,16 @@ class OpcUaSource:
             finally:
                 self.client = None
                 self.connected.clear()
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the
+                # cancellation that stops the edge, and this loop would never end.
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(client.disconnect(), 2)
+                    async with asyncio.timeout(2):
+                        await client.disconnect()
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # Cancelled while asyncua was connecting or disconnecting, and asyncua
+                # swallowed it: stop as asked instead of reconnecting forever.
+                raise asyncio.CancelledError
             self._counters.add("opcua_reconnects")
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, s.retry_max_s)

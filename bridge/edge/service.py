@@ -12,6 +12,13 @@ burst of OPC UA notifications is taken in, or every `batch_interval_s` at the la
 replies and metrics wait for it too); flushes never overlap, so the outbox order is the order
 of the sequence numbers. Samples arriving during a flush go in the next one, so the batches grow
 with the load.
+
+No single message stops the edge: a command that fails inside the edge is logged and the next
+one is taken; an outbox row the broker can never take is set aside as a dead letter
+(`bridge.deadletter`, `<spool>.deadletters.sqlite`) by the MQTT thread. Should that thread
+die anyway, `run` raises `EdgeFailedError` (or the `SpoolError` of a full disk) and the process
+ends with a non-zero exit, so that its supervisor restarts it: an edge whose MQTT side is dead
+must not look alive.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.counters import Counters
+from bridge.deadletter import DeadLetterStore
 from bridge.edge.audit import AuditTrail, mark_path
 from bridge.edge.commands import CommandExecutor, Incoming, audit_events, reply_payload
 from bridge.edge.events import to_event
@@ -35,15 +43,17 @@ from bridge.edge.outbox import Message, Outbox
 from bridge.edge.sequence import Sequences
 from bridge.edge.settings import EdgeSettings
 from bridge.edge.telemetry import Batcher, Watermarks
-from bridge.spool import Spool
+from bridge.spool import Spool, SpoolError
 from plant.payload import encode_event
 from plant.tags import TagRegistry, build_registry
+from plant.text import clip, shown
 from plant.topics import SiteTopics
 from twin.layout import load_layout, vary_for_site
 
 EVENT_COUNTER = "event"
 WATERMARK_PERIOD_S = 1.0
 JOIN_TIMEOUT_S = 5.0
+COMMAND_QUEUE = 1000  # commands waiting at most (each at most MAX_COMMAND_BYTES): 64 MB
 _log = logging.getLogger("bridge.edge")
 
 #: Counters reported even before they first move, so dashboards see zeros, not gaps.
@@ -60,7 +70,15 @@ REPORTED = (
     "mqtt_reconnects",
     "lag_ms",
     "puback_ms",
+    "deadlettered",
+    "replies_redirected",
+    "command_errors",
+    "commands_dropped",
 )
+
+
+class EdgeFailedError(RuntimeError):
+    """A part of the edge that must run for as long as the edge runs has died."""
 
 
 def state_paths(spool_path: Path) -> tuple[Path, Path]:
@@ -106,6 +124,11 @@ class Edge:
             synchronous=settings.spool_synchronous,
         )
         self.outbox = Outbox(self.spool)
+        self.deadletters = DeadLetterStore(
+            settings.deadletters,
+            max_bytes=settings.deadletter_max_bytes,
+            synchronous=settings.spool_synchronous,
+        )
         seq_path, watermark_path = state_paths(settings.spool_path)
         self.sequences = Sequences(seq_path)
         self.watermarks = Watermarks(watermark_path)
@@ -127,6 +150,7 @@ class Edge:
         self._other: list[Message] = []  # events, replies, metrics waiting for the next flush
         self._flush_lock = asyncio.Lock()
         self._commands: asyncio.Queue[Incoming] = asyncio.Queue()
+        self._dropping = False  # the command queue is full
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # the outbox ------------------------------------------------------------------------------
@@ -151,7 +175,8 @@ class Edge:
         next_save = time.monotonic() + WATERMARK_PERIOD_S
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(arrived.wait(), interval)
+                async with asyncio.timeout(interval):  # not wait_for: see opcua.py
+                    await arrived.wait()
             arrived.clear()  # before the take: what comes after it asks for the next flush
             await self.flush()
             if time.monotonic() >= next_save:
@@ -185,30 +210,66 @@ class Edge:
     ) -> None:
         """Called on the MQTT thread: hand the command to the event loop."""
         if self._loop is not None:
-            incoming = Incoming(topic, payload, response, correlation)
-            self._loop.call_soon_threadsafe(self._commands.put_nowait, incoming)
+            incoming = Incoming.received(topic, payload, response, correlation)
+            self._loop.call_soon_threadsafe(self._enqueue, incoming)
+
+    def _enqueue(self, incoming: Incoming) -> None:
+        """Queue a command, unless COMMAND_QUEUE are waiting already: then it is dropped (and
+        counted), as a request to a busy plant; its requester times out and may ask again."""
+        if self._commands.qsize() >= COMMAND_QUEUE:
+            self.counters.add("commands_dropped")
+            if not self._dropping:
+                _log.warning(
+                    "%d commands waiting: dropping new ones until some are done", COMMAND_QUEUE
+                )
+            self._dropping = True
+            return
+        if self._dropping:
+            _log.info(
+                "commands are taken again (%d dropped in all)",
+                self.counters.get("commands_dropped"),
+            )
+        self._dropping = False
+        self._commands.put_nowait(incoming)
 
     async def _command_loop(self) -> None:
         while True:
             incoming = await self._commands.get()
-            parsed = self.executor.parse_topic(incoming.topic)
-            if parsed is None:
-                continue  # another site's command, or not a command topic
-            kind, user = parsed  # an unknown kind is refused by decode_command, and answered
-            self.counters.add("commands")
-            outcome = await self.executor.execute(incoming, self.topics.reply(user), user, kind)
-            _log.info(
-                "command %s from %s: %s %s", kind, user, outcome.reply.code, outcome.reply.reason
-            )
-            self._other.append(
-                Message(
-                    outcome.response_topic, reply_payload(outcome), correlation=outcome.correlation
-                )
-            )
-            seq = self.sequences.take(EVENT_COUNTER, 2)
-            for event in audit_events(self.settings.site, outcome, seq, time.time_ns()):
-                self._other.append(Message(self.topics.event("audit"), encode_event(event)))
-            await self.flush()  # a reply should not wait for the batch interval
+            try:
+                answered = await self._command(incoming)
+            except Exception:  # a bug of ours on one command must not stop the others
+                self.counters.add("command_errors")
+                _log.exception("command on %s failed inside the edge", shown(incoming.topic))
+                continue
+            if answered:
+                await self.flush()  # a reply should not wait for the batch interval
+
+    async def _command(self, incoming: Incoming) -> bool:
+        """Carry out one command and queue its reply and audit events; False if ignored."""
+        parsed = self.executor.parse_topic(incoming.topic)
+        if parsed is None:
+            return False  # another site's command, or not a command topic
+        kind, user = parsed  # an unknown kind is refused by decode_command, and answered
+        try:
+            reply_topic = self.topics.reply(user)
+        except ValueError:  # a user name that cannot be a topic level: nowhere to answer
+            _log.warning("command from user %s ignored: no reply topic can name it", shown(user))
+            return False
+        self.counters.add("commands")
+        outcome = await self.executor.execute(incoming, reply_topic, user, kind)
+        if outcome.redirected:
+            self.counters.add("replies_redirected")
+        reply = outcome.reply
+        _log.info(
+            "command %s from %s: %s %s", clip(kind, 40), user, reply.code, clip(reply.reason, 200)
+        )
+        self._other.append(
+            Message(outcome.response_topic, reply_payload(outcome), correlation=outcome.correlation)
+        )
+        seq = self.sequences.take(EVENT_COUNTER, 2)
+        for event in audit_events(self.settings.site, outcome, seq, time.time_ns()):
+            self._other.append(Message(self.topics.event("audit"), encode_event(event)))
+        return True
 
     # self-metrics ----------------------------------------------------------------------------
 
@@ -218,6 +279,8 @@ class Edge:
         values["spool_depth"] = float(self.spool.depth)
         values["spool_bytes"] = float(self.spool.size_bytes)
         values["dropped"] = float(self.spool.dropped)
+        values["deadletters"] = float(self.deadletters.count)
+        values["deadletters_dropped"] = float(self.deadletters.dropped)
         values["retries"] = values["opcua_reconnects"] + values["mqtt_reconnects"]
         values["opcua_connected"] = 1.0 if self.source.client is not None else 0.0
         return values
@@ -237,12 +300,29 @@ class Edge:
     # life cycle ------------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Run until `stop` is set (or a task fails); then stop within a few seconds."""
-        self._loop = asyncio.get_running_loop()
+        """Run until `stop` is set (or a task fails); then stop within a few seconds.
+
+        Raises:
+            EdgeFailedError: the MQTT thread died (the process must end, non-zero).
+        """
+        loop = self._loop = asyncio.get_running_loop()
         s = self.settings
-        link = MqttLink(s, self.outbox, self.counters, self.on_command)
+        link = MqttLink(s, self.outbox, self.counters, self.on_command, self.deadletters)
         mqtt_stop = threading.Event()
-        thread = threading.Thread(target=link.run, args=(mqtt_stop,), name="mqtt")
+        died: asyncio.Future[BaseException] = loop.create_future()
+
+        def settle(error: BaseException) -> None:
+            if not died.done():
+                died.set_result(error)
+
+        def mqtt_main() -> None:
+            try:
+                link.run(mqtt_stop)
+            except BaseException as error:
+                _log.critical("the MQTT thread died", exc_info=True)
+                loop.call_soon_threadsafe(settle, error)
+
+        thread = threading.Thread(target=mqtt_main, name="mqtt")
         _log.info(
             "edge %s: %s -> %s:%d, outbox %s (%d waiting)",
             s.mqtt_client_id,
@@ -261,21 +341,33 @@ class Edge:
         ]
         stopper = asyncio.create_task(stop.wait(), name="stop")
         try:
-            done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+            waiting: list[asyncio.Future[Any]] = [*tasks, stopper, died]
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            if died in done:
+                error = died.result()
+                if isinstance(error, SpoolError):  # a full disk: its own one-line message
+                    raise error
+                raise EdgeFailedError(f"the MQTT thread died: {error!r}") from error
             for task in done:
                 if task is not stopper:
                     task.result()  # a task that ended on its own failed: raise its error
         finally:
             for task in [*tasks, stopper]:
                 task.cancel()
-            await asyncio.gather(*tasks, stopper, return_exceptions=True)
+            # Bounded: a task that does not end when cancelled must not keep the edge up.
+            await asyncio.wait([*tasks, stopper], timeout=JOIN_TIMEOUT_S)
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.flush(), JOIN_TIMEOUT_S)
+                async with asyncio.timeout(JOIN_TIMEOUT_S):
+                    await self.flush()
                 changes = self.watermarks.changes()
                 if changes is not None:
                     self.watermarks.write(changes)
             mqtt_stop.set()
             thread.join(JOIN_TIMEOUT_S)
-            link.close()
+            try:
+                link.close()
+            except Exception as error:  # after a failure the client may be in any state
+                _log.warning("closing the MQTT connection failed: %r", error)
             self.spool.close()
+            self.deadletters.close()
             _log.info("edge stopped")

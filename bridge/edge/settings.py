@@ -22,7 +22,8 @@ class EdgeSettings(BaseSettings):
 
     site: str = Field(default="site1", pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
 
-    # OPC UA: the twin's server, and the edge's own operator account on it.
+    # OPC UA: the twin's server, and the edge's own account on it (role "gateway": the server
+    # honours OnBehalfOf, the requester's name, only from a gateway).
     opcua_url: str = "opc.tcp://localhost:4840/pcmm/site1"
     opcua_namespace_uri: str = "urn:pcmm-twin:opcua"
     opcua_security: Literal["None", "Basic256Sha256_SignAndEncrypt"] = "None"
@@ -52,6 +53,10 @@ class EdgeSettings(BaseSettings):
     mqtt_ca_file: Path | None = None  # CA bundle for TLS; None: the system's
     mqtt_keepalive_s: int = Field(default=15, ge=5, le=3600)
     max_inflight: int = Field(default=1000, ge=1, le=65535)  # QoS 1 messages awaiting PUBACK
+    # The largest packet the broker takes, bytes, when its CONNACK does not say (MQTT 5 brokers
+    # may state a Maximum Packet Size; Mosquitto does when max_packet_size is set). An outbox
+    # row whose PUBLISH is larger is set aside as a dead letter. deploy/mosquitto: 1 MiB.
+    mqtt_max_packet_size: int = Field(default=1024 * 1024, ge=1024, le=268_435_460)
     # A broker killed outright loses what it had acknowledged but not yet saved or delivered
     # (Mosquitto saves every autosave_interval, 30 s in deploy/): after a reconnect the edge
     # publishes again what the broker acknowledged in this window. Duplicates are harmless: the
@@ -66,6 +71,11 @@ class EdgeSettings(BaseSettings):
     spool_max_items: int = Field(default=1_000_000, ge=10)
     spool_max_bytes: int = Field(default=1024 * 1024 * 1024, ge=1024)
     spool_synchronous: Literal["NORMAL", "FULL"] = "FULL"
+    # Outbox messages the broker can never take, kept whole with the reason (SQLite; None:
+    # beside the outbox, <spool name>.deadletters.sqlite), and the bytes kept at most (the
+    # oldest go first, counted in `deadletters_dropped`).
+    deadletter_path: Path | None = None
+    deadletter_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
     # Samples are committed after each OPC UA publish response; events, replies and metrics
     # (and samples, should a response be split) wait at most this long.
     batch_interval_s: float = Field(default=0.05, gt=0, le=10)
@@ -73,6 +83,11 @@ class EdgeSettings(BaseSettings):
     retry_initial_s: float = Field(default=0.5, gt=0)
     retry_max_s: float = Field(default=10.0, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @property
+    def deadletters(self) -> Path:
+        """Where the dead letters are kept."""
+        return self.deadletter_path or self.spool_path.with_suffix(".deadletters.sqlite")
 
     @model_validator(mode="after")
     def _security_needs_certificate(self) -> EdgeSettings:

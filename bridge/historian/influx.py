@@ -1,8 +1,10 @@
 """The InfluxDB sink: line protocol through influxdb-client's synchronous v2 write API.
 
 It works with InfluxDB 2.x and 3.x, and 1.8+ (bucket "db/rp"). 429 and 5xx are retryable,
-other 4xx reject the batch (as Telegraf's InfluxDB v2 output does). `check_write_access` is
-the healthcheck's one authenticated call, made with the historian's own client and settings.
+other 4xx reject the batch (as Telegraf's InfluxDB v2 output does); 400, 413 and 422 reject it
+`per_item`, so that the runner splits it and dead-letters only the lines at fault.
+`check_write_access` is the healthcheck's one authenticated call, made with the historian's own
+client and settings.
 """
 
 from __future__ import annotations
@@ -86,7 +88,11 @@ class InfluxSink:
                 raise RetryableError(
                     f"HTTP {status}: {detail}", _retry_after(error.headers)
                 ) from None
-            raise RejectedError(f"HTTP {status}: {detail}") from None
+            # 400 (a line does not parse, or 1.x's partial write), 413 (too large) and 422
+            # (e.g. outside retention) are about lines: the runner splits the batch to find
+            # them. Another 4xx is about the request, the same for any part of the batch.
+            per_item = status in (400, 413, 422)
+            raise RejectedError(f"HTTP {status}: {detail}", per_item=per_item) from None
         except (urllib3.exceptions.HTTPError, OSError) as error:
             # Connection refused or reset, DNS failure, timeout: the server is not there.
             raise RetryableError(f"{type(error).__name__}: {error}") from None

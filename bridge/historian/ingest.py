@@ -11,8 +11,16 @@ Received messages are committed in groups so that the spool's fsync is paid per 
 group ends when the socket has nothing more to read (the sender's burst is over), when
 COMMIT_MAX messages wait, or `commit_interval_s` after its first message, whichever is first.
 Messages arriving during a commit wait in the socket and form the next group, so groups grow
-with the load. Invalid messages go to the dead-letter
-topic with the reason, and are acknowledged: retrying them cannot help.
+with the load.
+
+Each message is converted on its own: one that `convert` refuses, or that makes it raise
+anything at all, becomes a dead letter with the reason and takes nothing else with it. Dead
+letters are committed to the `DeadLetterStore` (whole) before the group's points go to the
+spool and before anything is acknowledged: the broker forgets an invalid message only once
+its dead letter is on disk. They are then announced on `pcmm/v1/deadletter/historian` from the
+store (`_announce`), at QoS 1, and marked published only when the broker's PUBACK arrives. A
+failure of the store or the spool (a full disk) is not a message's fault: it propagates and
+stops the historian, with nothing of the group acknowledged.
 
 The network loop is explicit: connect, loop, and on a lost connection wait with capped
 backoff and reconnect; only changes of state are logged.
@@ -25,7 +33,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
@@ -35,7 +43,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from bridge.counters import Counters
-from bridge.deadletter import encode_deadletter
+from bridge.deadletter import DeadLetterStore, encode_deadletter
 from bridge.historian.settings import HistorianSettings
 from bridge.spool import Spool
 from plant import topics
@@ -44,6 +52,10 @@ from plant.payload import PayloadError
 SERVICE = "historian"
 FILTERS = (topics.ALL_TELEMETRY, topics.ALL_TRUTH, topics.ALL_EVENTS, topics.ALL_METRICS)
 COMMIT_MAX = 500  # messages per spool commit at most
+COMMIT_MAX_BYTES = 16 * 1024 * 1024  # payload bytes held for one commit at most (memory)
+ANNOUNCE_WINDOW = 50  # dead-letter announcements in flight at most
+# Room left in a packet for the fixed header, topic and properties of an announcement.
+PACKET_OVERHEAD = 1024
 
 Convert = Callable[[str, bytes], list[bytes]]
 
@@ -56,6 +68,15 @@ class _Received:
     qos: int
 
 
+@dataclass(slots=True)
+class _Announcing:
+    """Dead-letter announcements in flight: MQTT message id -> store id, and what is confirmed."""
+
+    by_mid: dict[int, int] = field(default_factory=dict)
+    confirmed: list[int] = field(default_factory=list)
+    last_id: int = 0  # the newest store id published on this connection
+
+
 class MqttIngest:
     """The historian's MQTT consumer; `run` it on its own thread."""
 
@@ -65,15 +86,23 @@ class MqttIngest:
         spool: Spool,
         convert: Convert,
         counters: Counters,
+        deadletters: DeadLetterStore,
         on_spooled: Callable[[], None] = lambda: None,
     ) -> None:
         self._settings = settings
         self._spool = spool
         self._convert = convert
         self._counters = counters
+        self._deadletters = deadletters
         self._on_spooled = on_spooled
         self._pending: list[_Received] = []
+        self._pending_bytes = 0
         self._first_pending = 0.0
+        self._announcing = _Announcing()
+        self._letters_added = threading.Event()  # set by any thread that stores a letter
+        self._letters_added.set()  # letters of an earlier run may wait
+        self._max_packet: int | None = None  # the broker's Maximum Packet Size, if it said
+        self._refused = False  # a dead-letter announcement was refused (logged once)
         self._connected = False
         self._socket_open = False
         self._log = logging.getLogger("bridge.historian.mqtt")
@@ -98,6 +127,7 @@ class MqttIngest:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_publish = self._on_publish
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = s.mqtt_session_expiry_s
         props.ReceiveMaximum = s.mqtt_receive_maximum
@@ -125,6 +155,11 @@ class MqttIngest:
             self._log.error("broker refused the connection: %s", reason)
             return
         self._connected = True
+        self._max_packet = getattr(properties, "MaximumPacketSize", None)
+        # Announcements in flight on the last connection are published again from the store
+        # (paho may resend its own copies too: at least once).
+        self._announcing = _Announcing(confirmed=self._announcing.confirmed)
+        self._letters_added.set()
         self._log.info(
             "connected to %s:%d (session %s)",
             self._settings.mqtt_host,
@@ -150,9 +185,31 @@ class MqttIngest:
         self._connected = False
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        # Never raise here: paho would re-raise from loop() and end the ingest thread.
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:  # the broker checks UTF-8; keep what came anyway
+            topic = bytes(msg._topic).decode("utf-8", "backslashreplace")
         if not self._pending:
             self._first_pending = time.monotonic()
-        self._pending.append(_Received(msg.topic, bytes(msg.payload), msg.mid, msg.qos))
+        payload = bytes(msg.payload)
+        self._pending.append(_Received(topic, payload, msg.mid, msg.qos))
+        self._pending_bytes += len(payload)
+
+    def _on_publish(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        mid: int,
+        reason: ReasonCode,
+        properties: Properties,
+    ) -> None:
+        letter = self._announcing.by_mid.pop(mid, None)
+        if letter is not None:
+            if reason.is_failure and not self._refused:  # e.g. the ACL: it stays in the store
+                self._refused = True
+                self._log.warning("the broker refused a dead letter (%d): %s", letter, reason)
+            self._announcing.confirmed.append(letter)
 
     # the loop ----------------------------------------------------------------------------
 
@@ -188,6 +245,7 @@ class MqttIngest:
             rc = self.client.loop(timeout=0.0 if waiting else timeout)
             over = len(self._pending) == waiting
             self._commit_if_due(force=over or rc is not MQTTErrorCode.MQTT_ERR_SUCCESS)
+            self._announce()
             if rc is MQTTErrorCode.MQTT_ERR_SUCCESS:
                 if self._connected:
                     failing, backoff = False, self._settings.retry_initial_s
@@ -203,37 +261,71 @@ class MqttIngest:
         if not self._pending:
             return
         due = time.monotonic() - self._first_pending >= self._settings.commit_interval_s
-        if not (force or due or len(self._pending) >= COMMIT_MAX):
+        full = len(self._pending) >= COMMIT_MAX or self._pending_bytes >= COMMIT_MAX_BYTES
+        if not (force or due or full):
             return
-        batch, self._pending = self._pending, []
+        batch, self._pending, self._pending_bytes = self._pending, [], 0
         lines: list[bytes] = []
-        invalid = 0
+        letters: list[tuple[str, str, bytes]] = []
         for received in batch:
             try:
                 lines.extend(self._convert(received.topic, received.payload))
             except PayloadError as error:
-                invalid += 1
-                self._deadletter(str(error), received.topic, received.payload)
+                letters.append((str(error), received.topic, received.payload))
+            except Exception as error:  # a bug met by this message: it alone is refused
+                self._log.exception("converting a message from %s failed", received.topic)
+                reason = f"historian error: {type(error).__name__}: {error}"
+                letters.append((reason, received.topic, received.payload))
         # Durable first, acknowledged second: this order is the no-loss guarantee.
+        if letters:
+            self._deadletters.add_many(letters, SERVICE)
+            self._letters_added.set()
         self._spool.put_many(lines)
         for received in batch:
             self.client.ack(received.mid, received.qos)
         self._counters.add("received", len(batch))
         self._counters.add("points", len(lines))
-        if invalid:
-            self._counters.add("invalid", invalid)
-            self._counters.add("dead_letters", invalid)
+        if letters:
+            self._counters.add("invalid", len(letters))
+            self._counters.add("dead_letters", len(letters))
         self._on_spooled()
 
-    def _deadletter(self, reason: str, topic: str, payload: bytes) -> None:
-        self._log.debug("dead letter from %s: %s", topic, reason)
-        self.client.publish(
-            topics.deadletter(SERVICE), encode_deadletter(SERVICE, reason, topic, payload), qos=1
-        )
-
     def deadletter_batch(self, lines: Sequence[bytes], reason: str) -> None:
-        """Publish a batch InfluxDB rejected (called from the writer's thread)."""
-        self._deadletter(reason, "influxdb", b"\n".join(lines))
+        """Keep lines InfluxDB rejected as a dead letter; durable on return (writer's thread)."""
+        self._deadletters.add_many([(reason, "influxdb", b"\n".join(lines))], SERVICE)
+        self._letters_added.set()
+
+    def _announce(self) -> None:
+        """Publish stored dead letters the broker has not confirmed; mark those it has."""
+        state = self._announcing
+        if state.confirmed:
+            confirmed, state.confirmed = state.confirmed, []
+            self._deadletters.mark_published(confirmed)
+        room = ANNOUNCE_WINDOW - len(state.by_mid)
+        if room <= 0 or not self._connected or not self._letters_added.is_set():
+            return
+        self._letters_added.clear()  # cleared before the read: a letter added now sets it again
+        letters = self._deadletters.unpublished(room, after_id=state.last_id)
+        if len(letters) == room:
+            self._letters_added.set()  # more wait
+        topic = topics.deadletter(SERVICE)
+        limit = None if self._max_packet is None else self._max_packet - PACKET_OVERHEAD
+        for letter in letters:
+            data = encode_deadletter(
+                letter.service,
+                letter.reason,
+                letter.topic,
+                letter.payload,
+                time_ns=letter.time_ns,
+                letter_id=letter.id,
+                max_bytes=limit,
+            )
+            info = self.client.publish(topic, data, qos=1)
+            if info.rc is not MQTTErrorCode.MQTT_ERR_SUCCESS:
+                self._letters_added.set()  # not sent: try again on the next turn
+                return
+            state.by_mid[info.mid] = letter.id
+            state.last_id = letter.id
 
     def close(self) -> None:
         """Say offline (retained) and disconnect cleanly; the session stays on the broker."""

@@ -21,7 +21,15 @@ from dataclasses import dataclass
 
 from bridge.metrics import Metrics, decode_metrics
 from plant import topics
-from plant.payload import Event, PayloadError, Scalar, TelemetryBatch, decode_batch, decode_event
+from plant.payload import (
+    Event,
+    PayloadError,
+    Scalar,
+    TelemetryBatch,
+    decode_batch,
+    decode_event,
+    decoder,
+)
 from plant.tags import TEMPLATES, DataType, TagSpec
 
 TELEMETRY = "telemetry"
@@ -37,9 +45,15 @@ MAX_STRING = 16 * 1024  # longest string field accepted (InfluxDB 1.x refuses 64
 QUALITY_SUFFIX = "_quality"
 SEQ_SUFFIX = "_seq"
 
+# InfluxDB's time range (models.MinNanoTime, MaxNanoTime: int64 without its two extremes, which
+# it keeps as sentinels); a point outside it makes InfluxDB refuse the line, so it is refused here.
+MIN_TIME_NS = -(2**63) + 2
+MAX_TIME_NS = 2**63 - 2
+
 # Tag values are identifiers (site, module, kind, service ids): anything else is refused
 # rather than escaped, because line protocol cannot carry newlines or a trailing backslash.
-_TAG_VALUE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+# Always `fullmatch`: with `match`, "$" also matches before a trailing newline ("site1\n").
+_TAG_VALUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 
 
 def _field_specs() -> dict[str, TagSpec]:
@@ -89,8 +103,12 @@ def route(topic: str) -> Route:
     return found
 
 
+@decoder
 def convert(topic: str, payload: bytes) -> list[bytes]:
-    """Validate one message and return its points as line protocol (ns precision)."""
+    """Validate one message and return its points as line protocol (ns precision).
+
+    Raises `PayloadError` for anything it cannot store, whatever Python raised on the way.
+    """
     where = route(topic)
     if where.measurement in (TELEMETRY, TRUTH):
         batch = decode_batch(payload)
@@ -171,6 +189,8 @@ def metrics_line(metrics: Metrics) -> bytes:
 
 
 def _line(head: str, fields: dict[str, str], ns: int) -> bytes:
+    if not MIN_TIME_NS <= ns <= MAX_TIME_NS:
+        raise PayloadError(f"time {ns} ns is outside InfluxDB's range {MIN_TIME_NS}..{MAX_TIME_NS}")
     text = f"{head}{','.join(f'{k}={v}' for k, v in fields.items())} {ns}"
     try:
         return text.encode()
@@ -211,7 +231,7 @@ def _string(text: object) -> str:
 
 
 def _tag_value(value: str, what: str) -> str:
-    if not _TAG_VALUE.match(value):
+    if not _TAG_VALUE.fullmatch(value):
         raise PayloadError(f"{what} {value!r} is not an identifier (A-Z a-z 0-9 _ . : -)")
     return value
 

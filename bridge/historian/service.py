@@ -4,6 +4,12 @@ Three threads, each with one job, joined with a deadline on shutdown: the MQTT l
 blocking and single-threaded by design), the writer (influxdb-client's synchronous API), and a
 ticker that writes the historian's own metrics into the spool every `metrics_period_s`, so
 they reach InfluxDB even while the broker is down. Everything in the spool survives a stop.
+
+A thread that ends with an exception stops the others, and `run` raises it: a full disk
+(`DiskFullError`) or another spool failure as it is, anything else as `ThreadDiedError`. The
+command line turns either into one line and a non-zero exit, so that the supervisor (Docker's
+restart policy) restarts the historian; a process that stayed up with a dead ingest thread
+would look alive and ingest nothing.
 """
 
 from __future__ import annotations
@@ -11,48 +17,83 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from bridge.counters import Counters
+from bridge.deadletter import DeadLetterStore
 from bridge.historian.influx import InfluxSink
 from bridge.historian.ingest import SERVICE, MqttIngest
 from bridge.historian.points import convert, metrics_line, timestamps
 from bridge.historian.settings import HistorianSettings
 from bridge.metrics import Metrics
 from bridge.runner import RunningOutput
-from bridge.spool import Spool
+from bridge.spool import Spool, SpoolError
 
 JOIN_TIMEOUT_S = 5.0
 _log = logging.getLogger("bridge.historian")
 
 
-def self_metrics(settings: HistorianSettings, counters: Counters, spool: Spool) -> Metrics:
+class ThreadDiedError(RuntimeError):
+    """A thread of the historian ended with an unexpected exception; the message says which."""
+
+
+def self_metrics(
+    settings: HistorianSettings,
+    counters: Counters,
+    spool: Spool,
+    deadletters: DeadLetterStore,
+) -> Metrics:
     """The historian's counters now, as a `pipeline` report."""
     values = {
         name: 0.0
         for name in (
             *("received", "points", "written", "retries", "invalid", "rejected"),
-            *("dead_letters", "mqtt_reconnects", "lag_ms"),
+            *("dead_letters", "splits", "mqtt_reconnects", "lag_ms"),
         )
     }
     values.update(counters.snapshot())
     values["dropped"] = float(spool.dropped)
     values["spool_depth"] = float(spool.depth)
     values["spool_bytes"] = float(spool.size_bytes)
+    values["spool_moved_aside"] = float(spool.moved_aside)
+    values["deadletters_waiting"] = float(deadletters.waiting)
+    values["deadletters_dropped"] = float(deadletters.dropped)
+    values["deadletters_moved_aside"] = float(deadletters.moved_aside)
     return Metrics(SERVICE, settings.site, settings.mqtt_client_id, time.time_ns(), values)
 
 
 def run(settings: HistorianSettings, stop: threading.Event) -> None:
-    """Run the historian until `stop` is set."""
+    """Run the historian until `stop` is set, or until one of its threads fails.
+
+    Raises the failure of a thread: `SpoolError` (`DiskFullError` included) as it is, anything
+    else as `ThreadDiedError`.
+    """
     spool = Spool(
         settings.spool_path,
         max_items=settings.spool_max_items,
         max_bytes=settings.spool_max_bytes,
         synchronous=settings.spool_synchronous,
     )
+    try:
+        deadletters = DeadLetterStore(
+            settings.deadletters,
+            max_bytes=settings.deadletter_max_bytes,
+            synchronous=settings.spool_synchronous,
+        )
+    except SpoolError:
+        spool.close()
+        raise
     counters = Counters()
     sink = InfluxSink.from_settings(settings)
     # `output` is bound below, before any thread starts and so before the first call.
-    ingest = MqttIngest(settings, spool, convert, counters, lambda: output.notify())  # noqa: PLW0108
+    ingest = MqttIngest(
+        settings,
+        spool,
+        convert,
+        counters,
+        deadletters,
+        lambda: output.notify(),  # noqa: PLW0108
+    )
     output = RunningOutput(
         spool,
         sink,
@@ -69,16 +110,30 @@ def run(settings: HistorianSettings, stop: threading.Event) -> None:
 
     def tick() -> None:
         while not stop.wait(settings.metrics_period_s):
-            report = self_metrics(settings, counters, spool)
+            report = self_metrics(settings, counters, spool, deadletters)
             spool.put_many([metrics_line(report)])
 
+    failures: list[tuple[str, BaseException]] = []
+
+    def guarded(name: str, target: Callable[[], None]) -> threading.Thread:
+        def body() -> None:
+            try:
+                target()
+            except BaseException as error:
+                if not isinstance(error, SpoolError):
+                    _log.exception("thread %s died", name)
+                failures.append((name, error))
+                stop.set()
+
+        return threading.Thread(target=body, name=name)
+
     threads = [
-        threading.Thread(target=ingest.run, args=(stop,), name="mqtt-ingest"),
-        threading.Thread(target=output.run, args=(stop,), name="influx-writer"),
-        threading.Thread(target=tick, name="self-metrics"),
+        guarded("mqtt-ingest", lambda: ingest.run(stop)),
+        guarded("influx-writer", lambda: output.run(stop)),
+        guarded("self-metrics", tick),
     ]
     _log.info(
-        "historian %s: %s:%d -> %s bucket %s, spool %s (%d waiting)",
+        "historian %s: %s:%d -> %s bucket %s, spool %s (%d waiting), dead letters %s",
         settings.mqtt_client_id,
         settings.mqtt_host,
         settings.mqtt_port,
@@ -86,6 +141,7 @@ def run(settings: HistorianSettings, stop: threading.Event) -> None:
         settings.influx_bucket,
         settings.spool_path,
         spool.depth,
+        settings.deadletters,
     )
     for thread in threads:
         thread.start()
@@ -95,7 +151,20 @@ def run(settings: HistorianSettings, stop: threading.Event) -> None:
         stop.set()
         for thread in threads:
             thread.join(JOIN_TIMEOUT_S)
-        ingest.close()
-        sink.close()
-        spool.close()
+        for name, close in (
+            ("the MQTT client", ingest.close),
+            ("the InfluxDB client", sink.close),
+            ("the spool", spool.close),
+            ("the dead-letter store", deadletters.close),
+        ):
+            try:
+                close()
+            except Exception as error:  # closing what failed must not hide why it failed
+                _log.warning("closing %s failed: %s", name, error)
         _log.info("historian stopped")
+    if failures:
+        name, failure = failures[0]
+        if isinstance(failure, SpoolError):
+            raise failure
+        what = f"{type(failure).__name__}: {failure}"
+        raise ThreadDiedError(f"thread {name} died: {what}") from failure

@@ -11,6 +11,16 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+#: The outage of the historian (or of its link to the broker) that is replayed with nothing
+#: lost: the default session expiry, and what the broker's queue is sized for.
+REPLAYABLE_OUTAGE_S = 12 * 3600
+#: The stack's traffic to the historian, for that sizing: two sites at speed 1 (measured: the
+#: twin's tag updates cut into one batch per module per second and encoded as the edge does,
+#: telemetry and ground truth, are 7.1 messages and 8.7 kB a second per site), times 1.4 for
+#: batches split across publish responses, events and self-metrics.
+PLANNED_MESSAGES_PER_S = 20.0
+PLANNED_BYTES_PER_S = 24_400.0
+
 
 class HistorianSettings(BaseSettings):
     """MQTT in, InfluxDB out, and the disk spool between them."""
@@ -26,9 +36,12 @@ class HistorianSettings(BaseSettings):
     mqtt_tls: bool = False
     mqtt_ca_file: Path | None = None  # CA bundle for TLS; None: the system's
     mqtt_keepalive_s: int = Field(default=30, ge=5, le=3600)
-    mqtt_session_expiry_s: int = Field(
-        default=7 * 24 * 3600, ge=60
-    )  # broker queues this long for us
+    # How long the broker keeps the session (subscriptions, queued messages) while the
+    # historian is away: the outage it can replay. The broker's queue holds that long at the
+    # planned rate (PLANNED_*, deploy/mosquitto/mosquitto.conf) and drops new messages after;
+    # a longer session would hold the broker's memory and, in a shared group, keep taking a
+    # share of the stream for a historian that is not there (README.md).
+    mqtt_session_expiry_s: int = Field(default=REPLAYABLE_OUTAGE_S, ge=60)
     # Shared subscription group ($share/<group>/...): several historians split the stream.
     # "" subscribes without $share (one historian): see README.md on broker restarts.
     mqtt_share_group: str = "historian"
@@ -47,6 +60,10 @@ class HistorianSettings(BaseSettings):
     spool_max_items: int = Field(default=2_000_000, ge=1)
     spool_max_bytes: int = Field(default=1024 * 1024 * 1024, ge=1024)
     spool_synchronous: Literal["NORMAL", "FULL"] = "FULL"
+    # Dead letters, whole (SQLite; None: beside the spool, <spool name>.deadletters.sqlite),
+    # and the bytes kept at most (the oldest go first, counted in `deadletters_dropped`).
+    deadletter_path: Path | None = None
+    deadletter_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
     # A group of received messages is committed when the sender's burst is over, or at the
     # latest this long after its first message.
     commit_interval_s: float = Field(default=0.02, gt=0, le=5)
@@ -64,7 +81,12 @@ class HistorianSettings(BaseSettings):
     metrics_period_s: float = Field(default=10.0, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    @field_validator("mqtt_ca_file", mode="before")
+    @property
+    def deadletters(self) -> Path:
+        """Where the dead letters are kept."""
+        return self.deadletter_path or self.spool_path.with_suffix(".deadletters.sqlite")
+
+    @field_validator("mqtt_ca_file", "deadletter_path", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value  # KEY= in an env file means "not set"

@@ -28,7 +28,11 @@ from twin import Plant
 
 T = TypeVar("T")
 
-USERS = {"alice": ("operator", "alice-secret"), "victor": ("viewer", "victor-secret")}
+USERS = {
+    "alice": ("operator", "alice-secret"),
+    "victor": ("viewer", "victor-secret"),
+    "gina": ("gateway", "gina-secret"),  # a gateway: its OnBehalfOf is honoured
+}
 SPEED = 100.0  # plant seconds per wall second
 
 

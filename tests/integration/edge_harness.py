@@ -43,10 +43,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @contextmanager
 def opcua_with_edge_user(tmp_path: Path, **overrides: Any) -> Iterator[RunningServer]:
-    """The twin's server (accelerated, 10x) with one user: `edge`, an operator."""
+    """The twin's server (accelerated, 10x) with one user: `edge`, a gateway (its OnBehalfOf
+    is honoured, as the stack's users file has it)."""
     users = tmp_path / "edge-users.toml"  # serve() writes its own users.toml
     users.write_text(
-        f'[users.edge]\nrole = "operator"\npassword_hash = "{hash_password(EDGE_PASSWORD)}"\n'
+        f'[users.edge]\nrole = "gateway"\npassword_hash = "{hash_password(EDGE_PASSWORD)}"\n'
     )
     values: dict[str, Any] = {
         "users_file": users,

@@ -419,8 +419,11 @@ def test_whole_loop_twin_opcua_edge_mqtt_controller(broker: Mosquitto, tmp_path:
     users = tmp_path / "whole-loop-users.toml"  # serve() writes its own users.toml
     users.write_text(
         "".join(
-            f'[users.{name}]\nrole = "operator"\npassword_hash = "{hash_password(pw)}"\n'
-            for name, pw in (("alice", "alice-secret"), ("edge", "edge-secret"))
+            f'[users.{name}]\nrole = "{role}"\npassword_hash = "{hash_password(pw)}"\n'
+            for name, role, pw in (
+                ("alice", "operator", "alice-secret"),
+                ("edge", "gateway", "edge-secret"),
+            )
         )
     )
     with serve(tmp_path, users_file=users, speed=SPEED, history_window_s=600.0) as server:
@@ -472,7 +475,9 @@ def test_the_deployed_acl_lets_the_controller_publish_events() -> None:
         controller = mqtt_client(deployed, "controller")
         probe = Event(SITE, "alarm", 1, 0, "controller", target="acl probe")
         controller.publish(TOPICS.event("alarm"), encode_event(probe), qos=1).wait_for_publish(5)
-        time.sleep(0.5)  # a denied publish is acknowledged, then dropped
-        controller.loop_stop()
-        watcher.loop_stop()
-        assert any(e.target == "acl probe" for e in seen)
+        # A denied publish is acknowledged too, then dropped: wait for the event to arrive.
+        try:
+            wait_until(lambda: any(e.target == "acl probe" for e in seen), 10, "the probe event")
+        finally:
+            controller.loop_stop()
+            watcher.loop_stop()

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from bridge.counters import Counters
+from bridge.deadletter import DeadLetterStore
 from bridge.historian.points import convert, metrics_line
 from bridge.historian.service import self_metrics
 from bridge.historian.settings import HistorianSettings
@@ -156,11 +157,12 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[InfluxDB,
         settings = HistorianSettings(spool_path=tmp_path_factory.mktemp("spool") / "s.sqlite")
         counters = Counters()
         spool = Spool(settings.spool_path, max_items=10, max_bytes=10**6)
+        deadletters = DeadLetterStore(settings.spool_path.with_name("deadletters.sqlite"))
         try:
             for i in range(PLANT_S // 10):
                 for name in ("received", "written", "points"):
                     counters.add(name, 100)
-                report = self_metrics(settings, counters, spool)
+                report = self_metrics(settings, counters, spool, deadletters)
                 report = type(report)(
                     report.service,
                     report.site,
@@ -171,6 +173,7 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[InfluxDB,
                 lines.append(metrics_line(report))
         finally:
             spool.close()
+            deadletters.close()
         for i in range(0, len(lines), 5000):
             server.write(b"\n".join(lines[i : i + 5000]).decode())
         run = Run(start_ns, start_ns + PLANT_S * 10**9, modules, lines=len(lines))
@@ -297,13 +300,19 @@ def test_the_schema_names_match_the_historian(loaded: tuple[InfluxDB, Run]) -> N
     server, _ = loaded
     measurements = {row["name"] for row in server.query("SHOW MEASUREMENTS")}
     assert measurements == {TELEMETRY, TRUTH, EVENTS, PIPELINE}
-    reported = set(self_metrics(HistorianSettings(), Counters(), _NoSpool()).values)  # type: ignore[arg-type]
+    reported = set(
+        self_metrics(HistorianSettings(), Counters(), _NoSpool(), _NoDeadLetters()).values  # type: ignore[arg-type]
+    )
     shown = {m for m, *_ in build.PIPELINE_GAUGES} | {m for m, _ in build.PIPELINE_RATES}
     assert shown <= reported, f"the pipeline dashboard shows unknown metrics {shown - reported}"
 
 
 class _NoSpool:
-    dropped = depth = size_bytes = 0
+    dropped = depth = size_bytes = moved_aside = 0
+
+
+class _NoDeadLetters:
+    waiting = dropped = moved_aside = 0
 
 
 def test_writes_and_queries_were_many(loaded: tuple[InfluxDB, Run]) -> None:

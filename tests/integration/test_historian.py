@@ -199,11 +199,18 @@ def test_batch_rejected_by_influxdb_is_dead_lettered_and_counted(
     edge = client(mosquitto, "edge")
     topic = topics.SiteTopics(site).telemetry("api_feeder")
     assert influxdb.proxy is not None
-    influxdb.proxy.fail_next(400, body=b'{"code":"invalid","message":"field type conflict"}')
+    # Any write holding batch 0's line is refused whole (as 2.x refuses a batch with a bad
+    # line): the historian splits its batch until that line alone is dead-lettered.
+    influxdb.proxy.refuse_containing(
+        b"mass_flow_pv_seq=0i,", body=b'{"code":"invalid","message":"field type conflict"}'
+    )
     publish_and_wait(edge, topic, feeder_payload(site, 0))
     wait_until(lambda: any(b"field type conflict" in p for p in dead.payloads()), 20, "dead")
     letter = next(json.loads(p) for p in dead.payloads() if b"field type conflict" in p)
     assert letter["reason"].startswith("HTTP 400") and letter["topic"] == "influxdb"
+    assert letter["payload"].startswith(f"telemetry,module=api_feeder,site={site} ")
+    assert "\n" not in letter["payload"]  # that line only, whatever else its batch held
+    influxdb.proxy.clear_faults()
     publish_and_wait(edge, topic, feeder_payload(site, 1))  # the next batch goes through
     wait_until(lambda: telemetry_seqs(influxdb, site) == list(range(5, 10)), 20, "batch 1")
     # A 503 is retried, not dropped.

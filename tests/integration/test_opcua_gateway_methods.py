@@ -14,7 +14,7 @@ from asyncua import ua
 from opcua_server.audit_events import AUDIT_EVENT_TYPE
 
 from .conftest import RunningServer, client
-from .test_opcua_server import SITE, call, d, message, s
+from .test_opcua_server import SITE, call, d, message, s, until, until_plant_time
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +39,7 @@ def test_abort_stops_the_line_at_once_and_is_audited(opcua: RunningServer) -> No
 
 def test_write_setpoint_on_behalf_of_names_both_users(opcua: RunningServer) -> None:
     async def scenario() -> None:
-        async with client(opcua.url, "alice") as c:
+        async with client(opcua.url, "gina") as c:  # a gateway: its OnBehalfOf is honoured
             ok = await call(
                 c, opcua, "WriteSetpoint", s("press.fill_depth_sp"), d(9.5), s("trim"), s("bob")
             )
@@ -58,10 +58,10 @@ def test_write_setpoint_on_behalf_of_names_both_users(opcua: RunningServer) -> N
     asyncio.run(scenario())
     records = opcua.audit()
     assert [(r.user, r.target, r.new, r.reason, r.accepted) for r in records[-4:]] == [
-        ("bob via alice", "press.fill_depth_sp", 9.5, "trim", True),
-        ("bob via alice", "press.fill_depth_sp", 99.0, "x", False),
-        ("alice", "diverter.position_sp", "reject", "", True),
-        ("carol via alice", "line", records[-1].new, "end of shift", True),
+        ("bob via gina", "press.fill_depth_sp", 9.5, "trim", True),
+        ("bob via gina", "press.fill_depth_sp", 99.0, "x", False),
+        ("gina", "diverter.position_sp", "reject", "", True),
+        ("carol via gina", "line", records[-1].new, "end of shift", True),
     ]
 
 
@@ -73,8 +73,8 @@ def test_quarantine_flags_a_window_on_behalf_of_a_user(opcua: RunningServer) -> 
     clock = opcua.server.clock
 
     async def scenario() -> None:
-        async with client(opcua.url, "alice") as c:
-            await asyncio.sleep(1.0)  # 100 plant s of production at 100x
+        async with client(opcua.url, "gina") as c:
+            await until_plant_time(opcua, 100.0)  # 100 plant s of production
             now = opcua.plant.now
             start, end = clock.utc(now - 60.0), clock.utc(now - 10.0)
             ok = await call(c, opcua, "Quarantine", dt(start), dt(end), s("gate"), s("bob"))
@@ -100,9 +100,9 @@ def test_quarantine_flags_a_window_on_behalf_of_a_user(opcua: RunningServer) -> 
     asyncio.run(scenario())
     records = [r for r in opcua.audit() if r.action == "quarantine"]
     assert [(r.user, r.reason, r.accepted) for r in records] == [
-        ("bob via alice", "gate", True),
-        ("alice", "oops", False),
-        ("alice", "too early", False),
+        ("bob via gina", "gate", True),
+        ("gina", "oops", False),
+        ("gina", "too early", False),
         ("victor", "viewer tries", False),
     ]
     assert opcua.plant.ledger.tablets_quarantined > 500
@@ -116,7 +116,7 @@ def test_every_audit_record_becomes_an_event(opcua: RunningServer) -> None:
             received.append({k: v.Value for k, v in event.get_event_props_as_fields_dict().items()})
 
     async def scenario() -> None:
-        async with client(opcua.url, "alice") as c:
+        async with client(opcua.url, "gina") as c:
             ns = opcua.server.nodes.namespace
             event_type = await c.nodes.base_event_type.get_child(f"{ns}:{AUDIT_EVENT_TYPE}")
             sub = await c.create_subscription(50, Handler())
@@ -124,17 +124,14 @@ def test_every_audit_record_becomes_an_event(opcua: RunningServer) -> None:
             for speed in (260.0, 9999.0):
                 tag = s("blender.speed_sp")
                 await call(c, opcua, "WriteSetpoint", tag, d(speed), s("r"), s("dan"))
-            for _ in range(100):
-                if len(received) >= 2:
-                    break
-                await asyncio.sleep(0.05)
+            await until(lambda: len(received) >= 2, what="two audit events")
 
     asyncio.run(scenario())
     seqs = {r.seq: r for r in opcua.audit()}
     assert len(received) == 2
     for event in received:
         record = seqs[event["AuditSeq"]]
-        assert event["User"] == "dan via alice" == record.user
+        assert event["User"] == "dan via gina" == record.user
         assert event["Target"] == "blender.speed_sp"
         assert json.loads(event["NewValue"]) == record.new
         assert event["Accepted"] == record.accepted
@@ -166,7 +163,7 @@ def test_audit_since_pages_the_trail_for_any_reader_with_the_events_fields(
     answers: dict[str, list[ua.CallMethodResult]] = {}
 
     async def scenario() -> None:
-        async with client(opcua.url, "alice") as c:
+        async with client(opcua.url, "gina") as c:
             ns = opcua.server.nodes.namespace
             event_type = await c.nodes.base_event_type.get_child(f"{ns}:{AUDIT_EVENT_TYPE}")
             sub = await c.create_subscription(50, Handler())
@@ -174,10 +171,7 @@ def test_audit_since_pages_the_trail_for_any_reader_with_the_events_fields(
             for speed in (240.0, 250.0, 260.0, 9999.0, 255.0):
                 tag = s("blender.speed_sp")
                 await call(c, opcua, "WriteSetpoint", tag, d(speed), s("why"), s("dan"))
-            for _ in range(100):
-                if len(received) >= 5:
-                    break
-                await asyncio.sleep(0.05)
+            await until(lambda: len(received) >= 5, what="five audit events")
         for user in ("victor", None):  # a viewer and an anonymous session read it too
             async with client(opcua.url, user) as c:
                 pages, after = [], 0

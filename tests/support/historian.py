@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from tests.support.servers import InfluxDB, Mosquitto
@@ -50,17 +51,21 @@ def historian_env(
 
 
 class HistorianProcess:
-    """Start, SIGKILL, SIGTERM and restart `plant bridge historian`; its log goes to a file."""
+    """Start, SIGKILL, SIGTERM and restart `plant bridge historian`; its log goes to a file.
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    `prefix` runs it through another command (e.g. `unshare ...` for a disk of its own).
+    """
+
+    def __init__(self, env: dict[str, str], log: Path, prefix: Sequence[str] = ()) -> None:
         self.env = env
         self.log = log
+        self.prefix = list(prefix)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [plant_executable(), "bridge", "historian"],
+                [*self.prefix, plant_executable(), "bridge", "historian"],
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -21,12 +21,26 @@ read-only token's 403) are not modelled.
 
 An empty write is forwarded like any other: 1.6 answers it 204, as 2.x does since 2.0.9 and
 2.1.0 (influxdata/influxdb#22573), and 404 for an unknown bucket, as 2.x does.
+
+Whole batches (`whole_batch = True`): 2.x refuses a whole request with 400 when one line does
+not parse, where 1.6 writes the good lines and answers 400 "partial write". In this mode the
+proxy never forwards a batch with a bad line: it first writes the batch to a scratch database
+(`<bucket>_scratch`) of the same server, and forwards it to the real one only if the scratch
+write succeeded; otherwise it answers 400 in 2.x's shape with 1.6's reason, and nothing
+reaches the real database (`refused` lists the line count of each such batch). The scratch
+write uses the server's own parser, so whatever it refuses (syntax, a time out of range) is
+found without a second parser here that could disagree with it. Every batch the proxy
+forwards was written to the scratch database first, so it has the real one's field types and
+a type conflict is refused whole too; a test that writes around the proxy (`InfluxDB.write`)
+must write the same lines through `mirror` for that to hold. One write of a whole batch, not
+one per line: the check costs a second request, not thousands.
 """
 
 from __future__ import annotations
 
 import gzip
 import http.server
+import json
 import threading
 import urllib.error
 import urllib.parse
@@ -41,6 +55,7 @@ class _Fault:
     status: int
     count: int
     body: bytes
+    containing: bytes = b""  # answer only writes whose body holds this (count is ignored)
 
 
 class InfluxV2Proxy:
@@ -50,7 +65,10 @@ class InfluxV2Proxy:
         self.upstream = upstream.rstrip("/")
         self.token = token  # None: any token (or none) is accepted
         self.writes = 0  # write requests seen (authenticated ones, when a token is set)
+        self.whole_batch = False  # True: refuse a batch with any bad line whole, as 2.x does
+        self.refused: list[int] = []  # lines of each batch refused whole
         self._faults: list[_Fault] = []
+        self._scratch_made: set[str] = set()
         self._lock = threading.Lock()
         proxy = self
 
@@ -80,13 +98,11 @@ class InfluxV2Proxy:
                 if proxy.token is not None and self.headers.get("Authorization") != wanted:
                     self._reply(401, b'{"code":"unauthorized","message":"unauthorized access"}')
                     return
+                if self.headers.get("Content-Encoding", "").lower() == "gzip":
+                    body = gzip.decompress(body)  # forwarded decoded, without the header
                 with proxy._lock:
                     proxy.writes += 1
-                    fault = proxy._faults[0] if proxy._faults else None
-                    if fault:
-                        fault.count -= 1
-                        if fault.count <= 0:
-                            proxy._faults.pop(0)
+                    fault = proxy._fault_for(body)
                 if fault:
                     self._reply(fault.status, fault.body)
                     return
@@ -96,8 +112,11 @@ class InfluxV2Proxy:
                 if not bucket or precision is None:
                     self._reply(400, b'{"code":"invalid","message":"bucket or precision"}')
                     return
-                if self.headers.get("Content-Encoding", "").lower() == "gzip":
-                    body = gzip.decompress(body)  # forwarded decoded, without the header
+                if proxy.whole_batch:
+                    status, reply = proxy._check(bucket, precision, body)
+                    if status != 204:
+                        self._reply(status, reply)
+                        return
                 target = "/write?" + urllib.parse.urlencode({"db": bucket, "precision": precision})
                 status, reply = proxy._forward("POST", target, body)
                 self._reply(status, reply)
@@ -130,10 +149,57 @@ class InfluxV2Proxy:
         except OSError as error:  # upstream down
             return 503, f'{{"code":"unavailable","message":"{type(error).__name__}"}}'.encode()
 
+    def _fault_for(self, body: bytes) -> _Fault | None:
+        """The fault that answers this write, if any (under the lock)."""
+        for fault in self._faults:
+            if fault.containing:
+                if fault.containing in body:
+                    return fault
+                continue
+            fault.count -= 1
+            if fault.count <= 0:
+                self._faults.remove(fault)
+            return fault
+        return None
+
+    def _check(self, bucket: str, precision: str, body: bytes) -> tuple[int, bytes]:
+        """Write `body` to the scratch database: 204, or 2.x's answer to a bad batch."""
+        scratch = f"{bucket}_scratch"
+        if scratch not in self._scratch_made:
+            query = urllib.parse.urlencode({"q": f'CREATE DATABASE "{scratch}"'})
+            status, reply = self._forward("POST", f"/query?{query}", b"")
+            if status != 200:
+                return status, reply
+            self._scratch_made.add(scratch)
+        target = "/write?" + urllib.parse.urlencode({"db": scratch, "precision": precision})
+        status, reply = self._forward("POST", target, body)
+        if status != 400:
+            return status, reply
+        try:
+            reason = str(json.loads(reply).get("error", reply.decode()))
+        except ValueError:
+            reason = reply.decode(errors="replace")
+        with self._lock:
+            self.refused.append(body.count(b"\n") + 1)
+        return 400, json.dumps({"code": "invalid", "message": reason}).encode()
+
+    def mirror(self, lines: str, bucket: str = "pcmm") -> None:
+        """Write lines to the scratch database as well (see the module docstring)."""
+        self._check(bucket, "n", lines.encode())
+
     def fail_next(self, status: int, count: int = 1, body: bytes = b"{}") -> None:
         """Answer the next `count` writes with `status` instead of forwarding them."""
         with self._lock:
             self._faults.append(_Fault(status, count, body))
+
+    def refuse_containing(self, needle: bytes, status: int = 400, body: bytes = b"{}") -> None:
+        """Answer every write whose body holds `needle` with `status`, until `clear_faults`."""
+        with self._lock:
+            self._faults.append(_Fault(status, 0, body, containing=needle))
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
 
     def start(self) -> None:
         self._thread.start()

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from asyncua import ua
 
-from bridge.edge.audit import AuditMark, AuditTrail, parse_record
+from bridge.edge.audit import MAX_ABOVE, AuditMark, AuditTrail, parse_record
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -57,11 +57,13 @@ class FakeServer:
             self.during_call(after)
         if self.status != ua.StatusCodes.Good:
             return [ua.CallMethodResult(StatusCode=ua.StatusCode(self.status))]
-        page = self.records[after : after + min(self.page, request.InputArguments[1].Value)]
+        after_it = [r for r in self.records if r["AuditSeq"] > after]
+        page = after_it[: min(self.page, request.InputArguments[1].Value)]
         texts = [json.dumps({**r, "Time": r["Time"].isoformat()}) for r in page]
+        last_seq = self.records[-1]["AuditSeq"] if self.records else 0
         outputs = [
             ua.Variant(texts, ua.VariantType.String, is_array=True),
-            ua.Variant(len(self.records), ua.VariantType.UInt64),
+            ua.Variant(last_seq, ua.VariantType.UInt64),
             ua.Variant(self.log_id, ua.VariantType.String),
         ]
         return [ua.CallMethodResult(OutputArguments=outputs)]
@@ -195,3 +197,28 @@ def test_an_unreadable_mark_starts_from_the_first_record(tmp_path: Path) -> None
     path = tmp_path / "audit.json"
     path.write_text("{not json")
     assert AuditTrail(path, Sink()).mark == AuditMark()
+
+
+def test_records_the_server_no_longer_keeps_are_given_up_and_the_rest_forwarded(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    sink = Sink()
+    trail = AuditTrail(tmp_path / "audit.json", sink)
+    server = FakeServer(4)
+    assert backfill(trail, server) == 4
+    # The edge is away while 20 records are made; the server keeps only its newest 8.
+    server.records = [record(seq) for seq in range(17, 25)]
+    trail.connecting()
+    assert backfill(trail, server) == 8
+    assert sink.forwarded == [1, 2, 3, 4, *range(17, 25)]
+    assert trail.mark == AuditMark("log-a", 24)  # no set of seqs above a gap left behind
+    assert "12 audit records after seq 4 are no longer kept by the server" in caplog.text
+
+
+def test_a_mark_gives_up_a_gap_rather_than_grow_without_bound() -> None:
+    mark = AuditMark("x")
+    mark.take(1)
+    for seq in range(3, MAX_ABOVE + 4):  # 2 never arrives
+        assert mark.take(seq)
+    assert len(mark.above) <= MAX_ABOVE
+    assert mark.take(MAX_ABOVE + 10) and not mark.take(2)

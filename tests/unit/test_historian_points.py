@@ -7,8 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from bridge.historian.points import EVENT_SLOTS, FIELDS, convert, route
-from bridge.historian.settings import HistorianSettings
+from bridge.historian.points import EVENT_SLOTS, FIELDS, MAX_TIME_NS, convert, route
+from bridge.historian.settings import (
+    PLANNED_BYTES_PER_S,
+    PLANNED_MESSAGES_PER_S,
+    REPLAYABLE_OUTAGE_S,
+    HistorianSettings,
+)
 from bridge.metrics import Metrics, encode_metrics
 from plant import topics
 from plant.payload import Event, PayloadError, Sample, TelemetryBatch, encode_batch, encode_event
@@ -61,7 +66,8 @@ def test_truth_goes_to_its_own_measurement_and_never_to_telemetry() -> None:
         (Sample("api_feeder.mass_flow_pv", True, "good", NS, NS, 1), "expects float"),
         (Sample("api_feeder.refilling", 1, "good", NS, NS, 1), "expects bool"),
         (Sample("api_feeder.refill_lot", 1.5, "good", NS, NS, 1), "expects int"),
-        (Sample("api_feeder.refill_lot", 2**64, "good", NS, NS, 1), "expects int"),
+        (Sample("api_feeder.refill_lot", 2**63, "good", NS, NS, 1), "expects int"),
+        (Sample("api_feeder.refill_lot", 2**64, "good", NS, NS, 1), "over 64 bits"),
         (Sample("api_feeder.mode", "sideways", "good", NS, NS, 1), "expects enum"),
     ],
 )
@@ -112,7 +118,7 @@ def test_metrics_are_floats_in_pipeline() -> None:
 def test_lone_surrogates_are_refused_not_crashing() -> None:
     event = json.loads(encode_event(Event("site1", "audit", 1, NS, "twin")))
     event["reason"] = "\ud800"
-    with pytest.raises(PayloadError, match="Unicode"):
+    with pytest.raises(PayloadError, match="lone surrogate"):
         convert(T.event("audit"), json.dumps(event).encode())
 
 
@@ -130,3 +136,63 @@ def test_settings_example_lists_every_key_and_parses() -> None:
         assert HistorianSettings() == HistorianSettings.model_construct(
             **{k: f.default for k, f in HistorianSettings.model_fields.items()}
         )
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload"),
+    [
+        (T.event("audit"), encode_event(Event("site1", "audit", 1, NS, "twin\n"))),
+        (T.event("audit"), encode_event(Event("site1", "audit", 1, NS, "twin\nx=1 2"))),
+        ("pcmm/v1/site1\n/events/audit", encode_event(Event("site1\n", "audit", 1, NS, "twin"))),
+        (
+            T.metrics("edge"),
+            encode_metrics(Metrics("edge", "site1", "edge-1\n", NS, {"received": 1.0})),
+        ),
+        (
+            "pcmm/v1/site1/api_feeder\n/telemetry",
+            batch(
+                Sample("api_feeder\n.mass_flow_pv", 1.0, "good", NS, NS, 1), module="api_feeder\n"
+            ),
+        ),
+    ],
+)
+def test_a_trailing_newline_never_passes_as_an_identifier(topic: str, payload: bytes) -> None:
+    """`$` matches before a final newline: with `match` "twin\\n" passed and split the line."""
+    with pytest.raises(PayloadError, match=r"not an identifier|not a tag"):
+        convert(topic, payload)
+
+
+def test_times_outside_influxdbs_range_are_refused() -> None:
+    assert MAX_TIME_NS == 9_223_372_036_854_775_806  # models.MaxNanoTime of InfluxDB
+    ns = 2**63 - 1  # a valid int64, and the schema's largest time: InfluxDB refuses it
+    with pytest.raises(PayloadError, match="outside InfluxDB's range"):
+        convert(T.event("audit"), encode_event(Event("site1", "audit", 1, ns, "twin")))
+    sample = Sample("api_feeder.mass_flow_pv", 1.0, "good", ns, NS, 1)
+    with pytest.raises(PayloadError, match="outside InfluxDB's range"):
+        convert(T.telemetry("api_feeder"), batch(sample))
+    report = Metrics("edge", "site1", "edge-1", ns, {"received": 1.0})
+    with pytest.raises(PayloadError, match="outside InfluxDB's range"):
+        convert(T.metrics("edge"), encode_metrics(report))
+    (line,) = convert(T.event("audit"), encode_event(Event("site1", "audit", 1, MAX_TIME_NS, "t")))
+    assert line.endswith(b" 9223372036854775806")
+
+
+def test_every_line_is_one_line() -> None:
+    """Newlines only inside string fields, where line protocol allows them."""
+    event = Event("site1", "audit", 1, NS, "twin", reason="a\nb\r\n", user='"\\')
+    (line,) = convert(T.event("audit"), encode_event(event))
+    head = line.partition(b' user="')[0]
+    assert b"\n" not in head
+    assert line.endswith(b"seq=1i " + str(NS).encode())
+
+
+def test_the_session_lasts_the_outage_the_brokers_queue_holds() -> None:
+    """The default session expiry is the replayable outage, and deploy/mosquitto's queue
+    holds that outage of the planned traffic (more would be lost to the queue's limit first)."""
+    conf = Path(__file__).parents[2] / "deploy" / "mosquitto" / "mosquitto.conf"
+    values = dict(
+        line.split(None, 1) for line in conf.read_text().splitlines() if line and line[0] != "#"
+    )
+    assert HistorianSettings().mqtt_session_expiry_s == REPLAYABLE_OUTAGE_S
+    assert int(values["max_queued_messages"]) >= REPLAYABLE_OUTAGE_S * PLANNED_MESSAGES_PER_S
+    assert 0 < REPLAYABLE_OUTAGE_S * PLANNED_BYTES_PER_S <= int(values["max_queued_bytes"])

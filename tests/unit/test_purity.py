@@ -1,4 +1,4 @@
-"""The twin is pure simulation: SimPy, the standard library and the pure registry only."""
+"""The twin is pure simulation: SimPy, the standard library and the pure core modules only."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import ast
 import sys
 from pathlib import Path
 
-ALLOWED = {"simpy", "twin", "plant.tags", "plant.rtd", "__future__"}
+ALLOWED = {"simpy", "twin", "plant.tags", "plant.rtd", "plant.text", "__future__"}
 FORBIDDEN = {"asyncio", "socket", "logging", "time", "datetime", "threading", "os", "subprocess"}
 
 

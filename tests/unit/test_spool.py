@@ -1,9 +1,12 @@
-"""bridge.spool: FIFO order, bounds, drop counting, durability across a killed process."""
+"""bridge.spool: FIFO order, bounds, drop counting, durability across a killed process, damage
+and a full disk."""
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -12,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.spool import Spool
+from bridge.spool import DiskFullError, Spool, is_disk_full
 
 
 def test_fifo_peek_does_not_remove_and_ack_does(tmp_path: Path) -> None:
@@ -110,7 +113,7 @@ def test_committed_items_survive_sigkill(tmp_path: Path) -> None:
     child = textwrap.dedent(
         f"""
         import sys
-        from bridge.spool import Spool
+        from bridge.spool import DiskFullError, Spool, is_disk_full
         spool = Spool({str(path)!r})
         i = 0
         while True:
@@ -141,3 +144,124 @@ def test_bad_limits_are_refused(tmp_path: Path) -> None:
         Spool(tmp_path / "s.db", max_items=0)
     with pytest.raises(ValueError):
         Spool(tmp_path / "s.db", synchronous="OFF")  # type: ignore[arg-type]
+
+
+# Damage and a full disk -------------------------------------------------------------------
+def _aside(path: Path) -> list[Path]:
+    return sorted(path.parent.glob(f"{path.name}.corrupt-*"))
+
+
+def test_a_file_that_is_not_a_database_is_moved_aside_and_a_fresh_one_started(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "s.db"
+    path.write_bytes(b"this is not SQLite " * 1000)
+    with Spool(path) as spool:
+        assert spool.moved_aside == 1
+        assert spool.depth == 0
+        spool.put_many([b"a"])
+        assert [data for _, data in spool.peek(1)] == [b"a"]
+    (aside,) = _aside(path)
+    assert aside.read_bytes().startswith(b"this is not SQLite")  # kept for an expert
+    assert "is corrupt" in caplog.text and aside.name in caplog.text
+
+
+def test_a_damaged_page_is_found_at_open(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    with Spool(path) as spool:
+        spool.put_many([b"%06d" % i * 50 for i in range(5000)])
+    data = bytearray(path.read_bytes())
+    assert len(data) > 20 * 4096
+    data[10 * 4096 : 12 * 4096] = b"\xa5" * (2 * 4096)  # two pages of the items' b-tree
+    path.write_bytes(bytes(data))
+    with Spool(path) as spool:
+        assert spool.moved_aside == 1
+        assert spool.depth == 0
+    assert len(_aside(path)) == 1
+
+
+def test_corruption_found_while_running_replaces_the_file_and_ids_go_on(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    spool = Spool(path, synchronous="NORMAL")
+    spool.put_many([b"x" * 100 for _ in range(3000)])
+    old_ids = [row_id for row_id, _ in spool.peek(5)]
+    # Damage the file under the open connection; SQLite notices on its next read of it.
+    spool._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    with path.open("r+b") as f:
+        f.seek(3 * 4096)
+        f.write(b"\xa5" * 8 * 4096)
+    spool._db.execute("PRAGMA shrink_memory")  # forget the cached pages
+    assert spool.peek(5000) == []  # reading fails: moved aside, a fresh file has nothing
+    assert spool.moved_aside == 1
+    assert spool.depth == 0 and spool.dropped == 3000  # what the old file held is counted
+    spool.put_many([b"new"])
+    ((new_id, data),) = spool.peek(10)
+    assert data == b"new" and new_id > max(old_ids)  # a late ack of an old id hits nothing
+    spool.ack(old_ids)
+    assert spool.depth == 1
+    spool.close()
+    assert len(_aside(path)) == 1
+
+
+def test_a_full_disk_raises_disk_full_and_keeps_what_was_committed(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    with Spool(path) as spool:
+        spool.put_many([b"kept"])
+        pages = spool._db.execute("PRAGMA page_count").fetchone()[0]
+        spool._db.execute(f"PRAGMA max_page_count={pages + 2}")  # SQLite's own "disk full"
+        with pytest.raises(DiskFullError, match="the disk is full"):
+            spool.put_many([b"y" * 100_000])
+        assert spool.depth == 1 and spool.moved_aside == 0
+        assert [data for _, data in spool.peek(10)] == [b"kept"]
+    with Spool(path) as spool:
+        assert [data for _, data in spool.peek(10)] == [b"kept"]
+
+
+def unshare_tmpfs() -> list[str]:
+    """A command prefix that runs in a private mount namespace with a 400 KiB tmpfs on /mnt,
+    without privileges (a user namespace), or skip."""
+    prefix = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c"]
+    mount = 'mount -t tmpfs -o size=400k tmpfs /mnt && exec "$0" "$@"'
+    probe = subprocess.run([*prefix, mount, "true"], capture_output=True, timeout=30, check=False)
+    if probe.returncode != 0:
+        pytest.skip(f"no unprivileged mount namespace here: {probe.stderr.decode().strip()}")
+    return [*prefix, mount]
+
+
+def test_a_real_full_disk_is_a_disk_full_error_with_one_line() -> None:
+    """ENOSPC from a full tmpfs: SQLite says SQLITE_FULL, the spool says DiskFullError."""
+    child = textwrap.dedent(
+        """
+        from bridge.spool import DiskFullError, Spool
+        spool = Spool("/mnt/s.db")
+        n = 0
+        try:
+            while True:
+                spool.put_many([b"x" * 1000] * 10)
+                n += 10
+        except DiskFullError as error:
+            print(n, spool.depth, spool.moved_aside)
+            print(error)
+        """
+    )
+    done = subprocess.run(
+        [*unshare_tmpfs(), sys.executable, "-c", child],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=os.getcwd(),
+    )
+    assert done.returncode == 0, done.stderr
+    counts, message = done.stdout.strip().splitlines()
+    n, depth, moved = (int(x) for x in counts.split())
+    assert n > 0 and depth == n and moved == 0  # what was committed is still there
+    assert message.startswith("spool write failed: the disk is full (database or disk is full)")
+    assert "free space in /mnt and restart" in message
+
+
+def test_what_a_full_disk_looks_like() -> None:
+    assert is_disk_full(OSError(errno.ENOSPC, "No space left on device"))
+    assert not is_disk_full(OSError(errno.EACCES, "Permission denied"))
+    assert is_disk_full(sqlite3.OperationalError("database or disk is full"))
+    assert not is_disk_full(sqlite3.OperationalError("database is locked"))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from opcua_server.security import load_users
+from opcua_server.security import Role, load_users
 from plant import envfiles, stack
 
 
@@ -69,6 +69,11 @@ def test_broker_folder_and_opcua_users_come_from_the_secrets(tmp_path: Path) -> 
     assert set(entries) == set(stack.OPCUA_OPERATORS)
     assert entries["edge"].password.matches("edge-pw")
     assert not entries["operator"].password.matches("edge-pw")
+    # Only the edge's OnBehalfOf is honoured: it is the one gateway.
+    assert {name: entry.role for name, entry in entries.items()} == {
+        "edge": Role.GATEWAY,
+        "operator": Role.OPERATOR,
+    }
 
 
 def test_envfiles_resolves_plant_file_variables(tmp_path: Path) -> None:
