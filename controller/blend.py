@@ -46,6 +46,10 @@ class Blend:
         self.refill_lots: dict[str, float] = {}  # feeder -> lot number of its last refill
         self.refilled_at: dict[str, float] = {}  # feeder -> plant time of its last refill
         self.flows: dict[str, RollingStats] = {}  # feeder -> flow / setpoint - 1
+        # feeder -> that less its own short average: its noise, blind to slow excursions
+        self.flow_noise: dict[str, RollingStats] = {}
+        self._flow_mean: dict[str, Ewma] = {}
+        self.refill_peak: dict[str, float] = {}  # feeder -> largest flow error since its refill
         self.failsafe_limit = math.hypot(cfg.nir_uncertainty_pct, cfg.feeder_uncertainty_pct)
         self.target_pct = 100.0 * cfg.label_claim_mg / cfg.target_weight_mg
         feeders = (cfg.api_feeder, *cfg.other_feeders)
@@ -83,6 +87,7 @@ class Blend:
             lot = tel.v(lot_tag, -1.0)
             if tel.v(refilling, 0) or lot != self.refill_lots.get(feeder, lot):
                 self.refilled_at[feeder] = now
+                self.refill_peak[feeder] = 0.0
             self.refill_lots[feeder] = lot
             if tel.good(pv):
                 # Flow against its own setpoint, so the controller's trims are not noise.
@@ -90,7 +95,16 @@ class Blend:
                 stats = self.flows.get(feeder)
                 if stats is None:
                     stats = self.flows[feeder] = RollingStats(cfg.flow_window)
+                    self.flow_noise[feeder] = RollingStats(cfg.flow_window)
+                    self._flow_mean[feeder] = Ewma(cfg.flow_detrend_s)
                 stats.append(error)
+                mean = self._flow_mean[feeder]
+                if mean.value is not None:
+                    self.flow_noise[feeder].append(error - mean.value)
+                mean.update(error, dt)
+                if now - self.refilled_at.get(feeder, -math.inf) <= cfg.refill_peak_window_s:
+                    self.refill_peak[feeder] = max(self.refill_peak.get(feeder, 0.0), abs(error))
+
         total = sum(flows.values())
         ratio = 100.0 * flows[cfg.api_feeder] / total if total > 0 else math.nan
         residence = tel.v(self._residence_tag, cfg.residence_default_s) or cfg.residence_default_s

@@ -99,7 +99,12 @@ class ControllerConfig:
     settle_s: float = 300.0  # s of production before detectors that learn a baseline judge
     # (five RTD means: start-up transients are over)
     bridging_drive_pct: float = 99.0  # % drive: the feeder gives all it has
-    bridging_flow_share: float = 0.7  # and delivers less than this share of its setpoint
+    bridging_flow_share: float = 0.9  # and delivers less than this share of its setpoint
+    # (its own flow noise is 2 %: 10 % short at full drive is no noise)
+    bridging_fall: float = 0.08  # or its learnt feed factor fell this much (fraction)...
+    bridging_fall_window_s: float = 60.0  # ...within this: the fastest bulk-density drift
+    # (1/h) moves it 1.7 % in 60 s, its own noise about 1 % (x3); a bridge forms in seconds
+    # and is learnt in 30 s
     bridging_confirm_s: float = 5.0  # s: a bridge does not come and go in a second
     steady_after_bridge_s: float = 600.0  # s after a bridge before feeder statistics count
     quiet_after_refill_s: float = 300.0  # s after a refill before feeder statistics count
@@ -118,7 +123,10 @@ class ControllerConfig:
     dropout_clear: float = 0.05  # and below which it clears (hysteresis: 60-spectra counts)
     dropout_confirm_s: float = 10.0  # s, five spectra
     flow_window: int = 300  # flow readings (s) in a feeder's noise statistic
-    noise_ratio: float = 1.7  # x its usual RSD that calls a feeder noisy
+    noise_ratio: float = 1.7  # x its usual noise that calls a feeder noisy
+    flow_detrend_s: float = 20.0  # s: the noise is the flow less its own 20-s average, so the
+    # slow excursions of a bridge, a drift or a refill (a minute and more) are not noise,
+    # while feeder noise (10-s correlation) mostly is
     noise_confirm_s: float = 20.0  # s
     noise_base_s: float = 1200.0  # s, time constant of a feeder's usual RSD
     impeller_share: float = 0.95  # impeller below this share of its setpoint is slowing down
@@ -137,6 +145,11 @@ class ControllerConfig:
     refill_window_s: float = 240.0  # s after a refill in which a diversion is the refill's
     # (the refill, its volumetric hold, and the RTD's tail)
     refill_clear_s: float = 60.0  # s without a diversion before the refill alarm clears
+    refill_peak_window_s: float = 120.0  # s after a refill in which its flow bump is measured
+    # (volumetric hold, then the feed factor relearnt in 30-s steps)
+    refill_spike: float = 0.16  # flow 16 % off its setpoint after a refill is no ordinary
+    # refill's: densified powder and a full hopper give 6-12 % (est., measured on the twin's
+    # refills), the flow noise 2-5 %
     feeder_history: int = 600  # feeders' predictions kept (s) to judge NIR steps by
     # The decision clock
     max_dt_s: float = 10.0  # s: a longer gap between decisions is counted as this much

@@ -9,6 +9,7 @@ once a decision; some read what an earlier one found (`Context`).
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
@@ -32,30 +33,61 @@ class Context:
 
 
 class Bridging:
-    """Fault 3: the API feeder at full drive delivers far less than its setpoint; the line is
-    stopped if it has not recovered in `bridging_stop_s`."""
+    """Fault 3: the API feeder's output collapses. Either its learnt feed factor falls fast, far
+    faster than bulk density drifts (the feeder then drives harder and may cope), or it is at
+    full drive and still short of its setpoint; in that case the line is stopped if it has not
+    recovered in `bridging_stop_s`."""
 
     def __init__(self, sv: Supervisor) -> None:
         self.sv, cfg = sv, sv.cfg
         api = cfg.api_feeder
         self.tags = (f"{api}.drive_command", f"{api}.mass_flow_sp", f"{api}.mass_flow_pv")
+        self.ff_tag, self.mode_tag = f"{api}.feed_factor", f"{api}.mode"
+        self.history: deque[tuple[float, float]] = deque()  # (time, learnt feed factor)
+        self.before: float | None = None  # the feed factor before a fast fall, while it lasts
+
+    def _fell(self, now: float) -> bool:
+        """Whether the learnt feed factor fell fast and has not come back."""
+        sv, cfg = self.sv, self.sv.cfg
+        ff = sv.tel.v(self.ff_tag)
+        history = self.history
+        if not (math.isfinite(ff) and sv.tel.v(self.mode_tag, 0) == 0):
+            history.clear()  # volumetric: the feed factor is not learnt, nothing to compare
+            return self.before is not None
+        history.append((now, ff))
+        while history and history[0][0] < now - cfg.bridging_fall_window_s:
+            history.popleft()
+        if self.before is not None:
+            if ff > self.before * (1.0 - cfg.bridging_fall / 2):
+                self.before = None  # recovered
+        else:
+            refill = sv.blend.refilled_at.get(cfg.api_feeder, -math.inf)
+            quiet = now - refill > cfg.quiet_after_refill_s  # densified powder also falls back
+            old = history[0][1]
+            if quiet and old > 0 and ff < old * (1.0 - cfg.bridging_fall):
+                self.before = old
+        return self.before is not None
 
     def update(self, ctx: Context, actions: list[Action]) -> None:
         sv, cfg, now = self.sv, self.sv.cfg, ctx.now
         drive, sp, pv = (sv.tel.v(t) for t in self.tags)
-        bridging = drive >= cfg.bridging_drive_pct and pv < cfg.bridging_flow_share * sp
+        starved = drive >= cfg.bridging_drive_pct and pv < cfg.bridging_flow_share * sp
+        fell = self._fell(now)
         if sv.conds.update(
             now,
             "bridging",
-            bridging,
+            starved or fell,
             cfg.bridging_confirm_s,
             lambda: (
                 f"API feeder at full drive delivers {pv:.2f} of {sp:.2f} kg/h: "
                 "bridging; diverting the lean blend"
+                if starved
+                else f"API feeder's feed factor fell by over {cfg.bridging_fall:.0%} in "
+                f"{cfg.bridging_fall_window_s:.0f} s: bridging; the drive compensates"
             ),
         ):
             raised = sv.conds.get("bridging").raised_at
-            if bridging and now - raised > cfg.bridging_stop_s and sv.enabled:
+            if starved and now - raised > cfg.bridging_stop_s and sv.enabled:
                 why = f"API feeder bridged for {now - raised:.0f} s: stopping"
                 actions.append(Action("line", "stop", None, why))
 
@@ -206,7 +238,7 @@ class FeederNoise:
                 # The RSD counts only between refills: no need to work it out.
                 sv.conds.update(now, name, False, cfg.noise_confirm_s, "")
                 continue
-            rsd = flows.sd
+            rsd = sv.blend.flow_noise[feeder].sd
             usual = baseline.value
             noisy = usual is not None and ctx.settled and rsd > cfg.noise_ratio * usual
             if not sv.conds.update(
@@ -311,7 +343,8 @@ class PunchWear:
 
 
 class RefillDisturbance:
-    """Fault 1: a diversion soon after a feeder refill is the refill's."""
+    """Fault 1: a refill whose flow bump is well beyond an ordinary refill's, or a diversion
+    soon after an API feeder refill (the API's share moves the blend most)."""
 
     def __init__(self, sv: Supervisor) -> None:
         self.sv = sv
@@ -319,7 +352,11 @@ class RefillDisturbance:
     def update(self, ctx: Context, actions: list[Action]) -> None:
         sv, cfg, now = self.sv, self.sv.cfg, ctx.now
         windows = sv.gate.planner.windows
-        if now - sv.blend.last_refill < cfg.refill_window_s and windows:
+        blend = sv.blend
+        recent = [f for f, t in blend.refilled_at.items() if now - t < cfg.refill_window_s]
+        spiked = any(blend.refill_peak.get(f, 0.0) > cfg.refill_spike for f in recent)
+        api_diverted = cfg.api_feeder in recent and bool(windows)
+        if spiked or api_diverted:
             sv.conds.update(
                 now,
                 "refill_disturbance",

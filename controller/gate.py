@@ -112,8 +112,12 @@ class Gate:
             planner.flag(now, f"press hopper at {level:.3f} kg: die fill not assured")
         w_low = cfg.target_weight_mg * (1 - cfg.weight_tolerance + cfg.weight_guard)
         w_high = cfg.target_weight_mg * (1 + cfg.weight_tolerance - cfg.weight_guard)
-        if not w_low <= weight <= w_high:
-            planner.flag(now, f"tablet weight {weight:.0f} mg near its limit")
+        # The mean reacts to a density step a few tablets late: the newest reading alone, at
+        # half the guard, catches the step itself.
+        last = weights[-1]
+        half = cfg.target_weight_mg * cfg.weight_guard / 2
+        if not w_low <= weight <= w_high or not w_low - half <= last <= w_high + half:
+            planner.flag(now, f"tablet weight {weight:.0f} mg (last {last:.0f}) near its limit")
         if self.hardness:
             hardness = sum(list(self.hardness)[-n:]) / min(n, len(self.hardness))
             guard = cfg.hardness_guard_n
