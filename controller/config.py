@@ -60,6 +60,7 @@ class ControllerConfig:
     weight_period_s: float = 10.0
     weight_gain_mm_per_mg: float = 0.006
     weight_deadband_mg: float = 1.0
+    fill_depth_step_mm: float = 0.002  # mm: smaller fill-depth changes are not worth a command
     rate_period_s: float = 10.0
     level_gain: float = 0.5  # fraction of turret speed per kg of level error
     level_integral_gain: float = 0.003  # 1/(kg s): slow integral on the level error, so a

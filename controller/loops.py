@@ -70,6 +70,17 @@ class Loops:
         new = laws.weight_trim(
             sp, weight, cfg.target_weight_mg, cfg.weight_gain_mm_per_mg, self.weight_deadband
         )
+        pv = self.sv.tel.v(f"{cfg.press}.fill_depth_pv")
+        if new is not None and weight > 0 and pv > 0 and abs(sp - pv) > cfg.stiction_mm:
+            # A sticking actuator, once it slips, lands on the setpoint in one jump: keep the
+            # setpoint where the tablets it will make stay inside the weight guard.
+            low = pv * cfg.target_weight_mg * (1 - cfg.weight_tolerance + cfg.weight_guard) / weight
+            high = (
+                pv * cfg.target_weight_mg * (1 + cfg.weight_tolerance - cfg.weight_guard) / weight
+            )
+            new = laws.clamp(new, low, high)
+            if abs(new - sp) < cfg.fill_depth_step_mm:
+                return
         if new is not None:
             actions.append(
                 Action(
