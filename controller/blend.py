@@ -17,12 +17,12 @@ from controller.estimators import Ewma, RobustNir, RollingStats, RtdPredictor
 from controller.telemetry import Telemetry
 
 
-def explains(offset: float | None, gap: float, limit: float) -> bool:
-    """A diagnosed offset explains a gap of its own sign up to its size (plus the limit): the
-    averaged gap moves toward the offset when the fault begins, and back when it ends."""
+def explains(offset: float | None, gap: float, limit: float, share: float) -> bool:
+    """A diagnosed offset explains the gap between the two estimates now when the two are of
+    one sign and size: within the combined uncertainty and `share` of the offset itself."""
     if offset is None or offset * gap < 0:
         return False
-    return abs(gap) <= abs(offset) + limit
+    return abs(gap - offset) <= limit + share * abs(offset)
 
 
 class Blend:
@@ -188,9 +188,14 @@ class Blend:
         present = False
         c_nir, c_feeders = self.nir_value, self.feeders_value
         if c_nir is not None and c_feeders is not None and gap is not None and abs(gap) > limit:
+            # The averaged gap says there is a disagreement; whether a diagnosis explains it is
+            # judged on the gap now, which does not lag the fault's onset or end.
+            now_gap, share = c_nir - c_feeders, self.cfg.explained_share
             probe = self.probe_offset if self.nir_suspect else None
             load_cell = self.load_cell_gap
-            present = not (explains(probe, gap, limit) or explains(load_cell, gap, limit))
+            present = not (
+                explains(probe, now_gap, limit, share) or explains(load_cell, now_gap, limit, share)
+            )
         self.conds.update(
             now,
             "estimates_disagree",

@@ -106,6 +106,9 @@ class ControllerConfig:
     bridging_fall_window_s: float = 60.0  # ...within this: the fastest bulk-density drift
     # (1/h) moves it 1.7 % in 60 s, its own noise about 1 % (x3); a bridge forms in seconds
     # and is learnt in 30 s
+    bridging_fall_hold_s: float = 600.0  # s a fall the drive copes with is reported as a bridge
+    # when it does not come back; past that, the lower feed factor is the new normal (a
+    # bridge that starves the feeder stays reported by the full-drive test)
     bridging_confirm_s: float = 5.0  # s: a bridge does not come and go in a second
     steady_after_bridge_s: float = 600.0  # s after a bridge before feeder statistics count
     quiet_after_refill_s: float = 300.0  # s after a refill before feeder statistics count

@@ -45,6 +45,7 @@ class Bridging:
         self.ff_tag, self.mode_tag = f"{api}.feed_factor", f"{api}.mode"
         self.history: deque[tuple[float, float]] = deque()  # (time, learnt feed factor)
         self.before: float | None = None  # the feed factor before a fast fall, while it lasts
+        self.fell_at = -math.inf
 
     def _fell(self, now: float) -> bool:
         """Whether the learnt feed factor fell fast and has not come back."""
@@ -58,14 +59,22 @@ class Bridging:
         while history and history[0][0] < now - cfg.bridging_fall_window_s:
             history.popleft()
         if self.before is not None:
-            if ff > self.before * (1.0 - cfg.bridging_fall / 2):
-                self.before = None  # recovered
+            recovered = ff > self.before * (1.0 - cfg.bridging_fall / 2)
+            if recovered or now - self.fell_at > cfg.bridging_fall_hold_s:
+                self.before = None
         else:
             refill = sv.blend.refilled_at.get(cfg.api_feeder, -math.inf)
-            quiet = now - refill > cfg.quiet_after_refill_s  # densified powder also falls back
+            load_cell = sv.conds.get("load_cell_drift")
+            # Densified powder after a refill also falls back; a load cell drifting, or read
+            # true again, moves the feed factor the feeder seems to have.
+            quiet = (
+                now - refill > cfg.quiet_after_refill_s
+                and not load_cell.active
+                and now - load_cell.cleared_at > cfg.quiet_after_refill_s
+            )
             old = history[0][1]
             if quiet and old > 0 and ff < old * (1.0 - cfg.bridging_fall):
-                self.before = old
+                self.before, self.fell_at = old, now
         return self.before is not None
 
     def update(self, ctx: Context, actions: list[Action]) -> None:

@@ -18,9 +18,15 @@ class RobustNir:
     """
 
     def __init__(
-        self, window: int = 3, spike_pct: float = 0.5, stale_s: float = 8.0, step_count: int = 4
+        self,
+        window: int = 3,
+        spike_pct: float = 0.5,
+        stale_s: float = 8.0,
+        step_count: int = 4,
+        restart_s: float = 60.0,
     ) -> None:
         self.window, self.spike_pct, self.stale_s = window, spike_pct, stale_s
+        self.restart_s = restart_s  # no good spectrum for this long: start afresh
         self.step_count = step_count
         self._recent: deque[float] = deque(maxlen=window)
         self._outliers: deque[float] = deque(maxlen=step_count)
@@ -41,6 +47,11 @@ class RobustNir:
         if not good:
             self._quality.append(False)
             return
+        if source_time - self.last_good > self.restart_s:
+            # The probe saw nothing for a while (a stopped line): the blend it sees now is not
+            # a step from the one it saw before.
+            self._recent.clear()
+            self._outliers.clear()
         if len(self._recent) == self.window:
             centre = median(self._recent)
             if abs(value - centre) > self.spike_pct + abs(expected_move):
