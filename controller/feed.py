@@ -49,16 +49,26 @@ def plant_seconds(source_ns: int) -> float:
 
 
 def observed_value(tag: str, value: Scalar) -> Any:
-    """A sample value as the supervisor reads it (numbers, state indices, NaN for no value)."""
+    """A sample value as the supervisor reads it (numbers, state indices, NaN for no value).
+
+    A value it cannot use (a name that is no state of the tag, an integer beyond any float)
+    is no value.
+    """
     name = tag.rpartition(".")[2]
+    observed: Any = value
     if isinstance(value, str):
         states = ENUM_STATES.get(name, ())
-        return states.index(value) if value in states else None
-    if value is None and tag.endswith("nir.api_pct"):
+        observed = states.index(value) if value in states else None
+    elif isinstance(value, int) and not isinstance(value, bool):
+        try:
+            float(value)
+        except OverflowError:
+            observed = None
+    if observed is None and tag.endswith("nir.api_pct"):
         # The NIR estimator takes a number even for a Bad spectrum (it skips it by quality);
         # OPC UA publishes Bad values as null.
         return math.nan
-    return value
+    return observed
 
 
 class TelemetryFeed:
@@ -74,6 +84,8 @@ class TelemetryFeed:
         self.stale_after_s = stale_after_s
         self.samples = 0  # samples observed
         self.dropped = 0  # duplicates and late samples set aside
+        self.rejected = 0  # samples the supervisor could not take (an error, not a crash)
+        self.last_rejection = ""  # why the last one was rejected
         self.newest = -math.inf  # newest source time seen, plant s
         self.stale = False
         self._seen: dict[str, float] = {}  # tag -> newest source time observed
@@ -142,12 +154,17 @@ class TelemetryFeed:
         if t <= self._seen.get(sample.tag, -math.inf):
             self.dropped += 1
             return
+        try:
+            self.supervisor.observe(
+                sample.tag, observed_value(sample.tag, sample.value), sample.quality, t
+            )
+        except Exception as error:  # one odd sample must not lose the rest of its second
+            self.rejected += 1
+            self.last_rejection = f"{sample.tag}: {type(error).__name__}: {error}"
+            return
         self._seen[sample.tag] = t
         self.newest = max(self.newest, t)
         self.samples += 1
-        self.supervisor.observe(
-            sample.tag, observed_value(sample.tag, sample.value), sample.quality, t
-        )
 
     def _decide_open_second(self) -> Decision | None:
         if self._second is None or self._second_time <= self._decided:
