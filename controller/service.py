@@ -45,6 +45,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from controller.config import ControllerConfig
 from controller.feed import Decision, TelemetryFeed
 from controller.messages import (
+    SOURCE,
     EventSequence,
     ModeError,
     SentCommand,
@@ -56,6 +57,7 @@ from controller.messages import (
 )
 from controller.settings import ControllerSettings
 from controller.supervisor import Action, Alarm, Supervisor
+from plant.audit_chain import AuditChain
 from plant.payload import (
     Event,
     PayloadError,
@@ -149,6 +151,7 @@ class ControllerService:
         self.connected = asyncio.Event()  # set while a session is up (tests wait on it)
         self._monotonic = monotonic
         self._seq = EventSequence()
+        self._audit_chain = AuditChain(uuid.uuid4().hex)  # one chained audit log per run
         self._pending: dict[bytes, _Pending] = {}
         self._client: mqtt.Client | None = None
         self._was_up = False  # the last session got as far as CONNACK
@@ -545,11 +548,18 @@ class ControllerService:
         self._publish_event(replace(event, accepted=False, result=f"not sent: {why}"))
 
     def _publish_event(self, event: Event) -> None:
+        if event.kind == "audit":
+            # Chained before the connection is checked: a record lost here is a gap in the
+            # chain that `plant audit verify` reports, not a silent hole.
+            event = self._audit_chain.seal(event)
+            topic = self.topics.audit(SOURCE)
+        else:
+            topic = self.topics.event(event.kind)
         client = self._client
         if client is None:
             log.info("not connected: event not published: %s", event)
             return
-        client.publish(self.topics.event(event.kind), encode_event(event), qos=QOS)
+        client.publish(topic, encode_event(event), qos=QOS)
 
     # Helpers -------------------------------------------------------------------------------------
     @property

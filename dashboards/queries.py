@@ -6,6 +6,7 @@ The schema (bridge/historian/points.py, the historian's README) is:
     truth,module=M,site=S      the same, for the simulation's ground truth
     events,kind=K,site=S,slot=..,source=X user=..,action=..,target=..,old=..,new=..,
                                           reason=..,result=..,accepted=<bool>
+    events,hash=H,kind=audit,log=L,site=S,source=X   the same fields, and prev_hash=..
     pipeline,instance=I,service=X,site=S <metric>=<float>,...
 
 Only InfluxQL is used (it runs on InfluxDB 1.8+, 2.x through the DBRP mapping, and 3.x), and

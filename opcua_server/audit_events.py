@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from asyncua import Server, ua
@@ -52,6 +52,9 @@ AUDIT_FIELDS = (
     ("Reason", ua.VariantType.String),
     ("Accepted", ua.VariantType.Boolean),
     ("Result", ua.VariantType.String),
+    ("AuditLog", ua.VariantType.String),
+    ("PrevHash", ua.VariantType.String),
+    ("Hash", ua.VariantType.String),
 )
 
 
@@ -62,8 +65,9 @@ def _json(value: Any) -> str:
         return json.dumps(str(value))
 
 
-def record_fields(record: AuditRecord, time: datetime) -> dict[str, Any]:
-    """A record as the fields of its event (`time` is the record's plant time as UTC)."""
+def record_fields(record: AuditRecord, time: datetime, log_id: str = "") -> dict[str, Any]:
+    """A record as the fields of its event (`time` is the record's plant time as UTC, the
+    time its hash covers: `AuditEvents` sets the log's stamp from the same clock)."""
     return {
         "AuditSeq": record.seq,
         "User": record.user,
@@ -74,10 +78,22 @@ def record_fields(record: AuditRecord, time: datetime) -> dict[str, Any]:
         "Reason": record.reason,
         "Accepted": record.accepted,
         "Result": record.result,
+        "AuditLog": log_id,
+        "PrevHash": record.prev_hash,
+        "Hash": record.hash,
         "Severity": SEVERITY_ACCEPTED if record.accepted else SEVERITY_REFUSED,
         "Message": f"{record.user} {record.action} {record.target}: {record.result}",
         "Time": time,
     }
+
+
+def utc_ns(when: datetime) -> int:
+    """An aware UTC datetime as ns since the epoch (exact: datetime counts microseconds)."""
+    aware = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+    return (aware - EPOCH) // timedelta(microseconds=1) * 1000
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class AuditEvents:
@@ -99,6 +115,8 @@ class AuditEvents:
         #: Names this audit log: a restarted server has a new twin whose records start at 1
         #: again, and a client that remembers where it was in the old log must know that.
         self.log_id = uuid.uuid4().hex
+        # A record's hash covers its time as published: the same clock, to the microsecond.
+        plant.audit.bind_stamp(lambda plant_s: utc_ns(clock.utc(plant_s)))
         self._generator: Any = None
 
     async def init(self) -> None:
@@ -117,7 +135,7 @@ class AuditEvents:
             return 0
         event = self._generator.event
         for record in records:
-            fields = record_fields(record, self.clock.utc(record.time))
+            fields = record_fields(record, self.clock.utc(record.time), self.log_id)
             time, message = fields.pop("Time"), fields.pop("Message")
             for name, value in fields.items():
                 setattr(event, name, value)
@@ -138,7 +156,7 @@ class AuditEvents:
         out: list[str] = []
         size = 0
         for record in page:
-            fields = record_fields(record, self.clock.utc(record.time))
+            fields = record_fields(record, self.clock.utc(record.time), self.log_id)
             fields["Time"] = fields["Time"].isoformat()
             text = json.dumps(fields, separators=(",", ":"), allow_nan=False)
             size += len(text)

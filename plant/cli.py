@@ -14,6 +14,7 @@ from bridge.cli import app as bridge_app
 from controller.cli import app as controller_app
 from dashboards.cli import app as grafana_app
 from opcua_server.cli import app as opcua_app
+from plant.audit_cli import app as audit_app
 from plant.campaign_cli import app as campaign_app
 from plant.demo import demo
 from plant.fault_cli import app as fault_app
@@ -37,6 +38,7 @@ app.add_typer(campaign_app, name="campaign")
 app.command("kpi")(kpi)
 app.add_typer(controller_app, name="controller")
 app.add_typer(health_app, name="health")
+app.add_typer(audit_app, name="audit")
 app.add_typer(stack_app, name="stack")
 app.add_typer(grafana_app, name="grafana")
 app.command("demo")(demo)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -182,6 +183,11 @@ class Event:
     reason: str = ""
     accepted: bool = True
     result: str = ""
+    # Audit records only (`plant.audit_chain`): the audit log, the previous record's hash and
+    # this record's; empty for other kinds.
+    log: str = ""
+    prev_hash: str = ""
+    hash: str = ""
 
 
 def _json(obj: dict[str, Any]) -> bytes:
@@ -201,7 +207,11 @@ def encode_batch(batch: TelemetryBatch) -> bytes:
 
 
 def encode_event(event: Event) -> bytes:
-    return _json({"v": VERSION, **asdict(event)})
+    obj = {"v": VERSION, **asdict(event)}
+    for key in ("log", "prev_hash", "hash"):  # audit records only: absent elsewhere
+        if not obj[key]:
+            del obj[key]
+    return _json(obj)
 
 
 def _load(data: bytes) -> dict[str, Any]:
@@ -272,6 +282,9 @@ def decode_batch(data: bytes) -> TelemetryBatch:
     return TelemetryBatch(site, module, _timestamp(obj, "sent_ns", "batch"), tuple(samples))
 
 
+_HASH = re.compile(r"[0-9a-f]{64}")
+
+
 @decoder
 def decode_event(data: bytes) -> Event:
     """Parse and validate an event."""
@@ -284,8 +297,13 @@ def decode_event(data: bytes) -> Event:
         "time_ns": _timestamp(obj, "time_ns", where),
         "source": _field(obj, "source", str, where),
     }
-    for key in ("user", "action", "target", "reason", "result"):
+    for key in ("user", "action", "target", "reason", "result", "log"):
         values[key] = _field(obj, key, str, where) if key in obj else ""
+    for key in ("prev_hash", "hash"):
+        text = _field(obj, key, str, where) if key in obj else ""
+        if text and not _HASH.fullmatch(text):
+            raise PayloadError(f"{where}: {key!r} must be a SHA-256 in lower-case hex")
+        values[key] = text
     for key in ("old", "new"):
         value = obj.get(key)
         if not (value is None or isinstance(value, bool | int | float | str)):

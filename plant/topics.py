@@ -2,7 +2,8 @@
 
     pcmm/v1/<site>/<module>/telemetry          batched samples of one module (edge -> all)
     pcmm/v1/<site>/simulation/<module>         the twin's ground truth, simulation only
-    pcmm/v1/<site>/events/<kind>               audit, alarm, state and fault events
+    pcmm/v1/<site>/events/<kind>               alarm, state and fault events
+    pcmm/v1/<site>/events/audit/<source>       audit records of twin | edge | controller
     pcmm/v1/<site>/command/<kind>/<user>       setpoint | line | fault | quarantine (MQTT 5 request)
     pcmm/v1/<site>/reply/<user>                command results (MQTT 5 response topic)
     pcmm/v1/<site>/status/<service>            retained online/offline (Last Will)
@@ -14,6 +15,10 @@ A command topic ends in the requester's MQTT user name, and the broker's ACL let
 publish only under its own name (`pattern write pcmm/v1/+/command/+/%u`), so the user segment
 is attested by the broker: that is who the audit trail names. Results go to the MQTT 5 response
 topic the request names (by convention its user's reply topic) with its correlation data.
+
+Audit records likewise: each source has its own topic level and the ACL lets only its publisher
+write it (the edge the twin's and its own, the controller its own), so the historian takes the
+record's source and site from the topic, never from the payload.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from dataclasses import dataclass
 
 ROOT = "pcmm/v1"
 EVENT_KINDS = ("audit", "alarm", "state", "fault")
+#: Who keeps an audit trail; each publishes on its own topic level (`SiteTopics.audit`).
+AUDIT_SOURCES = ("twin", "edge", "controller")
 COMMAND_KINDS = ("setpoint", "line", "fault", "quarantine")
 
 
@@ -56,9 +63,23 @@ class SiteTopics:
         return f"{self.base}/simulation/{_segment(module, 'module')}"
 
     def event(self, kind: str) -> str:
+        """Alarm, state and fault events; audit records have a topic per source (`audit`)."""
         if kind not in EVENT_KINDS:
             raise ValueError(f"unknown event kind {kind!r}")
+        if kind == "audit":
+            raise ValueError("audit records go on the topic of their source: audit(source)")
         return f"{self.base}/events/{kind}"
+
+    def audit(self, source: str) -> str:
+        """The audit records of one source (twin, edge, controller), attested by the ACL."""
+        if source not in AUDIT_SOURCES:
+            raise ValueError(f"unknown audit source {source!r}")
+        return f"{self.base}/events/audit/{source}"
+
+    @property
+    def all_audit(self) -> str:
+        """The audit records of every source of the site."""
+        return f"{self.base}/events/audit/+"
 
     def command(self, kind: str, user: str) -> str:
         if kind not in COMMAND_KINDS:
@@ -90,7 +111,7 @@ def deadletter(service: str) -> str:
 # Wildcard subscriptions across sites.
 ALL_TELEMETRY = f"{ROOT}/+/+/telemetry"
 ALL_TRUTH = f"{ROOT}/+/simulation/+"
-ALL_EVENTS = f"{ROOT}/+/events/+"
+ALL_EVENTS = f"{ROOT}/+/events/#"  # audit records are one level deeper
 ALL_METRICS = f"{ROOT}/+/metrics/+"
 
 

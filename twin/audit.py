@@ -21,16 +21,23 @@ Bounded three ways, so that no client can exhaust the twin's memory through it:
   so a record is dropped here only when `MAX_RECORDS` newer ones exist, hours of records at
   the plant's command rates, by which time the edge has forwarded it.
 
+**Chained.** Each record carries the hash of the record before it (`prev_hash`, `GENESIS` for
+the first) and its own (`hash`), `plant.audit_chain.record_hash` over its fields as they are
+published, its time included: `stamp` turns plant seconds into the nanoseconds the record is
+published with (the OPC UA server sets it from its clock; by default plant seconds since the
+epoch, to the microsecond). Dropping old records from memory does not touch the chain.
+
 Memory at worst: `MAX_RECORDS` records of 7 text fields of at most about 1,000 characters,
 about 70 MB; a typical record is about 200 bytes (2 MB for the whole log).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from typing import Any
 
+from plant.audit_chain import GENESIS, record_hash
 from plant.text import MAX_FIELD_CHARS, clip, shown
 
 MAX_RECORDS = 10_000  # records kept in memory, the newest (ids keep counting)
@@ -54,6 +61,15 @@ class AuditRecord:
     reason: str
     accepted: bool
     result: str
+    time_ns: int = 0  # `time` as published (AuditLog.stamp), ns since the epoch
+    prev_hash: str = GENESIS  # the hash of the record before it in the log
+    hash: str = ""  # plant.audit_chain.record_hash of this record
+
+
+def plant_ns(plant_s: float) -> int:
+    """The default `AuditLog.stamp`: plant seconds as ns, to the microsecond (as OPC UA and
+    Python's datetime carry a time)."""
+    return round(plant_s * 1e6) * 1000
 
 
 @dataclass(slots=True)
@@ -93,6 +109,9 @@ class AuditLog:
         self._records: list[AuditRecord] = []
         self._first_seq = 1  # the sequence number of _records[0]
         self._buckets: dict[str, _Bucket] = {}
+        self._last_hash = GENESIS  # of the newest record, dropped from memory or not
+        #: Plant seconds -> the ns a record is published with (set by whoever publishes it).
+        self.stamp: Callable[[float], int] = plant_ns
 
     def record(
         self,
@@ -148,6 +167,26 @@ class AuditLog:
             elif not bucket.held and bucket.tokens >= self.refused_burst:
                 del self._buckets[user]
 
+    def bind_stamp(self, stamp: Callable[[float], int]) -> None:
+        """Publish records with `stamp` from now on; the records kept are stamped and chained
+        again with it. Only for a log none of whose records has been published yet (the OPC
+        UA server binds its clock before it emits the first event)."""
+        self.stamp = stamp
+        records, self._records = self._records, []
+        self._last_hash = records[0].prev_hash if records else self._last_hash
+        for record in records:  # contiguous from _first_seq: _append numbers them as they were
+            self._append(
+                record.time,
+                record.user,
+                record.action,
+                record.target,
+                record.old,
+                record.new,
+                record.reason,
+                record.accepted,
+                record.result,
+            )
+
     def since(self, seq: int, limit: int | None = None) -> list[AuditRecord]:
         """Records with a sequence number above `seq` that are still kept, oldest first."""
         start = max(0, seq + 1 - self._first_seq)
@@ -174,6 +213,22 @@ class AuditLog:
     # internals --------------------------------------------------------------------------------
     def _append(self, *fields: Any) -> AuditRecord:
         entry = AuditRecord(self.last_seq + 1, *fields)
+        time_ns = self.stamp(entry.time)
+        digest = record_hash(
+            self._last_hash,
+            seq=entry.seq,
+            time_ns=time_ns,
+            user=entry.user,
+            action=entry.action,
+            target=entry.target,
+            old=entry.old,
+            new=entry.new,
+            reason=entry.reason,
+            accepted=entry.accepted,
+            result=entry.result,
+        )
+        entry = replace(entry, time_ns=time_ns, prev_hash=self._last_hash, hash=digest)
+        self._last_hash = digest
         self._records.append(entry)
         excess = len(self._records) - self.max_records
         if excess > 0:

@@ -5,7 +5,8 @@
 - `PlantFaultEventType` -> a `fault` event (raised or cleared).
 - `ExclusiveLimitAlarmType` -> an `alarm` event (active or back to normal).
 
-Audit events keep the twin's sequence number; faults and alarms carry none, so the edge
+Audit events keep the twin's sequence number, its audit log and hash chain
+(`plant.audit_chain`); faults and alarms carry none, so the edge
 numbers them from its persistent event counter.
 """
 
@@ -51,6 +52,9 @@ def to_event(site: str, kind: str, fields: dict[str, Any], seq: int) -> Event:
             reason=_text(fields.get("Reason")),
             accepted=bool(fields.get("Accepted")),
             result=_text(fields.get("Result")),
+            log=_text(fields.get("AuditLog")),
+            prev_hash=_text(fields.get("PrevHash")),
+            hash=_text(fields.get("Hash")),
         )
     if kind == "fault":
         magnitude = fields.get("Magnitude")

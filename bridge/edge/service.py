@@ -29,6 +29,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ from bridge.edge.sequence import Sequences
 from bridge.edge.settings import EdgeSettings
 from bridge.edge.telemetry import Batcher, Watermarks
 from bridge.spool import Spool, SpoolError
+from plant.audit_chain import AuditChain
 from plant.payload import encode_event
 from plant.tags import TagRegistry, build_registry
 from plant.text import clip, shown
@@ -51,6 +53,7 @@ from plant.topics import SiteTopics
 from twin.layout import load_layout, vary_for_site
 
 EVENT_COUNTER = "event"
+AUDIT_COUNTER = "audit"  # the edge's own audit records (not the twin's, numbered by the twin)
 WATERMARK_PERIOD_S = 1.0
 JOIN_TIMEOUT_S = 5.0
 COMMAND_QUEUE = 1000  # commands waiting at most (each at most MAX_COMMAND_BYTES): 64 MB
@@ -137,6 +140,9 @@ class Edge:
             settings.site, self.outbox, self.sequences, self.watermarks, self.counters
         )
         self.audit = AuditTrail(mark_path(settings.spool_path), self._forward_audit)
+        # The edge's own audit records (commands it carried out): one chained log per run,
+        # numbered by their own persistent counter, so a gap in a log is a lost record.
+        self.own_audit = AuditChain(uuid.uuid4().hex)
         self.source = OpcUaSource(
             settings,
             self.batcher,
@@ -198,7 +204,7 @@ class Edge:
     def _queue_audit(self, records: list[dict[str, Any]]) -> None:
         for fields in records:
             event = to_event(self.settings.site, "audit", fields, 0)
-            self._other.append(Message(self.topics.event("audit"), encode_event(event)))
+            self._other.append(Message(self.topics.audit("twin"), encode_event(event)))
 
     async def _forward_audit(self, records: list[dict[str, Any]]) -> None:
         """Backfilled audit records: queue them and commit them at once."""
@@ -266,9 +272,10 @@ class Edge:
         self._other.append(
             Message(outcome.response_topic, reply_payload(outcome), correlation=outcome.correlation)
         )
-        seq = self.sequences.take(EVENT_COUNTER, 2)
+        seq = self.sequences.take(AUDIT_COUNTER, 2)
         for event in audit_events(self.settings.site, outcome, seq, time.time_ns()):
-            self._other.append(Message(self.topics.event("audit"), encode_event(event)))
+            sealed = self.own_audit.seal(event)
+            self._other.append(Message(self.topics.audit("edge"), encode_event(sealed)))
         return True
 
     # self-metrics ----------------------------------------------------------------------------

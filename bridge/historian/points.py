@@ -7,10 +7,24 @@ points as line-protocol lines, nanosecond precision. Anything it cannot store ra
     telemetry,module=M,site=S <name>=<value>,<name>_seq=<seq>i[,<name>_quality="bad"] <source_ns>
     truth,module=M,site=S (the same, for pcmm/v1/<site>/simulation/<module>)
     events,kind=K,site=S,slot=<seq % 64>,source=X user="..",...,seq=<seq>i <time_ns>
+    events,hash=H,kind=audit,log=L,site=S,source=X user="..",...,prev_hash="..",seq=<seq>i <time_ns>
     pipeline,instance=I,service=X,site=S <metric>=<float>,... <time_ns>
 
 A point's identity is (measurement, tag set, timestamp), so writing a message twice stores it
 once: redelivery after a crash is harmless.
+
+Audit records (pcmm/v1/<site>/events/audit/<source>) are write-once. Their site and source come
+from the topic, which the broker's ACL attests (only the edge may write the twin's and its own,
+only the controller its own); a payload that names another site or source is refused. InfluxDB
+overwrites a point with the same series and timestamp, so the record's own hash is in its series
+key, and the historian recomputes that hash from the record's fields (and refuses the record when
+it does not match): the same series and time then means the same record, so a replay rewrites
+identical values (idempotent), and a different record with the same sequence number and time
+(an edit, a forgery) lands beside the original instead of over it, where `plant audit verify`
+reports the sequence number stored twice. The price is one series per audit record: audit
+records are commands and faults, not samples (hundreds a day; InfluxDB 1.x's default limit is a
+million series per database). Checking the stored record before each write would avoid that,
+but makes the sink read before it writes and races a second historian of the shared subscription.
 """
 
 from __future__ import annotations
@@ -21,6 +35,7 @@ from dataclasses import dataclass
 
 from bridge.metrics import Metrics, decode_metrics
 from plant import topics
+from plant.audit_chain import as_text, event_hash
 from plant.payload import (
     Event,
     PayloadError,
@@ -79,18 +94,25 @@ class Route:
     measurement: str
     site: str
     name: str  # module (telemetry, truth), event kind or service
+    source: str = ""  # audit records: whose, as the topic (the broker's ACL) attests
 
 
 def route(topic: str) -> Route:
     """Where a topic's messages go; `PayloadError` for a topic the historian does not store."""
     parts = topic.split("/")
     root = topics.ROOT.split("/")
+    if len(parts) == len(root) + 4 and parts[: len(root)] == root:
+        site, events, kind, source = parts[len(root) :]
+        if (events, kind) != ("events", "audit") or source not in topics.AUDIT_SOURCES:
+            raise PayloadError(f"topic {topic!r} is not a historian topic")
+        _tag_value(site, "site")
+        return Route(EVENTS, site, kind, source)
     if len(parts) != len(root) + 3 or parts[: len(root)] != root:
         raise PayloadError(f"topic {topic!r} is not a historian topic")
     site, middle, last = parts[len(root) :]
     if middle == "simulation":
         found = Route(TRUTH, site, last)
-    elif middle == "events":
+    elif middle == "events" and last != "audit":  # audit records: events/audit/<source>
         found = Route(EVENTS, site, last)
     elif middle == "metrics":
         found = Route(PIPELINE, site, last)
@@ -123,6 +145,12 @@ def convert(topic: str, payload: bytes) -> list[bytes]:
             raise PayloadError(
                 f"event of {event.site}/{event.kind} on the topic of {where.site}/{where.name}"
             )
+        if where.source:
+            if event.source != where.source:
+                raise PayloadError(
+                    f"audit record of {event.source!r} on the topic of {where.source}"
+                )
+            return [audit_line(event)]
         return [event_line(event)]
     metrics = decode_metrics(payload)
     if (metrics.site, metrics.service) != (where.site, where.name):
@@ -166,12 +194,44 @@ def event_line(event: Event) -> bytes:
     for key in ("old", "new"):
         value: Scalar = getattr(event, key)
         if value is not None:
-            fields[key] = _string(_text(value))
+            fields[key] = _string(as_text(value))
     fields["accepted"] = "true" if event.accepted else "false"
     fields["seq"] = f"{event.seq}i"
+    if event.kind == "audit":
+        raise PayloadError("audit records are stored by audit_line")
     head = (
         f"{EVENTS},kind={event.kind},site={event.site},"
         f"slot={event.seq % EVENT_SLOTS},source={event.source} "
+    )
+    return _line(head, fields, event.time_ns)
+
+
+def audit_line(event: Event) -> bytes:
+    """An audit record, write-once: its hash is in its series key (see the module docstring).
+
+    `event.site` and `event.source` must already be the topic's (`convert` checks them).
+    """
+    for tag, what in ((event.site, "site"), (event.source, "source"), (event.log, "log")):
+        _tag_value(tag, what)
+    fields = {
+        key: _string(getattr(event, key))
+        for key in ("user", "action", "target", "reason", "result")
+    }
+    for key in ("old", "new"):
+        text = as_text(getattr(event, key))
+        if text is not None:
+            fields[key] = _string(text)
+    fields["accepted"] = "true" if event.accepted else "false"
+    fields["seq"] = f"{event.seq}i"
+    # After the fields' own checks (a string too long says so rather than "hash mismatch").
+    if not (event.hash and event.prev_hash):
+        raise PayloadError("audit record without its hash chain (prev_hash, hash)")
+    if event_hash(event, event.prev_hash) != event.hash:
+        raise PayloadError(f"audit record {event.seq}: its hash does not match its fields")
+    fields["prev_hash"] = _string(event.prev_hash)
+    head = (
+        f"{EVENTS},hash={event.hash},kind=audit,log={event.log},"
+        f"site={event.site},source={event.source} "
     )
     return _line(head, fields, event.time_ns)
 
@@ -215,12 +275,6 @@ def _typed(spec: TagSpec, value: Scalar, i: int) -> str:
     elif isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
         return f"{int(value)}i"
     raise PayloadError(f"sample {i}: {spec.name} expects {kind.value}, got {value!r}")
-
-
-def _text(value: Scalar) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return value if isinstance(value, str) else repr(value)
 
 
 def _string(text: object) -> str:

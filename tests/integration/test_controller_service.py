@@ -41,6 +41,7 @@ from controller.service import ControllerService
 from controller.settings import ControllerSettings
 from controller.supervisor import Action
 from opcua_server.security import hash_password
+from plant.audit_chain import StoredRecord, as_text, verify_chain
 from plant.closed_loop import carry_out
 from plant.payload import (
     CommandReply,
@@ -224,7 +225,7 @@ def events(broker: Mosquitto) -> tuple[mqtt.Client, list[Event]]:
     seen: list[Event] = []
     c = mqtt_client(broker, "operator")
     c.on_message = lambda cl, ud, msg: seen.append(decode_event(bytes(msg.payload)))
-    subscribe(c, TOPICS.event("alarm").rsplit("/", 1)[0] + "/+")
+    subscribe(c, TOPICS.base + "/events/#")  # audit records are one level deeper
     return c, seen
 
 
@@ -274,6 +275,12 @@ def test_closed_loop_over_mqtt_diverts_a_bridging_fault(broker: Mosquitto) -> No
     audits = [e for e in seen if e.kind == "audit" and e.target == "diverter.position_sp"]
     assert audits and all(e.accepted and e.user == "controller" for e in audits)
     assert audits[0].new == "reject" and audits[0].result == "accepted"
+    own = [e for e in seen if e.kind == "audit"]  # the controller's chain, unbroken
+    records = [StoredRecord(log=e.log, seq=e.seq, time_ns=e.time_ns, prev_hash=e.prev_hash,
+                            hash=e.hash, user=e.user, action=e.action, target=e.target,
+                            old=as_text(e.old), new=as_text(e.new), reason=e.reason,
+                            accepted=e.accepted, result=e.result) for e in own]  # fmt: skip
+    assert verify_chain(records) == (len(own), 1)
 
 
 def test_refused_commands_are_audited_as_refused(broker: Mosquitto) -> None:

@@ -29,6 +29,7 @@ from bridge.spool import Spool
 from dashboards import build, generate
 from dashboards.queries import EVENTS, PIPELINE, TELEMETRY, TRUTH
 from plant import topics
+from plant.audit_chain import AuditChain
 from plant.payload import Event, Sample, TelemetryBatch, encode_batch, encode_event
 from plant.tags import Quality
 from tests.support.servers import InfluxDB
@@ -80,6 +81,7 @@ def _edge_batches(
 def _events(plant: Plant, start_ns: int) -> Iterator[tuple[str, bytes]]:
     """The twin's audit trail as the edge publishes it, plus a fault and an alarm event."""
     site = topics.SiteTopics(plant.site_id)
+    chain = AuditChain("dashboards")  # chained again: the times here are not the twin's stamps
     for record in plant.audit:
         event = Event(
             plant.site_id,
@@ -96,7 +98,7 @@ def _events(plant: Plant, start_ns: int) -> Iterator[tuple[str, bytes]]:
             accepted=record.accepted,
             result=record.result,
         )
-        yield site.event("audit"), encode_event(event)
+        yield site.audit("twin"), encode_event(chain.seal(event))
     fault = Event(
         plant.site_id,
         "fault",

@@ -95,7 +95,7 @@ def test_samples_arrive_complete_in_order_with_source_timestamps(pipeline: Pipel
 
 def test_commands_round_trip_with_audit_events_and_acl(pipeline: Pipeline) -> None:
     running, broker = pipeline.opcua, pipeline.broker
-    audit = collect(broker, "operator", SiteTopics(SITE).event("audit"))
+    audit = collect(broker, "operator", SiteTopics(SITE).all_audit)
     wait_until(lambda: running.server.nodes is not None and _edge_ready(pipeline), 30, "edge")
     operator = Requester(broker, "operator")
     try:

@@ -11,6 +11,7 @@ seq 1..N, each record once, with the twin's own times.
 from __future__ import annotations
 
 import re
+import subprocess
 import time
 from collections import Counter
 from pathlib import Path
@@ -20,7 +21,7 @@ import pytest
 from bridge.edge.opcua import to_ns
 from plant.payload import decode_event
 from plant.topics import SiteTopics
-from tests.support.historian import HistorianProcess, historian_env
+from tests.support.historian import HistorianProcess, historian_env, plant_executable
 from tests.support.mqtt import Collector, collect, wait_until
 from tests.support.servers import InfluxDB, Mosquitto
 from twin import SetpointCommand
@@ -86,7 +87,7 @@ def test_audit_records_made_while_no_edge_listened_arrive_once_without_a_gap(
             tmp_path / "historian.log",
         )
         historian.start()
-        audit = collect(mosquitto, "operator", SiteTopics(SITE).event("audit"))
+        audit = collect(mosquitto, "operator", SiteTopics(SITE).audit("twin"))
         edge = EdgeProcess(edge_env(running, mosquitto, tmp_path), tmp_path / "edge.log")
         try:
             # 1. Before the edge first connects: only AuditSince can bring these.
@@ -129,6 +130,28 @@ def test_audit_records_made_while_no_edge_listened_arrive_once_without_a_gap(
             clock = running.server.clock
             truth = {r.seq: (to_ns(clock.utc(r.time)), r.reason) for r in running.audit()}
             assert {int(str(r["seq"])): (r["time"], r["reason"]) for r in rows} == truth
+            # ... with the twin's own hashes, chained as the twin made them.
+            hashes = {r.seq: r.hash for r in running.audit()}
+            assert {int(str(r["seq"])): r["hash"] for r in rows} == hashes
+            check = subprocess.run(
+                [
+                    plant_executable(),
+                    "audit",
+                    "verify",
+                    "--site",
+                    SITE,
+                    "--url",
+                    influxdb.url,
+                    "--db",
+                    influxdb.db,
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert check.returncode == 0, check.stderr
+            assert f"intact: {n} records in 1 log(s), seq 1..{n}" in check.stdout
 
             log = edge.text()
             backfills = [int(m) for m in re.findall(r"backfilled (\d+) audit records", log)]

@@ -63,7 +63,7 @@ def quarantined(running: RunningServer) -> float:
 
 def test_quarantine_round_trip_refusals_audit_and_acl(gateway: Gateway) -> None:
     running, broker = gateway.opcua, gateway.broker
-    audit = collect(broker, "operator", SiteTopics(SITE).event("audit"))
+    audit = collect(broker, "operator", SiteTopics(SITE).all_audit)
     wait_until(lambda: "subscribing to" in gateway.edge.text(), 30, "the edge")
     wait_for_plant_time(running, 100.0)
     now = running.plant.now

@@ -133,7 +133,7 @@ def test_events_land_with_string_fields_and_same_ns_events_kept(
     site = site_id()
     start_historian()
     edge = client(mosquitto, "edge")
-    topic = topics.SiteTopics(site).event("audit")
+    topic = topics.SiteTopics(site).audit("twin")
     same = T0 + 5_000
     reason = 'campaign "7"\nline 2, \\ back=slash ü'
     publish_and_wait(

@@ -74,3 +74,24 @@ def test_only_the_edge_publishes_telemetry(mosquitto: Mosquitto) -> None:
     wait_until(lambda: len(watcher.messages) >= 1, 10, "the edge's telemetry")
     time.sleep(SETTLE_S)
     assert watcher.payloads() == [b"edge"]
+
+
+def test_each_audit_trail_is_written_by_its_own_publisher_only(mosquitto: Mosquitto) -> None:
+    t = topics.SiteTopics(site_id())
+    historian = collect(mosquitto, "historian", topics.ALL_EVENTS)
+    for user in ("controller", "operator", "viewer", "historian"):
+        for source in ("twin", "edge"):
+            publish_and_wait(client(mosquitto, user), t.audit(source), f"{user}".encode())
+    for user in ("edge", "operator", "viewer", "historian"):
+        publish_and_wait(client(mosquitto, user), t.audit("controller"), f"{user}".encode())
+    edge = client(mosquitto, "edge")
+    publish_and_wait(client(mosquitto, "controller"), t.audit("controller"), b"controller")
+    publish_and_wait(edge, t.audit("twin"), b"edge: twin")
+    publish_and_wait(edge, t.audit("edge"), b"edge: edge")
+    wait_until(lambda: len(historian.messages) >= 3, 10, "the allowed audit records")
+    time.sleep(SETTLE_S)
+    assert sorted(historian.messages) == [
+        (t.audit("controller"), b"controller"),
+        (t.audit("edge"), b"edge: edge"),
+        (t.audit("twin"), b"edge: twin"),
+    ]

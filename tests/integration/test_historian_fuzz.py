@@ -31,7 +31,7 @@ SITE = "fuzz"
 TOPICS = [
     topics.SiteTopics(SITE).telemetry("api_feeder"),
     topics.SiteTopics(SITE).truth("api_feeder"),
-    topics.SiteTopics(SITE).event("audit"),
+    topics.SiteTopics(SITE).audit("twin"),
     topics.SiteTopics(SITE).metrics("edge"),
     "pcmm/v1/fuzz/x/y/z",
 ]

@@ -57,7 +57,7 @@ def _sample(obj: Any) -> Any:
 def hostile(site: str) -> list[tuple[str, str, bytes]]:
     """(kind, topic, payload) of every bad message, each one different."""
     t = topics.SiteTopics(site)
-    tele, audit, metrics = t.telemetry("api_feeder"), t.event("audit"), t.metrics("edge")
+    tele, audit, metrics = t.telemetry("api_feeder"), t.audit("twin"), t.metrics("edge")
     feeder = feeder_payload(site, 900)
     event = event_payload(site, 900, T0 + 900, user="mallory", old=1.5)
     report = encode_metrics(Metrics("edge", site, "edge-1", T0, {"received": 1.0}))
@@ -129,14 +129,14 @@ def test_no_message_stops_the_historian_or_loses_a_good_one(
         for _ in range(3):
             publish_and_wait(edge, t.telemetry("api_feeder"), feeder_payload(site, good_batches))
             good_batches += 1
-        publish_and_wait(edge, t.event("audit"), event_payload(site, good_events, T0 + good_events))
+        publish_and_wait(edge, t.audit("twin"), event_payload(site, good_events, T0 + good_events))
         good_events += 1
 
     for i, (_, topic, payload) in enumerate(bad):
         good()
         publish_and_wait(edge, topic, payload)
         if i == len(bad) // 2:
-            publish_and_wait(edge, t.event("audit"), refused_by_influx)
+            publish_and_wait(edge, t.audit("twin"), refused_by_influx)
     good()
 
     # Every good sample and event is in InfluxDB.
@@ -185,7 +185,8 @@ def test_no_message_stops_the_historian_or_loses_a_good_one(
 
     # The line InfluxDB refused: only it is dead-lettered, from a batch refused whole.
     (line,) = [letter for letter in kept if letter.topic == "influxdb"]
-    assert line.payload.startswith(f"events,kind=audit,site={site},slot=0,".encode())
+    assert line.payload.startswith(b"events,hash=")
+    assert f",kind=audit,log=testlog,site={site},source=twin ".encode() in line.payload
     assert line.payload.endswith(f" {FAR}".encode()) and b"\n" not in line.payload
     assert "field type conflict" in line.reason and line.reason.startswith("HTTP 400")
     assert max(proxy.refused) > 1  # a batch with good lines was refused, split, and written

@@ -88,3 +88,20 @@ def test_a_sites_accounts_neither_see_nor_publish_another_site(broker: Mosquitto
     time.sleep(SETTLE_S)
     assert sorted(operator.payloads()) == [b"site1", b"site2"]
     assert controller.messages == [(one.telemetry("api_feeder"), b"site1")]
+
+
+def test_a_sites_controller_writes_only_its_own_audit_trail(broker: Mosquitto) -> None:
+    one, two = topics.SiteTopics("site1"), topics.SiteTopics("site2")
+    historian = collect(broker, "historian", topics.ALL_EVENTS)
+    controller = client(broker, "controller-site1")
+    for topic in (one.audit("twin"), one.audit("edge"), two.audit("controller")):
+        publish_and_wait(controller, topic, b"forged")
+    publish_and_wait(client(broker, "edge-site1"), two.audit("twin"), b"forged")
+    publish_and_wait(controller, one.audit("controller"), b"controller-site1")
+    publish_and_wait(client(broker, "edge-site1"), one.audit("twin"), b"edge-site1")
+    wait_until(lambda: len(historian.messages) >= 2, 10, "the allowed audit records")
+    time.sleep(SETTLE_S)
+    assert sorted(historian.messages) == [
+        (one.audit("controller"), b"controller-site1"),
+        (one.audit("twin"), b"edge-site1"),
+    ]

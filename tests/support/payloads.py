@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 
+from plant.audit_chain import AuditChain
 from plant.payload import Event, Sample, TelemetryBatch, encode_batch, encode_event
 
 #: Five feeder tags published together in every test batch.
@@ -49,4 +50,7 @@ def event_payload(site: str, seq: int, time_ns: int, **fields: object) -> bytes:
         "source": "twin",
     }
     values.update(fields)
-    return encode_event(Event(**values))  # type: ignore[arg-type]
+    event = Event(**values)  # type: ignore[arg-type]
+    if event.kind == "audit" and not event.hash:  # the historian takes chained records only
+        event = AuditChain(str(values.get("log") or "testlog")).seal(event)
+    return encode_event(event)

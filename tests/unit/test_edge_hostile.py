@@ -71,7 +71,7 @@ def paho_packet(message: Message) -> bytes:
     "message",
     [
         Message("a/b", b""),
-        Message(TOPICS.event("audit"), b"x" * 100),
+        Message(TOPICS.audit("twin"), b"x" * 100),
         Message(TOPICS.reply("operator"), b"{}", correlation=b"c" * 16),
         Message("t" * 200, b"y" * 20_000, correlation=b"z" * 300),
         Message("é/ü", b"p" * 3_000_000),
@@ -140,10 +140,10 @@ def test_rows_the_broker_can_never_take_become_dead_letters_and_the_rest_is_sent
     tmp_path: Path,
 ) -> None:
     link = Link(tmp_path)
-    good = [Message(TOPICS.event("audit"), b'{"n":%d}' % i) for i in range(3)]
+    good = [Message(TOPICS.audit("twin"), b'{"n":%d}' % i) for i in range(3)]
     hostile = [
         Message("pcmm/v1/#", b'{"reply":1}', correlation=b"c"),  # an old edge's reply row
-        Message(TOPICS.event("audit"), b"a" * (2 * MB)),  # larger than the broker takes
+        Message(TOPICS.audit("twin"), b"a" * (2 * MB)),  # larger than the broker takes
     ]
     link.outbox.put([good[0], hostile[0], good[1], hostile[1], good[2]])
     link.outbox.spool.put_many([b"\xff not a row"])  # a row nobody can decode
@@ -153,7 +153,7 @@ def test_rows_the_broker_can_never_take_become_dead_letters_and_the_rest_is_sent
     letters = read_deadletters(link.settings.deadletters)
     assert [(letter.topic, letter.payload) for letter in letters] == [
         ("pcmm/v1/#", b'{"reply":1}'),
-        (TOPICS.event("audit"), b"a" * (2 * MB)),  # kept whole
+        (TOPICS.audit("twin"), b"a" * (2 * MB)),  # kept whole
         ("outbox", b"\xff not a row"),
     ]
     assert "not a topic one can publish to" in letters[0].reason

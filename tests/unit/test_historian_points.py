@@ -87,14 +87,14 @@ def test_topic_and_payload_must_agree() -> None:
 
 
 def test_events_keep_strings_and_same_ns_events_get_distinct_slots() -> None:
-    first = Event("site1", "audit", 64, NS, "twin", user="al ice", action="write",
+    first = Event("site1", "alarm", 64, NS, "twin", user="al ice", action="write",
                   target="press.fill_depth_sp", old=9.5, new=None, reason='a "b"\nc\\',
                   accepted=False, result="range")  # fmt: skip
-    second = Event("site1", "audit", 65, NS, "twin")
-    (a,) = convert(T.event("audit"), encode_event(first))
-    (b,) = convert(T.event("audit"), encode_event(second))
+    second = Event("site1", "alarm", 65, NS, "twin")
+    (a,) = convert(T.event("alarm"), encode_event(first))
+    (b,) = convert(T.event("alarm"), encode_event(second))
     assert a == (
-        b'events,kind=audit,site=site1,slot=0,source=twin user="al ice",action="write",'
+        b'events,kind=alarm,site=site1,slot=0,source=twin user="al ice",action="write",'
         b'target="press.fill_depth_sp",reason="a \\"b\\"\nc\\\\",result="range",old="9.5",'
         b"accepted=false,seq=64i " + str(NS).encode()
     )
@@ -116,10 +116,10 @@ def test_metrics_are_floats_in_pipeline() -> None:
 
 
 def test_lone_surrogates_are_refused_not_crashing() -> None:
-    event = json.loads(encode_event(Event("site1", "audit", 1, NS, "twin")))
+    event = json.loads(encode_event(Event("site1", "alarm", 1, NS, "twin")))
     event["reason"] = "\ud800"
     with pytest.raises(PayloadError, match="lone surrogate"):
-        convert(T.event("audit"), json.dumps(event).encode())
+        convert(T.event("alarm"), json.dumps(event).encode())
 
 
 def test_settings_example_lists_every_key_and_parses() -> None:
@@ -141,9 +141,9 @@ def test_settings_example_lists_every_key_and_parses() -> None:
 @pytest.mark.parametrize(
     ("topic", "payload"),
     [
-        (T.event("audit"), encode_event(Event("site1", "audit", 1, NS, "twin\n"))),
-        (T.event("audit"), encode_event(Event("site1", "audit", 1, NS, "twin\nx=1 2"))),
-        ("pcmm/v1/site1\n/events/audit", encode_event(Event("site1\n", "audit", 1, NS, "twin"))),
+        (T.event("alarm"), encode_event(Event("site1", "alarm", 1, NS, "twin\n"))),
+        (T.event("alarm"), encode_event(Event("site1", "alarm", 1, NS, "twin\nx=1 2"))),
+        ("pcmm/v1/site1\n/events/alarm", encode_event(Event("site1\n", "alarm", 1, NS, "twin"))),
         (
             T.metrics("edge"),
             encode_metrics(Metrics("edge", "site1", "edge-1\n", NS, {"received": 1.0})),
@@ -166,21 +166,21 @@ def test_times_outside_influxdbs_range_are_refused() -> None:
     assert MAX_TIME_NS == 9_223_372_036_854_775_806  # models.MaxNanoTime of InfluxDB
     ns = 2**63 - 1  # a valid int64, and the schema's largest time: InfluxDB refuses it
     with pytest.raises(PayloadError, match="outside InfluxDB's range"):
-        convert(T.event("audit"), encode_event(Event("site1", "audit", 1, ns, "twin")))
+        convert(T.event("alarm"), encode_event(Event("site1", "alarm", 1, ns, "twin")))
     sample = Sample("api_feeder.mass_flow_pv", 1.0, "good", ns, NS, 1)
     with pytest.raises(PayloadError, match="outside InfluxDB's range"):
         convert(T.telemetry("api_feeder"), batch(sample))
     report = Metrics("edge", "site1", "edge-1", ns, {"received": 1.0})
     with pytest.raises(PayloadError, match="outside InfluxDB's range"):
         convert(T.metrics("edge"), encode_metrics(report))
-    (line,) = convert(T.event("audit"), encode_event(Event("site1", "audit", 1, MAX_TIME_NS, "t")))
+    (line,) = convert(T.event("alarm"), encode_event(Event("site1", "alarm", 1, MAX_TIME_NS, "t")))
     assert line.endswith(b" 9223372036854775806")
 
 
 def test_every_line_is_one_line() -> None:
     """Newlines only inside string fields, where line protocol allows them."""
-    event = Event("site1", "audit", 1, NS, "twin", reason="a\nb\r\n", user='"\\')
-    (line,) = convert(T.event("audit"), encode_event(event))
+    event = Event("site1", "alarm", 1, NS, "twin", reason="a\nb\r\n", user='"\\')
+    (line,) = convert(T.event("alarm"), encode_event(event))
     head = line.partition(b' user="')[0]
     assert b"\n" not in head
     assert line.endswith(b"seq=1i " + str(NS).encode())

@@ -19,6 +19,7 @@ import pytest
 from bridge.historian.points import convert
 from bridge.metrics import Metrics, decode_metrics, encode_metrics
 from plant import topics
+from plant.audit_chain import AuditChain
 from plant.payload import (
     CommandReply,
     CommandRequest,
@@ -50,7 +51,8 @@ def batch_text() -> str:
 
 
 def event_text() -> str:
-    return encode_event(Event("site1", "audit", 3, NS, "twin", user="alice", old=1.5)).decode()
+    event = Event("site1", "audit", 3, NS, "twin", user="alice", old=1.5)
+    return encode_event(AuditChain("log1").seal(event)).decode()
 
 
 def metrics_text() -> str:
@@ -86,7 +88,7 @@ DECODERS = {
         lambda data: convert(SITE.telemetry("api_feeder"), data), batch_text, "sent_ns", "site"
     ),
     "historian event": Decoder(
-        lambda data: convert(SITE.event("audit"), data), event_text, "time_ns", "source"
+        lambda data: convert(SITE.audit("twin"), data), event_text, "time_ns", "source"
     ),
     "historian metrics": Decoder(
         lambda data: convert(SITE.metrics("edge"), data), metrics_text, "time_ns", "instance"

@@ -6,7 +6,15 @@ import ast
 import sys
 from pathlib import Path
 
-ALLOWED = {"simpy", "twin", "plant.tags", "plant.rtd", "plant.text", "__future__"}
+ALLOWED = {
+    "simpy",
+    "twin",
+    "plant.tags",
+    "plant.rtd",
+    "plant.text",
+    "plant.audit_chain",  # imports plant.payload for type checking only
+    "__future__",
+}
 FORBIDDEN = {"asyncio", "socket", "logging", "time", "datetime", "threading", "os", "subprocess"}
 
 

@@ -114,6 +114,14 @@ def test_the_stack_acl_gives_each_site_its_own_edge_and_controller() -> None:
         own = sections[f"controller-{site}"]
         assert f"topic write pcmm/v1/{site}/command/+/controller-{site}" in own
         assert f"topic read pcmm/v1/{site}/reply/controller-{site}" in own
+        # Each audit trail has one writer, for its own site only.
+        audit = [line for line in own if "/events/audit" in line]
+        assert audit == [f"topic write pcmm/v1/{site}/events/audit/controller"]
+        edge = [line for line in sections[f"edge-{site}"] if "/events/audit" in line]
+        assert edge == [
+            f"topic write pcmm/v1/{site}/events/audit/twin",
+            f"topic write pcmm/v1/{site}/events/audit/edge",
+        ]
     for shared in ("historian", "operator", "viewer"):
         assert sections[shared] == original[shared]  # kept as written
 
