@@ -29,6 +29,9 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)  # an error stays on
 _IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")  # as the historian's tag values
 
 
+STRING_FIELDS = ("user", "action", "target", "old", "new", "reason", "result", "prev_hash")
+
+
 class ReadError(Exception):
     """The stored trail could not be read; the message says why."""
 
@@ -40,8 +43,16 @@ def query_records(
     for value, what in ((site, "site"), (source, "source")):
         if not _IDENTIFIER.fullmatch(value):
             raise ReadError(f"{what} {value!r} is not an identifier")
+    # Every column with its type: a field key written with another type in another shard
+    # (anyone with write access to InfluxDB can) would otherwise make `SELECT *` pick that
+    # type and return this record's value as null, which would read as an edit.
+    columns = ", ".join(
+        [f'"{name}"::tag' for name in ("hash", "log")]
+        + [f'"{name}"::string' for name in STRING_FIELDS]
+        + ['"seq"::integer', '"accepted"::boolean']
+    )
     q = (
-        'SELECT * FROM "events" WHERE "kind"=\'audit\' '
+        f'SELECT {columns} FROM "events" WHERE "kind"=\'audit\' '
         f"AND \"site\"='{site}' AND \"source\"='{source}'"
     )
     params = urllib.parse.urlencode({"db": db, "q": q, "epoch": "ns"})
