@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from bridge.deadletter import encode_deadletter, read_deadletters
+from bridge.deadletter import read_deadletters
 from bridge.edge.cli import edge
 from bridge.historian import service
 from bridge.historian.settings import HistorianSettings
@@ -90,12 +90,5 @@ def deadletters(
     except sqlite3.Error as error:
         raise _fail(f"cannot read {path}: {error}") from None
     for letter in letters:
-        line = encode_deadletter(
-            letter.service,
-            letter.reason,
-            letter.topic,
-            letter.payload,
-            time_ns=letter.time_ns,
-            letter_id=letter.id,
-        )
+        line = letter.encode()
         print(line.decode())

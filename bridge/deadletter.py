@@ -68,6 +68,18 @@ class DeadLetter:
     topic: str
     payload: bytes
 
+    def encode(self, max_bytes: int | None = None) -> bytes:
+        """Its JSON announcement (`encode_deadletter`), with its stored time and id."""
+        return encode_deadletter(
+            self.service,
+            self.reason,
+            self.topic,
+            self.payload,
+            time_ns=self.time_ns,
+            letter_id=self.id,
+            max_bytes=max_bytes,
+        )
+
 
 def encode_deadletter(
     service: str,

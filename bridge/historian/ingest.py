@@ -43,7 +43,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from bridge.counters import Counters
-from bridge.deadletter import DeadLetterStore, encode_deadletter
+from bridge.deadletter import DeadLetterStore
 from bridge.historian.settings import HistorianSettings
 from bridge.spool import Spool
 from plant import topics
@@ -311,15 +311,7 @@ class MqttIngest:
         topic = topics.deadletter(SERVICE)
         limit = None if self._max_packet is None else self._max_packet - PACKET_OVERHEAD
         for letter in letters:
-            data = encode_deadletter(
-                letter.service,
-                letter.reason,
-                letter.topic,
-                letter.payload,
-                time_ns=letter.time_ns,
-                letter_id=letter.id,
-                max_bytes=limit,
-            )
+            data = letter.encode(max_bytes=limit)
             info = self.client.publish(topic, data, qos=1)
             if info.rc is not MQTTErrorCode.MQTT_ERR_SUCCESS:
                 self._letters_added.set()  # not sent: try again on the next turn
