@@ -25,6 +25,7 @@ import pytest
 from bridge.historian.points import convert
 from dashboards import generate
 from plant import topics
+from plant.audit_chain import AuditChain
 from plant.payload import Event, encode_event
 from tests.support.servers import InfluxDB
 
@@ -207,6 +208,7 @@ def test_annotate_marks_each_fault_once(
     start_ns = (int(__import__("time").time()) - 600) * 10**9
     site = topics.SiteTopics("site1")
     lines: list[bytes] = []
+    chain = AuditChain("annotate-test")
     for i, (kind, action) in enumerate(
         [("audit", "inject_fault"), ("fault", "fault_active"), ("audit", "write")]
     ):
@@ -214,7 +216,11 @@ def test_annotate_marks_each_fault_once(
             "site1", kind, i + 1, start_ns + i * 10**9, "twin", user="alice",
             action=action, target="bridging@api_feeder", reason="drill",
         )  # fmt: skip
-        lines += convert(site.event(kind), encode_event(event))
+        if kind == "audit":  # audit records are chained and on their source's topic
+            event = chain.seal(event)
+            lines += convert(site.audit("twin"), encode_event(event))
+        else:
+            lines += convert(site.event(kind), encode_event(event))
     influxdb.write(b"\n".join(lines).decode())
     args = [
         "annotate", "--url", grafana.url, "--token", TOKEN,
