@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import json
 import re
-import urllib.parse
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from dashboards.panels import DATASOURCE_UID, JSON
+from plant.influxql import InfluxQueryError, query_rows
 
 FOLDER_UID = "pcmm"
 TAG = "pcmm"
@@ -117,27 +116,17 @@ def influx_faults(
         'SELECT "action", "target", "user", "reason", "result", "site" FROM "events" '
         f"WHERE {where} AND time > now() - {since}"
     )
-    params = urllib.parse.urlencode({"db": database, "q": query, "epoch": "ms"})
-    request = urllib.request.Request(f"{influx_url.rstrip('/')}/query?{params}")
-    if token:
-        request.add_header("Authorization", f"Token {token}")
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as reply:
-            body = json.load(reply)
-    except (OSError, ValueError) as error:
-        raise PushError(f"InfluxDB {influx_url}: {error}") from None
+        rows = query_rows(influx_url, database, query, token=token, epoch="ms", timeout_s=timeout_s)
+    except InfluxQueryError as error:
+        raise PushError(str(error)) from None
     marks = []
-    for result in body.get("results", []):
-        if "error" in result:
-            raise PushError(f"InfluxDB {influx_url}: {result['error']}")
-        for series in result.get("series", []):
-            for values in series["values"]:
-                row = dict(zip(series["columns"], values, strict=True))
-                text = f"{row['action']} {row['target']} by {row['user']}"
-                if row.get("reason"):
-                    text += f": {row['reason']}"
-                fault = str(row["target"]).partition("@")[0]
-                marks.append(FaultMark(int(row["time"]), str(row["site"]), text, fault))
+    for row in rows:
+        text = f"{row['action']} {row['target']} by {row['user']}"
+        if row.get("reason"):
+            text += f": {row['reason']}"
+        fault = str(row["target"]).partition("@")[0]
+        marks.append(FaultMark(int(row["time"]), str(row["site"]), text, fault))
     return marks
 
 

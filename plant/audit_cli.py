@@ -9,17 +9,14 @@ first break (one line saying where and how), 2 when the trail cannot be read.
 
 from __future__ import annotations
 
-import json
 import re
-import urllib.error
-import urllib.parse
-import urllib.request
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
 from plant.audit_chain import ChainBreakError, StoredRecord, verify_chain
+from plant.influxql import InfluxQueryError, query_rows
 from plant.topics import AUDIT_SOURCES
 
 app = typer.Typer(help="The audit trail: verify its hash chain.", no_args_is_help=True)
@@ -55,33 +52,14 @@ def query_records(
         f'SELECT {columns} FROM "events" WHERE "kind"=\'audit\' '
         f"AND \"site\"='{site}' AND \"source\"='{source}'"
     )
-    params = urllib.parse.urlencode({"db": db, "q": q, "epoch": "ns"})
-    request = urllib.request.Request(f"{url.rstrip('/')}/query?{params}")
-    if token:
-        request.add_header("Authorization", f"Token {token}")
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as reply:
-            body = json.load(reply)
-    except urllib.error.HTTPError as error:
-        raise ReadError(f"InfluxDB at {url} answered {error.code} {error.reason}") from None
-    except (OSError, ValueError) as error:
-        raise ReadError(f"cannot read InfluxDB at {url}: {error}") from None
+        rows = query_rows(url, db, q, token=token, timeout_s=timeout_s)
+    except InfluxQueryError as error:
+        raise ReadError(str(error)) from None
     try:
-        return [_record(row) for row in _rows(body)]
+        return [_record(row) for row in rows]
     except (KeyError, TypeError, ValueError) as error:
         raise ReadError(f"a stored audit record is malformed: {error!r}") from None
-
-
-def _rows(body: Any) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    for result in body.get("results", []):
-        if "error" in result:
-            raise ReadError(f"InfluxQL error: {result['error']}")
-        for series in result.get("series", []):
-            tags = series.get("tags", {})
-            for values in series["values"]:
-                rows.append({**tags, **dict(zip(series["columns"], values, strict=True))})
-    return rows
 
 
 def _record(row: dict[str, Any]) -> StoredRecord:
