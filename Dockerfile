@@ -8,7 +8,8 @@ FROM python:3.11.11-slim-bookworm AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY deploy/requirements.lock deploy/requirements.lock
-COPY plant plant
+COPY core core
+COPY apps apps
 COPY twin twin
 COPY opcua_server opcua_server
 COPY bridge bridge
@@ -32,5 +33,5 @@ VOLUME ["/data"]
 WORKDIR /data
 USER plant
 # PLANT_<NAME>__FILE=/run/secrets/... -> PLANT_<NAME>, then exec the command.
-ENTRYPOINT ["python", "-m", "plant.envfiles"]
+ENTRYPOINT ["python", "-m", "apps.envfiles"]
 CMD ["plant", "--help"]

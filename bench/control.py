@@ -23,10 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from plant.campaign import run_campaign
-from plant.kpi import Kpis, compute
-from plant.random_campaign import random_campaign
-from plant.scenario import STANDARD_CAMPAIGN, Scenario, load_scenario
+from apps.campaign import run_campaign
+from apps.kpi import Kpis, compute
+from apps.random_campaign import random_campaign
+from apps.scenario import STANDARD_CAMPAIGN, Scenario, load_scenario
 
 MAX_DIVERTED_RATIO_TOTAL = 1.5
 MAX_DIVERTED_RATIO_CAMPAIGN = 3.0

@@ -6,8 +6,8 @@ What it runs: the services `plant demo` runs, started as bench.soak starts them 
 generated secrets, Mosquitto with the deployed configuration and ACL, the twin behind its OPC UA
 server, the edge, the supervisory controller and the historian), the historian writing to
 InfluxDB 1.6.7 through the test-only /api/v2/write proxy in 2.x mode (a batch with one bad line
-is refused whole). Like bench.soak, it takes InfluxDB and the proxy from tests/support (the
-one place that knows how to start them); nothing else here comes from tests/.
+is refused whole). Like bench.soak, it takes InfluxDB and the proxy from `testkit` (the
+one place that knows how to start them).
 
 The campaign: every kind in KINDS once, each published or written with the credentials of the
 real user the ACL lets write there (`operator` for commands and mode switches, `edge` for
@@ -16,8 +16,8 @@ UA session for a huge write), interleaved with normal traffic: the plant's own t
 all along, and after every kind a good setpoint command must be answered through the edge and
 every service must still be running. The kinds are a concise list of our own, one of each
 kind of tests/integration/test_{edge,historian,opcua,controller}_hostile.py and
-test_audit_integrity.py (those tests build theirs from tests/support; the fuzz test's random
-garbage is not repeated here).
+test_audit_integrity.py (those tests build theirs from tests/support and testkit; the fuzz
+test's random garbage is not repeated here).
 
 What it counts, printed as one JSON object last:
 - `kinds`: hostile kinds sent;
@@ -57,12 +57,8 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from bench.soak import SITE, Chunk, Soak, start_influx
-from bridge.deadletter import DeadLetter, read_deadletters
-from bridge.metrics import Metrics, encode_metrics
-from plant.audit_chain import AuditChain
-from plant.demo.cli import run_demo
-from plant.demo.services import (
+from apps.demo.cli import run_demo
+from apps.demo.services import (
     BROKER_STOP_TIMEOUT_S,
     STOP_TIMEOUT_S,
     Child,
@@ -73,8 +69,12 @@ from plant.demo.services import (
     make_sites,
     stop_all,
 )
-from plant.payload import Event, Sample, TelemetryBatch, encode_batch, encode_event
-from tests.support.servers import InfluxDB
+from bench.soak import SITE, Chunk, Soak, start_influx
+from bridge.deadletter import DeadLetter, read_deadletters
+from bridge.metrics import Metrics, encode_metrics
+from core.audit_chain import AuditChain
+from core.payload import Event, Sample, TelemetryBatch, encode_batch, encode_event
+from testkit.servers import InfluxDB
 
 DEFAULT_SPEED = 10.0
 KB, MB = 1024, 1024 * 1024
@@ -125,7 +125,14 @@ def _values(obj: Any) -> Any:
 
 def _feeder() -> bytes:
     samples = tuple(
-        Sample("api_feeder.hopper_mass", 2.0 + k, "good", T0 + k, T0 + k + 1000, k)
+        Sample(
+            tag="api_feeder.hopper_mass",
+            value=2.0 + k,
+            quality="good",
+            source_ns=T0 + k,
+            server_ns=T0 + k + 1000,
+            seq=k,
+        )
         for k in range(2)
     )
     return encode_batch(TelemetryBatch(SITE, "api_feeder", time.time_ns(), samples))
@@ -133,7 +140,7 @@ def _feeder() -> bytes:
 
 def _audit(seq: int, time_ns: int, **fields: Any) -> Event:
     values: dict[str, Any] = {"user": "mallory", "old": 1.5, "action": "write"} | fields
-    event = Event(SITE, "audit", seq, time_ns, "twin", **values)
+    event = Event(site=SITE, kind="audit", seq=seq, time_ns=time_ns, source="twin", **values)
     return AuditChain("hostile-bench").seal(event)
 
 
@@ -147,31 +154,33 @@ def kinds() -> list[Kind]:
     )
     mode = f"{T}/mode/controller"
     feeder, event = _feeder(), encode_event(_audit(900, T0 + 900))
-    report = encode_metrics(Metrics("edge", SITE, "edge-1", T0, {"received": 1.0}))
+    report = encode_metrics(
+        Metrics(service="edge", site=SITE, instance="edge-1", time_ns=T0, values={"received": 1.0})
+    )
     huge, deep = "9" * 400, "[" * 50_000 + "]" * 50_000
     forged = _audit(1, T0 + 1, user="alice via edge", accepted=True,
                     result="accepted, approved by QA")  # fmt: skip
     edge: list[Kind] = [
         Kind(
-            "edge: a wildcard response topic",
-            "operator",
-            fill,
-            _setpoint("press.fill_depth_sp", 99.0),
-            "pcmm/v1/#",
+            name="edge: a wildcard response topic",
+            user="operator",
+            topic=fill,
+            payload=_setpoint("press.fill_depth_sp", 99.0),
+            response_topic="pcmm/v1/#",
         ),
         Kind(
-            "edge: another user's reply topic",
-            "operator",
-            fill,
-            _setpoint("press.fill_depth_sp", 99.0),
-            f"{T}/reply/controller",
+            name="edge: another user's reply topic",
+            user="operator",
+            topic=fill,
+            payload=_setpoint("press.fill_depth_sp", 99.0),
+            response_topic=f"{T}/reply/controller",
         ),
         Kind(
-            "edge: a response topic of 10,000 characters",
-            "operator",
-            fill,
-            _setpoint("press.fill_depth_sp", 99.0),
-            "x" * 10_000,
+            name="edge: a response topic of 10,000 characters",
+            user="operator",
+            topic=fill,
+            payload=_setpoint("press.fill_depth_sp", 99.0),
+            response_topic="x" * 10_000,
         ),
         Kind(
             "edge: a reason of 900 KiB",
@@ -458,7 +467,13 @@ class Campaign:
         """Normal traffic: a good setpoint command, answered through the edge."""
         topic = f"{T}/command/setpoint/operator"
         payload = _setpoint("press.fill_depth_sp", value, "good")
-        good = Kind("good", "operator", topic, payload, f"{T}/reply/operator")
+        good = Kind(
+            name="good",
+            user="operator",
+            topic=topic,
+            payload=payload,
+            response_topic=f"{T}/reply/operator",
+        )
         self.good_sent += 1
         correlation = operator.publish(good)
         deadline = time.monotonic() + REPLY_TIMEOUT_S
@@ -518,7 +533,7 @@ class Campaign:
 
     def verify(self, source: str) -> bool:
         done = subprocess.run(
-            [sys.executable, "-m", "plant.cli", "audit", "verify", "--site", SITE,
+            [sys.executable, "-m", "apps.cli", "audit", "verify", "--site", SITE,
              "--source", source, "--url", self.influx.url, "--db", self.influx.db],
             capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip

@@ -7,9 +7,8 @@ synthetic tags up to N tags in all: they change on every publication) runs in a 
 `python -m bridge.edge` subscribes to every tag and publishes through its durable outbox at
 QoS 1 to Mosquitto (configured from deploy/mosquitto); `plant bridge historian` spools and
 writes them with influxdb-client to InfluxDB 1.x through the test-only /api/v2/write proxy. The
-brokers and databases are the test starters of `tests/support` (importing them from a benchmark
-is accepted here: they are the only way to get the real servers on free ports, and the proxy is
-never deployed). `--mode throughput` is 5,600 tags at 1 Hz (about 5,590 samples/s offered: some
+brokers and databases come from `testkit`, the starters the tests use too (the proxy is never
+deployed). `--mode throughput` is 5,600 tags at 1 Hz (about 5,590 samples/s offered: some
 of the twin's 69 tags publish less often, and a server short of CPU misses ticks: `offered_per_s`
 says what it published, `samples_per_s` what was stored), `--mode latency` 1,000 tags at 1 Hz
 (about 1,000 samples/s); --tags and --rate override the preset.
@@ -83,14 +82,14 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from bridge.edge.opcua import to_ns
+from core.payload import Sample, TelemetryBatch, encode_batch
+from core.timebase import to_ns
+from core.topics import SiteTopics
 from opcua_server import OpcUaSettings, PlantServer
 from opcua_server.security import hash_password
-from plant.payload import Sample, TelemetryBatch, encode_batch
-from plant.topics import SiteTopics
-from tests.support.historian import historian_env, plant_executable
-from tests.support.influx_v2_proxy import InfluxV2Proxy
-from tests.support.servers import InfluxDB, Mosquitto, free_port, make_influxdb, make_mosquitto
+from testkit.historian import historian_env, plant_executable
+from testkit.influx_v2_proxy import InfluxV2Proxy
+from testkit.servers import InfluxDB, Mosquitto, free_port, make_influxdb, make_mosquitto
 from twin import Plant
 
 SITE = "site1"
@@ -517,7 +516,14 @@ def _raw_subscriber() -> None:
 def raw_mqtt_rate(broker: Mosquitto, seconds: float) -> float:
     """QoS 1 messages per second from one paho publisher to one paho subscriber (processes)."""
     topic = f"pcmm/v1/bench-{uuid.uuid4().hex[:6]}/reply/operator"  # no service reads it
-    sample = Sample(f"{SITE}.synthetic_000.value_00", 123.456, "good", time.time_ns(), 0, 1)
+    sample = Sample(
+        tag=f"{SITE}.synthetic_000.value_00",
+        value=123.456,
+        quality="good",
+        source_ns=time.time_ns(),
+        server_ns=0,
+        seq=1,
+    )
     payload = encode_batch(TelemetryBatch(SITE, "synthetic_000", time.time_ns(), (sample,)))
     config = {
         "host": broker.host,

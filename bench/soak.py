@@ -2,10 +2,10 @@
 
     python -m bench.soak [--hours 24] [--speed 120] [--sample-s 5]
 
-Scenario: the services `plant demo` runs, started by its own code (plant/demo/services.py and
+Scenario: the services `plant demo` runs, started by its own code (apps/demo/services.py and
 `run_demo`: generated secrets, Mosquitto from deploy/mosquitto, the twin behind its OPC UA
 server at `--speed`, the edge, the supervisory controller and the historian, each its own
-process, health-gated), the historian writing to InfluxDB 1.x from tests/support through its
+process, health-gated), the historian writing to InfluxDB 1.x from `testkit` through its
 test-only /api/v2/write proxy (as bench.pipeline and the acceptance test do). The plant runs
 undisturbed for `--hours` of plant time; the controller acts as it sees fit. Prints one JSON
 object last.
@@ -72,10 +72,8 @@ import paho.mqtt.client as mqtt
 from asyncua import Client, ua
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from bridge.edge.opcua import to_ns
-from opcua_server.address_space import tag_node_name
-from plant.demo.cli import run_demo
-from plant.demo.services import (
+from apps.demo.cli import run_demo
+from apps.demo.services import (
     BROKER_STOP_TIMEOUT_S,
     STOP_TIMEOUT_S,
     Child,
@@ -86,12 +84,14 @@ from plant.demo.services import (
     make_sites,
     stop_all,
 )
-from plant.operator import CLOCK_TAG
-from plant.tags import LINE_STATES, build_registry
-from plant.topics import SiteTopics
-from tests.support.influx_v2_proxy import InfluxV2Proxy
-from tests.support.servers import InfluxDB, make_influxdb
-from twin.layout import load_layout
+from bridge.operator import CLOCK_TAG
+from core.layout import load_layout
+from core.tags import LINE_STATES, build_registry
+from core.timebase import to_ns
+from core.topics import SiteTopics
+from opcua_server.address_space import tag_node_name
+from testkit.influx_v2_proxy import InfluxV2Proxy
+from testkit.servers import InfluxDB, make_influxdb
 
 SITE = "site1"
 NAMESPACE = "urn:pcmm-twin:opcua"

@@ -19,7 +19,8 @@ from typing import Any
 
 import simpy
 
-from twin import LineCommand, Plant
+from core.commands import LineCommand
+from twin import Plant
 
 
 def bare_simpy(hours: float, processes: int = 12) -> float:

@@ -276,7 +276,14 @@ class DeadLetterStore(SqliteFile):
 
 def _letter(row: Any) -> DeadLetter:
     row_id, time_ns, service, reason, topic, payload = row
-    return DeadLetter(int(row_id), int(time_ns), str(service), str(reason), str(topic), payload)
+    return DeadLetter(
+        id=int(row_id),
+        time_ns=int(time_ns),
+        service=str(service),
+        reason=str(reason),
+        topic=str(topic),
+        payload=payload,
+    )
 
 
 def read_deadletters(

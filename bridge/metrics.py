@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from plant.payload import PayloadError, decoder, parse_json
+from core.payload import PayloadError, decoder, parse_json
 
 VERSION = 1
 _NAME = re.compile(r"[a-z_][a-z0-9_]{0,63}")  # full matches only: "x\n" is not a name
@@ -80,4 +80,10 @@ def decode_metrics(data: bytes) -> Metrics:
         if not math.isfinite(number):
             raise PayloadError(f"metrics: {name!r} is not finite")
         values[name] = number
-    return Metrics(text["service"], text["site"], text["instance"], time_ns, values)
+    return Metrics(
+        service=text["service"],
+        site=text["site"],
+        instance=text["instance"],
+        time_ns=time_ns,
+        values=values,
+    )

@@ -4,7 +4,7 @@ Pure control laws, estimators and the diversion planner (`laws`, `estimators`, `
 the controller's units (`telemetry`, `conditions`, `blend`, `gate`, `loops`, `detectors`), each
 threshold of them in `config.ControllerConfig`; all combined by `Supervisor`, which sees
 telemetry only and answers with commands, each with its reason. Adapters at the edge feed it:
-MQTT for the running stack, `plant.closed_loop` for accelerated in-process runs.
+MQTT for the running stack, `apps.closed_loop` for accelerated in-process runs.
 """
 
 from controller.config import ControllerConfig

@@ -1,7 +1,7 @@
 """Telemetry in, decisions out: the transport-free half of the controller's MQTT adapter.
 
 The supervisor's clock is the telemetry's source time (plant time, seconds: `source_ns / 1e9`),
-as in `plant.closed_loop`, where it observes every tag up to a second and then decides. Over
+as in `apps.closed_loop`, where it observes every tag up to a second and then decides. Over
 MQTT the modules of one second arrive as separate batches, possibly out of order and possibly
 twice (QoS 1), so the feed:
 
@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller.supervisor import Action, Alarm, Supervisor
-from plant.payload import Sample, Scalar, TelemetryBatch
-from plant.tags import TEMPLATES
+from core.payload import Sample, Scalar, TelemetryBatch
+from core.tags import TEMPLATES
 
 #: State names of enumerated tags by tag name, for an edge that sends names instead of indices.
 ENUM_STATES: dict[str, tuple[str, ...]] = {
@@ -179,7 +179,9 @@ class TelemetryFeed:
             # Telemetry a real plant can send (a starved press weighs 0 mg) must not take the
             # controller down: this second it holds, and the service says why.
             why = f"{type(error).__name__}: {error}"
-            return Decision(now, [], self.supervisor.take_alarms(), stale, why)
+            return Decision(
+                time=now, actions=[], alarms=self.supervisor.take_alarms(), stale=stale, error=why
+            )
         return Decision(now, actions, self.supervisor.take_alarms(), stale)
 
     def _arrived(self, wall: float) -> None:

@@ -1,7 +1,7 @@
 """What the controller says on MQTT: commands, alarm and audit events, and its mode switch.
 
 Pure conversions between the supervisor's `Action`/`Alarm` and the v1 payloads of
-`plant.payload`, so the service only moves bytes.
+`core.payload`, so the service only moves bytes.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller.supervisor import Action, Alarm
-from plant.payload import CommandReply, CommandRequest, Event, Scalar, window_text
-from plant.text import MAX_NAME_CHARS, MAX_REASON_CHARS, clip, shown
+from core.payload import CommandReply, CommandRequest, Event, Scalar, window_text
+from core.text import MAX_NAME_CHARS, MAX_REASON_CHARS, clip, shown
 
 SOURCE = "controller"  # Event.source of everything the controller records
 MODES = ("auto", "manual")

@@ -57,8 +57,8 @@ from controller.messages import (
 )
 from controller.settings import ControllerSettings
 from controller.supervisor import Action, Alarm, Supervisor
-from plant.audit_chain import AuditChain
-from plant.payload import (
+from core.audit_chain import AuditChain
+from core.payload import (
     Event,
     PayloadError,
     TelemetryBatch,
@@ -67,8 +67,8 @@ from plant.payload import (
     encode_command,
     encode_event,
 )
-from plant.text import clip, shown
-from plant.topics import SiteTopics
+from core.text import clip, shown
+from core.topics import SiteTopics
 
 log = logging.getLogger("controller.service")
 

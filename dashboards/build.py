@@ -12,6 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from core.layout import load_layout
+from core.tags import LINE_STATES, Access, DataType, Tag, TagRegistry, build_registry
+from core.topics import EVENT_KINDS
 from dashboards import queries as q
 from dashboards.panels import (
     JSON,
@@ -31,9 +34,6 @@ from dashboards.panels import (
     timeseries,
 )
 from dashboards.units import grafana_unit
-from plant.tags import LINE_STATES, Access, DataType, Tag, TagRegistry, build_registry
-from plant.topics import EVENT_KINDS
-from twin.layout import load_layout
 
 LINE_STATE_COLORS = {
     "idle": "text",

@@ -16,8 +16,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.tags import Tag
 from dashboards.units import grafana_unit
-from plant.tags import Tag
 
 JSON = dict[str, Any]
 

@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from bridge.historian.influxql import InfluxQueryError, query_rows
 from dashboards.panels import DATASOURCE_UID, JSON
-from plant.influxql import InfluxQueryError, query_rows
 
 FOLDER_UID = "pcmm"
 TAG = "pcmm"

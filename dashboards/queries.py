@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from plant.tags import Tag
+from core.tags import Tag
 
 # Measurements of the historian's schema (bridge/historian/points.py spells the same names;
 # tests/integration/test_dashboard_queries.py writes through that module and reads them here).

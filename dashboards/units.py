@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from plant.tags import Unit
+from core.tags import Unit
 
 # Grafana's built-in unit ids where one means exactly the registry's unit; every other unit is
 # shown with its own symbol as a suffix ("suffix:<symbol>"), so nothing is ever mislabelled.

@@ -18,7 +18,7 @@ from typing import Any
 
 from asyncua import Server, ua
 
-from plant.tags import Access, DataType, Tag
+from core.tags import Access, DataType, Tag
 
 SIMULATION = "Simulation"
 COMMANDS = "Commands"
@@ -127,7 +127,11 @@ async def build_address_space(
         if not result.StatusCode.is_good():
             raise RuntimeError(f"cannot add node {item.RequestedNewNodeId}: {result.StatusCode}")
     return PlantNodes(
-        namespace, site, simulation, nodes, {node.nodeid: node for node in nodes.values()}
+        namespace=namespace,
+        site=site,
+        simulation=simulation,
+        tags=nodes,
+        by_nodeid={node.nodeid: node for node in nodes.values()},
     )
 
 

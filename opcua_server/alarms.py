@@ -22,9 +22,9 @@ from typing import Any
 
 from asyncua import Server, ua
 
+from core.tags import Quality
 from opcua_server.address_space import PlantNodes
 from opcua_server.clock import PlantClock
-from plant.tags import Quality
 from twin import Plant
 from twin.faults import ActiveFault
 from twin.store import TagValue

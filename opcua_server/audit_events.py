@@ -21,11 +21,12 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from asyncua import Server, ua
 
+from core.timebase import to_ns
 from opcua_server.address_space import PlantNodes
 from opcua_server.clock import PlantClock
 from twin import Plant
@@ -87,15 +88,6 @@ def record_fields(record: AuditRecord, time: datetime, log_id: str = "") -> dict
     }
 
 
-def utc_ns(when: datetime) -> int:
-    """An aware UTC datetime as ns since the epoch (exact: datetime counts microseconds)."""
-    aware = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
-    return (aware - EPOCH) // timedelta(microseconds=1) * 1000
-
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
 class AuditEvents:
     """Emits one event per new audit record of the twin.
 
@@ -116,7 +108,7 @@ class AuditEvents:
         #: again, and a client that remembers where it was in the old log must know that.
         self.log_id = uuid.uuid4().hex
         # A record's hash covers its time as published: the same clock, to the microsecond.
-        plant.audit.bind_stamp(lambda plant_s: utc_ns(clock.utc(plant_s)))
+        plant.audit.bind_stamp(lambda plant_s: to_ns(clock.utc(plant_s)))
         self._generator: Any = None
 
     async def init(self) -> None:

@@ -16,10 +16,10 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
+from core.layout import LayoutError
 from opcua_server.security import SecurityError
 from opcua_server.server import PlantServer
 from opcua_server.settings import OpcUaSettings
-from twin import LayoutError
 
 app = typer.Typer(help="The twin's OPC UA server.", no_args_is_help=True, add_completion=False)
 err = Console(stderr=True)

@@ -14,7 +14,7 @@ else: the optional `OnBehalfOf` argument names that requester, and the audit tra
 carried it out. The gateway's broker authenticated the requester; the server checks the
 caller's role. Only a gateway may name someone: a plain operator's call with an `OnBehalfOf`
 is refused (BadUserAccessDenied) and audited under the operator's own name, so no operator can
-put another person's name on a record. A reason longer than `plant.text.MAX_REASON_CHARS` is
+put another person's name on a record. A reason longer than `core.text.MAX_REASON_CHARS` is
 refused (BadInvalidArgument), never cut. `WriteSetpoint` is a setpoint write with a reason and
 a requester, which a plain OPC UA Write cannot carry.
 
@@ -43,11 +43,13 @@ from typing import Any
 
 from asyncua import Node, Server, ua
 
+from core.commands import CommandResult, LineCommand, QuarantineCommand
+from core.faults import CATALOGUE, FaultSpec
+from core.text import MAX_NAME_CHARS, MAX_REASON_CHARS, clip, shown
 from opcua_server.address_space import COMMANDS, PlantNodes
 from opcua_server.clock import PlantClock
 from opcua_server.sessions import current_user
-from plant.text import MAX_NAME_CHARS, MAX_REASON_CHARS, clip, shown
-from twin import CATALOGUE, CommandResult, FaultSpec, LineCommand, Plant, QuarantineCommand
+from twin import Plant
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,10 @@ from typing import Any
 
 from asyncua import Server, ua
 
+from core.tags import Quality
 from opcua_server.address_space import PlantNodes, TagNode
 from opcua_server.clock import PlantClock
 from opcua_server.history import TagHistory, TagSamples
-from plant.tags import Quality
 from twin.store import TagValue
 
 QUALITY_STATUS = {

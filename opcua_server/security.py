@@ -153,7 +153,7 @@ def hash_password(password: str) -> str:
     """A new `scrypt$n$r$p$salt$hash` for the users file, with a fresh random salt."""
     salt = os.urandom(SALT_BYTES)
     digest = _scrypt(password, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P, HASH_BYTES)
-    return str(PasswordHash(SCRYPT_N, SCRYPT_R, SCRYPT_P, salt, digest))
+    return str(PasswordHash(n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, salt=salt, digest=digest))
 
 
 def verify_password(password: str, stored: str) -> bool:
@@ -162,7 +162,9 @@ def verify_password(password: str, stored: str) -> bool:
 
 
 # Hashed for an unknown user name, so that a login takes as long whether the name exists or not.
-_NO_USER = PasswordHash(SCRYPT_N, SCRYPT_R, SCRYPT_P, bytes(SALT_BYTES), bytes(HASH_BYTES))
+_NO_USER = PasswordHash(
+    n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, salt=bytes(SALT_BYTES), digest=bytes(HASH_BYTES)
+)
 
 
 @dataclass(frozen=True, slots=True)

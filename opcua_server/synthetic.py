@@ -6,7 +6,7 @@ own modules, `synthetic_000` onwards, 100 tags each, so no folder has thousands 
 
 from __future__ import annotations
 
-from plant.tags import SYNTHETIC_PER_MODULE, TEMPLATES, Access, Quality, Tag
+from core.tags import SYNTHETIC_PER_MODULE, TEMPLATES, Access, Quality, Tag
 from twin.store import TagValue
 
 PER_MODULE = SYNTHETIC_PER_MODULE

@@ -13,17 +13,18 @@ from typing import Any
 
 from asyncua import ua
 
+from core.commands import CommandResult, SetpointCommand
+from core.text import shown
 from opcua_server.address_space import PlantNodes
 from opcua_server.security import PlantUser
-from plant.text import shown
-from twin import CommandResult, Plant, SetpointCommand
+from twin import Plant
 from twin.store import TagValue
 
 log = logging.getLogger(__name__)
 
 WRITE_REASON = "OPC UA write"
 
-#: The twin's rejection codes (twin.commands.CommandResult.code) as OPC UA status codes.
+#: The twin's rejection codes (core.commands.CommandResult.code) as OPC UA status codes.
 REJECTION_STATUS = {
     "range": ua.StatusCodes.BadOutOfRange,
     "type": ua.StatusCodes.BadTypeMismatch,

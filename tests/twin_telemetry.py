@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from plant.payload import Sample, TelemetryBatch
+from core.payload import Sample, TelemetryBatch
 from twin import Plant
 
 START_NS = 1_767_225_600 * 10**9  # 2026-01-01T00:00:00Z: plant time 0

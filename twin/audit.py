@@ -3,7 +3,7 @@
 Bounded three ways, so that no client can exhaust the twin's memory through it:
 
 - **Text.** Every text field of a record, and a value that is text, is cut to
-  `plant.text.MAX_FIELD_CHARS` with a marker saying how long it was (`plant.text.clip`). The
+  `core.text.MAX_FIELD_CHARS` with a marker saying how long it was (`core.text.clip`). The
   entry points (the OPC UA methods, the edge) refuse a reason longer than `MAX_REASON_CHARS`
   before it gets here, so an accepted reason is never cut; what is cut is the refused junk,
   e.g. a 10 MB string written to a setpoint, which is still recorded as a bounded record.
@@ -22,7 +22,7 @@ Bounded three ways, so that no client can exhaust the twin's memory through it:
   the plant's command rates, by which time the edge has forwarded it.
 
 **Chained.** Each record carries the hash of the record before it (`prev_hash`, `GENESIS` for
-the first) and its own (`hash`), `plant.audit_chain.record_hash` over its fields as they are
+the first) and its own (`hash`), `core.audit_chain.record_hash` over its fields as they are
 published, its time included: `stamp` turns plant seconds into the nanoseconds the record is
 published with (the OPC UA server sets it from its clock; by default plant seconds since the
 epoch, to the microsecond). Dropping old records from memory does not touch the chain.
@@ -37,8 +37,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-from plant.audit_chain import GENESIS, record_hash
-from plant.text import MAX_FIELD_CHARS, clip, shown
+from core.audit_chain import GENESIS, record_hash
+from core.text import MAX_FIELD_CHARS, clip, shown
 
 MAX_RECORDS = 10_000  # records kept in memory, the newest (ids keep counting)
 REFUSED_BURST = 50  # refused records one user may add at once
@@ -63,7 +63,7 @@ class AuditRecord:
     result: str
     time_ns: int = 0  # `time` as published (AuditLog.stamp), ns since the epoch
     prev_hash: str = GENESIS  # the hash of the record before it in the log
-    hash: str = ""  # plant.audit_chain.record_hash of this record
+    hash: str = ""  # core.audit_chain.record_hash of this record
 
 
 def plant_ns(plant_s: float) -> int:

@@ -4,18 +4,18 @@ Tank i holds m_i and passes `flow_ref * (m_i / m_ref)**(1/flow_exponent)` to the
 `m_ref = holdup_ref / n * (speed_ref / speed)**speed_exponent`. At steady throughput F each tank
 holds `m_ref * (F / flow_ref)**flow_exponent`, so hold-up rises with throughput and falls with
 impeller speed, and the residence time distribution is the tanks-in-series one with mean
-hold-up / F (Vanarase & Muzzio 2011; `plant.rtd` has the analytic form).
+hold-up / F (Vanarase & Muzzio 2011; `core.rtd` has the analytic form).
 """
 
 from __future__ import annotations
 
 import math
 
-from plant.rtd import steady_holdup_kg
+from core.layout import ModuleSpec
+from core.parameters import BlenderParams
+from core.rtd import steady_holdup_kg
 from twin.context import Context
 from twin.feed_frame import FeedFrame
-from twin.layout import ModuleSpec
-from twin.parameters import BlenderParams
 
 MIN_SPEED_RPM = 1.0  # below this the impeller is stopped and nothing leaves
 

@@ -56,4 +56,8 @@ class Context:
 
     def event(self, module: str, kind: str, message: str) -> None:
         self.event_count += 1
-        self.events.append(PlantEvent(self.event_count, self.env.now, module, kind, message))
+        self.events.append(
+            PlantEvent(
+                seq=self.event_count, time=self.env.now, module=module, kind=kind, message=message
+            )
+        )

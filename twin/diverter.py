@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from core.layout import ModuleSpec
+from core.parameters import DiverterParams
 from twin.context import Context, ProcessGenerator
-from twin.layout import ModuleSpec
-from twin.parameters import DiverterParams
 
 ACCEPT, REJECT = 0, 1  # position_sp states
 FB_ACCEPT, FB_MOVING, FB_REJECT = 0, 1, 2  # position_pv states

@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 import random
 
+from core.layout import ModuleSpec
+from core.parameters import EnvironmentParams
 from twin.context import Context, ProcessGenerator
-from twin.layout import ModuleSpec
-from twin.parameters import EnvironmentParams
 
 
 def wander(rng: random.Random, value: float, mean: float, sd: float, keep: float) -> float:

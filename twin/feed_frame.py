@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from core.layout import ModuleSpec
+from core.parameters import FeedFrameParams
 from twin.context import Context
-from twin.layout import ModuleSpec
 from twin.material import PlugFlowHopper
-from twin.parameters import FeedFrameParams
 
 
 class FeedFrame:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import math
 import random
 
-from plant.tags import Quality
+from core.layout import ModuleSpec
+from core.parameters import FeederParams
+from core.tags import Quality
 from twin.context import Context
-from twin.layout import ModuleSpec
-from twin.parameters import FeederParams
 
 GRAVIMETRIC, VOLUMETRIC = 0, 1
 BRIDGING_ONSET_S = 10.0  # s for a bridge to build up once it forms (est.)

@@ -7,12 +7,12 @@ any running state --trip--> faulted --reset--> stopped
 
 from __future__ import annotations
 
-from plant.tags import LINE_STATES
+from core.layout import ModuleSpec
+from core.parameters import LineParams
+from core.tags import LINE_STATES
 from twin.context import Context
 from twin.diverter import FB_ACCEPT, Diverter
 from twin.feed_frame import FeedFrame
-from twin.layout import ModuleSpec
-from twin.parameters import LineParams
 from twin.press import Press
 
 IDLE, STARTING, PRODUCING, DIVERTING, STOPPING, STOPPED, FAULTED = range(len(LINE_STATES))

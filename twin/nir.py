@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import random
 
-from plant.tags import Quality
+from core.layout import ModuleSpec
+from core.parameters import NirParams
+from core.tags import Quality
 from twin.blender import Blender
 from twin.context import Context, ProcessGenerator
-from twin.layout import ModuleSpec
-from twin.parameters import NirParams
 
 OUTLIER_MIN_PCT, OUTLIER_MAX_PCT = 2.0, 6.0  # % w/w, size of a spiky reading (est.)
 

@@ -15,11 +15,7 @@ from typing import Any, Protocol
 
 import simpy
 
-from plant.tags import DataType, Tag, TagRegistry, build_registry
-from plant.text import shown
-from twin.audit import AuditLog
-from twin.blender import Blender
-from twin.commands import (
+from core.commands import (
     QUARANTINE_MAX_S,
     Command,
     CommandResult,
@@ -27,13 +23,18 @@ from twin.commands import (
     QuarantineCommand,
     SetpointCommand,
 )
+from core.faults import CATALOGUE, FaultSpec
+from core.layout import Layout, load_layout, vary_for_site
+from core.tags import DataType, Tag, TagRegistry, build_registry
+from core.text import shown
+from twin.audit import AuditLog
+from twin.blender import Blender
 from twin.context import Context, PlantEvent, ProcessGenerator
 from twin.diverter import Diverter
 from twin.environment import Environment
-from twin.faults import CATALOGUE, ActiveFault, FaultSpec
+from twin.faults import ActiveFault
 from twin.feed_frame import FeedFrame
 from twin.feeder import Feeder
-from twin.layout import Layout, load_layout, vary_for_site
 from twin.ledger import Ledger, QuarantineError
 from twin.line import ALLOWED, Line
 from twin.material import Components
@@ -90,7 +91,12 @@ class Plant:
         self.ledger = Ledger(keep_slices)
         self.audit = AuditLog()
         self.ctx = Context(
-            self.env, self.layout.line.step_s, seed, self.store, self.ledger, self.components
+            env=self.env,
+            dt=self.layout.line.step_s,
+            seed=seed,
+            store=self.store,
+            ledger=self.ledger,
+            components=self.components,
         )
         self.modules: dict[str, Any] = {}
         self._faults: dict[int, ActiveFault] = {}
@@ -265,9 +271,11 @@ class Plant:
             result=why or f"accepted: {tablets:,.0f} tablets held back",
         )
         if why is not None:
-            return CommandResult(False, why, now, None, window, "range")
+            return CommandResult(
+                accepted=False, reason=why, time=now, old=None, new=window, code="range"
+            )
         new = {"start_s": start, "end_s": end, "tablets": round(tablets)}
-        return CommandResult(True, "accepted", now, None, new)
+        return CommandResult(accepted=True, reason="accepted", time=now, old=None, new=new)
 
     def _line_command(self, command: LineCommand) -> CommandResult:
         old = self.line.state_name
@@ -348,7 +356,14 @@ class Plant:
             accepted=accepted,
             result=result,
         )
-        return CommandResult(accepted, result, self.now, old, new, "accepted" if accepted else code)
+        return CommandResult(
+            accepted=accepted,
+            reason=result,
+            time=self.now,
+            old=old,
+            new=new,
+            code="accepted" if accepted else code,
+        )
 
     # Faults ---------------------------------------------------------------------------------
     def inject(self, spec: FaultSpec) -> FaultResult:
@@ -394,7 +409,13 @@ class Plant:
         if why is not None:
             return FaultResult(False, why)
         fault = ActiveFault(
-            len(self._faults) + 1, spec.kind, target, magnitude, onset, spec.duration_s, spec.user
+            id=len(self._faults) + 1,
+            kind=spec.kind,
+            target=target,
+            magnitude=magnitude,
+            onset_s=onset,
+            duration_s=spec.duration_s,
+            user=spec.user,
         )
         self._faults[fault.id] = fault
         if onset <= self.now:

@@ -12,13 +12,13 @@ from __future__ import annotations
 import math
 import random
 
-from plant.tags import Quality
+from core.layout import ModuleSpec
+from core.parameters import PressParams
+from core.tags import Quality
 from twin.context import Context
 from twin.diverter import Diverter
 from twin.feed_frame import FeedFrame
-from twin.layout import ModuleSpec
 from twin.ledger import TabletSlice
-from twin.parameters import PressParams
 
 MAX_PRESSURE_MPA = 600.0  # tooling limit; Kawakita diverges as compaction nears a
 
@@ -170,16 +170,16 @@ class Press:
         self._weight, self._thickness, self._hardness, self._gap = weight, thickness, hardness, gap
         self.ctx.ledger.record(
             TabletSlice(
-                now,
-                self.id,
-                tablets,
-                mass,
-                weight,
-                content,
-                hardness,
-                oos,
-                diverted,
-                diverted and forced,
+                time=now,
+                press=self.id,
+                tablets=tablets,
+                mass_kg=mass,
+                weight_mg=weight,
+                content_pct=content,
+                hardness_n=hardness,
+                oos=oos,
+                diverted=diverted,
+                forced=diverted and forced,
             )
         )
 

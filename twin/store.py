@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from plant.tags import DataType, Quality, TagRegistry
+from core.tags import DataType, Quality, TagRegistry
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from bridge.edge.sequence import SequenceError
 from bridge.edge.service import Edge, EdgeFailedError
 from bridge.edge.settings import EdgeSettings
 from bridge.spool import SpoolError
-from twin import LayoutError
+from core.layout import LayoutError
 
 app = typer.Typer(
     help="The edge gateway: OPC UA -> MQTT, commands -> OPC UA.", add_completion=False

@@ -14,10 +14,10 @@ someone else's answers. Every request and its outcome are also audit events of t
 Replies and events go through the outbox.
 
 Size limits: a payload over `MAX_COMMAND_BYTES` is refused unread, a reason longer than
-`plant.text.MAX_REASON_CHARS` is refused (code `invalid`), never cut, and so is a name (tag,
-fault, module) longer than `plant.text.MAX_NAME_CHARS`; whatever a reply or an audit event
+`core.text.MAX_REASON_CHARS` is refused (code `invalid`), never cut, and so is a name (tag,
+fault, module) longer than `core.text.MAX_NAME_CHARS`; whatever a reply or an audit event
 repeats of a request (a tag id that does not exist, a refused value) is cut to
-`plant.text.MAX_FIELD_CHARS` with a marker, so no request can make a message the broker
+`core.text.MAX_FIELD_CHARS` with a marker, so no request can make a message the broker
 refuses. Bad input of any kind is an `invalid` reply, never an error of the edge.
 
 A quarantine (`command/quarantine/<user>`, `{"start_ns", "end_ns", "reason"}`: the press-time
@@ -29,19 +29,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import math
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from asyncua import ua
+from asyncua import Client, ua
 
 from bridge.edge.opcua import COMMANDS, OpcUaSource
-from plant.operator import setpoint_variant
-from plant.payload import (
+from bridge.operator import setpoint_variant
+from core.commands import QUARANTINE_MAX_S
+from core.payload import (
     CommandReply,
     CommandRequest,
     Event,
@@ -50,16 +51,15 @@ from plant.payload import (
     encode_reply,
     window_text,
 )
-from plant.tags import DataType, Tag, TagRegistry
-from plant.text import MAX_NAME_CHARS, MAX_REASON_CHARS, clip, shown
-from plant.topics import ROOT
-from twin.commands import QUARANTINE_MAX_S
+from core.tags import DataType, Tag, TagRegistry
+from core.text import MAX_NAME_CHARS, MAX_REASON_CHARS, clip, shown
+from core.timebase import from_ns, to_ns
+from core.topics import ROOT
 
 CONNECT_WAIT_S = 5.0  # how long a command waits for the OPC UA link before it is refused
 # The largest command payload read, bytes: a command is a small JSON object (its longest field,
 # a reason of MAX_REASON_CHARS, is at most 4 kB of UTF-8); a larger one is refused unread.
 MAX_COMMAND_BYTES = 64 * 1024
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 #: OPC UA status of a refused call -> the reply's code.
 STATUS_CODES = {
@@ -158,7 +158,13 @@ class CommandExecutor:
                 raise Refused("invalid", too_big)
             request = _decode(incoming.payload, kind)
             accepted_reason, detail = await self._run(request, user)
-            reply = CommandReply(True, "accepted", clip(accepted_reason), time.time_ns(), detail)
+            reply = CommandReply(
+                accepted=True,
+                code="accepted",
+                reason=clip(accepted_reason),
+                time_ns=time.time_ns(),
+                detail=detail,
+            )
         except Refused as refusal:
             reply = CommandReply(False, refusal.code, clip(refusal.reason), time.time_ns())
         except Exception as error:  # the OPC UA link failed mid-call, or a bug: say so
@@ -199,6 +205,9 @@ class CommandExecutor:
                 raise Refused(
                     "not_writable", f"{tag.id} is a {tag.access} tag; only setpoints can be written"
                 )
+            served = await self.source.eu_range(await self._client(), tag.id)
+            if served is not None:  # the server's range for this site's equipment
+                tag = dataclasses.replace(tag, low=served[0], high=served[1])
             _, why = tag.check(request.value)
             if why is not None:
                 raise Refused(_check_code(tag, request.value), why)
@@ -265,13 +274,13 @@ class CommandExecutor:
         out = await self._call(
             "Quarantine",
             [
-                ua.Variant(_utc(request.start_ns), ua.VariantType.DateTime),
-                ua.Variant(_utc(request.end_ns), ua.VariantType.DateTime),
+                ua.Variant(from_ns(request.start_ns), ua.VariantType.DateTime),
+                ua.Variant(from_ns(request.end_ns), ua.VariantType.DateTime),
                 ua.Variant(request.reason, ua.VariantType.String),
                 ua.Variant(user, ua.VariantType.String),
             ],
         )
-        start, end = (_ns(v.Value) for v in out[:2])
+        start, end = (to_ns(v.Value) for v in out[:2])
         tablets = int(out[2].Value)
         return f"quarantined {tablets} tablets pressed {window_text(start, end)}", {
             "start_ns": start,
@@ -279,7 +288,7 @@ class CommandExecutor:
             "tablets": tablets,
         }
 
-    async def _call(self, method: str, args: list[ua.Variant]) -> list[ua.Variant]:
+    async def _client(self) -> Client:
         # A command that arrives while the link is being (re)made waits a moment for it.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(CONNECT_WAIT_S):  # not wait_for: see opcua.py
@@ -287,6 +296,10 @@ class CommandExecutor:
         client = self.source.client
         if client is None:
             raise Refused("unavailable", "the edge is not connected to the OPC UA server")
+        return client
+
+    async def _call(self, method: str, args: list[ua.Variant]) -> list[ua.Variant]:
+        client = await self._client()
         ns = self.source.namespace
         request = ua.CallMethodRequest()
         request.ObjectId = ua.NodeId(f"{self.site}.{COMMANDS}", ns)
@@ -310,17 +323,6 @@ def _decode(payload: bytes, kind: str) -> CommandRequest:
     except Exception as error:  # bad input raises many kinds: huge numbers, deep nesting, ...
         why = f"not a {clip(kind, 40)} command: {type(error).__name__}"
         raise Refused("invalid", why) from None
-
-
-def _utc(ns: int) -> datetime:
-    return EPOCH + timedelta(microseconds=ns // 1000)
-
-
-def _ns(when: datetime) -> int:
-    """Payload nanoseconds of an OPC UA DateTime (asyncua's may be naive: UTC on the wire)."""
-    aware = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
-    delta = aware - EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
 
 
 def audit_events(site: str, outcome: Outcome, seq: int, time_ns: int) -> list[Event]:

@@ -1,4 +1,4 @@
-"""OPC UA events of the twin's server -> plant.payload.Event on pcmm/v1/<site>/events/<kind>.
+"""OPC UA events of the twin's server -> core.payload.Event on pcmm/v1/<site>/events/<kind>.
 
 - `PlantAuditEventType` (one per twin audit record) -> an `audit` event with the record's own
   sequence number, user (e.g. "alice via edge"), action, target, old, new, reason and outcome.
@@ -6,7 +6,7 @@
 - `ExclusiveLimitAlarmType` -> an `alarm` event (active or back to normal).
 
 Audit events keep the twin's sequence number, its audit log and hash chain
-(`plant.audit_chain`); faults and alarms carry none, so the edge
+(`core.audit_chain`); faults and alarms carry none, so the edge
 numbers them from its persistent event counter.
 """
 
@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bridge.edge.opcua import to_ns
-from plant.payload import Event, Scalar
+from core.payload import Event, Scalar
+from core.timebase import to_ns
 
 
 def _text(value: Any) -> str:
@@ -39,11 +39,11 @@ def to_event(site: str, kind: str, fields: dict[str, Any], seq: int) -> Event:
     message = _text(fields.get("Message"))
     if kind == "audit":
         return Event(
-            site,
-            "audit",
-            int(fields.get("AuditSeq") or seq),
-            time_ns,
-            "twin",
+            site=site,
+            kind="audit",
+            seq=int(fields.get("AuditSeq") or seq),
+            time_ns=time_ns,
+            source="twin",
             user=_text(fields.get("User")),
             action=_text(fields.get("Action")),
             target=_text(fields.get("Target")),
@@ -59,11 +59,11 @@ def to_event(site: str, kind: str, fields: dict[str, Any], seq: int) -> Event:
     if kind == "fault":
         magnitude = fields.get("Magnitude")
         return Event(
-            site,
-            "fault",
-            seq,
-            time_ns,
-            "twin",
+            site=site,
+            kind="fault",
+            seq=seq,
+            time_ns=time_ns,
+            source="twin",
             action=f"fault_{_text(fields.get('FaultState'))}",
             target=f"{_text(fields.get('FaultKind'))}@{_text(fields.get('FaultTarget'))}",
             new=float(magnitude) if isinstance(magnitude, int | float) else None,
@@ -71,11 +71,11 @@ def to_event(site: str, kind: str, fields: dict[str, Any], seq: int) -> Event:
         )
     active = bool(fields.get("ActiveState/Id"))
     return Event(
-        site,
-        "alarm",
-        seq,
-        time_ns,
-        "twin",
+        site=site,
+        kind="alarm",
+        seq=seq,
+        time_ns=time_ns,
+        source="twin",
         action="active" if active else "normal",
         target=_text(fields.get("SourceName")),
         result=message,

@@ -48,8 +48,8 @@ from bridge.counters import Counters
 from bridge.deadletter import DeadLetterStore
 from bridge.edge.outbox import Message, Outbox
 from bridge.edge.settings import EdgeSettings
-from plant.text import clip, shown
-from plant.topics import SiteTopics
+from core.text import clip, shown
+from core.topics import SiteTopics
 
 SERVICE = "edge"
 LOOP_TIMEOUT_S = 0.005  # how long one network poll may wait: bounds the publish latency

@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from asyncua import Client, Node, ua
@@ -37,8 +37,9 @@ from bridge.counters import Counters
 from bridge.edge.audit import AuditTrail
 from bridge.edge.settings import EdgeSettings
 from bridge.edge.telemetry import Batcher, RawSample, TagInfo, Watermarks
-from plant.operator import certificate_uri
-from plant.payload import Scalar
+from bridge.operator import certificate_uri
+from core.payload import Scalar
+from core.timebase import from_ns, to_ns
 
 SIMULATION = "Simulation"
 COMMANDS = "Commands"
@@ -47,22 +48,6 @@ FAULT_EVENT_TYPE = "PlantFaultEventType"
 ITEMS_PER_REQUEST = 1000  # monitored items created per CreateMonitoredItems request
 HISTORY_NODES_PER_REQUEST = 100
 EVENT_QUEUE = 200_000  # notifications the consumer may lag behind before a forced reconnect
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_US = timedelta(microseconds=1)
-
-
-def to_ns(when: datetime | None) -> int:
-    """A timestamp from asyncua (naive UTC or aware) as integer ns since the epoch, exactly."""
-    if when is None:
-        return 0
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return (when - _EPOCH) // _US * 1000
-
-
-def from_ns(ns: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=ns // 1000)
 
 
 def quality(status: ua.StatusCode | None) -> str:
@@ -109,6 +94,7 @@ class OpcUaSource:
         self.client: Client | None = None  # the connected client, for commands
         self.namespace = 0
         self._tags: dict[ua.NodeId, TagInfo] = {}
+        self._ranges: dict[str, tuple[float, float] | None] = {}  # EURange by tag, this session
         self._event_types: dict[ua.NodeId, str] = {}
         self._seen: dict[str, set[int]] = {}  # live source times of held tags, during backfill
         self.connected = asyncio.Event()
@@ -184,6 +170,7 @@ class OpcUaSource:
         s = self._settings
         self.namespace = await client.get_namespace_index(s.opcua_namespace_uri)
         self._tags = await self._browse(client)
+        self._ranges = {}  # a restarted server may publish other ranges
         self._event_types = await self._find_event_types(client)
         cutoffs = self._cutoffs() if s.backfill else {}
         # Hold the watermarks of the tags with a gap before the first live sample arrives.
@@ -215,6 +202,28 @@ class OpcUaSource:
             consumer.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await consumer
+
+    async def eu_range(self, client: Client, tag: str) -> tuple[float, float] | None:
+        """The server's EURange of a tag (OPC 10000-8 AnalogItemType), None if it has none.
+
+        The server's is the range that counts: it has the site's own equipment (its layout and
+        variation), which the edge does not need to know. Read once per session and tag.
+        """
+        if tag in self._ranges:
+            return self._ranges[tag]
+        nodeid = next(
+            (n for n, info in self._tags.items() if info.tag == tag and not info.truth), None
+        )
+        found: tuple[float, float] | None = None
+        if nodeid is not None:
+            try:
+                prop = await client.get_node(nodeid).get_child("0:EURange")
+                served = await prop.read_value()
+                found = (float(served.Low), float(served.High))
+            except ua.UaError:  # not an analog item: no range to hold it to
+                found = None
+        self._ranges[tag] = found
+        return found
 
     async def _browse(self, client: Client) -> dict[ua.NodeId, TagInfo]:
         """Every tag variable under Objects/<site>: modules, and Simulation/<module>."""
@@ -290,11 +299,11 @@ class OpcUaSource:
                     held.add(source_ns)
                 add(
                     RawSample(
-                        info,
-                        _scalar(dv),
-                        quality(dv.StatusCode),
-                        source_ns,
-                        to_ns(dv.ServerTimestamp),
+                        info=info,
+                        value=_scalar(dv),
+                        quality=quality(dv.StatusCode),
+                        source_ns=source_ns,
+                        server_ns=to_ns(dv.ServerTimestamp),
                     )
                 )
                 counters.add("samples_in")
@@ -334,11 +343,11 @@ class OpcUaSource:
                         continue
                     self._batcher.add(
                         RawSample(
-                            info,
-                            _scalar(dv),
-                            quality(dv.StatusCode),
-                            source_ns,
-                            to_ns(dv.ServerTimestamp),
+                            info=info,
+                            value=_scalar(dv),
+                            quality=quality(dv.StatusCode),
+                            source_ns=source_ns,
+                            server_ns=to_ns(dv.ServerTimestamp),
                         )
                     )
                     added += 1

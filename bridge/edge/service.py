@@ -45,12 +45,12 @@ from bridge.edge.sequence import Sequences
 from bridge.edge.settings import EdgeSettings
 from bridge.edge.telemetry import Batcher, Watermarks
 from bridge.spool import Spool, SpoolError
-from plant.audit_chain import AuditChain
-from plant.payload import encode_event
-from plant.tags import TagRegistry, build_registry
-from plant.text import clip, shown
-from plant.topics import SiteTopics
-from twin.layout import load_layout, vary_for_site
+from core.audit_chain import AuditChain
+from core.layout import load_layout
+from core.payload import encode_event
+from core.tags import TagRegistry, build_registry
+from core.text import clip, shown
+from core.topics import SiteTopics
 
 EVENT_COUNTER = "event"
 AUDIT_COUNTER = "audit"  # the edge's own audit records (not the twin's, numbered by the twin)
@@ -93,9 +93,8 @@ def state_paths(spool_path: Path) -> tuple[Path, Path]:
 
 
 def registry_for(settings: EdgeSettings) -> TagRegistry:
-    """The site's tag registry, from the same layout and variation as the server's."""
-    layout = vary_for_site(load_layout(settings.layout), settings.site, settings.variation)
-    return build_registry(layout.modules)
+    """The pod's tags (names, types, access) from its layout; ranges come from the server."""
+    return build_registry(load_layout(settings.layout).modules)
 
 
 def encode_metrics(settings: EdgeSettings, values: dict[str, float]) -> bytes:

@@ -40,8 +40,9 @@ class EdgeSettings(BaseSettings):
     deadband: float = Field(default=0.0, ge=0)  # absolute deadband on numeric tags; 0: off
     backfill: bool = True  # after a reconnect, read the gap from OPC UA history
     backfill_max_s: float = Field(default=3600.0, gt=0)  # never read back further than this
-    layout: str | None = None  # the pod layout, to validate setpoint commands; None: default
-    variation: float = Field(default=0.0, ge=0.0, lt=0.5)  # as the server's PLANT_OPCUA_VARIATION
+    # The pod layout: which tags exist and which are setpoints; None: the default. A setpoint's
+    # range is the one the server publishes (EURange), which has the site's own variation.
+    layout: str | None = None
 
     # MQTT (the broker's `edge` user; see deploy/mosquitto).
     mqtt_host: str = "localhost"

@@ -24,8 +24,8 @@ from pathlib import Path
 from bridge.counters import Counters
 from bridge.edge.outbox import Message, Outbox
 from bridge.edge.sequence import Sequences
-from plant.payload import Sample, Scalar, TelemetryBatch, encode_batch
-from plant.topics import SiteTopics
+from core.payload import Sample, Scalar, TelemetryBatch, encode_batch
+from core.topics import SiteTopics
 
 SAMPLE_COUNTER = "sample"
 
@@ -130,7 +130,14 @@ class Batcher:
         for i, raw in enumerate(samples):
             info = raw.info
             groups.setdefault((info.module, info.truth), []).append(
-                Sample(info.tag, raw.value, raw.quality, raw.source_ns, raw.server_ns, first + i)
+                Sample(
+                    tag=info.tag,
+                    value=raw.value,
+                    quality=raw.quality,
+                    source_ns=raw.source_ns,
+                    server_ns=raw.server_ns,
+                    seq=first + i,
+                )
             )
         now = time.time_ns()
         messages = []

@@ -46,8 +46,8 @@ from bridge.counters import Counters
 from bridge.deadletter import DeadLetterStore
 from bridge.historian.settings import HistorianSettings
 from bridge.spool import Spool
-from plant import topics
-from plant.payload import PayloadError
+from core import topics
+from core.payload import PayloadError
 
 SERVICE = "historian"
 FILTERS = (topics.ALL_TELEMETRY, topics.ALL_TRUTH, topics.ALL_EVENTS, topics.ALL_METRICS)

@@ -34,9 +34,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from bridge.metrics import Metrics, decode_metrics
-from plant import topics
-from plant.audit_chain import as_text, event_hash
-from plant.payload import (
+from core import topics
+from core.audit_chain import as_text, event_hash
+from core.payload import (
     Event,
     PayloadError,
     Scalar,
@@ -45,7 +45,7 @@ from plant.payload import (
     decode_event,
     decoder,
 )
-from plant.tags import TEMPLATES, DataType, TagSpec
+from core.tags import TEMPLATES, DataType, TagSpec
 
 TELEMETRY = "telemetry"
 TRUTH = "truth"

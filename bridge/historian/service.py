@@ -59,7 +59,13 @@ def self_metrics(
     values["deadletters_waiting"] = float(deadletters.waiting)
     values["deadletters_dropped"] = float(deadletters.dropped)
     values["deadletters_moved_aside"] = float(deadletters.moved_aside)
-    return Metrics(SERVICE, settings.site, settings.mqtt_client_id, time.time_ns(), values)
+    return Metrics(
+        service=SERVICE,
+        site=settings.site,
+        instance=settings.mqtt_client_id,
+        time_ns=time.time_ns(),
+        values=values,
+    )
 
 
 def run(settings: HistorianSettings, stop: threading.Event) -> None:

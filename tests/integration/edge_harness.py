@@ -26,13 +26,13 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from bridge.edge.opcua import to_ns
+from core.payload import CommandReply, CommandRequest, decode_reply, encode_command
+from core.timebase import to_ns
+from core.topics import SiteTopics
 from opcua_server.security import hash_password
-from plant.payload import CommandReply, CommandRequest, decode_reply, encode_command
-from plant.topics import SiteTopics
+from testkit.servers import InfluxDB, Mosquitto
 from tests.support.mqtt import client as mqtt_client
 from tests.support.mqtt import wait_until
-from tests.support.servers import InfluxDB, Mosquitto
 
 from .conftest import RunningServer, free_port, serve
 

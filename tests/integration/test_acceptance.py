@@ -37,16 +37,16 @@ from pathlib import Path
 import pytest
 from asyncua import Client, ua
 
-from bridge.edge.opcua import to_ns
+from apps.scenario import ScenarioEvent, load_scenario
+from apps.stack import read_secret
+from core.layout import load_layout
+from core.payload import decode_event
+from core.tags import build_registry
+from core.timebase import to_ns
 from opcua_server.address_space import tag_node_name
-from plant.payload import decode_event
-from plant.scenario import ScenarioEvent, load_scenario
-from plant.stack import read_secret
-from plant.tags import build_registry
+from testkit.servers import InfluxDB, Mosquitto, need, running_influxdb
 from tests.support.demo import DemoProcess, demo_command, fault_status
 from tests.support.mqtt import Collector, collect, wait_until
-from tests.support.servers import InfluxDB, Mosquitto, need, running_influxdb
-from twin.layout import load_layout
 
 from .edge_harness import Tally, influx_times, tally
 

@@ -14,14 +14,14 @@ from dataclasses import replace
 import pytest
 
 from bridge.historian.points import convert
-from plant import topics
-from plant.audit_chain import AuditChain
-from plant.payload import Event, encode_event
+from core import topics
+from core.audit_chain import AuditChain
+from core.payload import Event, encode_event
+from testkit.historian import plant_executable
+from testkit.servers import InfluxDB, Mosquitto
 from tests.integration.test_historian import StartHistorian, start_historian
-from tests.support.historian import plant_executable
 from tests.support.mqtt import client, collect, publish_and_wait, wait_until
 from tests.support.payloads import T0, site_id
-from tests.support.servers import InfluxDB, Mosquitto
 
 pytestmark = pytest.mark.integration
 __all__ = ["start_historian"]

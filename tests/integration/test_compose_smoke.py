@@ -49,9 +49,9 @@ from typing import Any
 import pytest
 import yaml
 
-from plant.stack import PLANT_UID, STACK_SITES, consumers, secret_names, stack_mqtt_users
+from apps.stack import PLANT_UID, STACK_SITES, consumers, secret_names, stack_mqtt_users
+from testkit.servers import InfluxDB, Mosquitto, _private_dir, free_port, need
 from tests.support.image import Image, built_image
-from tests.support.servers import InfluxDB, Mosquitto, _private_dir, free_port, need
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from controller.messages import MAX_MODE_BYTES
-from plant.text import MAX_REASON_CHARS
-from tests.support.servers import Mosquitto
+from core.text import MAX_REASON_CHARS
+from testkit.servers import Mosquitto
 from twin import Plant
 
 from .test_controller_service import (

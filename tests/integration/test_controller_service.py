@@ -34,16 +34,16 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from apps.closed_loop import carry_out
 from bridge.edge.service import Edge as EdgeService
 from bridge.edge.settings import EdgeSettings
 from controller.messages import ModeSwitch, encode_mode
 from controller.service import ControllerService
 from controller.settings import ControllerSettings
 from controller.supervisor import Action
-from opcua_server.security import hash_password
-from plant.audit_chain import StoredRecord, as_text, verify_chain
-from plant.closed_loop import carry_out
-from plant.payload import (
+from core.audit_chain import StoredRecord, as_text, verify_chain
+from core.faults import FaultSpec
+from core.payload import (
     CommandReply,
     CommandRequest,
     Event,
@@ -53,10 +53,11 @@ from plant.payload import (
     encode_event,
     encode_reply,
 )
-from plant.topics import SiteTopics
-from tests.support.servers import Mosquitto, make_mosquitto
+from core.topics import SiteTopics
+from opcua_server.security import hash_password
+from testkit.servers import Mosquitto, make_mosquitto
 from tests.twin_telemetry import EdgeLike
-from twin import FaultSpec, Plant
+from twin import Plant
 
 from .conftest import RunningServer, serve
 

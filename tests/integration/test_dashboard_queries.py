@@ -26,14 +26,16 @@ from bridge.historian.points import convert, metrics_line
 from bridge.historian.service import self_metrics
 from bridge.historian.settings import HistorianSettings
 from bridge.spool import Spool
+from core import topics
+from core.audit_chain import AuditChain
+from core.commands import SetpointCommand
+from core.faults import FaultSpec
+from core.payload import Event, Sample, TelemetryBatch, encode_batch, encode_event
+from core.tags import Quality
 from dashboards import build, generate
 from dashboards.queries import EVENTS, PIPELINE, TELEMETRY, TRUTH
-from plant import topics
-from plant.audit_chain import AuditChain
-from plant.payload import Event, Sample, TelemetryBatch, encode_batch, encode_event
-from plant.tags import Quality
-from tests.support.servers import InfluxDB
-from twin import FaultSpec, Plant, SetpointCommand
+from testkit.servers import InfluxDB
+from twin import Plant
 
 pytestmark = pytest.mark.integration
 
@@ -128,7 +130,7 @@ def _events(plant: Plant, start_ns: int) -> Iterator[tuple[str, bytes]]:
 
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[InfluxDB, Run]]:
-    from tests.support.servers import make_influxdb  # noqa: PLC0415
+    from testkit.servers import make_influxdb  # noqa: PLC0415
 
     server = make_influxdb()
     server.start()

@@ -7,7 +7,7 @@ dashboards/schema_check/package-lock.json; `npm ci` installs them when node_modu
 missing.
 
 Node.js and npm missing skip these tests on a developer machine and FAIL them in CI (CI=true
-or PLANT_REQUIRE_SERVERS=1), the rule of `need()` in tests/support/servers.py.
+or PLANT_REQUIRE_SERVERS=1), the rule of `need()` in testkit/servers.py.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.servers import need
+from testkit.servers import need
 
 pytestmark = pytest.mark.integration
 

@@ -25,11 +25,11 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from plant.health import Broker, require_online
-from plant.payload import decode_batch, decode_event
+from apps.health import Broker, require_online
+from core.payload import decode_batch, decode_event
+from testkit.servers import InfluxDB, need
 from tests.support.demo import DemoProcess, alive, demo_command
 from tests.support.mqtt import wait_until
-from tests.support.servers import InfluxDB, need
 
 pytestmark = pytest.mark.integration
 
@@ -168,7 +168,7 @@ def test_demo_runs_the_loop_for_two_sites_and_leaves_nothing_running(
 
 def test_demo_without_mosquitto_says_so_in_one_line(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "plant.cli", "demo", "--no-view", "--duration", "1",
+        [sys.executable, "-m", "apps.cli", "demo", "--no-view", "--duration", "1",
          "--mosquitto", str(tmp_path / "no-such-mosquitto")],
         cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip

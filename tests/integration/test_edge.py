@@ -16,15 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from plant.payload import CommandRequest, decode_event
-from plant.topics import SiteTopics
-from tests.support.historian import HistorianProcess, historian_env
+from core.payload import CommandRequest, decode_event
+from core.topics import SiteTopics
+from testkit.historian import HistorianProcess, historian_env
+from testkit.servers import InfluxDB, Mosquitto
 from tests.support.mqtt import client as mqtt_client
 from tests.support.mqtt import collect, publish_and_wait, wait_until
-from tests.support.servers import InfluxDB, Mosquitto
 
 from .conftest import RunningServer
 from .edge_harness import (
+    ROOT,
     SITE,
     EdgeProcess,
     Requester,
@@ -165,6 +166,41 @@ def test_commands_round_trip_with_audit_events_and_acl(pipeline: Pipeline) -> No
     )
     assert any(e.result.startswith("range") and not e.accepted for e in edge_events)
     assert not any("viewer" in e.user or "controller" in e.user for e in events)
+
+
+def test_setpoint_ranges_are_the_servers_not_the_edges_layout(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    """A pod whose press takes deeper fills than the default layout's: the edge (default layout,
+    told nothing) holds commands to the range the server publishes as EURange."""
+    default = (ROOT / "core" / "layouts" / "pcmm_default.toml").read_text()
+    wider = default.replace(
+        'id = "press"\ntype = "press"\nfeeds = "diverter"\n',
+        'id = "press"\ntype = "press"\nfeeds = "diverter"\n'
+        "[module.params]\nmin_fill_depth_mm = 8.0\nmax_fill_depth_mm = 15.0\n",
+    )
+    assert wider != default
+    layout = tmp_path / "wide_press.toml"
+    layout.write_text(wider)
+    with opcua_with_edge_user(tmp_path, layout=str(layout)) as running:
+        edge = EdgeProcess(edge_env(running, mosquitto, tmp_path), tmp_path / "edge.log")
+        edge.start()
+        operator = Requester(mosquitto, "operator")
+        try:
+            wait_until(lambda: "subscribing to" in edge.text(), 30, "edge")
+            # 14 mm: beyond the default layout's 13 mm, within this press's 15 mm.
+            deep = operator.call(CommandRequest("setpoint", tag="press.fill_depth_sp", value=14.0))
+            assert deep.accepted, deep
+            # 7.5 mm: within the default's 7 mm, below this press's 8 mm; refused by the edge.
+            shallow = operator.call(
+                CommandRequest("setpoint", tag="press.fill_depth_sp", value=7.5)
+            )
+            assert (shallow.accepted, shallow.code) == (False, "range"), shallow
+            assert "8..15" in shallow.reason, shallow
+            assert running.plant.read("press.fill_depth_sp") == 14.0
+        finally:
+            operator.close()
+            edge.kill()
 
 
 def _edge_ready(pipeline: Pipeline) -> bool:

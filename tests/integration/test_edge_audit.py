@@ -18,13 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from bridge.edge.opcua import to_ns
-from plant.payload import decode_event
-from plant.topics import SiteTopics
-from tests.support.historian import HistorianProcess, historian_env, plant_executable
+from core.commands import SetpointCommand
+from core.payload import decode_event
+from core.timebase import to_ns
+from core.topics import SiteTopics
+from testkit.historian import HistorianProcess, historian_env, plant_executable
+from testkit.servers import InfluxDB, Mosquitto
 from tests.support.mqtt import Collector, collect, wait_until
-from tests.support.servers import InfluxDB, Mosquitto
-from twin import SetpointCommand
 
 from .conftest import RunningServer
 from .edge_harness import SITE, EdgeProcess, edge_env, opcua_with_edge_user

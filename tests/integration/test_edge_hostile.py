@@ -33,12 +33,12 @@ from paho.mqtt.properties import Properties
 from bridge.deadletter import read_deadletters
 from bridge.edge.outbox import Message, Outbox
 from bridge.spool import Spool
-from plant.payload import CommandReply, CommandRequest, decode_batch, decode_event
-from plant.text import MAX_FIELD_CHARS
-from plant.topics import SiteTopics
+from core.payload import CommandReply, CommandRequest, decode_batch, decode_event
+from core.text import MAX_FIELD_CHARS
+from core.topics import SiteTopics
+from testkit.servers import Mosquitto
 from tests.support.mqtt import Collector, collect, wait_until
 from tests.support.mqtt import client as mqtt_client
-from tests.support.servers import Mosquitto
 
 from .conftest import RunningServer
 from .edge_harness import (

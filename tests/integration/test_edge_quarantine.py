@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from plant.payload import CommandRequest, decode_event
-from plant.topics import SiteTopics
+from core.payload import CommandRequest, decode_event
+from core.topics import SiteTopics
+from testkit.servers import Mosquitto
 from tests.support.mqtt import client as mqtt_client
 from tests.support.mqtt import collect, publish_and_wait, wait_until
-from tests.support.servers import Mosquitto
 
 from .conftest import RunningServer
 from .edge_harness import (

@@ -23,11 +23,11 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from bridge.historian.points import convert
+from core import topics
+from core.audit_chain import AuditChain
+from core.payload import Event, encode_event
 from dashboards import generate
-from plant import topics
-from plant.audit_chain import AuditChain
-from plant.payload import Event, encode_event
-from tests.support.servers import InfluxDB
+from testkit.servers import InfluxDB
 
 pytestmark = pytest.mark.integration
 
@@ -149,7 +149,7 @@ def _plant(args: list[str], client_dir: Path) -> subprocess.CompletedProcess[str
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(client_dir), str(ROOT)])}
     env.pop("PLANT_GRAFANA_TOKEN", None)
     return subprocess.run(
-        [sys.executable, "-m", "plant.cli", "grafana", *args],
+        [sys.executable, "-m", "apps.cli", "grafana", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 from bridge.historian.influx import AccessError, InfluxSink
-from plant import topics
-from plant.payload import Sample, TelemetryBatch, encode_batch
-from tests.support.historian import HistorianProcess, historian_env, plant_executable
+from core import topics
+from core.payload import Sample, TelemetryBatch, encode_batch
+from testkit.historian import HistorianProcess, historian_env, plant_executable
+from testkit.servers import InfluxDB, Mosquitto, free_port
 from tests.support.mqtt import client, collect, publish_and_wait, wait_until
 from tests.support.payloads import FEEDER_TAGS, T0, event_payload, feeder_payload, site_id
-from tests.support.servers import InfluxDB, Mosquitto, free_port
 
 pytestmark = pytest.mark.integration
 

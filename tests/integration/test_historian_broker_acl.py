@@ -11,10 +11,10 @@ import time
 
 import pytest
 
-from plant import topics
+from core import topics
+from testkit.servers import Mosquitto
 from tests.support.mqtt import client, collect, connect_reason, publish_and_wait, wait_until
 from tests.support.payloads import feeder_payload, site_id
-from tests.support.servers import Mosquitto
 
 pytestmark = pytest.mark.integration
 SETTLE_S = 0.5  # after the positive control arrived, time for a wrongly allowed one to show

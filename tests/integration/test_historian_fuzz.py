@@ -17,12 +17,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bridge.historian.points import convert, timestamps
-from plant import topics
-from plant.payload import PayloadError
+from core import topics
+from core.payload import PayloadError
+from testkit.servers import InfluxDB, Mosquitto
 from tests.integration.test_historian import StartHistorian, start_historian
 from tests.support.mqtt import client, collect, wait_until
 from tests.support.payloads import T0, event_payload, feeder_batch, feeder_payload, site_id
-from tests.support.servers import InfluxDB, Mosquitto
 
 pytestmark = pytest.mark.integration
 __all__ = ["start_historian"]

@@ -26,14 +26,14 @@ from bridge.deadletter import DeadLetter, read_deadletters
 from bridge.historian.points import convert
 from bridge.historian.settings import HistorianSettings
 from bridge.metrics import Metrics, encode_metrics
-from plant import topics
-from plant.payload import PayloadError
+from core import topics
+from core.payload import PayloadError
+from testkit.historian import HistorianProcess, historian_env, plant_executable
+from testkit.servers import InfluxDB, Mosquitto
 from tests.integration.test_historian import StartHistorian, health, start_historian, telemetry_seqs
 from tests.integration.test_historian_fuzz import burst
-from tests.support.historian import HistorianProcess, historian_env, plant_executable
 from tests.support.mqtt import client, collect, publish_and_wait, wait_until
 from tests.support.payloads import T0, event_payload, feeder_payload, site_id
-from tests.support.servers import InfluxDB, Mosquitto
 
 pytestmark = pytest.mark.integration
 __all__ = ["start_historian"]

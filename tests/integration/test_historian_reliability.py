@@ -22,11 +22,11 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from plant import topics
+from core import topics
+from testkit.servers import InfluxDB, Mosquitto
 from tests.integration.test_historian import StartHistorian, start_historian, telemetry_seqs
 from tests.support.mqtt import OutboxPublisher, client, publish_and_wait, wait_until
 from tests.support.payloads import FEEDER_TAGS, feeder_payload, site_id
-from tests.support.servers import InfluxDB, Mosquitto
 
 pytestmark = pytest.mark.integration
 __all__ = ["start_historian"]  # the fixture, shared with test_historian.py

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from asyncua import Client, Node, ua
 
+from core.tags import LINE_STATES, Access, DataType
 from opcua_server.address_space import SIMULATION, unece_unit_id
-from plant.tags import LINE_STATES, Access, DataType
 
 from .conftest import RunningServer, client, secure_client, serve
 

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.historian import HistorianProcess, historian_env
+from testkit.historian import HistorianProcess, historian_env
+from testkit.servers import InfluxDB, Mosquitto
 from tests.support.mqtt import wait_until
-from tests.support.servers import InfluxDB, Mosquitto
 
 from .conftest import RunningServer
 from .edge_harness import (

@@ -1,7 +1,7 @@
 """The compose stack's broker accounts on a real Mosquitto: one site cannot reach another.
 
 `plant stack init` gives the edge and the controller one account per site (`edge-site1`,
-`controller-site1`, ...) whose ACL lines name that site only (plant/stack.py `site_acl`), so a
+`controller-site1`, ...) whose ACL lines name that site only (apps/stack.py `site_acl`), so a
 site's controller can neither command nor watch another site, and a site's edge cannot
 publish as another. The broker here runs the files `init` writes: the ACL, the passwd, and
 deploy/mosquitto's configuration. A denied publish is acknowledged and dropped, so each check
@@ -18,9 +18,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from plant import stack, topics
-from tests.support.mqtt import client, collect, connect_reason, publish_and_wait, wait_until
-from tests.support.servers import (
+from apps import stack
+from core import topics
+from testkit.servers import (
     DEPLOY_MOSQUITTO,
     Mosquitto,
     _private_dir,
@@ -28,6 +28,7 @@ from tests.support.servers import (
     mosquitto_config,
     need,
 )
+from tests.support.mqtt import client, collect, connect_reason, publish_and_wait, wait_until
 
 pytestmark = pytest.mark.integration
 SITES = {"site1": "twin", "site2": "twin-site2"}

@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from typer.testing import CliRunner
 
-from plant import stack
+from apps import stack
 
 pytestmark = pytest.mark.integration
 ADMIN = "all-access-token"

@@ -25,7 +25,7 @@ class DemoProcess:
 
     def __init__(self, args: list[str], env: dict[str, str]) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "plant.cli", "demo", *args],
+            [sys.executable, "-m", "apps.cli", "demo", *args],
             env=env,
             cwd=ROOT,
             stdout=subprocess.PIPE,

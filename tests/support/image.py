@@ -8,7 +8,7 @@ serves every command of a test session: each `buildah run` is its own process tr
 image's root file system, with the bind mounts and environment of that one command.
 
 Needs root, buildah and debootstrap: without them the test is skipped on a developer machine
-and fails in CI (tests/support/servers.py's rule).
+and fails in CI (testkit/servers.py's rule).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.servers import ROOT, servers_required
+from testkit.servers import ROOT, servers_required
 
 IMAGE = os.environ.get("PLANT_IMAGE", "pcmm-twin:local")
 BUILD_TIMEOUT_S = 900.0

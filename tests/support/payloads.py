@@ -1,12 +1,12 @@
-"""Telemetry and events for tests, built with plant.payload (the edge's encoder)."""
+"""Telemetry and events for tests, built with core.payload (the edge's encoder)."""
 
 from __future__ import annotations
 
 import time
 import uuid
 
-from plant.audit_chain import AuditChain
-from plant.payload import Event, Sample, TelemetryBatch, encode_batch, encode_event
+from core.audit_chain import AuditChain
+from core.payload import Event, Sample, TelemetryBatch, encode_batch, encode_event
 
 #: Five feeder tags published together in every test batch.
 FEEDER_TAGS = ("mass_flow_pv", "mass_flow_sp", "hopper_mass", "drive_command", "feed_factor")

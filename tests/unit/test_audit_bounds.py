@@ -9,11 +9,12 @@ from collections.abc import Callable
 
 import pytest
 
-from plant.tags import build_registry
-from plant.text import MAX_FIELD_CHARS, MAX_REASON_CHARS, clip, shown
-from twin import Plant, SetpointCommand
+from core.commands import SetpointCommand
+from core.layout import load_layout
+from core.tags import build_registry
+from core.text import MAX_FIELD_CHARS, MAX_REASON_CHARS, clip, shown
+from twin import Plant
 from twin.audit import RATE_LIMIT_ACTION, AuditLog
-from twin.layout import load_layout
 
 MB = 1024 * 1024
 

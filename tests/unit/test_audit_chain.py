@@ -12,9 +12,8 @@ import pytest
 
 from bridge.edge.events import to_event
 from bridge.historian.points import convert, route
-from opcua_server.audit_events import record_fields, utc_ns
-from plant import topics
-from plant.audit_chain import (
+from core import topics
+from core.audit_chain import (
     GENESIS,
     AuditChain,
     ChainBreakError,
@@ -24,7 +23,9 @@ from plant.audit_chain import (
     record_hash,
     verify_chain,
 )
-from plant.payload import Event, PayloadError, decode_event, encode_event
+from core.payload import Event, PayloadError, decode_event, encode_event
+from core.timebase import to_ns
+from opcua_server.audit_events import record_fields
 from twin.audit import AuditLog
 
 T = topics.SiteTopics("site1")
@@ -98,10 +99,10 @@ def test_records_made_before_the_server_binds_its_clock_are_chained_with_its_tim
     log = AuditLog(max_records=2)
     for i in range(3):
         log.record(float(i), "alice", "start", "line", accepted=True)
-    log.bind_stamp(lambda plant_s: utc_ns(START + timedelta(seconds=plant_s)))
+    log.bind_stamp(lambda plant_s: to_ns(START + timedelta(seconds=plant_s)))
     kept = list(log)
     assert [r.seq for r in kept] == [2, 3] and log.last_seq == 3
-    assert kept[0].time_ns == utc_ns(START + timedelta(seconds=1))
+    assert kept[0].time_ns == to_ns(START + timedelta(seconds=1))
     assert kept[1].prev_hash == kept[0].hash
     for record in kept:
         fields = record_fields(record, START + timedelta(seconds=record.time), "log1")
@@ -116,7 +117,7 @@ def test_a_twin_record_keeps_its_hash_through_opcua_the_edge_and_the_historian(
     value: object,
 ) -> None:
     log = AuditLog()
-    log.stamp = lambda plant_s: utc_ns(START + timedelta(seconds=plant_s))
+    log.stamp = lambda plant_s: to_ns(START + timedelta(seconds=plant_s))
     log.record(1.25, "alice via edge", "write", "press.fill_depth_sp", old=value, new=value,
                reason='a "quoted"\nreason ü', accepted=False, result="range")  # fmt: skip
     log.record(2.5, "bob", "start", "line", accepted=True, result="ok")

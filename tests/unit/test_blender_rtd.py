@@ -1,4 +1,4 @@
-"""The simulated blender against the analytic tanks-in-series RTD model (plant.rtd)."""
+"""The simulated blender against the analytic tanks-in-series RTD model (core.rtd)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,14 @@ import dataclasses
 
 import pytest
 
-from plant.rtd import (
+from core.layout import load_layout
+from core.rtd import (
     mean_residence_time_s,
     steady_holdup_kg,
     tanks_in_series_cdf,
     tanks_in_series_pdf,
 )
-from twin import Plant, load_layout
+from twin import Plant
 from twin.blender import Blender
 
 

@@ -14,11 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from apps.campaign import run_campaign
+from apps.closed_loop import LoopLog, run
+from apps.scenario import load_scenario
 from controller import Action, ControllerConfig, Supervisor
-from plant.campaign import run_campaign
-from plant.closed_loop import LoopLog, run
-from plant.scenario import load_scenario
-from twin import FaultSpec, LineCommand, Plant
+from core.commands import LineCommand
+from core.faults import FaultSpec
+from twin import Plant
 
 ROOT = Path(__file__).resolve().parents[2]
 ONSET_S = 900.0

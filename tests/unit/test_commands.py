@@ -6,7 +6,8 @@ from collections.abc import Callable
 
 import pytest
 
-from twin import LineCommand, Plant, SetpointCommand
+from core.commands import LineCommand, SetpointCommand
+from twin import Plant
 
 
 def test_accepted_setpoint_is_applied_and_audited(warm: Callable[..., Plant]) -> None:

@@ -14,9 +14,9 @@ from controller.messages import MAX_MODE_BYTES, ModeError, decode_mode
 from controller.service import ControllerService, _Message
 from controller.settings import ControllerSettings
 from controller.supervisor import Supervisor
-from plant.payload import Event, Sample, TelemetryBatch
-from plant.text import MAX_REASON_CHARS
-from plant.topics import SiteTopics
+from core.payload import Event, Sample, TelemetryBatch
+from core.text import MAX_REASON_CHARS
+from core.topics import SiteTopics
 
 TOPICS = SiteTopics("site1")
 HOSTILE_MODES = [

@@ -16,7 +16,7 @@ from controller.estimators import (
     arrival_time,
     content_pct,
 )
-from plant.rtd import tanks_in_series_cdf
+from core.rtd import tanks_in_series_cdf
 
 
 def test_weight_trim_moves_fill_depth_toward_target() -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from apps.closed_loop import carry_out, run
 from controller import Supervisor
 from controller.feed import TelemetryFeed, observed_value, plant_seconds
 from controller.messages import (
@@ -28,11 +29,11 @@ from controller.messages import (
 )
 from controller.settings import ControllerSettings
 from controller.supervisor import Action, Alarm
-from plant.closed_loop import carry_out, run
-from plant.payload import CommandReply, decode_command, decode_event, encode_command, encode_event
-from plant.topics import SiteTopics
+from core.faults import FaultSpec
+from core.payload import CommandReply, decode_command, decode_event, encode_command, encode_event
+from core.topics import SiteTopics
 from tests.twin_telemetry import START_NS, EdgeLike
-from twin import FaultSpec, Plant
+from twin import Plant
 
 T0 = START_NS / 1e9
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from core.tags import TEMPLATES
 from dashboards import generate
 from dashboards.build import build_all, registry
 from dashboards.panels import DATASOURCE_UID
 from dashboards.queries import EVENTS, PIPELINE, TELEMETRY, TRUTH
-from plant.tags import TEMPLATES
 
 FIELD = re.compile(r'\b(?:mean|last|spread|stddev|count|max)\("([a-z_]+)"\)')
 

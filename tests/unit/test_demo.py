@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from plant.demo.services import (
+from apps.demo.services import (
     DEPLOY_MOSQUITTO,
     Demo,
     DemoError,
@@ -15,10 +15,10 @@ from plant.demo.services import (
     influx_from_env,
     make_sites,
 )
-from plant.demo.watch import Board, describe, worth_showing
-from plant.payload import Event, Sample, TelemetryBatch, encode_batch, encode_event
-from plant.tags import build_registry
-from twin.layout import load_layout
+from apps.demo.watch import Board, describe, worth_showing
+from core.layout import load_layout
+from core.payload import Event, Sample, TelemetryBatch, encode_batch, encode_event
+from core.tags import build_registry
 
 
 def test_broker_config_listens_on_loopback_with_the_demo_files(tmp_path: Path) -> None:
@@ -68,10 +68,11 @@ def test_services_get_secrets_as_files_and_a_stale_variable_cannot_override_them
     edge = demo.edge(demo.sites[1])
     assert edge.env["PLANT_EDGE_MQTT_PASSWORD__FILE"].endswith("mqtt_edge_password")
     assert "PLANT_EDGE_MQTT_PASSWORD" not in edge.env
-    assert (
-        edge.env["PLANT_EDGE_VARIATION"] == demo.opcua(demo.sites[1]).env["PLANT_OPCUA_VARIATION"]
-    )  # the edge validates commands against the same equipment as its server
-    assert edge.argv[1:3] == ["-m", "plant.envfiles"]
+    # The edge holds commands to the ranges its server publishes (EURange), so it is not told
+    # the site's equipment variation; the server is.
+    assert "PLANT_EDGE_VARIATION" not in edge.env
+    assert float(demo.opcua(demo.sites[1]).env["PLANT_OPCUA_VARIATION"]) > 0
+    assert edge.argv[1:3] == ["-m", "apps.envfiles"]
     assert demo.historian() is None
 
 

@@ -36,9 +36,9 @@ from bridge.edge.outbox import Message, Outbox
 from bridge.edge.service import COMMAND_QUEUE, Edge, EdgeFailedError, registry_for
 from bridge.edge.settings import EdgeSettings
 from bridge.spool import Spool
-from plant.payload import CommandReply, CommandRequest, decode_reply
-from plant.text import MAX_FIELD_CHARS, MAX_REASON_CHARS
-from plant.topics import SiteTopics
+from core.payload import CommandReply, CommandRequest, decode_reply
+from core.text import MAX_FIELD_CHARS, MAX_REASON_CHARS
+from core.topics import SiteTopics
 
 TOPICS = SiteTopics("site1")
 MB = 1024 * 1024
@@ -201,7 +201,8 @@ def test_the_brokers_maximum_packet_size_is_taken_from_its_connack(tmp_path: Pat
 
 # Commands --------------------------------------------------------------------------------------
 class FakeOpcUa:
-    """An OPC UA source whose WriteSetpoint accepts (and records) every call."""
+    """An OPC UA source whose WriteSetpoint accepts (and records) every call (a stand-in: these
+    tests are about the edge's handling of the MQTT request, before any server is asked)."""
 
     def __init__(self) -> None:
         self.connected = asyncio.Event()
@@ -217,6 +218,9 @@ class FakeOpcUa:
         outputs = [ua.Variant("9.0", ua.VariantType.String), ua.Variant("9.5")]
         outputs[1] = ua.Variant(json.dumps(request.InputArguments[1].Value))
         return [ua.CallMethodResult(OutputArguments=outputs)]
+
+    async def eu_range(self, client: object, tag: str) -> tuple[float, float] | None:
+        return None  # no EURange: the registry's range holds
 
 
 def execute(payload: bytes, response_topic: str | None, kind: str = "setpoint") -> Outcome:

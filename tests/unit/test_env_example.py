@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import re
 
+from apps.env_example import ROOT, render
+from apps.fault_cli import FaultCliSettings
 from bridge.edge.settings import EdgeSettings
 from bridge.historian.settings import HistorianSettings
 from controller.settings import ControllerSettings
 from opcua_server.settings import OpcUaSettings
-from plant.env_example import ROOT, render
-from plant.fault_cli import FaultCliSettings
 
 KEY = re.compile(r"^([A-Z][A-Z0-9_]*)=", re.MULTILINE)
 
 
 def test_env_example_is_generated_from_the_service_examples() -> None:
     assert (ROOT / ".env.example").read_text(encoding="utf-8") == render(), (
-        "run: python -m plant.env_example"
+        "run: python -m apps.env_example"
     )
 
 

@@ -13,16 +13,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from plant.fault_cli import (
-    FaultCliSettings,
-    check_fault,
-    format_duration,
-    format_time,
-    parse_when,
-)
-from plant.fault_cli import app as fault_app
-from plant.kpi_cli import kpi
-from twin import CATALOGUE
+from apps.fault_cli import FaultCliSettings, check_fault, format_duration, format_time, parse_when
+from apps.fault_cli import app as fault_app
+from apps.kpi_cli import kpi
+from core.faults import CATALOGUE
 
 runner = CliRunner()
 
@@ -131,7 +125,7 @@ def test_kpi_bad_scenario() -> None:
 
 
 def test_every_setting_is_in_the_example() -> None:
-    example = Path(__file__).parents[2] / "plant" / "fault.env.example"
+    example = Path(__file__).parents[2] / "apps" / "fault.env.example"
     keys = {
         line.split("=", 1)[0]
         for line in example.read_text().splitlines()

@@ -6,8 +6,10 @@ from collections.abc import Callable
 
 import pytest
 
+from core.commands import SetpointCommand
+from core.faults import CATALOGUE, FaultSpec
 from tests.unit.conftest import mean, sample, sd
-from twin import CATALOGUE, FaultSpec, Plant, SetpointCommand
+from twin import Plant
 
 Warm = Callable[..., Plant]
 

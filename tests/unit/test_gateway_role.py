@@ -10,10 +10,10 @@ import pytest
 from asyncua import ua
 from asyncua.crypto.permission_rules import UserRole
 
+from core.text import MAX_FIELD_CHARS, MAX_NAME_CHARS, MAX_REASON_CHARS
 from opcua_server.methods import CommandMethods, Refusal
 from opcua_server.security import PlantUser, Role, hash_password, load_users
 from opcua_server.sessions import current_user
-from plant.text import MAX_FIELD_CHARS, MAX_NAME_CHARS, MAX_REASON_CHARS
 from twin import Plant
 
 GATEWAY = PlantUser(role=UserRole.User, name="edge", plant_role=Role.GATEWAY)

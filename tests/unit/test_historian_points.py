@@ -15,9 +15,9 @@ from bridge.historian.settings import (
     HistorianSettings,
 )
 from bridge.metrics import Metrics, encode_metrics
-from plant import topics
-from plant.payload import Event, PayloadError, Sample, TelemetryBatch, encode_batch, encode_event
-from plant.tags import TEMPLATES
+from core import topics
+from core.payload import Event, PayloadError, Sample, TelemetryBatch, encode_batch, encode_event
+from core.tags import TEMPLATES
 
 T = topics.SiteTopics("site1")
 NS = 1_700_000_000_000_000_000

@@ -17,7 +17,7 @@ from bridge.historian import service
 from bridge.historian.settings import HistorianSettings
 from bridge.runner import RunningOutput
 from bridge.spool import DiskFullError, Spool
-from tests.support.servers import free_port
+from testkit.servers import free_port
 
 
 def settings(tmp_path: Path) -> HistorianSettings:

@@ -6,8 +6,10 @@ from collections.abc import Callable
 
 import pytest
 
+from core.commands import LineCommand, SetpointCommand
+from core.faults import FaultSpec
 from tests.unit.conftest import mean, sample, sd
-from twin import FaultSpec, LineCommand, Plant, SetpointCommand
+from twin import Plant
 from twin.press import hardness_n, kawakita_pressure_mpa
 
 

@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from twin import LayoutError, LineCommand, Plant, load_layout
-from twin.layout import vary_for_site
+from core.commands import LineCommand
+from core.layout import LayoutError, load_layout, vary_for_site
+from twin import Plant
 
 TWO_PRESSES = """
 name = "two_presses"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from twin import FaultSpec, LineCommand, Plant
+from core.commands import LineCommand
+from core.faults import FaultSpec
+from twin import Plant
 
 
 def balance_error(plant: Plant) -> float:

@@ -1,4 +1,4 @@
-"""plant.payload and bridge.metrics decoders: hostile input is a PayloadError, never a crash.
+"""core.payload and bridge.metrics decoders: hostile input is a PayloadError, never a crash.
 
 Every decoder the services use (the edge decodes commands, the controller batches and
 replies, the historian batches, events and metrics) is given each kind of bad input: a number
@@ -18,9 +18,9 @@ import pytest
 
 from bridge.historian.points import convert
 from bridge.metrics import Metrics, decode_metrics, encode_metrics
-from plant import topics
-from plant.audit_chain import AuditChain
-from plant.payload import (
+from core import topics
+from core.audit_chain import AuditChain
+from core.payload import (
     CommandReply,
     CommandRequest,
     Event,

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from apps.kpi import compute
 from controller import Action
 from controller.messages import SentCommand, command_event, request_of
-from plant.kpi import compute
-from plant.payload import (
+from core.commands import LineCommand, QuarantineCommand, SetpointCommand
+from core.faults import FaultSpec
+from core.payload import (
     COMMAND_KINDS,
     CommandReply,
     CommandRequest,
@@ -22,9 +24,8 @@ from plant.payload import (
     encode_command,
     window_text,
 )
-from plant.topics import SiteTopics
-from twin import LineCommand, Plant, QuarantineCommand, SetpointCommand
-from twin.faults import FaultSpec
+from core.topics import SiteTopics
+from twin import Plant
 from twin.ledger import Ledger, QuarantineError, TabletSlice
 
 ROOT = Path(__file__).resolve().parents[2]

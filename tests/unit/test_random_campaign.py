@@ -7,10 +7,10 @@ import itertools
 import yaml
 from typer.testing import CliRunner
 
-from plant.cli import app
-from plant.random_campaign import SENSOR_FAULTS, detectability, random_campaign, to_yaml
-from plant.scenario import parse_scenario
-from twin import CATALOGUE
+from apps.cli import app
+from apps.random_campaign import SENSOR_FAULTS, detectability, random_campaign, to_yaml
+from apps.scenario import parse_scenario
+from core.faults import CATALOGUE
 
 
 def test_a_campaign_is_a_scenario_file_of_the_usual_format_and_reads_back_the_same() -> None:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import pytest
 
+from apps.campaign import run_campaign
+from apps.closed_loop import run
+from apps.kpi import Kpis, compute
+from apps.random_campaign import random_campaign
+from apps.scenario import STANDARD_CAMPAIGN, load_scenario
 from controller import ControllerConfig, Supervisor
-from plant.campaign import run_campaign
-from plant.closed_loop import run
-from plant.kpi import Kpis, compute
-from plant.random_campaign import random_campaign
-from plant.scenario import STANDARD_CAMPAIGN, load_scenario
-from twin import FaultSpec, Plant
+from core.faults import FaultSpec
+from twin import Plant
 
 SEEDS = [(1, False), (2, True), (4, True)]
 IDS = [f"{seed}{' compound' if compound else ''}" for seed, compound in SEEDS]

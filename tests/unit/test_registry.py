@@ -2,9 +2,8 @@ from __future__ import annotations
 
 import math
 
-from plant.tags import Access, DataType, build_registry
-from twin import load_layout
-from twin.layout import parse_layout
+from core.layout import load_layout, parse_layout
+from core.tags import Access, DataType, build_registry
 
 
 def registry():

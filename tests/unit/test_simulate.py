@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from plant.cli import app
-from plant.simulate import SpecError, parse_duration, parse_fault, run
+from apps.cli import app
+from apps.simulate import SpecError, parse_duration, parse_fault, run
 from twin import Plant
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from apps import envfiles, stack
 from opcua_server.security import Role, load_users
-from plant import envfiles, stack
 
 
 def test_first_start_generates_every_secret_and_keeps_them_after(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from plant import stack
+from apps import stack
 
 VARIABLE = "PLANT_SECRET_INFLUXDB_TOKEN"
 

@@ -1,0 +1,10 @@
+"""`plant demo`: the whole loop natively, each service a child process (see apps/demo/cli.py).
+
+- services.py: generated secrets and settings, child processes, bounded shutdown;
+- watch.py: the operator's view of the plant from MQTT (a `Board` fed by a `Watcher`);
+- view.py: the live terminal rendering of a `Board`.
+"""
+
+from apps.demo.cli import demo
+
+__all__ = ["demo"]

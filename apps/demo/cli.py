@@ -1,0 +1,312 @@
+"""`plant demo`: the whole loop on one machine, without Docker, in one command.
+
+It starts, as child processes with generated settings and secrets: Mosquitto (the local
+binary, configured from deploy/mosquitto), per site a twin behind its OPC UA server, an edge
+and a supervisory controller, and the historian when an InfluxDB is configured; waits until
+each passes its health check (the compose healthchecks' own functions); then shows the plant
+live as the broker's `operator` user sees it, until Ctrl-C or `--duration`, and stops
+everything, killing what does not stop within a bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.live import Live
+
+from apps.demo.services import (
+    BROKER_STOP_TIMEOUT_S,
+    STOP_TIMEOUT_S,
+    Child,
+    Demo,
+    DemoError,
+    Site,
+    find_mosquitto,
+    free_port,
+    influx_from_env,
+    influx_hint,
+    make_sites,
+    stop_all,
+    wait_for_port,
+)
+from apps.demo.view import render
+from apps.demo.watch import Board, Watcher, describe
+from apps.health import Broker, UnhealthyError, influx_write_access, opcua_state, require_online
+from bridge.historian.influx import InfluxSink
+from core.layout import load_layout, vary_for_site
+from core.payload import Event
+from core.tags import TagRegistry, build_registry
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+HEALTH_TIMEOUT_S = 90.0
+CHECK_TIMEOUT_S = 3.0
+
+
+class StoppedError(Exception):
+    """Ctrl-C (or SIGTERM) arrived while the demo was starting."""
+
+
+def _plant_command() -> str:
+    """How the user runs `plant` from another terminal: this install's own script."""
+    script = Path(sys.executable).with_name("plant")
+    if script.exists():
+        return str(script)
+    return shutil.which("plant") or f"{sys.executable} -m apps.cli"
+
+
+def _registry(site: Site) -> TagRegistry:
+    return build_registry(vary_for_site(load_layout(None), site.id, site.variation).modules)
+
+
+def _wait_healthy(
+    child: Child, check: Callable[[], str], stop: threading.Event, timeout_s: float
+) -> str:
+    """Run a health check until it passes; fail if the child exits or time runs out."""
+    deadline = time.monotonic() + timeout_s
+    last = "no answer yet"
+    while True:
+        if stop.is_set():
+            raise StoppedError
+        if not child.running:
+            raise DemoError(f"{child.name} exited at start:\n{child.tail()}")
+        try:
+            return check()
+        except UnhealthyError as error:
+            last = str(error)
+        if time.monotonic() > deadline:
+            raise DemoError(f"{child.name} not healthy after {timeout_s:g} s: {last}")
+        stop.wait(0.5)
+
+
+def _broker(demo: Demo, user: str, site: str) -> Broker:
+    return Broker(
+        host="127.0.0.1",
+        port=demo.mqtt_port,
+        username=user,
+        password=demo.mqtt_password(user),
+        site=site,
+    )
+
+
+def run_demo(
+    demo: Demo,
+    mosquitto: Path,
+    stop: threading.Event,
+    started: list[Child],
+    say: Callable[[str], None],
+) -> None:
+    """Start every service healthy, in dependency order; `started` lists what is running."""
+    broker = demo.broker(mosquitto)
+    broker.start()
+    started.append(broker)
+    wait_for_port(broker, demo.mqtt_port, 15)
+    say(f"mosquitto pid {broker.pid}: mqtt://127.0.0.1:{demo.mqtt_port}")
+
+    servers = [demo.opcua(site) for site in demo.sites]
+    for child in servers:
+        child.start()
+        started.append(child)
+    for child, site in zip(servers, demo.sites, strict=True):
+
+        def serving(url: str = site.opcua_url) -> str:
+            return asyncio.run(opcua_state(url, CHECK_TIMEOUT_S))
+
+        _wait_healthy(child, serving, stop, HEALTH_TIMEOUT_S)
+        say(f"{child.name} pid {child.pid}: {site.opcua_url} (speed x{demo.speed:g})")
+
+    def online(user: str, site: str) -> Callable[[], str]:
+        return lambda: require_online(_broker(demo, user, site), user, CHECK_TIMEOUT_S)
+
+    services: list[tuple[Child, Callable[[], str]]] = [
+        (demo.edge(site), online("edge", site.id)) for site in demo.sites
+    ]
+    historian = demo.historian()
+    if historian is not None:
+        influx = demo.influx
+        assert influx is not None
+        historian_online = online("historian", "central")  # its own topics' site level
+
+        def historian_ok() -> str:
+            status = historian_online()
+            # As `plant health historian`: one empty write with the historian's token.
+            sink = InfluxSink(
+                influx.url, influx.token, influx.org, influx.bucket, timeout_s=CHECK_TIMEOUT_S
+            )
+            influx_write_access(sink)
+            return f"{status}, InfluxDB {influx.url} takes its writes"
+
+        services.append((historian, historian_ok))
+    services += [(demo.controller_for(site), online("controller", site.id)) for site in demo.sites]
+    for child, _ in services:
+        child.start()
+        started.append(child)
+    for child, check in services:
+        _wait_healthy(child, check, stop, HEALTH_TIMEOUT_S)
+        say(f"{child.name} pid {child.pid}: healthy")
+
+
+def _shutdown(started: list[Child], say: Callable[[str], None]) -> None:
+    """Plant services first (they still reach the broker to say offline), the broker last."""
+    plant = [c for c in started if c.name != "mosquitto"]
+    broker = [c for c in started if c.name == "mosquitto"]
+    killed = stop_all(plant, STOP_TIMEOUT_S) + stop_all(broker, BROKER_STOP_TIMEOUT_S)
+    if killed:
+        say(f"killed after the stop timeout: {', '.join(killed)}")
+    say(f"stopped {len(started)} processes")
+
+
+def demo(
+    speed: Annotated[
+        float, typer.Option(help="Plant seconds per wall second.", min=0.01, max=10_000.0)
+    ] = 10.0,
+    sites: Annotated[
+        int, typer.Option(help="Pods: a twin, OPC UA server, edge and controller each.", min=1)
+    ] = 1,
+    duration: Annotated[
+        float, typer.Option(help="Stop after this many wall seconds; 0: at Ctrl-C.", min=0.0)
+    ] = 0.0,
+    view: Annotated[
+        bool, typer.Option("--view/--no-view", help="Live terminal view, or plain lines.")
+    ] = True,
+    controller: Annotated[
+        bool,
+        typer.Option(
+            "--controller/--watch-only", help="The controller acts, or only watches and alarms."
+        ),
+    ] = True,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(help="Keep secrets, logs and spools here; default: a temporary folder."),
+    ] = None,
+    mosquitto: Annotated[
+        Path | None, typer.Option(help="The mosquitto binary; default: from PATH.")
+    ] = None,
+) -> None:
+    """Run the whole loop on this machine without Docker; Ctrl-C stops everything.
+
+    Needs a local `mosquitto`. The historian runs when PLANT_HISTORIAN_INFLUX_URL (with
+    _TOKEN, _ORG, _BUCKET) names an InfluxDB with the v2 write API; otherwise it is off.
+    Other PLANT_<SERVICE>_* variables reach their services, except those the demo sets.
+    """
+    try:
+        binary = find_mosquitto(mosquitto)
+    except DemoError as error:
+        err.print(f"[red]error:[/] {error}")
+        raise typer.Exit(2) from None
+    keep = state_dir is not None
+    state = (
+        state_dir.resolve()
+        if state_dir is not None
+        else Path(tempfile.mkdtemp(prefix="pcmm-demo-"))
+    )
+    state.mkdir(parents=True, exist_ok=True)
+    stop = threading.Event()
+    # The health checks' asyncua sessions log what they report themselves.
+    logging.getLogger("asyncua").setLevel(logging.CRITICAL)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    config = Demo(
+        state=state,
+        sites=make_sites(sites),
+        mqtt_port=free_port(),
+        speed=speed,
+        controller=controller,
+        influx=influx_from_env(os.environ),
+        base_env=dict(os.environ),
+    )
+    started: list[Child] = []
+    code = 0
+    say = out.print
+    try:
+        config.prepare()
+        say(f"state folder: {state}" + ("" if keep else " (removed at the end)"))
+        run_demo(config, binary, stop, started, say)
+        if config.influx is None:
+            say(influx_hint())
+        plant = _plant_command()
+        hints = [
+            f"from another terminal, as operator of {site.id}: {config.fault_command(site, plant)}"
+            for site in config.sites
+        ]
+        hints.append("Ctrl-C stops everything")
+        say(f"ready: {len(started)} processes healthy")
+        for hint in hints:
+            say(hint)
+        code = watch(config, started, stop, duration, view, hints)
+    except StoppedError:
+        pass
+    except DemoError as error:
+        err.print(f"[red]error:[/] {error}")
+        code = 1
+    finally:
+        _shutdown(started, say)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        config.cleanup()
+        if not keep:
+            shutil.rmtree(state, ignore_errors=True)
+    if code:
+        raise typer.Exit(code)
+
+
+def watch(
+    demo: Demo,
+    children: list[Child],
+    stop: threading.Event,
+    duration: float,
+    view: bool,
+    hints: list[str],
+) -> int:
+    """Show the plant until stopped; 1 if a service died on the way, else 0."""
+    board = Board({site.id: _registry(site) for site in demo.sites})
+
+    def print_event(event: Event) -> None:
+        out.print(f"event {event.site} {event.kind}: {describe(event)}")
+
+    watcher = Watcher(
+        board, demo.mqtt_port, demo.mqtt_password("operator"), None if view else print_event
+    )
+    watcher.start()
+    deadline = time.monotonic() + duration if duration > 0 else None
+    try:
+        if view:
+            # Its own console: `out` does not wrap (one line per command), the view must.
+            screen = Console(highlight=False)
+            with Live(render(board, hints), console=screen, refresh_per_second=2) as live:
+                return _loop(children, stop, deadline, lambda: live.update(render(board, hints)))
+        return _loop(children, stop, deadline, lambda: None)
+    finally:
+        watcher.stop()
+
+
+def _loop(
+    children: list[Child], stop: threading.Event, deadline: float | None, tick: Callable[[], None]
+) -> int:
+    while not stop.wait(0.5):
+        tick()
+        for child in children:
+            if not child.running:
+                err.print(f"[red]error:[/] {child.name} exited:\n{child.tail()}")
+                return 1
+        if deadline is not None and time.monotonic() >= deadline:
+            return 0
+    return 0

@@ -1,0 +1,426 @@
+"""The demo's services: generated secrets and settings, and each service as a child process.
+
+Everything the docker-compose stack gets from `plant stack init` and its environment blocks is
+made here for one machine: the secrets (apps/stack.py's generator, into the demo's state
+folder), the broker's folder (deploy/mosquitto's config and ACL, a passwd of the generated
+passwords, a free loopback port), and for every plant service the same `PLANT_*` variables
+compose gives it, with secrets passed as `PLANT_<NAME>__FILE` through `python -m apps.envfiles`
+as in the image, so no password is ever on a command line.
+
+Each child runs in its own session (process group): Ctrl-C in the terminal reaches only the
+demo, which then stops the children in order, within a bound, and kills what is left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from apps.stack import init_secrets, read_secret, write_mosquitto_config, write_opcua_users
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY_MOSQUITTO = ROOT / "deploy" / "mosquitto"
+SITE_VARIATION = 0.05  # equipment variation of every site after the first (as compose's site2)
+STOP_TIMEOUT_S = 10.0  # how long the plant services get to stop before SIGKILL
+BROKER_STOP_TIMEOUT_S = 5.0
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+HISTORIAN_INFLUX_KEYS = ("URL", "TOKEN", "ORG", "BUCKET")
+
+
+class DemoError(Exception):
+    """Something the user can fix (a missing binary, a port in use); one line says what."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    """One pod: its twin and OPC UA server, its edge and its controller."""
+
+    id: str
+    seed: int
+    variation: float
+    opcua_port: int
+
+    @property
+    def opcua_url(self) -> str:
+        return f"opc.tcp://127.0.0.1:{self.opcua_port}/pcmm/{self.id}"
+
+
+def make_sites(count: int, ports: Callable[[], int] = free_port) -> list[Site]:
+    """site1 with the nominal pod, then site2.. each with its own seed and equipment draw."""
+    return [
+        Site(f"site{i}", seed=i, variation=0.0 if i == 1 else SITE_VARIATION, opcua_port=ports())
+        for i in range(1, count + 1)
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class Influx:
+    """Where the historian writes: an InfluxDB with the v2 write API (2.x, 3.x or 1.8+)."""
+
+    url: str
+    token: str
+    org: str
+    bucket: str
+
+
+def influx_from_env(environ: Mapping[str, str]) -> Influx | None:
+    """The historian's InfluxDB as the user configured it (PLANT_HISTORIAN_INFLUX_*), if any."""
+    values = {k: environ.get(f"PLANT_HISTORIAN_INFLUX_{k}", "") for k in HISTORIAN_INFLUX_KEYS}
+    if not values["URL"]:
+        return None
+    return Influx(
+        values["URL"], values["TOKEN"], values["ORG"] or "pcmm", values["BUCKET"] or "pcmm"
+    )
+
+
+def influx_hint(which: Callable[[str], str | None] = shutil.which) -> str:
+    """Why the historian is off, and how to turn it on."""
+    hint = (
+        "historian off: set PLANT_HISTORIAN_INFLUX_URL (and _TOKEN, _ORG, _BUCKET) to an "
+        "InfluxDB 2.x, 3.x or 1.8+ to store the data"
+    )
+    binary = which("influxd")
+    if binary is None:
+        return hint
+    try:
+        found = subprocess.run(
+            [binary, "version"], capture_output=True, text=True, timeout=5, check=False
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return hint
+    # Debian's influxd is 1.6/1.7, which has no /api/v2/write: the historian cannot use it.
+    return f"{hint} (the local influxd is {found.split(' (')[0] or 'unknown'})"
+
+
+def find_mosquitto(given: Path | None) -> Path:
+    if given is not None:
+        if not (given.is_file() and os.access(given, os.X_OK)):
+            raise DemoError(f"no mosquitto at {given}")
+        return given
+    found = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/bin")
+    if found is None:
+        raise DemoError(
+            "the demo needs a local Mosquitto broker: apt-get install -y mosquitto "
+            "(or use docker compose up)"
+        )
+    return Path(found)
+
+
+@dataclass
+class Child:
+    """One service as a child process, in its own process group, logging to a file."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.cwd.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                self.argv,
+                env=self.env,
+                cwd=self.cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches the demo only; it stops us in order
+                # Safe here: it only calls prctl, and the demo starts children from its
+                # main thread before any thread of its own runs (the watcher starts later).
+                preexec_fn=_die_with_parent,  # noqa: PLW1509
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid if self.proc is not None else 0
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, sig)  # the group: a service's own children too
+
+    def tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def _load_prctl() -> Callable[[int, int], int] | None:
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None  # not Linux: the normal shutdown path still stops every child
+
+
+# Looked up here, in the parent: the child between fork and exec only calls it (no dlopen).
+_PRCTL = _load_prctl()
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the demo dies, even by SIGKILL (Linux only).
+
+    Lost again where a service changes its user (mosquitto started as root): best effort.
+    """
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def stop_all(children: list[Child], timeout_s: float) -> list[str]:
+    """SIGTERM every group, wait up to `timeout_s` in all, SIGKILL the rest; the names killed."""
+    for child in children:
+        child.signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    killed = []
+    for child in children:
+        if child.proc is None:
+            continue
+        try:
+            child.proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            killed.append(child.name)
+            child.signal(signal.SIGKILL)
+            child.proc.wait(5)
+        # A service may have left its own children in the group after it exited itself.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(child.proc.pid, signal.SIGKILL)
+    return killed
+
+
+@dataclass
+class Demo:
+    """The demo's configuration: where its files are, its sites, ports and credentials."""
+
+    state: Path
+    sites: list[Site]
+    mqtt_port: int
+    speed: float
+    controller: bool = True
+    influx: Influx | None = None
+    python: str = sys.executable
+    base_env: dict[str, str] = field(default_factory=dict)
+    broker_home: Path | None = None  # made by `broker_dir`; removed by `cleanup`
+
+    @property
+    def secrets(self) -> Path:
+        return self.state / "secrets"
+
+    @property
+    def broker_dir(self) -> Path:
+        # Started as root, mosquitto drops to its own user, which must reach this folder: a
+        # state folder under a private one (pytest's, a home) would not let it through.
+        if self.broker_home is None:
+            self.broker_home = broker_home(self.state)
+        return self.broker_home
+
+    @property
+    def logs(self) -> Path:
+        return self.state / "logs"
+
+    def secret(self, name: str) -> str:
+        return read_secret(self.secrets, name)
+
+    def mqtt_password(self, user: str) -> str:
+        return self.secret(f"mqtt_{user}_password")
+
+    def prepare(self) -> None:
+        """Secrets, the OPC UA users file and the broker's folder, as `plant stack init` does."""
+        self.logs.mkdir(parents=True, exist_ok=True)
+        init_secrets(self.secrets, {})
+        write_opcua_users(self.secrets)
+        # Only this user (and the services it starts) reads the secrets of the demo.
+        self.secrets.chmod(0o700)
+        for path in self.secrets.iterdir():
+            path.chmod(0o400)
+        mosquitto_user = _mosquitto_user()
+        uid = mosquitto_user.pw_uid if mosquitto_user else os.geteuid()
+        write_mosquitto_config(self.secrets, DEPLOY_MOSQUITTO, self.broker_dir, uid)
+        conf = self.broker_dir / "mosquitto.conf"
+        conf.write_text(broker_config(conf.read_text(), self.mqtt_port, self.broker_dir))
+        if mosquitto_user is not None:
+            # Mosquitto reads these files and writes its persistence file as its own user.
+            for path in (self.broker_dir, *self.broker_dir.iterdir()):
+                os.chown(path, mosquitto_user.pw_uid, mosquitto_user.pw_gid)
+
+    def cleanup(self) -> None:
+        """Remove the broker's folder when it lives outside the state folder."""
+        if self.broker_home is not None and not self.broker_home.is_relative_to(self.state):
+            shutil.rmtree(self.broker_home, ignore_errors=True)
+
+    def broker(self, binary: Path) -> Child:
+        return Child(
+            name="mosquitto",
+            argv=[str(binary), "-c", str(self.broker_dir / "mosquitto.conf")],
+            env=dict(self.base_env),
+            cwd=self.broker_dir,
+            log=self.logs / "mosquitto.log",
+        )
+
+    def _plant(self, name: str, command: list[str], env: dict[str, str]) -> Child:
+        # The image's entry point: PLANT_X__FILE -> PLANT_X, then exec the service.
+        argv = [self.python, "-m", "apps.envfiles", self.python, "-m", "apps.cli", *command]
+        merged = {**self.base_env, **env}
+        for key in env:
+            # A PLANT_X left in the user's environment would win over the demo's PLANT_X__FILE.
+            if key.endswith("__FILE"):
+                merged.pop(key.removesuffix("__FILE"), None)
+        return Child(
+            name=name, argv=argv, env=merged, cwd=self.state / name, log=self.logs / f"{name}.log"
+        )
+
+    def opcua(self, site: Site) -> Child:
+        return self._plant(
+            f"opcua-{site.id}",
+            ["opcua", "serve", "--log-level", "warning"],
+            {
+                "PLANT_OPCUA_HOST": "127.0.0.1",
+                "PLANT_OPCUA_PORT": str(site.opcua_port),
+                "PLANT_OPCUA_SITE_ID": site.id,
+                "PLANT_OPCUA_SEED": str(site.seed),
+                "PLANT_OPCUA_VARIATION": str(site.variation),
+                "PLANT_OPCUA_SPEED": str(self.speed),
+                # Loopback only: the edge connects without OPC UA security, as in compose.
+                "PLANT_OPCUA_ALLOW_INSECURE": "true",
+                "PLANT_OPCUA_USERS_FILE": str(self.secrets / "opcua_users.toml"),
+                "PLANT_OPCUA_CERT_DIR": str(self.state / f"opcua-{site.id}" / "pki"),
+            },
+        )
+
+    def edge(self, site: Site) -> Child:
+        return self._plant(
+            f"edge-{site.id}",
+            ["bridge", "edge"],
+            {
+                "PLANT_EDGE_SITE": site.id,
+                "PLANT_EDGE_OPCUA_URL": site.opcua_url,
+                "PLANT_EDGE_OPCUA_USER": "edge",
+                "PLANT_EDGE_OPCUA_PASSWORD__FILE": str(self.secrets / "opcua_edge_password"),
+                "PLANT_EDGE_MQTT_HOST": "127.0.0.1",
+                "PLANT_EDGE_MQTT_PORT": str(self.mqtt_port),
+                "PLANT_EDGE_MQTT_USERNAME": "edge",
+                "PLANT_EDGE_MQTT_PASSWORD__FILE": str(self.secrets / "mqtt_edge_password"),
+                "PLANT_EDGE_MQTT_CLIENT_ID": f"edge-{site.id}",
+                "PLANT_EDGE_SPOOL_PATH": str(self.state / f"edge-{site.id}" / "edge.spool.sqlite"),
+                "PLANT_EDGE_LOG_LEVEL": "WARNING",
+            },
+        )
+
+    def controller_for(self, site: Site) -> Child:
+        return self._plant(
+            f"controller-{site.id}",
+            ["controller", "run", "--log-level", "warning"],
+            {
+                "PLANT_CONTROLLER_SITE_ID": site.id,
+                "PLANT_CONTROLLER_ENABLED": "true" if self.controller else "false",
+                "PLANT_CONTROLLER_MQTT_HOST": "127.0.0.1",
+                "PLANT_CONTROLLER_MQTT_PORT": str(self.mqtt_port),
+                "PLANT_CONTROLLER_MQTT_USER": "controller",
+                "PLANT_CONTROLLER_MQTT_PASSWORD__FILE": str(
+                    self.secrets / "mqtt_controller_password"
+                ),
+            },
+        )
+
+    def historian(self) -> Child | None:
+        if self.influx is None:
+            return None
+        return self._plant(
+            "historian",
+            ["bridge", "historian"],
+            {
+                "PLANT_HISTORIAN_MQTT_HOST": "127.0.0.1",
+                "PLANT_HISTORIAN_MQTT_PORT": str(self.mqtt_port),
+                "PLANT_HISTORIAN_MQTT_USERNAME": "historian",
+                "PLANT_HISTORIAN_MQTT_PASSWORD__FILE": str(
+                    self.secrets / "mqtt_historian_password"
+                ),
+                "PLANT_HISTORIAN_MQTT_CLIENT_ID": "historian-demo",
+                "PLANT_HISTORIAN_INFLUX_URL": self.influx.url,
+                "PLANT_HISTORIAN_INFLUX_TOKEN": self.influx.token,
+                "PLANT_HISTORIAN_INFLUX_ORG": self.influx.org,
+                "PLANT_HISTORIAN_INFLUX_BUCKET": self.influx.bucket,
+                "PLANT_HISTORIAN_SPOOL_PATH": str(self.state / "historian" / "spool.sqlite"),
+                "PLANT_HISTORIAN_LOG_LEVEL": "WARNING",
+            },
+        )
+
+    def fault_command(self, site: Site, plant: str) -> str:
+        """The exact `plant fault` command line for a second terminal (operator's password)."""
+        password = self.secret("opcua_operator_password")
+        return (
+            f"PLANT_FAULT_URL={site.opcua_url} PLANT_FAULT_SITE_ID={site.id} "
+            f"PLANT_FAULT_USER=operator PLANT_FAULT_PASSWORD={password} "
+            f"{plant} fault inject bridging --magnitude 0.8 --duration 5m --reason demo"
+        )
+
+
+def broker_config(text: str, port: int, folder: Path) -> str:
+    """deploy/mosquitto/mosquitto.conf with a loopback listener and the demo's paths."""
+    replace = {
+        "listener": f"listener {port} 127.0.0.1",
+        "password_file": f"password_file {folder / 'passwd'}",
+        "acl_file": f"acl_file {folder / 'acl'}",
+        "persistence_location": f"persistence_location {folder}/",
+    }
+    lines = [replace.get(line.split(" ", 1)[0], line) for line in text.splitlines()]
+    missing = set(replace) - {line.split(" ", 1)[0] for line in lines}
+    if missing:
+        raise DemoError(f"{DEPLOY_MOSQUITTO}/mosquitto.conf lacks {', '.join(sorted(missing))}")
+    return "\n".join(lines) + "\n"
+
+
+def _mosquitto_user() -> pwd.struct_passwd | None:
+    """The user a root-started mosquitto drops to; None when not root (it stays as us)."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam("mosquitto")
+    except KeyError:
+        return None
+
+
+def broker_home(state: Path) -> Path:
+    """The broker's folder: in the state folder, or a private temporary one for mosquitto."""
+    if _mosquitto_user() is None:
+        return state / "mosquitto"
+    return Path(tempfile.mkdtemp(prefix="pcmm-demo-mosquitto-"))
+
+
+def wait_for_port(child: Child, port: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not child.running:
+            raise DemoError(f"{child.name} exited at start:\n{child.tail()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise DemoError(f"{child.name} not listening on {port} after {timeout_s:g} s")

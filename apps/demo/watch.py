@@ -1,0 +1,225 @@
+"""What the demo's terminal shows, from MQTT only: what an operator sees, never the truth.
+
+`Board` is the state (last value of every tag, active faults, recent events, services'
+status, a few KPIs per site); it is fed decoded telemetry, events and status messages and
+has no I/O, so it is unit-tested directly. `Watcher` is the MQTT client that feeds it, logged
+in as the broker's `operator` user: it reads telemetry, events and status, and the ACL keeps
+the twin's ground truth (pcmm/v1/+/simulation/#) from it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.reasoncodes import ReasonCode
+
+from core import topics
+from core.payload import Event, PayloadError, Scalar, decode_batch, decode_event
+from core.tags import Tag, TagRegistry
+
+RECENT_EVENTS = 12
+
+
+@dataclass
+class SiteBoard:
+    """One site as the operator sees it."""
+
+    site: str
+    registry: TagRegistry
+    values: dict[str, Scalar] = field(default_factory=dict)
+    faults: dict[str, str] = field(default_factory=dict)  # kind@target -> description
+    events: deque[Event] = field(default_factory=lambda: deque(maxlen=RECENT_EVENTS))
+    samples: int = 0
+    in_spec: dict[str, list[int]] = field(default_factory=dict)  # tag -> [in, out]
+    controller_actions: int = 0
+    alarms_active: set[str] = field(default_factory=set)
+
+    def key_tags(self) -> list[Tag]:
+        """Tags with quality limits (API, weight, hardness), the line state and the rate."""
+        out = [t for t in self.registry.plant_tags() if t.limits is not None]
+        for tag_id in ("line.state", "press.production_rate", "blender.residence_time"):
+            if tag_id in self.registry:
+                out.append(self.registry[tag_id])
+        return out
+
+    def text(self, tag_id: str) -> str:
+        """A value as a person reads it: a state's name, a number with sense."""
+        value = self.values.get(tag_id)
+        if value is None:
+            return "-"
+        tag = self.registry.get(tag_id)
+        if (
+            tag is not None
+            and tag.states
+            and isinstance(value, int)
+            and not isinstance(value, bool)
+        ):
+            return tag.states[value] if 0 <= value < len(tag.states) else str(value)
+        if isinstance(value, float):
+            return f"{value:.4g}"
+        return str(value)
+
+    def in_spec_pct(self, tag_id: str) -> float | None:
+        good, bad = self.in_spec.get(tag_id, [0, 0])
+        return 100.0 * good / (good + bad) if good + bad else None
+
+
+def is_controller(event: Event) -> bool:
+    """An audit record of a controller's command (the edge names it `controller via edge`)."""
+    return event.kind == "audit" and event.user.split(" ", 1)[0] == "controller"
+
+
+def worth_showing(event: Event) -> bool:
+    """The plant's own record of each command, not the edge's receipts of it.
+
+    A command yields three audit events: the edge's `received` and result, and the twin's
+    record (who, old, new, why, accepted). The twin's says it all; an edge result matters
+    only when the command never reached the plant (refused at the edge).
+    """
+    return event.kind != "audit" or event.source != "edge" or not event.accepted
+
+
+class Board:
+    """Every site, and the services' status; fed from MQTT, read by the view."""
+
+    def __init__(self, registries: dict[str, TagRegistry]) -> None:
+        self.sites = {site: SiteBoard(site, registry) for site, registry in registries.items()}
+        self.status: dict[str, str] = {}  # "<site>/<service>" -> online | offline
+        self.started = time.monotonic()
+        self.lock = threading.Lock()
+        self.rejected = 0  # payloads that did not decode
+        self.seen: set[tuple[str, str, str, int, int]] = set()
+
+    def telemetry(self, payload: bytes) -> None:
+        batch = decode_batch(payload)
+        board = self.sites.get(batch.site)
+        if board is None:
+            return
+        for sample in batch.samples:
+            board.samples += 1
+            board.values[sample.tag] = sample.value
+            tag = board.registry.get(sample.tag)
+            if tag is None or tag.limits is None or sample.quality != "good":
+                continue
+            if isinstance(sample.value, int | float) and not isinstance(sample.value, bool):
+                low, high = tag.limits
+                counts = board.in_spec.setdefault(sample.tag, [0, 0])
+                counts[0 if low <= sample.value <= high else 1] += 1
+
+    def event(self, payload: bytes) -> Event | None:
+        event = decode_event(payload)
+        board = self.sites.get(event.site)
+        key = (event.site, event.kind, event.source, event.seq, event.time_ns)
+        # The edge replays what the broker acknowledged lately after a reconnect (and at
+        # start): the same event may come twice.
+        if board is None or key in self.seen or not worth_showing(event):
+            return None
+        if len(self.seen) > 100_000:  # bounded: a replay comes seconds after the original
+            self.seen.clear()
+        self.seen.add(key)
+        board.events.append(event)
+        if event.kind == "fault":
+            if event.action == "fault_raised":
+                board.faults[event.target] = event.result or event.target
+            else:
+                board.faults.pop(event.target, None)
+        elif event.kind == "alarm":
+            if event.action == "active":
+                board.alarms_active.add(event.target)
+            else:
+                board.alarms_active.discard(event.target)
+        elif is_controller(event) and event.source == "twin":
+            board.controller_actions += 1  # the plant's record: one per command it carried out
+        return event
+
+    def service_status(self, topic: str, payload: bytes) -> None:
+        # pcmm/v1/<site>/status/<service>
+        parts = topic.split("/")
+        if len(parts) == 5:
+            self.status[f"{parts[2]}/{parts[4]}"] = payload.decode(errors="replace")
+
+    def feed(self, topic: str, payload: bytes) -> Event | None:
+        """One MQTT message; returns the event it carried, if any."""
+        with self.lock:
+            try:
+                if topic.endswith("/telemetry"):
+                    self.telemetry(payload)
+                elif "/events/" in topic:
+                    return self.event(payload)
+                elif "/status/" in topic:
+                    self.service_status(topic, payload)
+            except PayloadError:
+                self.rejected += 1
+        return None
+
+
+def describe(event: Event) -> str:
+    """One line for an event: who did what to what, and why."""
+    if event.kind == "audit":
+        change = f" {event.old} -> {event.new}" if event.new is not None else ""
+        verdict = "" if event.accepted else f" REFUSED ({event.result})"
+        why = f": {event.reason}" if event.reason else ""
+        return f"{event.user or '?'} {event.action} {event.target}{change}{verdict}{why}"
+    if event.kind == "fault":
+        return f"fault {event.action.removeprefix('fault_')} {event.target}"
+    if event.kind == "alarm":
+        return f"alarm {event.action} {event.target}: {event.result}"
+    return f"{event.kind} {event.action} {event.target} {event.result}".strip()
+
+
+class Watcher:
+    """The MQTT client that feeds a `Board`, as the broker's `operator` user."""
+
+    def __init__(
+        self,
+        board: Board,
+        port: int,
+        password: str,
+        on_event: Callable[[Event], None] | None = None,
+        user: str = "operator",
+    ) -> None:
+        self.board = board
+        self.on_event = on_event
+        self.connected = threading.Event()
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=f"demo-view-{id(self):x}",
+            protocol=MQTTProtocolVersion.MQTTv5,
+        )
+        self.client.username_pw_set(user, password)
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.port = port
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: object, flags: object, reason: ReasonCode, p: object
+    ) -> None:
+        if reason.is_failure:
+            return
+        client.subscribe(
+            [
+                (topics.ALL_TELEMETRY, 0),
+                (topics.ALL_EVENTS, 1),
+                (f"{topics.ROOT}/+/status/+", 1),
+            ]
+        )
+        self.connected.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        event = self.board.feed(msg.topic, bytes(msg.payload))
+        if event is not None and self.on_event is not None:
+            self.on_event(event)
+
+    def start(self) -> None:
+        self.client.connect_async("127.0.0.1", self.port, keepalive=15)
+        self.client.loop_start()  # reconnects by itself if the broker goes away
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()

@@ -1,0 +1,368 @@
+"""Real servers for the integration tests: Mosquitto and InfluxDB 1.x on free loopback ports.
+
+Registered as a pytest plugin in tests/conftest.py. No mocks: each fixture starts the Debian
+binary with a configuration generated in a temporary folder, waits until it accepts
+connections, can stop and restart it on the same port mid-test (outage tests), and kills it at
+teardown. The broker's configuration and ACL come from deploy/mosquitto, so the tests check
+the files that are deployed.
+
+A missing binary skips the test on a developer machine, and FAILS it when CI=true or
+PLANT_REQUIRE_SERVERS=1: in CI the integration tests must run, never silently skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from testkit.influx_v2_proxy import InfluxV2Proxy
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY_MOSQUITTO = ROOT / "deploy" / "mosquitto"
+USERS = ("edge", "historian", "controller", "operator", "viewer")
+START_TIMEOUT_S = 15.0
+
+
+def servers_required() -> bool:
+    """True in CI (or when asked): a missing server is a failure, not a skip."""
+    return os.environ.get("CI", "").lower() == "true" or os.environ.get(
+        "PLANT_REQUIRE_SERVERS"
+    ) in ("1", "true")
+
+
+def need(
+    binary: str, install: str = "apt-get install -y mosquitto mosquitto-clients influxdb"
+) -> str:
+    """The path of a server binary, or skip (developer machine) / fail (CI) the test."""
+    path = shutil.which(binary) or shutil.which(binary, path="/usr/sbin:/usr/bin:/sbin")
+    if path:
+        return path
+    message = f"{binary} is not installed ({install})"
+    if servers_required():
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{_tail(log)}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"server not listening on {port} after {timeout} s:\n{_tail(log)}")
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _stop(proc: subprocess.Popen[bytes] | None, sig: int) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def _private_dir(prefix: str, owner: str | None) -> Path:
+    """A temporary folder a privilege-dropping server can use (pytest's tmp_path is 0700 root)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    if owner and os.geteuid() == 0:
+        entry = pwd.getpwnam(owner)
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+    return path
+
+
+# --- Mosquitto ----------------------------------------------------------------------------
+
+
+@dataclass
+class Mosquitto:
+    """A Mosquitto broker configured from deploy/mosquitto, on 127.0.0.1:`port`."""
+
+    port: int
+    folder: Path
+    passwords: dict[str, str]
+    host: str = "127.0.0.1"
+    proc: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    @property
+    def users(self) -> tuple[str, ...]:
+        return tuple(self.passwords)
+
+    @property
+    def log(self) -> Path:
+        return self.folder / "mosquitto.log"
+
+    def start(self) -> None:
+        """Start (or restart) on the same port with the same persistence folder."""
+        if self.proc is not None and self.proc.poll() is None:
+            return
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [need("mosquitto"), "-c", str(self.folder / "mosquitto.conf")],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self.starts += 1
+        wait_for_port(self.port, self.proc, self.log, START_TIMEOUT_S)
+
+    def stop(self) -> None:
+        """Stop cleanly: SIGTERM; the broker saves its sessions and queues to disk first."""
+        _stop(self.proc, signal.SIGTERM)
+
+    def kill(self) -> None:
+        """SIGKILL: what was not yet saved is lost."""
+        _stop(self.proc, signal.SIGKILL)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+def mosquitto_config(port: int, folder: Path) -> str:
+    """deploy/mosquitto/mosquitto.conf with this test's listener and paths."""
+    replace = {
+        "listener": f"listener {port} 127.0.0.1",
+        "password_file": f"password_file {folder / 'passwd'}",
+        "acl_file": f"acl_file {folder / 'acl'}",
+        "persistence_location": f"persistence_location {folder}/",
+    }
+    out = []
+    for line in (DEPLOY_MOSQUITTO / "mosquitto.conf").read_text().splitlines():
+        key = line.split(" ", 1)[0]
+        out.append(replace.get(key, line))
+    missing = set(replace) - {line.split(" ", 1)[0] for line in out}
+    assert not missing, f"deploy/mosquitto/mosquitto.conf lacks {missing}"
+    return "\n".join(out) + "\n"
+
+
+def make_mosquitto() -> Mosquitto:
+    binary = need("mosquitto")
+    passwd_tool = need("mosquitto_passwd")
+    assert binary
+    folder = _private_dir("pcmm-mosquitto-", "mosquitto")
+    passwords = {user: secrets.token_urlsafe(12) for user in USERS}
+    passwd = folder / "passwd"
+    for i, (user, password) in enumerate(passwords.items()):
+        args = [passwd_tool, "-b", *(["-c"] if i == 0 else []), str(passwd), user, password]
+        subprocess.run(args, check=True, capture_output=True)
+    shutil.copy(DEPLOY_MOSQUITTO / "acl", folder / "acl")
+    port = free_port()
+    (folder / "mosquitto.conf").write_text(mosquitto_config(port, folder))
+    if os.geteuid() == 0:
+        # Started as root, mosquitto drops to the `mosquitto` user before reading these.
+        entry = pwd.getpwnam("mosquitto")
+        for path in folder.iterdir():
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+            path.chmod(0o640)
+    return Mosquitto(port=port, folder=folder, passwords=passwords)
+
+
+@pytest.fixture
+def mosquitto() -> Iterator[Mosquitto]:
+    """A running broker; `.stop()` / `.start()` make an outage; killed at teardown."""
+    broker = make_mosquitto()
+    try:
+        broker.start()
+        yield broker
+    finally:
+        broker.kill()
+        shutil.rmtree(broker.folder, ignore_errors=True)
+
+
+# --- InfluxDB 1.x -------------------------------------------------------------------------
+
+
+INFLUX_CONFIG = """\
+reporting-disabled = true
+bind-address = "127.0.0.1:{rpc_port}"
+
+[meta]
+  dir = "{folder}/meta"
+  logging-enabled = false
+
+[data]
+  dir = "{folder}/data"
+  wal-dir = "{folder}/wal"
+  query-log-enabled = false
+  wal-fsync-delay = "0s"
+
+[coordinator]
+  log-queries-after = "0s"
+
+[retention]
+  enabled = false
+
+[monitor]
+  store-enabled = false
+
+[http]
+  enabled = true
+  bind-address = "127.0.0.1:{http_port}"
+  log-enabled = false
+  write-tracing = false
+
+[subscriber]
+  enabled = false
+
+[continuous_queries]
+  enabled = false
+"""
+# graphite, collectd, opentsdb and udp listeners are off unless configured: none are.
+
+
+@dataclass
+class InfluxDB:
+    """influxd 1.x on 127.0.0.1:`port`, database `db`, and a test-only v2 write proxy."""
+
+    port: int
+    rpc_port: int
+    folder: Path
+    db: str = "pcmm"
+    proc: subprocess.Popen[bytes] | None = None
+    proxy: InfluxV2Proxy | None = None
+    starts: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        """The 1.x HTTP API (write with /write, query with /query)."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def v2_url(self) -> str:
+        """The proxy that speaks /api/v2/write, for influxdb-client."""
+        assert self.proxy is not None
+        return self.proxy.url
+
+    @property
+    def log(self) -> Path:
+        return self.folder / "influxd.log"
+
+    def start(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            return
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [need("influxd"), "-config", str(self.folder / "influxdb.conf")],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self.starts += 1
+        wait_for_port(self.port, self.proc, self.log, START_TIMEOUT_S)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:  # the port opens a moment before /ping answers
+            try:
+                with urllib.request.urlopen(f"{self.url}/ping", timeout=1) as reply:
+                    if reply.status == 204:
+                        break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(0.02)
+        self.query(f'CREATE DATABASE "{self.db}"', post=True)
+
+    def stop(self) -> None:
+        _stop(self.proc, signal.SIGTERM)
+
+    def kill(self) -> None:
+        _stop(self.proc, signal.SIGKILL)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def query(self, q: str, *, post: bool = False) -> list[dict[str, Any]]:
+        """Run InfluxQL; return the rows of all series as dicts (time in ns, tags included)."""
+        params = urllib.parse.urlencode({"db": self.db, "q": q, "epoch": "ns"})
+        request = urllib.request.Request(
+            f"{self.url}/query?{params}", method="POST" if post else "GET"
+        )
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            body = json.load(reply)
+        rows: list[dict[str, Any]] = []
+        for result in body.get("results", []):
+            if "error" in result:
+                raise RuntimeError(f"InfluxQL error: {result['error']} in {q}")
+            for series in result.get("series", []):
+                tags = series.get("tags", {})
+                for values in series["values"]:
+                    rows.append({**tags, **dict(zip(series["columns"], values, strict=True))})
+        return rows
+
+    def write(self, lines: str) -> None:
+        """Write line protocol directly (ns), bypassing the proxy."""
+        request = urllib.request.Request(
+            f"{self.url}/write?db={self.db}&precision=n", data=lines.encode(), method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=10):
+            pass
+
+
+def make_influxdb() -> InfluxDB:
+    need("influxd")
+    folder = _private_dir("pcmm-influxdb-", None)
+    server = InfluxDB(port=free_port(), rpc_port=free_port(), folder=folder)
+    (folder / "influxdb.conf").write_text(
+        INFLUX_CONFIG.format(folder=folder, http_port=server.port, rpc_port=server.rpc_port)
+    )
+    return server
+
+
+@contextmanager
+def running_influxdb() -> Iterator[InfluxDB]:
+    """A running influxd 1.x with database `pcmm`, and its v2 write proxy (`.v2_url`)."""
+    server = make_influxdb()
+    try:
+        server.start()
+        server.proxy = InfluxV2Proxy(server.url)
+        server.proxy.start()
+        yield server
+    finally:
+        if server.proxy is not None:
+            server.proxy.stop()
+        server.kill()
+        shutil.rmtree(server.folder, ignore_errors=True)
+
+
+@pytest.fixture
+def influxdb() -> Iterator[InfluxDB]:
+    """A running influxd 1.x with database `pcmm`, and its v2 write proxy (`.v2_url`)."""
+    with running_influxdb() as server:
+        yield server
