@@ -13,7 +13,7 @@ container it runs with the service's own environment (the docker-compose healthc
   retained message.
 - historian, also: InfluxDB must take its writes. The check makes the one authenticated call
   a write-only token allows, an empty write to the bucket, with the historian's own client and
-  settings (URL, TLS, token, org, bucket: `InfluxSink.check_write_access`), so a wrong or
+  settings (URL, API, token or user, org, bucket: `check_write_access` of its sink), so a wrong or
   revoked token reads unhealthy instead of the historian spooling while "healthy".
 
 One line on stderr says why a check failed; no traceback.
@@ -41,7 +41,7 @@ from core import topics
 
 if TYPE_CHECKING:
     from bridge.edge.settings import EdgeSettings
-    from bridge.historian.influx import InfluxSink
+    from bridge.historian.influx_api import CheckedSink
     from bridge.historian.settings import HistorianSettings
 
 app = typer.Typer(
@@ -146,7 +146,7 @@ def require_online(broker: Broker, service: str, timeout_s: float) -> str:
     return f"{service} of {broker.site} online"
 
 
-def influx_write_access(sink: InfluxSink) -> None:
+def influx_write_access(sink: CheckedSink) -> None:
     """InfluxDB takes this sink's writes (one empty write), or raise `UnhealthyError`."""
     from bridge.historian.influx import AccessError  # noqa: PLC0415
 
@@ -225,13 +225,13 @@ def edge(timeout: Timeout = 5.0) -> None:
 @app.command()
 def historian(timeout: Timeout = 5.0) -> None:
     """The historian (settings: PLANT_HISTORIAN_*): online on MQTT, its InfluxDB token good."""
-    from bridge.historian.influx import InfluxSink  # noqa: PLC0415
+    from bridge.historian.influx_api import sink_from_settings  # noqa: PLC0415
     from bridge.historian.settings import HistorianSettings  # noqa: PLC0415
 
     def check() -> str:
         s = HistorianSettings()
         status = require_online(bridge_broker(s), "historian", timeout)
-        influx_write_access(InfluxSink.from_settings(s, timeout_s=timeout))
+        influx_write_access(sink_from_settings(s, timeout_s=timeout))
         return f"{status}, InfluxDB {s.influx_url} takes its writes to {s.influx_bucket!r}"
 
     _run(check)

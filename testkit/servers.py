@@ -33,12 +33,14 @@ from typing import Any
 
 import pytest
 
+from apps.demo.services import Child, DemoError, LocalInflux, influx_query, wait_for_influx
 from testkit.influx_v2_proxy import InfluxV2Proxy
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY_MOSQUITTO = ROOT / "deploy" / "mosquitto"
 USERS = ("edge", "historian", "controller", "operator", "viewer")
 START_TIMEOUT_S = 15.0
+ADMIN = "admin"  # InfluxDB's all-privileges user when a test turns authentication on
 
 
 def servers_required() -> bool:
@@ -209,56 +211,34 @@ def mosquitto() -> Iterator[Mosquitto]:
 # --- InfluxDB 1.x -------------------------------------------------------------------------
 
 
-INFLUX_CONFIG = """\
-reporting-disabled = true
-bind-address = "127.0.0.1:{rpc_port}"
-
-[meta]
-  dir = "{folder}/meta"
-  logging-enabled = false
-
-[data]
-  dir = "{folder}/data"
-  wal-dir = "{folder}/wal"
-  query-log-enabled = false
-  wal-fsync-delay = "0s"
-
-[coordinator]
-  log-queries-after = "0s"
-
-[retention]
-  enabled = false
-
-[monitor]
-  store-enabled = false
-
-[http]
-  enabled = true
-  bind-address = "127.0.0.1:{http_port}"
-  log-enabled = false
-  write-tracing = false
-
-[subscriber]
-  enabled = false
-
-[continuous_queries]
-  enabled = false
-"""
-# graphite, collectd, opentsdb and udp listeners are off unless configured: none are.
-
-
 @dataclass
 class InfluxDB:
-    """influxd 1.x on 127.0.0.1:`port`, database `db`, and a test-only v2 write proxy."""
+    """influxd 1.x on 127.0.0.1:`port`, database `db`, and a test-only v2 write proxy.
 
-    port: int
-    rpc_port: int
-    folder: Path
-    db: str = "pcmm"
+    Configured and started as `plant demo` starts its own (plant/demo/services.py's
+    `LocalInflux` and `Child`): one way to start the server. With `auth`, authentication is on
+    and `admin` is the all-privileges user.
+    """
+
+    local: LocalInflux
     proc: subprocess.Popen[bytes] | None = None
+    proc_child: Child | None = None
     proxy: InfluxV2Proxy | None = None
     starts: int = 0
+    admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def port(self) -> int:
+        return self.local.port
+
+    @property
+    def folder(self) -> Path:
+        return self.local.folder
+
+    @property
+    def db(self) -> str:
+        return self.local.db
 
     @property
     def url(self) -> str:
@@ -276,27 +256,31 @@ class InfluxDB:
         return self.folder / "influxd.log"
 
     def start(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+        """Start (or restart) on the same port and data folder: the demo's own launcher."""
+        if self.running:
             return
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [need("influxd"), "-config", str(self.folder / "influxdb.conf")],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        self.proc_child = self.local.child(Path(need("influxd")), dict(os.environ), self.log)
+        self.proc_child.start()
+        self.proc = self.proc_child.proc
         self.starts += 1
-        wait_for_port(self.port, self.proc, self.log, START_TIMEOUT_S)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:  # the port opens a moment before /ping answers
-            try:
-                with urllib.request.urlopen(f"{self.url}/ping", timeout=1) as reply:
-                    if reply.status == 204:
-                        break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-            time.sleep(0.02)
-        self.query(f'CREATE DATABASE "{self.db}"', post=True)
+        try:
+            wait_for_influx(self.proc_child, self.url, START_TIMEOUT_S)
+            if self.local.auth:  # the first user may be made without credentials
+                influx_query(
+                    self.url,
+                    f"CREATE USER {ADMIN} WITH PASSWORD '{self.admin_password}' "
+                    "WITH ALL PRIVILEGES",
+                )
+            influx_query(self.url, f'CREATE DATABASE "{self.db}"', auth=self.admin)
+        except DemoError as error:
+            raise RuntimeError(str(error)) from None
+
+    @property
+    def admin(self) -> tuple[str, str] | None:
+        return (ADMIN, self.admin_password) if self.local.auth else None
+
+    def _credentials(self) -> dict[str, str]:
+        return {"u": ADMIN, "p": self.admin_password} if self.local.auth else {}
 
     def stop(self) -> None:
         _stop(self.proc, signal.SIGTERM)
@@ -310,7 +294,8 @@ class InfluxDB:
 
     def query(self, q: str, *, post: bool = False) -> list[dict[str, Any]]:
         """Run InfluxQL; return the rows of all series as dicts (time in ns, tags included)."""
-        params = urllib.parse.urlencode({"db": self.db, "q": q, "epoch": "ns"})
+        query = {"db": self.db, "q": q, "epoch": "ns"}
+        params = urllib.parse.urlencode({**query, **self._credentials()})
         request = urllib.request.Request(
             f"{self.url}/query?{params}", method="POST" if post else "GET"
         )
@@ -328,27 +313,26 @@ class InfluxDB:
 
     def write(self, lines: str) -> None:
         """Write line protocol directly (ns), bypassing the proxy."""
+        params = urllib.parse.urlencode({"db": self.db, "precision": "n", **self._credentials()})
         request = urllib.request.Request(
-            f"{self.url}/write?db={self.db}&precision=n", data=lines.encode(), method="POST"
+            f"{self.url}/write?{params}", data=lines.encode(), method="POST"
         )
         with urllib.request.urlopen(request, timeout=10):
             pass
 
 
-def make_influxdb() -> InfluxDB:
+def make_influxdb(*, auth: bool = False) -> InfluxDB:
     need("influxd")
     folder = _private_dir("pcmm-influxdb-", None)
-    server = InfluxDB(port=free_port(), rpc_port=free_port(), folder=folder)
-    (folder / "influxdb.conf").write_text(
-        INFLUX_CONFIG.format(folder=folder, http_port=server.port, rpc_port=server.rpc_port)
-    )
-    return server
+    local = LocalInflux(folder, port=free_port(), rpc_port=free_port(), auth=auth)
+    local.write_config()
+    return InfluxDB(local)
 
 
 @contextmanager
-def running_influxdb() -> Iterator[InfluxDB]:
+def running_influxdb(*, auth: bool = False) -> Iterator[InfluxDB]:
     """A running influxd 1.x with database `pcmm`, and its v2 write proxy (`.v2_url`)."""
-    server = make_influxdb()
+    server = make_influxdb(auth=auth)
     try:
         server.start()
         server.proxy = InfluxV2Proxy(server.url)

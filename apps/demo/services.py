@@ -13,8 +13,10 @@ demo, which then stops the children in order, within a bound, and kills what is 
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import ctypes
+import json
 import os
 import pwd
 import shutil
@@ -24,6 +26,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,6 +112,122 @@ def influx_hint(which: Callable[[str], str | None] = shutil.which) -> str:
         return hint
     # Debian's influxd is 1.6/1.7, which has no /api/v2/write: the historian cannot use it.
     return f"{hint} (the local influxd is {found.split(' (')[0] or 'unknown'})"
+
+
+INFLUXD_CONFIG = """\
+reporting-disabled = true
+bind-address = "127.0.0.1:{rpc_port}"
+
+[meta]
+  dir = "{folder}/meta"
+  logging-enabled = false
+
+[data]
+  dir = "{folder}/data"
+  wal-dir = "{folder}/wal"
+  query-log-enabled = false
+  wal-fsync-delay = "0s"
+
+[coordinator]
+  log-queries-after = "0s"
+
+[retention]
+  enabled = false
+
+[monitor]
+  store-enabled = false
+
+[http]
+  enabled = true
+  bind-address = "127.0.0.1:{http_port}"
+  auth-enabled = {auth}
+  log-enabled = false
+  write-tracing = false
+
+[subscriber]
+  enabled = false
+
+[continuous_queries]
+  enabled = false
+"""
+# graphite, collectd, opentsdb and udp listeners are off unless configured: none are.
+INFLUXD_INSTALL = "apt-get install -y influxdb"
+
+
+@dataclass(frozen=True, slots=True)
+class LocalInflux:
+    """An influxd 1.x of our own: its folder (config, data, log) and loopback ports."""
+
+    folder: Path
+    port: int
+    rpc_port: int
+    db: str = "pcmm"
+    auth: bool = False
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def config(self) -> Path:
+        return self.folder / "influxdb.conf"
+
+    def write_config(self) -> None:
+        """The generated configuration: loopback only, everything but HTTP off."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.config.write_text(
+            INFLUXD_CONFIG.format(
+                folder=self.folder,
+                http_port=self.port,
+                rpc_port=self.rpc_port,
+                auth="true" if self.auth else "false",
+            )
+        )
+
+    def child(self, binary: Path, env: dict[str, str], log: Path) -> Child:
+        return Child("influxd", [str(binary), "-config", str(self.config)], env, self.folder, log)
+
+
+def find_influxd(which: Callable[[str], str | None] = shutil.which) -> Path | None:
+    """The local influxd (Debian's `influxdb` package), if installed."""
+    found = which("influxd") or shutil.which("influxd", path="/usr/sbin:/usr/bin")
+    return Path(found) if found else None
+
+
+def wait_for_influx(child: Child, url: str, timeout_s: float) -> None:
+    """Until `GET /ping` answers 204 (the port opens a moment before it does)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if not child.running:
+            raise DemoError(f"{child.name} exited at start:\n{child.tail()}")
+        try:
+            with urllib.request.urlopen(f"{url}/ping", timeout=1) as reply:
+                if reply.status == 204:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise DemoError(f"{child.name} not answering {url}/ping after {timeout_s:g} s")
+        time.sleep(0.02)
+
+
+def influx_query(url: str, q: str, *, db: str = "", auth: tuple[str, str] | None = None) -> None:
+    """Run one InfluxQL statement that changes something (POST /query), e.g. CREATE DATABASE."""
+    params = {"q": q, **({"db": db} if db else {})}
+    request = urllib.request.Request(
+        f"{url}/query", data=urllib.parse.urlencode(params).encode(), method="POST"
+    )
+    if auth is not None:  # 1.x reads u and p from the URL only, and HTTP Basic anywhere
+        pair = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        request.add_header("Authorization", f"Basic {pair}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            body = json.load(reply)
+    except (OSError, ValueError) as error:  # HTTPError is an OSError
+        raise DemoError(f"InfluxDB {url} did not run {q!r}: {error}") from None
+    errors = [r["error"] for r in body.get("results", []) if isinstance(r, dict) and "error" in r]
+    if errors:
+        raise DemoError(f"InfluxDB {url} did not run {q!r}: {errors[0]}")
 
 
 def find_mosquitto(given: Path | None) -> Path:

@@ -1,6 +1,7 @@
 """The InfluxDB sink: line protocol through influxdb-client's synchronous v2 write API.
 
-It works with InfluxDB 2.x and 3.x, and 1.8+ (bucket "db/rp"). 429 and 5xx are retryable,
+It works with InfluxDB 2.x and 3.x, and 1.8+ (bucket "db/rp"); 1.x's own API is
+influx_v1.py's, and influx_api.py chooses between them. 429 and 5xx are retryable,
 other 4xx reject the batch (as Telegraf's InfluxDB v2 output does); 400, 413 and 422 reject it
 `per_item`, so that the runner splits it and dead-letters only the lines at fault.
 `check_write_access` is the healthcheck's one authenticated call, made with the historian's own
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 import urllib3
 from influxdb_client.client.influxdb_client import InfluxDBClient
@@ -20,9 +21,6 @@ from influxdb_client.domain.write_precision import WritePrecision
 from influxdb_client.rest import ApiException
 
 from bridge.sink import RejectedError, RetryableError
-
-if TYPE_CHECKING:
-    from bridge.historian.settings import HistorianSettings
 
 
 class AccessError(Exception):
@@ -56,20 +54,6 @@ class InfluxSink:
         self._bucket = bucket
         self._org = org
 
-    @classmethod
-    def from_settings(
-        cls, settings: HistorianSettings, *, timeout_s: float | None = None
-    ) -> InfluxSink:
-        """The historian's sink; `timeout_s` replaces its write timeout (for a healthcheck)."""
-        return cls(
-            settings.influx_url,
-            settings.influx_token.get_secret_value(),
-            settings.influx_org,
-            settings.influx_bucket,
-            timeout_s=settings.influx_timeout_s if timeout_s is None else timeout_s,
-            gzip=settings.influx_gzip,
-        )
-
     def write(self, lines: Sequence[bytes]) -> None:
         """Write one batch; raise `RetryableError` or `RejectedError`."""
         body = b"\n".join(lines)
@@ -86,7 +70,7 @@ class InfluxSink:
             detail = _body(error)
             if status == 429 or status >= 500 or status == 0:
                 raise RetryableError(
-                    f"HTTP {status}: {detail}", _retry_after(error.headers)
+                    f"HTTP {status}: {detail}", retry_after(error.headers)
                 ) from None
             # 400 (a line does not parse, or 1.x's partial write), 413 (too large) and 422
             # (e.g. outside retention) are about lines: the runner splits the batch to find
@@ -158,7 +142,8 @@ def _message(error: ApiException) -> str:
     return str(found) if found else text
 
 
-def _retry_after(headers: object) -> float | None:
+def retry_after(headers: object) -> float | None:
+    """The server's Retry-After in seconds, if it sent one we can read."""
     getter = getattr(headers, "get", None)
     value = getter("Retry-After") if getter else None
     try:

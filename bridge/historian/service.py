@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 from bridge.counters import Counters
 from bridge.deadletter import DeadLetterStore
-from bridge.historian.influx import InfluxSink
+from bridge.historian.influx_api import sink_from_settings
 from bridge.historian.ingest import SERVICE, MqttIngest
 from bridge.historian.points import convert, metrics_line, timestamps
 from bridge.historian.settings import HistorianSettings
@@ -90,7 +90,7 @@ def run(settings: HistorianSettings, stop: threading.Event) -> None:
         spool.close()
         raise
     counters = Counters()
-    sink = InfluxSink.from_settings(settings)
+    sink = sink_from_settings(settings)
     # `output` is bound below, before any thread starts and so before the first call.
     ingest = MqttIngest(
         settings,

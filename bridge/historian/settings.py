@@ -47,11 +47,16 @@ class HistorianSettings(BaseSettings):
     mqtt_share_group: str = "historian"
     mqtt_receive_maximum: int = Field(default=1000, ge=1, le=65535)  # unacked messages in flight
 
-    # InfluxDB (v2 write API: InfluxDB 2.x, 3.x, or 1.8+ with a "db/rp" bucket).
+    # InfluxDB. `influx_api`: "v2" (/api/v2/write: 2.x, 3.x, 1.8+), "v1" (1.x's /write), or
+    # "auto": the version the server reports on /ping decides (influx_api.py).
+    influx_api: Literal["auto", "v1", "v2"] = "auto"
     influx_url: str = "http://localhost:8086"
     influx_token: SecretStr = SecretStr("")
-    influx_org: str = "pcmm"
-    influx_bucket: str = Field(default="pcmm", min_length=1)
+    influx_org: str = "pcmm"  # v2 only
+    influx_bucket: str = Field(default="pcmm", min_length=1)  # v1: the database, "db" or "db/rp"
+    # v1 with authentication on: the user (HTTP Basic); empty: the token, if any, is sent.
+    influx_username: str = ""
+    influx_password: SecretStr = SecretStr("")
     influx_timeout_s: float = Field(default=10.0, gt=0)
     influx_gzip: bool = False
 

@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from bridge.historian.influx import AccessError, InfluxSink
+from bridge.historian.influx_api import api_of_version, detect_api, make_sink
+from bridge.historian.influx_v1 import InfluxV1Sink
+from bridge.sink import RejectedError, RetryableError
 from core import topics
 from core.payload import Sample, TelemetryBatch, encode_batch
 from testkit.historian import HistorianProcess, historian_env, plant_executable
-from testkit.servers import InfluxDB, Mosquitto, free_port
+from testkit.servers import InfluxDB, Mosquitto, free_port, running_influxdb
 from tests.support.mqtt import client, collect, publish_and_wait, wait_until
 from tests.support.payloads import FEEDER_TAGS, T0, event_payload, feeder_payload, site_id
 
@@ -317,3 +321,96 @@ def test_the_write_check_reads_each_answer_of_influxdb_2(influxdb: InfluxDB) -> 
     with pytest.raises(AccessError, match=r"unreachable: "):
         check(url=f"http://127.0.0.1:{free_port()}")
     assert influxdb.query("SHOW MEASUREMENTS") == []  # nothing was written
+
+
+# --- InfluxDB 1.x through its own write API (no proxy) ------------------------------------
+
+
+def test_auto_asks_the_server_which_api_it_speaks(influxdb: InfluxDB) -> None:
+    api, version = detect_api(influxdb.url)
+    assert api == "v1" and version.startswith("1.6.7"), version  # Debian's influxd
+    assert detect_api(influxdb.v2_url) == ("v2", "")  # a server that does not say: v2
+    assert [api_of_version(v) for v in ("1.8.10", "v2.7.11", "2.7.4", "3.0.1")] == [
+        "v1", "v2", "v2", "v2",
+    ]  # fmt: skip
+    dead = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(RetryableError, match="unreachable"):
+        make_sink("auto", dead, "pcmm").write([b"m x=1 1"])
+
+
+def test_the_v1_sink_maps_each_answer_of_influxdb_1x_to_the_runners_errors() -> None:
+    with running_influxdb(auth=True) as influx:
+        assert influx.admin is not None
+        user, password = influx.admin
+        sink = InfluxV1Sink(influx.url, influx.db, username=user, password=password)
+        sink.check_write_access()  # an empty write: 204
+        sink.write([b"m,site=a x=1 1000", b"m,site=a x=2 2000"])
+        assert [r["x"] for r in influx.query('SELECT "x" FROM "m"')] == [1, 2]
+        # A line 1.x cannot take: rejected per item, so the runner splits to find it.
+        for bad, words in (
+            (b'm,site=a x="text" 3000', "field type conflict"),
+            (b"garbage", "unable to parse"),
+        ):
+            with pytest.raises(RejectedError, match=words) as caught:
+                sink.write([bad])
+            assert caught.value.per_item
+        # About the request, not the lines: rejected whole.
+        with pytest.raises(RejectedError, match="database not found") as caught:
+            InfluxV1Sink(influx.url, "nodb", username=user, password=password).write([b"m x=1 5"])
+        assert not caught.value.per_item
+        with pytest.raises(AccessError, match=r"has no database 'nodb' \(HTTP 404"):
+            InfluxV1Sink(influx.url, "nodb", username=user, password=password).check_write_access()
+        with pytest.raises(AccessError, match=r"refused the credentials \(HTTP 401: auth"):
+            InfluxV1Sink(influx.url, influx.db, username=user, password="bad").check_write_access()
+        influx.query("CREATE USER reader WITH PASSWORD 'r'", post=True)
+        influx.query(f'GRANT READ ON "{influx.db}" TO reader', post=True)
+        reader = InfluxV1Sink(influx.url, influx.db, username="reader", password="r")
+        with pytest.raises(AccessError, match=r"HTTP 403: \"reader\" user is not authorized"):
+            reader.check_write_access()
+        # "db/rp" names the retention policy, as 1.8's v2 compatibility does.
+        week = f'CREATE RETENTION POLICY "week" ON "{influx.db}" DURATION 7d REPLICATION 1'
+        influx.query(week, post=True)
+        InfluxV1Sink(influx.url, f"{influx.db}/week", username=user, password=password).write(
+            [f"m,site=rp x=3 {time.time_ns()}".encode()]  # inside the week
+        )
+        assert influx.query('SELECT "x" FROM "week"."m"')[0]["x"] == 3
+        gz = InfluxV1Sink(influx.url, influx.db, username=user, password=password, gzip=True)
+        gz.write([b"m,site=gz x=4 5000"])
+        assert influx.query('SELECT "x" FROM "m" WHERE site=\'gz\'')[0]["x"] == 4
+        url = influx.url
+    with pytest.raises(RetryableError, match="Connection refused"):  # the server is gone
+        InfluxV1Sink(url, "pcmm").write([b"m x=1 1"])
+
+
+def test_the_historian_writes_to_influxdb_1x_directly_through_an_outage_and_dead_letters(
+    mosquitto: Mosquitto, influxdb: InfluxDB, start_historian: StartHistorian
+) -> None:
+    """INFLUX_URL at influxd 1.6.7 itself, API auto: same retry, spool and dead-letter path."""
+    site = site_id()
+    historian = start_historian(INFLUX_URL=influxdb.url)  # INFLUX_API is "auto"
+    assert health(historian).returncode == 0
+    dead = collect(mosquitto, "operator", topics.deadletter("historian"))
+    edge = client(mosquitto, "edge")
+    topic = topics.SiteTopics(site).telemetry("api_feeder")
+    for i in range(50):
+        publish_and_wait(edge, topic, feeder_payload(site, i))
+    wait_until(lambda: len(telemetry_seqs(influxdb, site)) == 250, 30, "50 batches")
+    assert "writing through the v1 API" in historian.text()
+    influxdb.stop()  # 1.x away: the historian spools and retries
+    for i in range(50, 100):
+        publish_and_wait(edge, topic, feeder_payload(site, i))
+    influxdb.start()
+    wait_until(lambda: len(telemetry_seqs(influxdb, site)) == 500, 60, "100 batches")
+    assert telemetry_seqs(influxdb, site) == list(range(500))  # none lost, none twice
+    # 1.x refuses a line whose field changes type ("partial write"): only it is dead-lettered.
+    influxdb.write(f'events,site={site} seq="not an integer" {T0}')
+    audit = topics.SiteTopics(site).audit("twin")
+    publish_and_wait(edge, audit, event_payload(site, 1, T0 + 1, user="alice", action="start"))
+    publish_and_wait(edge, topic, feeder_payload(site, 100))
+    wait_until(lambda: any(b"field type conflict" in p for p in dead.payloads()), 20, "dead")
+    letter = next(json.loads(p) for p in dead.payloads() if b"field type conflict" in p)
+    assert letter["reason"].startswith("HTTP 400: partial write") and letter["topic"] == "influxdb"
+    assert letter["payload"].startswith("events,") and f"site={site}" in letter["payload"]
+    wait_until(lambda: len(telemetry_seqs(influxdb, site)) == 505, 20, "the batch beside it")
+    assert historian.alive
+    edge.disconnect()
