@@ -28,25 +28,32 @@ import typer
 from rich.console import Console
 from rich.live import Live
 
+from apps.demo.drain import drain_historian
 from apps.demo.services import (
     BROKER_STOP_TIMEOUT_S,
     STOP_TIMEOUT_S,
     Child,
     Demo,
     DemoError,
+    Influx,
+    LocalInflux,
     Site,
+    find_influxd,
     find_mosquitto,
     free_port,
     influx_from_env,
     influx_hint,
+    influx_query,
     make_sites,
+    query_hint,
     stop_all,
+    wait_for_influx,
     wait_for_port,
 )
 from apps.demo.view import render
 from apps.demo.watch import Board, Watcher, describe
 from apps.health import Broker, UnhealthyError, influx_write_access, opcua_state, require_online
-from bridge.historian.influx import InfluxSink
+from bridge.historian.influx_api import make_sink
 from core.layout import load_layout, vary_for_site
 from core.payload import Event
 from core.tags import TagRegistry, build_registry
@@ -117,6 +124,16 @@ def run_demo(
     started.append(broker)
     wait_for_port(broker, demo.mqtt_port, 15)
     say(f"mosquitto pid {broker.pid}: mqtt://127.0.0.1:{demo.mqtt_port}")
+    if demo.local_influx is not None:
+        local, binary = demo.local_influx
+        local.write_config()
+        server = local.child(binary, dict(demo.base_env), demo.logs / "influxd.log")
+        server.start()
+        started.append(server)
+        wait_for_influx(server, local.url, 30)
+        influx_query(local.url, f'CREATE DATABASE "{local.db}"')
+        demo.influx = Influx(local.url, "", "pcmm", local.db, api="v1")
+        say(f"influxd pid {server.pid}: {local.url} (database {local.db}, data in {local.folder})")
 
     servers = [demo.opcua(site) for site in demo.sites]
     for child in servers:
@@ -144,9 +161,14 @@ def run_demo(
 
         def historian_ok() -> str:
             status = historian_online()
-            # As `plant health historian`: one empty write with the historian's token.
-            sink = InfluxSink(
-                influx.url, influx.token, influx.org, influx.bucket, timeout_s=CHECK_TIMEOUT_S
+            # As `plant health historian`: one empty write with the historian's settings.
+            sink = make_sink(
+                influx.api,
+                influx.url,
+                influx.bucket,
+                token=influx.token,
+                org=influx.org,
+                timeout_s=CHECK_TIMEOUT_S,
             )
             influx_write_access(sink)
             return f"{status}, InfluxDB {influx.url} takes its writes"
@@ -161,11 +183,28 @@ def run_demo(
         say(f"{child.name} pid {child.pid}: healthy")
 
 
-def _shutdown(started: list[Child], say: Callable[[str], None]) -> None:
-    """Plant services first (they still reach the broker to say offline), the broker last."""
-    plant = [c for c in started if c.name != "mosquitto"]
-    broker = [c for c in started if c.name == "mosquitto"]
-    killed = stop_all(plant, STOP_TIMEOUT_S) + stop_all(broker, BROKER_STOP_TIMEOUT_S)
+SERVERS = ("mosquitto", "influxd")
+
+
+def _shutdown(
+    started: list[Child], say: Callable[[str], None], drained: Callable[[], None] | None = None
+) -> None:
+    """Sources first, then the historian once it has stored what they sent, the servers last.
+
+    The plant services stop while they still reach the broker (to say offline); `drained`
+    (when the historian runs) waits until it has stored everything the broker holds for it,
+    and uses it (the run report) before the historian and InfluxDB stop.
+    """
+    sources = [c for c in started if c.name not in SERVERS and c.name != "historian"]
+    historian = [c for c in started if c.name == "historian"]
+    servers = [c for c in started if c.name in SERVERS]
+    killed = stop_all(sources, STOP_TIMEOUT_S)
+    if drained is not None and historian and historian[0].running:
+        try:
+            drained()
+        except DemoError as error:
+            err.print(f"[red]error:[/] {error}")
+    killed += stop_all(historian, STOP_TIMEOUT_S) + stop_all(servers, BROKER_STOP_TIMEOUT_S)
     if killed:
         say(f"killed after the stop timeout: {', '.join(killed)}")
     say(f"stopped {len(started)} processes")
@@ -197,12 +236,17 @@ def demo(
     mosquitto: Annotated[
         Path | None, typer.Option(help="The mosquitto binary; default: from PATH.")
     ] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option(help="At the stop, write the run report (HTML) of site1 to this file."),
+    ] = None,
 ) -> None:
     """Run the whole loop on this machine without Docker; Ctrl-C stops everything.
 
-    Needs a local `mosquitto`. The historian runs when PLANT_HISTORIAN_INFLUX_URL (with
-    _TOKEN, _ORG, _BUCKET) names an InfluxDB with the v2 write API; otherwise it is off.
-    Other PLANT_<SERVICE>_* variables reach their services, except those the demo sets.
+    Needs a local `mosquitto`. The historian stores into a local `influxd` the demo starts
+    (Debian: apt-get install -y influxdb), or into the InfluxDB PLANT_HISTORIAN_INFLUX_URL
+    (with _TOKEN, _ORG, _BUCKET) names; without either it is off. Other PLANT_<SERVICE>_*
+    variables reach their services, except those the demo sets.
     """
     try:
         binary = find_mosquitto(mosquitto)
@@ -233,16 +277,40 @@ def demo(
         influx=influx_from_env(os.environ),
         base_env=dict(os.environ),
     )
+    if config.influx is None and (influxd := find_influxd()) is not None:
+        local = LocalInflux(state / "influxdb", port=free_port(), rpc_port=free_port())
+        config.local_influx = (local, influxd)
     started: list[Child] = []
     code = 0
     say = out.print
+
+    def drained() -> None:
+        took = drain_historian(config)
+        say(f"historian drained: everything sent is stored ({took:.1f} s)")
+        if report is not None and config.influx is not None:
+            from apps.report import write_report  # noqa: PLC0415 (matplotlib: only here)
+
+            influx = config.influx
+            db = influx.bucket.split("/", 1)[0]
+            try:
+                write_report(influx.url, db, config.sites[0].id, report, token=influx.token)
+            except Exception as error:  # the run is over: say why, never a traceback
+                err.print(f"[red]error:[/] no report: {type(error).__name__}: {error}")
+            else:
+                say(f"report: {report.resolve()}")
+
     try:
         config.prepare()
         say(f"state folder: {state}" + ("" if keep else " (removed at the end)"))
         run_demo(config, binary, stop, started, say)
+        plant = _plant_command()
         if config.influx is None:
             say(influx_hint())
-        plant = _plant_command()
+            if report is not None:
+                err.print("[red]error:[/] no report without the historian")
+        else:
+            for line in query_hint(config.influx, plant):
+                say(line)
         hints = [
             f"from another terminal, as operator of {site.id}: {config.fault_command(site, plant)}"
             for site in config.sites
@@ -258,7 +326,9 @@ def demo(
         err.print(f"[red]error:[/] {error}")
         code = 1
     finally:
-        _shutdown(started, say)
+        # Into our own InfluxDB, or for the report: a user's InfluxDB may not let us read.
+        drain = config.influx is not None and (config.local_influx is not None or bool(report))
+        _shutdown(started, say, drained if drain else None)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         config.cleanup()

@@ -31,6 +31,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from apps.stack import init_secrets, read_secret, write_mosquitto_config, write_opcua_users
 
@@ -77,12 +78,13 @@ def make_sites(count: int, ports: Callable[[], int] = free_port) -> list[Site]:
 
 @dataclass(frozen=True, slots=True)
 class Influx:
-    """Where the historian writes: an InfluxDB with the v2 write API (2.x, 3.x or 1.8+)."""
+    """Where the historian writes, and through which API ("auto": as the server reports)."""
 
     url: str
     token: str
     org: str
     bucket: str
+    api: Literal["auto", "v1", "v2"] = "auto"
 
 
 def influx_from_env(environ: Mapping[str, str]) -> Influx | None:
@@ -95,23 +97,25 @@ def influx_from_env(environ: Mapping[str, str]) -> Influx | None:
     )
 
 
-def influx_hint(which: Callable[[str], str | None] = shutil.which) -> str:
-    """Why the historian is off, and how to turn it on."""
-    hint = (
-        "historian off: set PLANT_HISTORIAN_INFLUX_URL (and _TOKEN, _ORG, _BUCKET) to an "
-        "InfluxDB 2.x, 3.x or 1.8+ to store the data"
+def influx_hint() -> str:
+    """Why the historian is off (no influxd here), and how to turn it on."""
+    return (
+        f"historian off: no local influxd ({INFLUXD_INSTALL}, and the demo starts one), "
+        "or set PLANT_HISTORIAN_INFLUX_URL (and _TOKEN, _ORG, _BUCKET) to your InfluxDB"
     )
-    binary = which("influxd")
-    if binary is None:
-        return hint
-    try:
-        found = subprocess.run(
-            [binary, "version"], capture_output=True, text=True, timeout=5, check=False
-        ).stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
-        return hint
-    # Debian's influxd is 1.6/1.7, which has no /api/v2/write: the historian cannot use it.
-    return f"{hint} (the local influxd is {found.split(' (')[0] or 'unknown'})"
+
+
+def query_hint(influx: Influx, plant: str) -> list[str]:
+    """How to read what the historian stores, from another terminal."""
+    url, db = influx.url, influx.bucket.split("/", 1)[0]
+    auth = f" -H 'Authorization: Token {influx.token}'" if influx.token else ""
+    return [
+        f"the historian stores into {url} (database {db}): query it with InfluxQL, e.g. "
+        f"curl -sG{auth} {url}/query --data-urlencode db={db} --data-urlencode "
+        '"q=SELECT last(api_pct) FROM telemetry GROUP BY site"',
+        f"scores and a run report from what it stored: {plant} kpi --from-influx --url {url} "
+        f"--db {db} --site site1; {plant} report --url {url} --db {db} --site site1 -o run.html",
+    ]
 
 
 INFLUXD_CONFIG = """\
@@ -344,6 +348,7 @@ class Demo:
     speed: float
     controller: bool = True
     influx: Influx | None = None
+    local_influx: tuple[LocalInflux, Path] | None = None  # ours to start: where, and the binary
     python: str = sys.executable
     base_env: dict[str, str] = field(default_factory=dict)
     broker_home: Path | None = None  # made by `broker_dir`; removed by `cleanup`
@@ -482,12 +487,13 @@ class Demo:
                     self.secrets / "mqtt_historian_password"
                 ),
                 "PLANT_HISTORIAN_MQTT_CLIENT_ID": "historian-demo",
+                "PLANT_HISTORIAN_INFLUX_API": self.influx.api,
                 "PLANT_HISTORIAN_INFLUX_URL": self.influx.url,
                 "PLANT_HISTORIAN_INFLUX_TOKEN": self.influx.token,
                 "PLANT_HISTORIAN_INFLUX_ORG": self.influx.org,
                 "PLANT_HISTORIAN_INFLUX_BUCKET": self.influx.bucket,
                 "PLANT_HISTORIAN_SPOOL_PATH": str(self.state / "historian" / "spool.sqlite"),
-                "PLANT_HISTORIAN_LOG_LEVEL": "WARNING",
+                "PLANT_HISTORIAN_LOG_LEVEL": "INFO",
             },
         )
 

@@ -75,14 +75,29 @@ def is_controller(event: Event) -> bool:
     return event.kind == "audit" and event.user.split(" ", 1)[0] == "controller"
 
 
-def worth_showing(event: Event) -> bool:
-    """The plant's own record of each command, not the edge's receipts of it.
+def is_controller_action(event: Event) -> bool:
+    """The controller's own record of a command it sent, with its outcome (one per command).
 
-    A command yields three audit events: the edge's `received` and result, and the twin's
-    record (who, old, new, why, accepted). The twin's says it all; an edge result matters
-    only when the command never reached the plant (refused at the edge).
+    Its notes about itself (mode switches, holds) have the target `controller`.
     """
-    return event.kind != "audit" or event.source != "edge" or not event.accepted
+    return event.kind == "audit" and event.source == "controller" and event.target != "controller"
+
+
+def worth_showing(event: Event) -> bool:
+    """One record per command: the plant's, or for the controller's commands the controller's.
+
+    A command yields several audit events: the edge's `received` and result, and the twin's
+    record (who, old, new, why, accepted); a controller's command also the controller's own
+    record, which has the outcome as the controller saw it (accepted, refused, or no reply).
+    The plant's record says it all for an operator's command, the controller's for its own
+    (so a command the plant never saw shows too); an edge result matters only when an
+    operator's command never reached the plant (refused at the edge).
+    """
+    if event.kind != "audit":
+        return True
+    if is_controller(event):
+        return event.source == "controller"
+    return event.source != "edge" or not event.accepted
 
 
 class Board:
@@ -134,8 +149,8 @@ class Board:
                 board.alarms_active.add(event.target)
             else:
                 board.alarms_active.discard(event.target)
-        elif is_controller(event) and event.source == "twin":
-            board.controller_actions += 1  # the plant's record: one per command it carried out
+        elif is_controller_action(event):
+            board.controller_actions += 1  # the controller's record: one per command sent
         return event
 
     def service_status(self, topic: str, payload: bytes) -> None:
@@ -163,7 +178,12 @@ def describe(event: Event) -> str:
     """One line for an event: who did what to what, and why."""
     if event.kind == "audit":
         change = f" {event.old} -> {event.new}" if event.new is not None else ""
-        verdict = "" if event.accepted else f" REFUSED ({event.result})"
+        if event.accepted:
+            verdict = " (accepted)" if is_controller_action(event) else ""
+        elif event.result.startswith("no reply"):
+            verdict = f" NO REPLY ({event.result})"
+        else:
+            verdict = f" REFUSED ({event.result})"
         why = f": {event.reason}" if event.reason else ""
         return f"{event.user or '?'} {event.action} {event.target}{change}{verdict}{why}"
     if event.kind == "fault":

@@ -112,16 +112,41 @@ def test_board_tracks_faults_and_controller_actions_once_each() -> None:
     raised = _event(kind="fault", action="fault_raised", target="bridging@api_feeder")
     board.feed("pcmm/v1/site1/events/fault", raised)
     assert list(site.faults) == ["bridging@api_feeder"]
-    action = _event(
-        seq=7, user="controller via edge", action="write", target="press.fill_depth_sp",
-        old=9.8, new=9.9, reason="tablet weight 398 mg",
-    )  # fmt: skip
-    for _ in range(2):  # the edge replays what the broker acknowledged lately
-        board.feed("pcmm/v1/site1/events/audit", action)
-    assert site.controller_actions == 1
+    command = {
+        "action": "write", "target": "press.fill_depth_sp", "old": 9.8, "new": 9.9,
+        "reason": "tablet weight 398 mg",
+    }  # fmt: skip
+    # One command of the controller: the edge's receipt, the plant's record, the controller's.
     receipt = _event(seq=8, source="edge", user="controller", action="command:setpoint")
-    board.feed("pcmm/v1/site1/events/audit", receipt)
-    assert len(site.events) == 2  # the edge's receipts are not the record
+    plant = _event(seq=7, user="controller via edge", **command)
+    own = _event(seq=3, source="controller", user="controller", result="accepted", **command)
+    for _ in range(2):  # the edge replays what the broker acknowledged lately
+        board.feed("pcmm/v1/site1/events/audit/edge", receipt)
+        board.feed("pcmm/v1/site1/events/audit/twin", plant)
+        board.feed("pcmm/v1/site1/events/audit/controller", own)
+    assert site.controller_actions == 1
+    shown = [describe(e) for e in site.events]
+    assert shown == [
+        "fault raised bridging@api_feeder",
+        "controller write press.fill_depth_sp 9.8 -> 9.9 (accepted): tablet weight 398 mg",
+    ]
+    # A command that got no answer shows once too, with that outcome; notes are not actions.
+    lost = _event(
+        seq=4, source="controller", user="controller", accepted=False,
+        result="no reply within 10 s", **command,
+    )  # fmt: skip
+    board.feed("pcmm/v1/site1/events/audit/controller", lost)
+    note = _event(seq=5, source="controller", user="controller", action="mode", target="controller")
+    board.feed("pcmm/v1/site1/events/audit/controller", note)
+    assert site.controller_actions == 2
+    assert describe(site.events[-2]).startswith(
+        "controller write press.fill_depth_sp 9.8 -> 9.9 NO REPLY (no reply within 10 s)"
+    )
+    # An operator's command: the plant's record is the one shown.
+    board.feed(
+        "pcmm/v1/site1/events/audit/twin", _event(seq=9, user="operator via edge", **command)
+    )
+    assert describe(site.events[-1]).startswith("operator via edge write press.fill_depth_sp")
     board.feed(
         "pcmm/v1/site1/events/fault",
         _event(kind="fault", seq=2, action="fault_cleared", target="bridging@api_feeder"),
