@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from bridge.historian.influxql import InfluxQueryError, query_rows
+from bridge.historian.influxql import InfluxQueryError, SettingsError, historian_influx, query_rows
 from core.audit_chain import ChainBreakError, StoredRecord, verify_chain
 from core.topics import AUDIT_SOURCES
 
@@ -103,21 +103,11 @@ def verify(
     if source not in AUDIT_SOURCES:
         err.print(f"error: --source must be one of {', '.join(AUDIT_SOURCES)}, not {source!r}")
         raise typer.Exit(2)
-    token = ""
-    if url is None or db is None:
-        from pydantic import ValidationError  # noqa: PLC0415
-
-        from bridge.historian.settings import HistorianSettings  # noqa: PLC0415
-
-        try:
-            settings = HistorianSettings()
-        except ValidationError as error:
-            first = error.errors()[0]
-            err.print(f"error: historian settings: {first.get('loc')}: {first.get('msg')}")
-            raise typer.Exit(2) from None
-        url = url if url is not None else settings.influx_url
-        db = db if db is not None else settings.influx_bucket
-        token = settings.influx_token.get_secret_value()
+    try:
+        url, db, token = historian_influx(url, db)
+    except SettingsError as error:
+        err.print(f"error: {error}")
+        raise typer.Exit(2) from None
     try:
         records = query_records(url, db, site, source, token)
     except ReadError as error:

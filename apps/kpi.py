@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from controller import Alarm
 from core.faults import CATALOGUE
@@ -64,8 +65,21 @@ def acceptance_value(mean: float, sd: float) -> float:
     return abs(reference - mean) + USP905_K * sd
 
 
+class FaultLike(Protocol):
+    """What detection needs of a fault: the twin's `ActiveFault`, or one read from storage."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def onset_s(self) -> float: ...
+
+    @property
+    def ended_s(self) -> float | None: ...
+
+
 def detection(
-    faults: Iterable[ActiveFault], alarms: Iterable[Alarm], hours: float
+    faults: Iterable[FaultLike], alarms: Iterable[Alarm], hours: float
 ) -> tuple[dict[str, float | None], float]:
     """Delay to the first alarm naming each injected fault, and false alarms per hour.
 

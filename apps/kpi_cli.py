@@ -1,8 +1,8 @@
-"""`plant kpi`: score a scenario run in process, controller on or off (apps/kpi.py).
+"""`plant kpi`: score a run, in process (apps/kpi.py) or from what the historian stored.
 
-The run is the accelerated in-process closed loop of `apps.campaign` (the twin and the
-supervisor stepped together), scored against the twin's ground truth. Reading the scores of a
-run of the whole stack back from InfluxDB comes later.
+By default the run is the accelerated in-process closed loop of `apps.campaign` (the twin and
+the supervisor stepped together), scored against the twin's ground truth. `--from-influx`
+scores a run of the whole stack from InfluxDB instead (apps/stored.py).
 """
 
 from __future__ import annotations
@@ -19,6 +19,15 @@ from rich.table import Table
 from apps.campaign import run_campaign
 from apps.kpi import Kpis, compute
 from apps.scenario import STANDARD_CAMPAIGN, ScenarioError, load_scenario
+from apps.stored import (
+    MAX_NS,
+    Source,
+    kpi_rows,
+    kpis_json,
+    parse_instant,
+    score,
+)
+from bridge.historian.influxql import InfluxQueryError, historian_influx
 
 console = Console(highlight=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True)  # an error stays one line
@@ -113,14 +122,39 @@ def kpi(
         typer.Option("--controller/--no-controller", help="Supervisory controller on, or off."),
     ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead.")] = False,
+    from_influx: Annotated[
+        bool, typer.Option("--from-influx", help="Score a run of the stack from InfluxDB.")
+    ] = False,
+    url: Annotated[
+        str | None,
+        typer.Option(help="--from-influx: InfluxDB's URL (default: PLANT_HISTORIAN_INFLUX_URL)."),
+    ] = None,
+    db: Annotated[
+        str | None,
+        typer.Option(help="--from-influx: database or bucket (default: the historian's)."),
+    ] = None,
+    site: Annotated[str, typer.Option(help="--from-influx: the site to score.")] = "site1",
+    begin: Annotated[
+        str | None,
+        typer.Option("--from", help="--from-influx: from this source time (ISO 8601, UTC)."),
+    ] = None,
+    end: Annotated[
+        str | None,
+        typer.Option("--to", help="--from-influx: up to this source time (ISO 8601, UTC)."),
+    ] = None,
 ) -> None:
     """Score a scenario run in process (twin and controller together, accelerated).
 
     The run scores against the twin's ground truth: OOS tablets accepted, diverted against true
     OOS mass, blend RSD, acceptance value, loop IAE, and fault detection. Run it with
-    --no-controller and the same seed for the baseline. (Scoring a run of the whole stack from
-    InfluxDB is not there yet.)
+    --no-controller and the same seed for the baseline. With --from-influx it scores a run of
+    the whole stack from what the historian stored (default: all of it): OOS released and
+    quarantined, diverted against true OOS mass, in-spec share, detection delays, controller
+    actions and data completeness.
     """
+    if from_influx:
+        _from_influx(url, db, site, begin, end, as_json)
+        return
     try:
         loaded = load_scenario(scenario)
     except ScenarioError as error:
@@ -145,3 +179,40 @@ def kpi(
         print(json.dumps(data))
     else:
         console.print(kpi_table(data))
+
+
+def _from_influx(
+    given_url: str | None,
+    given_db: str | None,
+    site: str,
+    begin: str | None,
+    end: str | None,
+    as_json: bool,
+) -> None:
+    try:
+        url, db, token = historian_influx(given_url, given_db)
+        source = Source(
+            url,
+            db,
+            site,
+            token,
+            parse_instant(begin, "--from") if begin else 0,
+            parse_instant(end, "--to") if end else MAX_NS,
+        )
+        data = kpis_json(score(source))
+    except (ValueError, InfluxQueryError) as error:
+        err.print(f"[red]error:[/] {error}")
+        raise typer.Exit(2) from None
+    if data["tablets_made"] == 0 and data["samples_stored"] == 0:
+        err.print(f"[red]error:[/] InfluxDB at {url} holds nothing of {site!r} in {db!r}")
+        raise typer.Exit(1)
+    if as_json:
+        print(json.dumps(data))
+        return
+    title = f"{site} from InfluxDB {url} ({db}), {data['hours']:g} h"
+    table = Table(title=title, show_header=False)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    for name, value in kpi_rows(data):
+        table.add_row(name, value)
+    console.print(table)
