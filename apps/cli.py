@@ -16,6 +16,7 @@ from apps.demo import demo
 from apps.fault_cli import app as fault_app
 from apps.health import app as health_app
 from apps.kpi_cli import kpi
+from apps.report import report
 from apps.simulate import SpecError, Summary, parse_fault, run, schedule, write_csv
 from apps.stack import app as stack_app
 from bridge.cli import app as bridge_app
@@ -38,6 +39,7 @@ app.add_typer(bridge_app, name="bridge")
 app.add_typer(fault_app, name="fault")
 app.add_typer(campaign_app, name="campaign")
 app.command("kpi")(kpi)
+app.command("report")(report)
 app.add_typer(controller_app, name="controller")
 app.add_typer(health_app, name="health")
 app.add_typer(audit_app, name="audit")
