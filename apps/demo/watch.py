@@ -145,7 +145,8 @@ class Board:
             else:
                 board.faults.pop(event.target, None)
         elif event.kind == "alarm":
-            if event.action == "active":
+            # The twin's limit alarms are active/normal, the controller's raise/clear.
+            if event.action in ("active", "raise"):
                 board.alarms_active.add(event.target)
             else:
                 board.alarms_active.discard(event.target)

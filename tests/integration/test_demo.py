@@ -13,6 +13,8 @@ SIGINT the demo exits 0 and not one of its children is left.
 
 from __future__ import annotations
 
+import html
+import json
 import os
 import signal
 import subprocess
@@ -24,8 +26,12 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from PIL import Image
 
+from apps.demo.services import LocalInflux, free_port, stop_all, wait_for_influx
 from apps.health import Broker, require_online
+from apps.report import SECTIONS
+from apps.stored import Source, completeness
 from core.payload import decode_batch, decode_event
 from testkit.servers import InfluxDB, need
 from tests.support.demo import DemoProcess, alive, demo_command
@@ -175,3 +181,121 @@ def test_demo_without_mosquitto_says_so_in_one_line(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0, done.stderr
     assert "no mosquitto at" in done.stderr
+
+
+def test_demo_with_a_local_influxd_stores_every_published_sample_and_reports_the_run(
+    tmp_path: Path,
+) -> None:
+    """No InfluxDB configured: the demo starts the local influxd and the historian into it.
+
+    For a minute of wall time, with a fault injected as the demo says to: every sample the
+    edge published is stored (counted by the edge's sequence numbers: the stored ones are
+    consecutive from the first, and every one a second subscriber saw published is stored),
+    `plant kpi --from-influx` scores the run, and the report written at the stop has every
+    section and renders in headless Chromium.
+    """
+    need("mosquitto")
+    need("influxd")
+    chromium = need("chromium", "apt-get install -y chromium")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLANT_")}
+    state, report = tmp_path / "demo", tmp_path / "run.html"
+    args = ["--no-view", "--speed", "20", "--duration", "60", "--state-dir", str(state)]
+    demo = DemoProcess([*args, "--report", str(report)], env)
+    seen: dict[str, set[int]] = {}
+    counter: mqtt.Client | None = None
+    try:
+        influx_url = demo.wait_for(r"^influxd pid \d+: (http://\S+)", READY_TIMEOUT_S).group(1)
+        port = int(demo.wait_for(r"mqtt://127\.0\.0\.1:(\d+)", 1).group(1))
+        # Published samples as a second subscriber sees them (the historian's user may read
+        # telemetry and the ground truth; another client id, a plain subscription).
+        counter = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id="demo-test-counter",
+            protocol=MQTTProtocolVersion.MQTTv5,
+        )
+        password = demo.wait_for_secret(state, "mqtt_historian_password")
+        counter.username_pw_set("historian", password)
+
+        def on_message(client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+            batch = decode_batch(msg.payload)
+            seen.setdefault(batch.site, set()).update(s.seq for s in batch.samples)
+
+        counter.on_message = on_message
+        counter.on_connect = lambda c, u, f, r, p: c.subscribe(
+            [("pcmm/v1/+/+/telemetry", 1), ("pcmm/v1/+/simulation/+", 1)]
+        )
+        counter.connect("127.0.0.1", port)
+        counter.loop_start()
+        demo.wait_for(r"^ready: \d+ processes healthy", READY_TIMEOUT_S)
+        assert "historian pid" in demo.text()
+        assert f"curl -sG {influx_url}/query" in demo.text()  # how to query it
+        command, fault_env = demo_command(demo, "site1")
+        injected = subprocess.run(
+            command, env=fault_env, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert injected.returncode == 0, injected.stderr
+        assert demo.proc.wait(240) == 0, demo.text()  # --duration 60, then the stop
+    finally:
+        if counter is not None:
+            counter.disconnect()
+            counter.loop_stop()
+        if demo.proc.poll() is None:
+            demo.proc.send_signal(signal.SIGKILL)
+            demo.proc.wait(10)
+        print(demo.text()[-5000:])
+    assert "historian drained: everything sent is stored" in demo.text()
+    assert f"report: {report}" in demo.text(), demo.text()
+    assert "killed after the stop timeout" not in demo.text()
+
+    # The data outlives the demo (--state-dir): start influxd on it again, as the demo does.
+    local = LocalInflux(state / "influxdb", port=free_port(), rpc_port=free_port())
+    local.write_config()
+    server = local.child(Path(need("influxd")), env, tmp_path / "influxd-again.log")
+    server.start()
+    try:
+        wait_for_influx(server, local.url, 30)
+        found = completeness(Source(local.url, "pcmm", "site1"))
+        scored = subprocess.run(
+            [sys.executable, "-m", "plant.cli", "kpi", "--from-influx", "--url", local.url,
+             "--db", "pcmm", "--site", "site1", "--json"],
+            env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+    finally:
+        stop_all([server], 10)
+    published = seen.get("site1", set())
+    print(
+        f"site1: {found.unique} samples stored, sequence numbers {found.first_seq}.."
+        f"{found.last_seq}; {len(published)} seen published by a second subscriber"
+    )
+    assert found.first_seq == 1  # the edge's first sample (bridge/edge/sequence.py) ...
+    assert found.lost == 0 and found.gaps == ()  # ... and every one after it, to the last
+    assert found.duplicates == 0
+    assert published and published <= set(range(1, found.unique + 1))  # all it saw published
+    assert found.unique > 10_000  # a minute at x20: about 1,200 plant s of every tag
+    assert scored.returncode == 0, scored.stderr
+    scores = json.loads(scored.stdout)
+    assert scores["samples_stored"] == found.unique and scores["samples_lost"] == 0
+    assert scores["tablets_made"] > 0 and scores["controller_actions"] >= 1
+    assert any(k.startswith("bridging@") for k in scores["detection_delay_s"]), scores
+
+    # The report: every section, and Chromium renders it to something that is not blank.
+    page = report.read_text()
+    for key, title in SECTIONS:
+        assert f'<section id="{key}"><h2>{html.escape(title)}</h2>' in page
+    assert page.count("<svg") >= 5 and "<script" not in page
+    assert "bridging" in page and "controller" in page
+    shot = tmp_path / "run.png"
+    done = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", f"--user-data-dir={tmp_path / 'chromium'}", f"--screenshot={shot}",
+         "--window-size=1400,2000", report.as_uri()],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0 and shot.exists(), done.stderr[-2000:]
+    with Image.open(shot) as image:
+        pixels = image.convert("RGB").resize((140, 200))
+        colours = pixels.getcolors(140 * 200) or []
+    inked = sum(count for count, rgb in colours if sum(rgb) < 600)  # not white nor near it
+    assert len(colours) > 20 and inked > 140 * 200 * 0.03, (len(colours), inked)
+    print(f"screenshot: {shot}")

@@ -58,6 +58,16 @@ class DemoProcess:
                 pytest.fail(f"no {pattern!r} after {timeout} s:\n{self.text()}", pytrace=False)
             time.sleep(0.2)
 
+    def wait_for_secret(self, state: Path, name: str, timeout: float = 30) -> str:
+        """A secret the demo generated into its state folder, once it is there."""
+        path = state / "secrets" / name
+        deadline = time.monotonic() + timeout
+        while not path.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"no {path}:\n{self.text()}", pytrace=False)
+            time.sleep(0.1)
+        return path.read_text()
+
     def pids(self) -> dict[str, int]:
         return {m.group(1): int(m.group(2)) for line in self.lines if (m := PID_LINE.match(line))}
 
