@@ -414,9 +414,10 @@ def render(run: Run) -> str:
             f"{found.last_seq}): {found.published:,}; stored: {found.unique:,} "
             f"({found.stored_pct:.3f} %); lost: {found.lost:,}; stored twice: "
             f"{found.duplicates:,}; missing numbers: {html.escape(gaps)}.</p>"
-            '<p class="note">A lost sample\'s tag is not known from what was stored; an edge '
-            "restarted mid-run skips unused numbers, which read as a gap.</p>"
-            + _table(("tag", "samples stored"), per_tag)
+            '<p class="note">A missing number is at most a lost sample, whose tag is not '
+            "known from what was stored: a tag updated twice at one source time is one point "
+            "(the second over the first), and an edge restarted mid-run skips unused numbers."
+            "</p>" + _table(("tag", "samples stored"), per_tag)
         ),
     }
     toc = " · ".join(f'<a href="#{key}">{html.escape(title)}</a>' for key, title in SECTIONS)

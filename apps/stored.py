@@ -11,18 +11,23 @@ scored"), taken from what was stored instead of from the twin's ledger:
 - quality outcome from the simulation-only truth tags, which are the ledger's running totals
   (diverter.true_oos_accepted: OOS tablets released, true_oos_quarantined, true_oos_mass,
   diverter.diverted_mass, press.tablets_total), as their change over the window;
-- in-spec share by mass: 1 - true OOS mass / mass made (tablets made x their mean weight);
-  the ledger counts tablets, so the two agree as far as OOS tablets weigh what the others do;
+- in-spec share by mass: 1 - true OOS mass / mass made (each stretch's tablets at the weight the
+  checkweigher measured then). The stored tags have no count of OOS tablets, only their mass,
+  so this is by mass; the ledger's `in_spec_pct` counts tablets (OOS tablets of a starved blend
+  are lighter, so the two differ by a point or so in a bad run);
 - fault handling: each `fault_raised` event against the controller's `alarm` events, by
-  `plant.kpi.detection` (the same rule as the in-process score);
+  `plant.kpi.detection` (the same rule as the in-process score), on the run's own clock:
+  seconds from its first stored sample ("bridging@30");
 - controller actions: the controller's own audit records of the commands it sent (accepted,
   refused, unanswered);
 - data completeness: per tag the samples stored; per site the samples published, from the
   sequence numbers the edge gives every sample (one counter for all of a site's tags): a
   number missing between the first and the last stored is a sample published and not stored
-  (its tag is not known from what was stored), a number stored twice a duplicate. An edge
-  restarted mid-run skips the rest of its reserved block (bridge/edge/sequence.py): such a
-  run shows a gap that is not a loss.
+  (its tag is not known from what was stored), a number stored twice a duplicate. So a
+  missing number is an upper bound of a loss, exact for a run without these: a tag updated
+  twice at one source time (the line's stop resets setpoints) is one point in InfluxDB, the
+  second sample over the first, so the first's number is gone; and an edge restarted mid-run
+  skips the rest of its reserved block (bridge/edge/sequence.py).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -150,18 +155,19 @@ class Completeness:
     """Samples stored per tag, and per site against those published (by sequence number)."""
 
     stored_per_tag: dict[str, int]
-    stored: int
-    unique: int
+    stored: int  # points of the window (a sample stored twice under another time: twice)
+    unique: int  # sequence numbers of the window
     first_seq: int | None
     last_seq: int | None
+    outside: int = 0  # numbers between first and last of samples timed outside the window
     gaps: tuple[tuple[int, int], ...] = ()  # (first missing, last missing), at most a few
 
     @property
     def published(self) -> int:
-        """The samples the edge numbered from the first stored to the last stored."""
+        """The window's samples the edge numbered, from its first stored to its last stored."""
         if self.first_seq is None or self.last_seq is None:
             return 0
-        return self.last_seq - self.first_seq + 1
+        return self.last_seq - self.first_seq + 1 - self.outside
 
     @property
     def lost(self) -> int:
@@ -177,10 +183,14 @@ class Completeness:
 
 
 MAX_GAPS = 20
+#: The edge numbers samples as they arrive, which is nearly but not quite source-time order
+#: (tags come in a subscription's batches): numbers of the window's first and last samples
+#: interleave with those of samples just outside it. Samples stored up to this far outside the
+#: window count as "outside", not as missing.
+EDGE_NS = 60 * 10**9
 
 
-def completeness(source: Source) -> Completeness:
-    """Per tag the samples stored (its `_seq` fields), and the site's sequence numbers."""
+def _seqs(source: Source) -> tuple[dict[str, int], list[int]]:
     per_tag: dict[str, int] = {}
     seqs: list[int] = []
     for measurement in ("telemetry", "truth"):
@@ -192,14 +202,33 @@ def completeness(source: Source) -> Completeness:
                     tag = f"{module}.{key.removesuffix(SEQ)}"
                     per_tag[tag] = per_tag.get(tag, 0) + 1
                     seqs.append(int(value))
+    return per_tag, seqs
+
+
+def completeness(source: Source) -> Completeness:
+    """Per tag the samples stored (its `_seq` fields), and the site's sequence numbers.
+
+    A number between the window's first and last that no stored sample has, within EDGE_NS
+    around the window either, is a sample published and not stored (or not yet).
+    """
+    per_tag, seqs = _seqs(source)
     unique = sorted(set(seqs))
+    if not unique:
+        return Completeness({}, 0, 0, None, None)
+    first, last = unique[0], unique[-1]
+    wider = replace(
+        source, start_ns=max(source.start_ns - EDGE_NS, 0), end_ns=source.end_ns + EDGE_NS
+    )
+    around = {n for n in _seqs(wider)[1] if first <= n <= last}
+    outside = len(around - set(unique))
     return Completeness(
         stored_per_tag=dict(sorted(per_tag.items())),
         stored=len(seqs),
         unique=len(unique),
-        first_seq=unique[0] if unique else None,
-        last_seq=unique[-1] if unique else None,
-        gaps=tuple(_gaps(unique))[:MAX_GAPS],
+        first_seq=first,
+        last_seq=last,
+        outside=outside,
+        gaps=tuple(_gaps(sorted(around | set(unique))))[:MAX_GAPS],
     )
 
 
@@ -244,6 +273,10 @@ def faults(rows: Iterable[dict[str, Any]]) -> list[StoredFault]:
         kind, _, where = target.partition("@")
         done.append(StoredFault(kind, where, onset, None, magnitude))
     return sorted(done, key=lambda f: f.onset_s)
+
+
+def _minus(value: float | None, zero: float) -> float | None:
+    return None if value is None else value - zero
 
 
 def _float(value: object) -> float | None:
@@ -313,6 +346,29 @@ class StoredKpis:
         return len(found) / len(self.detection_delay_s) if self.detection_delay_s else 1.0
 
 
+def mass_made(source: Source, made: float) -> float:
+    """kg of tablets made in the window: each stretch's tablets at the weight then measured.
+
+    The press's tablet count and the checkweigher's weight are read together; tablets made
+    before the first stored count (a run already under way) weigh the first weight stored.
+    """
+    data = series(source, ["press.tablets_total", "press.tablet_weight"])
+    counts, weights = data["press.tablets_total"], dict(data["press.tablet_weight"])
+    if not counts or not weights:
+        return 0.0
+    first_weight = next(iter(weights.values()))
+    weight = first_weight
+    previous = counts[0][1] if source.start_ns > 0 else 0
+    total_mg = 0.0
+    for t, count in counts:
+        weight = weights.get(t, weight)
+        total_mg += max(float(count) - float(previous), 0.0) * weight
+        previous = count
+    counted = float(counts[-1][1]) - (float(counts[0][1]) if source.start_ns > 0 else 0.0)
+    # A count that fell (a reset) is not made tablets; scale to the counter's own change.
+    return total_mg / 1e6 * (made / counted if counted > 0 else 0.0)
+
+
 def time_span(source: Source) -> tuple[int, int]:
     """The first and last stored telemetry times of the site in the window (ns)."""
     q = f'SELECT first("tablets_total") AS f FROM "telemetry" WHERE {source.where("press")}'
@@ -329,13 +385,17 @@ def score(source: Source, event_rows: list[dict[str, Any]] | None = None) -> Sto
     rows = events(source) if event_rows is None else event_rows
     change = {tag: counter_change(source, tag) for tag in COUNTERS}
     start_ns, end_ns = time_span(source)
-    weights = [v for _, v in series(source, ["press.tablet_weight"])["press.tablet_weight"]]
-    mean_mg = sum(weights) / len(weights) if weights else math.nan
     made = change["press.tablets_total"]
-    made_kg = made * mean_mg / 1e6 if made else 0.0
+    made_kg = mass_made(source, made)
     oos_kg = change["diverter.true_oos_mass"]
     hours = max(end_ns - start_ns, 0) / 3.6e12
-    delays, false_rate = detection(faults(rows), controller_alarms(rows), hours)
+    # On the run's own clock (s from its first stored sample), so a fault reads "bridging@30".
+    zero = start_ns / 1e9
+    found = [
+        replace(f, onset_s=f.onset_s - zero, ended_s=_minus(f.ended_s, zero)) for f in faults(rows)
+    ]
+    alarms = [replace(a, time=a.time - zero) for a in controller_alarms(rows)]
+    delays, false_rate = detection(found, alarms, hours)
     actions = controller_actions(rows)
     return StoredKpis(
         site=source.site,
