@@ -1,6 +1,6 @@
 """`plant report`: one self-contained HTML file a QA reviewer reads for a run of the stack.
 
-Everything comes from what the historian stored (plant/stored.py reads it back over InfluxQL):
+Everything comes from what the historian stored (apps/stored.py reads it back over InfluxQL):
 the line state over time; API content against its spec (the NIR's measurement, and the
 tablets' true content, simulation only) with the diverted and quarantined windows shaded;
 tablet weight and hardness against their spec; the feeders' flows; the faults, the alarms and

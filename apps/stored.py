@@ -1,7 +1,7 @@
 """A run of the whole stack as the historian stored it: read back from InfluxDB, and scored.
 
-Everything here reads InfluxQL (`plant.influxql.query_rows`), so it works against InfluxDB
-1.x, 2.x (with its DBRP mapping) and 3.x alike. The schema is the historian's
+Everything here reads InfluxQL (`bridge.historian.influxql.query_rows`), so it works against
+InfluxDB 1.x, 2.x (with its DBRP mapping) and 3.x alike. The schema is the historian's
 (bridge/historian/points.py): `telemetry` and `truth` (module, site; a field per tag and a
 `<name>_seq` per sample), `events` (faults, alarms, audit records) and `pipeline`.
 
@@ -16,7 +16,7 @@ scored"), taken from what was stored instead of from the twin's ledger:
   so this is by mass; the ledger's `in_spec_pct` counts tablets (OOS tablets of a starved blend
   are lighter, so the two differ by a point or so in a bad run);
 - fault handling: each `fault_raised` event against the controller's `alarm` events, by
-  `plant.kpi.detection` (the same rule as the in-process score), on the run's own clock:
+  `apps.kpi.detection` (the same rule as the in-process score), on the run's own clock:
   seconds from its first stored sample ("bridging@30");
 - controller actions: the controller's own audit records of the commands it sent (accepted,
   refused, unanswered);

@@ -215,7 +215,7 @@ def mosquitto() -> Iterator[Mosquitto]:
 class InfluxDB:
     """influxd 1.x on 127.0.0.1:`port`, database `db`, and a test-only v2 write proxy.
 
-    Configured and started as `plant demo` starts its own (plant/demo/services.py's
+    Configured and started as `plant demo` starts its own (apps/demo/services.py's
     `LocalInflux` and `Child`): one way to start the server. With `auth`, authentication is on
     and `admin` is the all-privileges user.
     """

@@ -26,12 +26,12 @@ from pathlib import Path
 
 import pytest
 
+from apps.kpi import detection
+from apps.stored import Source, controller_alarms, events, score
 from controller import Alarm
-from plant.kpi import detection
-from plant.stored import Source, controller_alarms, events, score
-from tests.support.historian import HistorianProcess, historian_env
+from testkit.historian import HistorianProcess, historian_env
+from testkit.servers import InfluxDB, Mosquitto
 from tests.support.mqtt import wait_until
-from tests.support.servers import InfluxDB, Mosquitto
 from twin import FaultSpec, LineCommand
 
 from .conftest import RunningServer
