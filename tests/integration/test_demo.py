@@ -256,7 +256,7 @@ def test_demo_with_a_local_influxd_stores_every_published_sample_and_reports_the
         wait_for_influx(server, local.url, 30)
         found = completeness(Source(local.url, "pcmm", "site1"))
         scored = subprocess.run(
-            [sys.executable, "-m", "plant.cli", "kpi", "--from-influx", "--url", local.url,
+            [sys.executable, "-m", "apps.cli", "kpi", "--from-influx", "--url", local.url,
              "--db", "pcmm", "--site", "site1", "--json"],
             env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip

@@ -29,10 +29,11 @@ import pytest
 from apps.kpi import detection
 from apps.stored import Source, controller_alarms, events, score
 from controller import Alarm
+from core.commands import LineCommand
+from core.faults import FaultSpec
 from testkit.historian import HistorianProcess, historian_env
 from testkit.servers import InfluxDB, Mosquitto
 from tests.support.mqtt import wait_until
-from twin import FaultSpec, LineCommand
 
 from .conftest import RunningServer
 from .edge_harness import (
@@ -69,7 +70,7 @@ class ControllerProcess:
         self.log = log
         with log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "plant.cli", "controller", "run"],
+                [sys.executable, "-m", "apps.cli", "controller", "run"],
                 env=env,
                 cwd=ROOT,
                 stdout=out,
