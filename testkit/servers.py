@@ -4,7 +4,8 @@ Registered as a pytest plugin in tests/conftest.py. No mocks: each fixture start
 binary with a configuration generated in a temporary folder, waits until it accepts
 connections, can stop and restart it on the same port mid-test (outage tests), and kills it at
 teardown. The broker's configuration and ACL come from deploy/mosquitto, so the tests check
-the files that are deployed.
+the files that are deployed. Both are configured and started by the code `plant demo` uses
+(apps/demo/services.py: `broker_config`, `LocalInflux`, `Child`): one way to start a server.
 
 A missing binary skips the test on a developer machine, and FAILS it when CI=true or
 PLANT_REQUIRE_SERVERS=1: in CI the integration tests must run, never silently skip.
@@ -33,7 +34,14 @@ from typing import Any
 
 import pytest
 
-from apps.demo.services import Child, DemoError, LocalInflux, influx_query, wait_for_influx
+from apps.demo.services import (
+    Child,
+    DemoError,
+    LocalInflux,
+    broker_config,
+    influx_query,
+    wait_for_influx,
+)
 from testkit.influx_v2_proxy import InfluxV2Proxy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,13 +143,13 @@ class Mosquitto:
         """Start (or restart) on the same port with the same persistence folder."""
         if self.proc is not None and self.proc.poll() is None:
             return
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [need("mosquitto"), "-c", str(self.folder / "mosquitto.conf")],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        conf = self.folder / "mosquitto.conf"
+        child = Child("mosquitto", [need("mosquitto"), "-c", str(conf)], dict(os.environ),
+                      self.folder, self.log)  # fmt: skip
+        child.start()  # the demo's launcher (apps/demo/services.py)
+        self.proc = child.proc
         self.starts += 1
+        assert self.proc is not None
         wait_for_port(self.port, self.proc, self.log, START_TIMEOUT_S)
 
     def stop(self) -> None:
@@ -158,20 +166,8 @@ class Mosquitto:
 
 
 def mosquitto_config(port: int, folder: Path) -> str:
-    """deploy/mosquitto/mosquitto.conf with this test's listener and paths."""
-    replace = {
-        "listener": f"listener {port} 127.0.0.1",
-        "password_file": f"password_file {folder / 'passwd'}",
-        "acl_file": f"acl_file {folder / 'acl'}",
-        "persistence_location": f"persistence_location {folder}/",
-    }
-    out = []
-    for line in (DEPLOY_MOSQUITTO / "mosquitto.conf").read_text().splitlines():
-        key = line.split(" ", 1)[0]
-        out.append(replace.get(key, line))
-    missing = set(replace) - {line.split(" ", 1)[0] for line in out}
-    assert not missing, f"deploy/mosquitto/mosquitto.conf lacks {missing}"
-    return "\n".join(out) + "\n"
+    """deploy/mosquitto/mosquitto.conf with this test's listener and paths (as the demo's)."""
+    return broker_config((DEPLOY_MOSQUITTO / "mosquitto.conf").read_text(), port, folder)
 
 
 def make_mosquitto() -> Mosquitto:
