@@ -248,8 +248,15 @@ def state_plot(run: Run) -> str:
 
 
 def _span(ax: Any, run: Run) -> None:
+    """The run's time on the x axis, in UTC, labelled as briefly as its length allows."""
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter  # noqa: PLC0415
+
     if run.end_ns > run.start_ns:
         ax.set_xlim(_when(run.start_ns), _when(run.end_ns))
+    locator = AutoDateLocator(tz=UTC)  # type: ignore[no-untyped-call]
+    ax.xaxis.set_major_locator(locator)
+    formatter = ConciseDateFormatter(locator, tz=UTC)  # type: ignore[no-untyped-call]
+    ax.xaxis.set_major_formatter(formatter)
 
 
 def api_plot(run: Run) -> str:

@@ -246,6 +246,11 @@ def test_demo_with_a_local_influxd_stores_every_published_sample_and_reports_the
     assert "historian drained: everything sent is stored" in demo.text()
     assert f"report: {report}" in demo.text(), demo.text()
     assert "killed after the stop timeout" not in demo.text()
+    # Each controller action once, from the controller's own record, with its outcome: the
+    # plant's record of the same command ("controller via edge") is not shown beside it.
+    actions = [line for line in demo.lines if line.startswith("event site1 audit: controller ")]
+    assert actions and all("(accepted)" in a or "REFUSED" in a or "NO REPLY" in a for a in actions)
+    assert "controller via edge" not in demo.text()
 
     # The data outlives the demo (--state-dir): start influxd on it again, as the demo does.
     local = LocalInflux(state / "influxdb", port=free_port(), rpc_port=free_port())
