@@ -16,11 +16,13 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -32,6 +34,7 @@ from apps.demo.services import LocalInflux, free_port, stop_all, wait_for_influx
 from apps.health import Broker, require_online
 from apps.report import SECTIONS
 from apps.stored import Source, completeness
+from bridge.historian.influxql import query_rows
 from core.payload import decode_batch, decode_event
 from testkit.servers import InfluxDB, need
 from tests.support.demo import DemoProcess, alive, demo_command
@@ -172,6 +175,14 @@ def test_demo_runs_the_loop_for_two_sites_and_leaves_nothing_running(
     assert "killed after the stop timeout" not in demo.text()
 
 
+def found_start(url: str) -> int:
+    """The first stored source time of site1 (ns)."""
+    rows = query_rows(
+        url, "pcmm", "SELECT first(\"tablets_total\") FROM telemetry WHERE site = 'site1'"
+    )
+    return int(rows[0]["time"])
+
+
 def test_demo_without_mosquitto_says_so_in_one_line(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "apps.cli", "demo", "--no-view", "--duration", "1",
@@ -265,8 +276,26 @@ def test_demo_with_a_local_influxd_stores_every_published_sample_and_reports_the
              "--db", "pcmm", "--site", "site1", "--json"],
             env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
+        # `plant report` over a part of the run: the first five minutes of its source times.
+        begin = datetime.fromtimestamp(found_start(local.url) / 1e9, UTC)
+        part = tmp_path / "part.html"
+        reported = subprocess.run(
+            [sys.executable, "-m", "apps.cli", "report", "--url", local.url, "--db", "pcmm",
+             "--site", "site1", "--from", begin.isoformat(),
+             "--to", (begin + timedelta(minutes=5)).isoformat(), "-o", str(part)],
+            env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
     finally:
         stop_all([server], 10)
+    assert reported.returncode == 0, reported.stderr
+    stamp = r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)"
+    shown = re.search(rf"{stamp} to {stamp} UTC \(plant source times\)", part.read_text())
+    assert shown, part.read_text()[:600]
+    first, last = (datetime.fromisoformat(f"{t}+00:00") for t in shown.groups())
+    assert first == begin.replace(microsecond=0)
+    assert (
+        begin + timedelta(minutes=5) - timedelta(seconds=5) <= last <= begin + timedelta(minutes=5)
+    )
     published = seen.get("site1", set())
     print(
         f"site1: {found.unique} samples stored, sequence numbers {found.first_seq}.."
