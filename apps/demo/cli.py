@@ -1,11 +1,13 @@
 """`plant demo`: the whole loop on one machine, without Docker, in one command.
 
 It starts, as child processes with generated settings and secrets: Mosquitto (the local
-binary, configured from deploy/mosquitto), per site a twin behind its OPC UA server, an edge
-and a supervisory controller, and the historian when an InfluxDB is configured; waits until
+binary, configured from deploy/mosquitto), the local influxd when installed (or uses the
+InfluxDB PLANT_HISTORIAN_INFLUX_URL names), per site a twin behind its OPC UA server, the
+historian before any edge, and per site an edge and a supervisory controller; waits until
 each passes its health check (the compose healthchecks' own functions); then shows the plant
-live as the broker's `operator` user sees it, until Ctrl-C or `--duration`, and stops
-everything, killing what does not stop within a bound.
+live as the broker's `operator` user sees it, until Ctrl-C or `--duration`. At the stop the
+sources stop first, the historian is drained (drain.py) and the run report written when
+asked, then the historian and the servers stop; what does not stop within a bound is killed.
 """
 
 from __future__ import annotations
