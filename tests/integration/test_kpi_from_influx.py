@@ -127,6 +127,12 @@ def test_scores_from_influxdb_match_the_twins_own_for_a_campaign_through_the_sta
     running, _ = stack
     plant = running.plant
     wait_until(lambda: len(influx_times(influxdb)) >= len(plant.registry), 60, "every tag stored")
+    # The edge subscribes to the twin's events after its tags, then backfills the audit trail:
+    # a twin audit record stored means fault events are subscribed (they are not replayed).
+    source = Source(influxdb.url, influxdb.db, SITE)
+    wait_until(
+        lambda: any(r.get("source") == "twin" for r in events(source)), 60, "events subscribed"
+    )
     start = running.run(lambda: _now(running))
     faults = [
         FaultSpec("bridging", magnitude=0.8, duration_s=240, onset_s=start + 30, user="test"),
@@ -145,7 +151,6 @@ def test_scores_from_influxdb_match_the_twins_own_for_a_campaign_through_the_sta
     wait_for_plant_time(running, plant.now + 10, timeout=30)  # its totals are final now
 
     ledger = plant.ledger
-    source = Source(influxdb.url, influxdb.db, SITE)
 
     end_s = plant.now
     end_ns = plant_ns(running, end_s)  # the totals are final from here
@@ -159,6 +164,7 @@ def test_scores_from_influxdb_match_the_twins_own_for_a_campaign_through_the_sta
         return (
             abs(k.tablets_made - ledger.tablets_made) < 1
             and math.isclose(k.diverted_kg, ledger.mass_diverted, rel_tol=1e-9, abs_tol=1e-9)
+            and math.isclose(k.true_oos_kg, ledger.oos_mass, rel_tol=1e-9, abs_tol=1e-9)
             and check.lost == 0
         )
 
@@ -166,24 +172,26 @@ def test_scores_from_influxdb_match_the_twins_own_for_a_campaign_through_the_sta
         wait_until(stored_all, 60, "the ledger's final totals in InfluxDB", step=1.0)
     except AssertionError:
         raise AssertionError(f"stored against the twin: {seen[-2:]}") from None
-    k = score(replace(source, end_ns=end_ns))  # the run to the stop (the tail is in flight)
-    print(json.dumps({"tablets": k.tablets_made, "oos_kg": k.true_oos_kg, "div_kg": k.diverted_kg,
-                      "in_spec": k.in_spec_pct, "ledger_in_spec": ledger.in_spec_pct,
-                      "made_kg": k.made_kg, "ledger_made_kg": ledger.mass_accepted
+    whole = score(source)  # the whole run: the totals (final, as the wait above showed)
+    k = score(replace(source, end_ns=end_ns))  # to the stop: actions, completeness
+    print(json.dumps({"tablets": whole.tablets_made, "oos_kg": whole.true_oos_kg,
+                      "div_kg": whole.diverted_kg, "in_spec": whole.in_spec_pct,
+                      "ledger_in_spec": ledger.in_spec_pct, "made_kg": whole.made_kg,
+                      "ledger_made_kg": ledger.mass_accepted
                       + ledger.mass_diverted + ledger.mass_quarantined,
                       "delays": k.detection_delay_s, "actions": k.actions}))  # fmt: skip
 
     # Quality outcome: the truth tags are the ledger's totals.
     # (Equal, whatever they are: on a loaded machine the controller may act late; this test
     # checks the scoring, the acceptance test the control.)
-    assert k.oos_released == round(ledger.oos_accepted_tablets)
-    assert k.oos_quarantined == round(ledger.oos_quarantined_tablets)
-    assert k.quarantined == round(ledger.tablets_quarantined)
-    assert math.isclose(k.true_oos_kg, ledger.oos_mass, rel_tol=1e-9, abs_tol=1e-9)
-    assert k.true_oos_kg > 0  # the bridging made out-of-spec blend
+    assert whole.oos_released == round(ledger.oos_accepted_tablets)
+    assert whole.oos_quarantined == round(ledger.oos_quarantined_tablets)
+    assert whole.quarantined == round(ledger.tablets_quarantined)
+    assert math.isclose(whole.true_oos_kg, ledger.oos_mass, rel_tol=1e-9, abs_tol=1e-9)
+    assert whole.true_oos_kg > 0  # the bridging made out-of-spec blend
     made_kg = ledger.mass_accepted + ledger.mass_diverted + ledger.mass_quarantined
-    assert abs(k.made_kg - made_kg) < 0.002 * made_kg  # counts x checkweigher against truth
-    assert abs(k.in_spec_pct - 100 * (1 - ledger.oos_mass / made_kg)) < 0.2  # both by mass
+    assert abs(whole.made_kg - made_kg) < 0.002 * made_kg  # counts x checkweigher against truth
+    assert abs(whole.in_spec_pct - 100 * (1 - ledger.oos_mass / made_kg)) < 0.2  # both by mass
 
     # Fault handling: the stored fault events are the twin's faults, scored on the same alarms.
     twin_faults = plant.faults(include_ended=True)
