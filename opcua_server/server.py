@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
 from types import TracebackType
 
 from asyncua import Server, ua
@@ -130,6 +131,12 @@ class PlantServer:
         server = Server(iserver=iserver)
         await server.init()
         server.set_server_name(s.server_name)
+        limit = server.get_node(
+            ua.NodeId(
+                ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxMonitoredItemsPerCall
+            )
+        )
+        await limit.write_value(ua.Variant(s.max_monitored_items_per_call, ua.VariantType.UInt32))
         await server.set_application_uri(self.application_uri)
         server.set_endpoint(self.endpoint)
         server.socket_address = (s.host, s.port)
@@ -219,6 +226,13 @@ class PlantServer:
         await self.stop()
 
     # The clock -------------------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def between_ticks(self) -> AsyncIterator[None]:
+        """Hold the clock between two ticks (a tick hands the event loop back while it
+        publishes, so without this a reader may see half a tick's samples)."""
+        async with self._tick_lock:
+            yield
+
     async def tick(self) -> None:
         """Advance the twin to the clock's plant time and publish what changed."""
         assert self._publisher is not None and self._alarms is not None

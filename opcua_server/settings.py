@@ -47,6 +47,11 @@ class OpcUaSettings(BaseSettings):
     history_window_s: float = Field(default=900.0, gt=0.0)  # plant s of history kept per tag
     history_max_samples: int = Field(default=20_000, ge=10)  # hard cap per tag
 
+    # Advertised in ServerCapabilities/OperationLimits (asyncua advertises 10,000 and enforces
+    # nothing): the edge creates its monitored items this many per request. Creating 1,000 at
+    # once held the event loop for 0.3-3.7 s on a shared two-core machine (issue 17).
+    max_monitored_items_per_call: int = Field(default=500, ge=1, le=100_000)
+
     extra_tags: int = Field(default=0, ge=0, le=1_000_000)  # synthetic load-test tags (bench)
 
     @field_validator("start_utc")

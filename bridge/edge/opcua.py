@@ -45,7 +45,7 @@ SIMULATION = "Simulation"
 COMMANDS = "Commands"
 AUDIT_EVENT_TYPE = "PlantAuditEventType"
 FAULT_EVENT_TYPE = "PlantFaultEventType"
-ITEMS_PER_REQUEST = 1000  # monitored items created per CreateMonitoredItems request
+ITEMS_PER_REQUEST = 1000  # monitored items per CreateMonitoredItems request, at most
 HISTORY_NODES_PER_REQUEST = 100
 EVENT_QUEUE = 200_000  # notifications the consumer may lag behind before a forced reconnect
 
@@ -64,6 +64,21 @@ def _scalar(datavalue: ua.DataValue) -> Scalar:
     if value is None or isinstance(value, bool | int | float | str):
         return value
     return str(value)
+
+
+async def items_per_call(client: Client) -> int:
+    """Monitored items to create per request: the server's MaxMonitoredItemsPerCall (its
+    OperationLimits; 0 or unreadable: no limit stated), at most ITEMS_PER_REQUEST. A server
+    creates a request's items without serving anything else meanwhile, so a large request
+    stalls it, and a stall longer than the health probe's timeout looks like a dead link."""
+    node = client.get_node(
+        ua.NodeId(ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxMonitoredItemsPerCall)
+    )
+    try:
+        stated = int(await node.read_value())
+    except (ua.UaError, TypeError, ValueError):
+        return ITEMS_PER_REQUEST
+    return min(stated, ITEMS_PER_REQUEST) if stated > 0 else ITEMS_PER_REQUEST
 
 
 #: Receives (kind, fields) for every OPC UA event: kind is audit, fault or alarm.
@@ -270,8 +285,9 @@ class OpcUaSource:
             trigger.DeadbandType = ua.DeadbandType.Absolute
             trigger.DeadbandValue = s.deadband
         nodes = [client.get_node(nodeid) for nodeid in self._tags]
-        for start in range(0, len(nodes), ITEMS_PER_REQUEST):
-            chunk = nodes[start : start + ITEMS_PER_REQUEST]
+        per_call = await items_per_call(client)
+        for start in range(0, len(nodes), per_call):
+            chunk = nodes[start : start + per_call]
             await sub._subscribe(
                 chunk,
                 ua.AttributeIds.Value,
