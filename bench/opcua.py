@@ -1,20 +1,30 @@
-"""Benchmark: how many tag updates the OPC UA server delivers, and at what CPU cost.
+"""Benchmark: how many tag updates the OPC UA server delivers to the edge's subscription.
 
-    python -m bench.opcua [--tags N] [--rate R] [--seconds S]
+    python -m bench.opcua [--tags N] [--rate R] [--seconds S] [--publishing-interval-ms MS]
+                          [--queue-size Q] [--watchdog-s W]
 
 Runs the server in a child process with N tags (the twin's own, plus synthetic tags that change
 on every tick to reach N), publishing R times a second, with the twin at R plant seconds per
-wall second so that its modules (one-second steps) update on every publication. This process is
-the client: one subscription over all N tags with trigger StatusValueTimestamp, so that every
-published sample (a new source timestamp) is one notification. Over the measured window it
-counts notifications and asks the server how many samples it published and how much CPU it
-used. Prints one JSON object last:
+wall second so that its modules (one-second steps) update on every publication. The server's
+settings are its defaults (`OpcUaSettings`) but for those that make that workload
+(`publish_period_s` = 1/R, `speed` = R, `extra_tags`). This process is the client and
+subscribes exactly as the edge does, with the edge's default settings (`EdgeSettings`: the
+publishing interval, the monitored items' queue size, sampling interval 0, trigger
+StatusValueTimestamp, the health-probe period `opcua_watchdog_s`, items created
+as many at a time as the server's operation limits say, asyncua's iterator mode with the
+edge's queue); a flag overrides
+one. Over the measured window it counts notifications and asks the server how many samples it
+published and how much CPU it used. Prints one JSON object last:
 
     {"tags": N, "rate_hz": R, "nominal_per_s": N*R, "expected_per_s": ..., "notifications_per_s":
-     ..., "delivered_pct": ..., "server_cpu_pct": ...}
+     ..., "delivered_pct": ..., "server_cpu_pct": ..., "client_cpu_pct": ..., "connection_lost":
+     false, "settings_changed": {"opcua": {...}, "edge": {...}}}
 
 `expected_per_s` is what the server published (slow modules, such as the NIR every 2 s, publish
 less often than R); `delivered_pct` is notifications over published samples.
+`settings_changed` names every setting that differs from its default, with both values.
+`connection_lost` is true when the client's connection was lost during the run (its health
+probe timed out, for one): the run then counts what arrived before.
 """
 
 from __future__ import annotations
@@ -22,7 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
+import os
 import socket
 import subprocess
 import sys
@@ -32,7 +42,11 @@ from pathlib import Path
 from typing import Any
 
 from asyncua import Client, ua
+from asyncua.common.subscription import DataChangeEvent, OverflowPolicy
 
+from bench.settings import differing
+from bridge.edge.opcua import EVENT_QUEUE, items_per_call
+from bridge.edge.settings import EdgeSettings
 from opcua_server import OpcUaSettings, PlantServer
 from opcua_server.address_space import tag_node_name
 from opcua_server.synthetic import synthetic_tags
@@ -61,43 +75,28 @@ async def _serve(tags: int, rate: float, port: int, cert_dir: Path) -> None:
         allow_insecure=True,
         speed=rate,
         publish_period_s=1.0 / rate,
-        warm_start=True,
         extra_tags=max(0, tags - _twin_tag_count()),
-        history_window_s=60.0,
     )
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     async with PlantServer(settings) as server:
-        print("ready", flush=True)
+        print(json.dumps({"ready": True, "settings": differing(settings)}), flush=True)
         while line := (await reader.readline()).decode().strip():
             if line == "quit":
                 break
-            print(
-                json.dumps(
-                    {
-                        "published": server.published,
-                        "cpu": time.process_time(),
-                        "wall": time.monotonic(),
-                        "ticks": server.ticks,
-                        "source_time": server.clock.utc(server.plant.now).timestamp(),
-                    }
-                ),
-                flush=True,
-            )
+            async with server.between_ticks():
+                mark = {
+                    "published": server.published,
+                    "cpu": time.process_time(),
+                    "wall": time.monotonic(),
+                    "ticks": server.ticks,
+                    "source_time": server.clock.utc(server.plant.now).timestamp(),
+                }
+            print(json.dumps(mark), flush=True)
 
 
 # The client side ---------------------------------------------------------------------------------
-class _Counter:
-    """Keeps the source time of every notification."""
-
-    def __init__(self) -> None:
-        self.stamps: list[float] = []
-
-    def datachange_notification(self, node: Any, val: Any, data: Any) -> None:
-        self.stamps.append(data.monitored_item.Value.SourceTimestamp.timestamp())
-
-
 def _ask(proc: subprocess.Popen[str]) -> dict[str, float]:
     assert proc.stdin is not None and proc.stdout is not None
     proc.stdin.write("mark\n")
@@ -107,63 +106,93 @@ def _ask(proc: subprocess.Popen[str]) -> dict[str, float]:
 
 
 async def _measure(
-    proc: subprocess.Popen[str], port: int, tags: int, rate: float, seconds: float
+    proc: subprocess.Popen[str],
+    port: int,
+    tags: int,
+    rate: float,
+    seconds: float,
+    edge: EdgeSettings,
 ) -> dict[str, Any]:
     names = [tag_node_name("site1", t) for t in Plant().registry.values()]
     names += [tag_node_name("site1", t) for t in synthetic_tags(max(0, tags - len(names)))]
-    counter = _Counter()
-    # Half the publication period, within 100-500 ms: each sample waits at most that long.
-    interval_ms = min(500.0, max(100.0, 500.0 / rate))
-    queue = max(2, math.ceil(2 * rate * interval_ms / 1000.0) + 1)
-    async with Client(f"opc.tcp://127.0.0.1:{port}/pcmm/site1", timeout=30) as client:
+    stamps: list[float] = []
+    lost = False
+    first: dict[str, float] | None = None
+    interval_ms = edge.publishing_interval_ms
+    client = Client(
+        f"opc.tcp://127.0.0.1:{port}/pcmm/site1",
+        timeout=edge.opcua_timeout_s,
+        watchdog_intervall=edge.opcua_watchdog_s,
+    )
+    cpu0 = time.process_time()
+    async with client:
         ns = await client.get_namespace_index(NAMESPACE)
-        sub = await client.create_subscription(interval_ms, counter)
-        requests = []
-        for handle, name in enumerate(names, start=1):
-            params = ua.MonitoringParameters()
-            params.ClientHandle = handle
-            params.SamplingInterval = 0.0
-            params.QueueSize = queue
-            params.DiscardOldest = True
-            params.Filter = ua.DataChangeFilter(Trigger=ua.DataChangeTrigger.StatusValueTimestamp)
-            request = ua.MonitoredItemCreateRequest()
-            request.ItemToMonitor = ua.ReadValueId(
-                NodeId=ua.NodeId(name, ns), AttributeId=ua.AttributeIds.Value
-            )
-            request.MonitoringMode = ua.MonitoringMode.Reporting
-            request.RequestedParameters = params
-            requests.append(request)
-        for start in range(0, len(requests), 1000):
-            await sub.create_monitored_items(requests[start : start + 1000])
-        # A mark is taken between two ticks: every sample published before it has a source time
-        # at or before the mark's plant time, every later one after it. So the notifications of
-        # the window are those whose source time falls between the two marks' plant times.
-        await asyncio.sleep(WARMUP_S)
-        first = _ask(proc)
-        await asyncio.sleep(seconds)
-        last = _ask(proc)
-        # Let the window's last notifications arrive: wait until nothing new comes for a while.
-        drained = time.monotonic()
-        while time.monotonic() - drained < 30.0:
-            before = len(counter.stamps)
-            await asyncio.sleep(3 * interval_ms / 1000.0 + 1.0 / rate)
-            if all(stamp > last["source_time"] for stamp in counter.stamps[before:]):
-                break
-        await sub.delete()
+        # As bridge.edge.opcua.OpcUaSource subscribes: iterator mode, its queue and overflow.
+        sub = await client.create_subscription(
+            interval_ms, queue_maxsize=EVENT_QUEUE, overflow=OverflowPolicy.DISCONNECT
+        )
+
+        async def consume() -> None:
+            async for event in sub:
+                if isinstance(event, DataChangeEvent):
+                    stamp = event.data.monitored_item.Value.SourceTimestamp
+                    stamps.append(stamp.timestamp())
+
+        consumer = asyncio.create_task(consume(), name="consume")
+        trigger = ua.DataChangeFilter(Trigger=ua.DataChangeTrigger.StatusValueTimestamp)
+        nodes = [client.get_node(ua.NodeId(name, ns)) for name in names]
+        try:
+            per_call = await items_per_call(client)
+            for start in range(0, len(nodes), per_call):
+                await sub._subscribe(
+                    nodes[start : start + per_call],
+                    ua.AttributeIds.Value,
+                    trigger,
+                    queuesize=edge.queue_size,
+                    sampling_interval=edge.sampling_interval_ms,
+                )
+            # A mark is taken between two ticks: every sample published before it has a source
+            # time at or before the mark's plant time, every later one after it. So the
+            # notifications of the window are those whose source time falls between the marks.
+            await asyncio.sleep(WARMUP_S)
+            first = _ask(proc)
+            cpu0 = time.process_time()
+            await asyncio.sleep(seconds)
+            last = _ask(proc)
+            cpu1 = time.process_time()
+            # Let the window's last notifications arrive: until nothing new comes for a while.
+            drained = time.monotonic()
+            while time.monotonic() - drained < 30.0:
+                before = len(stamps)
+                await asyncio.sleep(3 * interval_ms / 1000.0 + 1.0 / rate)
+                if all(stamp > last["source_time"] for stamp in stamps[before:]):
+                    break
+            await sub.delete()
+        except ConnectionError:
+            lost = True
+            last = _ask(proc)
+            cpu1 = time.process_time()
+            first = first or last
+        finally:
+            consumer.cancel()
     wall = last["wall"] - first["wall"]
     published = last["published"] - first["published"]
     low, high = first["source_time"], last["source_time"]
-    received = sum(1 for stamp in counter.stamps if low < stamp <= high)
+    received = sum(1 for stamp in stamps if low < stamp <= high)
     return {
         "tags": len(names),
         "rate_hz": rate,
         "seconds": round(wall, 2),
         "nominal_per_s": round(len(names) * rate, 1),
-        "expected_per_s": round(published / wall, 1),
-        "notifications_per_s": round(received / wall, 1),
+        "expected_per_s": round(published / wall, 1) if wall else 0.0,
+        "notifications_per_s": round(received / wall, 1) if wall else 0.0,
         "delivered_pct": round(100.0 * received / published, 2) if published else 0.0,
-        "server_cpu_pct": round(100.0 * (last["cpu"] - first["cpu"]) / wall, 1),
-        "ticks_per_s": round((last["ticks"] - first["ticks"]) / wall, 2),
+        "server_cpu_pct": round(100.0 * (last["cpu"] - first["cpu"]) / wall, 1) if wall else 0.0,
+        "client_cpu_pct": round(100.0 * (cpu1 - cpu0) / wall, 1) if wall else 0.0,
+        "ticks_per_s": round((last["ticks"] - first["ticks"]) / wall, 2) if wall else 0.0,
+        "connection_lost": lost,
+        "cpus": os.cpu_count(),
+        "load_1min": round(os.getloadavg()[0], 2),
     }
 
 
@@ -172,6 +201,11 @@ def main() -> None:
     parser.add_argument("--tags", type=int, default=0, help="tags to serve (0: the twin's own)")
     parser.add_argument("--rate", type=float, default=10.0, help="publications per second")
     parser.add_argument("--seconds", type=float, default=10.0, help="measured window, s")
+    parser.add_argument(
+        "--publishing-interval-ms", type=float, help="edge subscription (default: the edge's)"
+    )
+    parser.add_argument("--queue-size", type=int, help="monitored item queue (default: the edge's)")
+    parser.add_argument("--watchdog-s", type=float, help="health probe (default: the edge's)")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--cert-dir", type=Path, default=None, help=argparse.SUPPRESS)
@@ -182,6 +216,12 @@ def main() -> None:
     if args.serve:
         asyncio.run(_serve(tags, args.rate, args.port, args.cert_dir))
         return
+    overrides = {
+        "publishing_interval_ms": args.publishing_interval_ms,
+        "queue_size": args.queue_size,
+        "opcua_watchdog_s": args.watchdog_s,
+    }
+    edge = EdgeSettings(**{k: v for k, v in overrides.items() if v is not None})
     port = _free_port()
     with tempfile.TemporaryDirectory() as tmp:
         command = [
@@ -203,9 +243,15 @@ def main() -> None:
         ) as proc:
             try:
                 assert proc.stdout is not None
-                if proc.stdout.readline().strip() != "ready":
+                line = proc.stdout.readline()
+                if not line:
                     raise SystemExit("the server did not start")
-                result = asyncio.run(_measure(proc, port, tags, args.rate, args.seconds))
+                server_settings = json.loads(line)["settings"]
+                result = asyncio.run(_measure(proc, port, tags, args.rate, args.seconds, edge))
+                result["settings_changed"] = {
+                    "opcua": server_settings,
+                    "edge": differing(edge),
+                }
             finally:
                 if proc.stdin is not None:
                     proc.stdin.write("quit\n")

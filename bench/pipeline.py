@@ -47,14 +47,14 @@ time falls between the two marks.
   is bounded by the offered load (tags x rate), so a ratio says how the offered load compares
   with raw MQTT; the pipeline's ceiling is where raising --tags makes `lost` or `drain_s` grow.
 
-The historian writes a partial batch once its oldest point has waited `--flush-interval` s
-(default 0.02; its production default is 1 s, for few and large writes: a latency goal of
-250 ms needs a shorter one); the edge's OPC UA publishing interval and batch interval are
-`--edge-interval` (default 0.02 s; the edge commits after each publish response). The edge's
-product default is 0.05 s; the benchmark uses less because the server's tick and the
-subscription's publishing timer keep one phase for a whole run, so at 0.05 s a run's samples
-all wait the same 0 to 50 ms before they leave the server (p50 from 14 to 54 ms between
-runs). Service log lines at WARNING and above go to stderr. CPU per component over the window
+Every service runs with its shipped defaults (`EdgeSettings`, `HistorianSettings`,
+`OpcUaSettings`) but for plumbing (addresses, credentials, paths, names) and what makes the
+workload or the ground truth (the server's `publish_period_s` = 1/R and `extra_tags`, and a
+history long enough to hold the window). `--flush-interval` (historian) and `--edge-interval`
+(the edge's OPC UA publishing and batch interval) override a default; `settings_changed` in
+the JSON names every setting that differs from its default, with both values.
+
+Service log lines at WARNING and above go to stderr. CPU per component over the window
 is reported as % of one core. Prints one JSON object last.
 """
 
@@ -81,13 +81,17 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from pydantic import SecretStr
 
+from bench.settings import differing
+from bridge.edge.settings import EdgeSettings
+from bridge.historian.settings import HistorianSettings
 from core.payload import Sample, TelemetryBatch, encode_batch
 from core.timebase import to_ns
 from core.topics import SiteTopics
 from opcua_server import OpcUaSettings, PlantServer
 from opcua_server.security import hash_password
-from testkit.historian import historian_env, plant_executable
+from testkit.historian import plant_executable
 from testkit.influx_v2_proxy import InfluxV2Proxy
 from testkit.servers import InfluxDB, Mosquitto, free_port, make_influxdb, make_mosquitto
 from twin import Plant
@@ -123,9 +127,8 @@ async def _serve(tags: int, rate: float, seconds: float, folder: Path) -> None:
         cert_dir=folder / "pki",
         users_file=users,
         allow_insecure=True,
-        speed=1.0,  # real time: source timestamps are wall times (plus a constant offset)
+        # speed 1 (the default): real time, source timestamps are wall times (plus an offset)
         publish_period_s=1.0 / rate,
-        warm_start=True,
         extra_tags=max(0, tags - _twin_tag_count()),
         history_window_s=keep_s,
         history_max_samples=max(10, int(keep_s * max(rate, 1.0)) + 100),
@@ -135,18 +138,24 @@ async def _serve(tags: int, rate: float, seconds: float, folder: Path) -> None:
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     async with PlantServer(settings) as server:
         nodes, clock = server.nodes, server.clock
-        print(json.dumps({"url": server.endpoint, "namespace": settings.namespace_uri}), flush=True)
+        ready = {
+            "url": server.endpoint,
+            "namespace": settings.namespace_uri,
+            "settings": differing(settings),
+        }
+        print(json.dumps(ready), flush=True)
         while line := (await reader.readline()).decode().strip():
             command, *args = line.split()
             if command == "quit":
                 break
             if command == "mark":
-                answer: dict[str, Any] = {
-                    "plant_ns": to_ns(clock.utc(server.plant.now)),
-                    "offset_s": time.time() - clock.utc(clock.target()).timestamp(),
-                    "published": server.published,
-                    "wall": time.time(),
-                }
+                async with server.between_ticks():
+                    answer: dict[str, Any] = {
+                        "plant_ns": to_ns(clock.utc(server.plant.now)),
+                        "offset_s": time.time() - clock.utc(clock.target()).timestamp(),
+                        "published": server.published,
+                        "wall": time.time(),
+                    }
             else:  # truth LOW HIGH: source times (ns) per tag id with LOW < t <= HIGH
                 low, high = int(args[0]), int(args[1])
                 answer = {}
@@ -178,6 +187,7 @@ class ServerChild:
         ready = json.loads(line)
         self.url: str = ready["url"]
         self.namespace: str = ready["namespace"]
+        self.settings: dict[str, Any] = ready["settings"]
 
     def ask(self, line: str) -> Any:
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -217,28 +227,65 @@ class Service:
                 self.proc.wait()
 
 
-def edge_env(
-    server: ServerChild, broker: Mosquitto, folder: Path, interval_s: float
-) -> dict[str, str]:
-    """The edge's settings (as tests/integration/edge_harness.py sets them)."""
-    settings: dict[str, object] = {
-        "SITE": SITE,
-        "OPCUA_URL": server.url,
-        "OPCUA_NAMESPACE_URI": server.namespace,
-        "OPCUA_USER": "edge",
-        "OPCUA_PASSWORD": EDGE_PASSWORD,
-        "MQTT_HOST": broker.host,
-        "MQTT_PORT": broker.port,
-        "MQTT_USERNAME": "edge",
-        "MQTT_PASSWORD": broker.passwords["edge"],
-        "MQTT_CLIENT_ID": f"edge-{uuid.uuid4().hex[:8]}",
-        "SPOOL_PATH": folder / "edge.spool.sqlite",
-        "PUBLISHING_INTERVAL_MS": interval_s * 1000.0,
-        "BATCH_INTERVAL_S": interval_s,
-        "LOG_LEVEL": "INFO",
-    }
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PLANT_EDGE_")}
-    env.update({f"PLANT_EDGE_{k}": str(v) for k, v in settings.items()})
+def edge_settings(
+    server: ServerChild, broker: Mosquitto, folder: Path, interval_s: float | None
+) -> EdgeSettings:
+    """The edge's defaults, its plumbing, and the interval if the command line sets one."""
+    settings = EdgeSettings(
+        site=SITE,
+        opcua_url=server.url,
+        opcua_namespace_uri=server.namespace,
+        opcua_user="edge",
+        opcua_password=SecretStr(EDGE_PASSWORD),
+        mqtt_host=broker.host,
+        mqtt_port=broker.port,
+        mqtt_username="edge",
+        mqtt_password=SecretStr(broker.passwords["edge"]),
+        mqtt_client_id=f"edge-{uuid.uuid4().hex[:8]}",
+        spool_path=folder / "edge.spool.sqlite",
+    )
+    if interval_s is not None:
+        settings.publishing_interval_ms = interval_s * 1000.0
+        settings.batch_interval_s = interval_s
+    return settings
+
+
+def historian_settings(
+    broker: Mosquitto, influx: InfluxDB, folder: Path, flush_interval_s: float | None
+) -> HistorianSettings:
+    """The historian's defaults, its plumbing, and the flush interval if the command line sets
+    one (then it waits for it: flush_on_burst off)."""
+    assert influx.proxy is not None
+    settings = HistorianSettings(
+        mqtt_host=broker.host,
+        mqtt_port=broker.port,
+        mqtt_username="historian",
+        mqtt_password=SecretStr(broker.passwords["historian"]),
+        mqtt_client_id="historian-bench",
+        influx_url=influx.v2_url,
+        influx_token=SecretStr("bench-token"),
+        influx_bucket=influx.db,
+        spool_path=folder / "historian.spool.sqlite",
+    )
+    if flush_interval_s is not None:
+        settings.flush_interval_s = flush_interval_s
+        settings.flush_on_burst = False
+    return settings
+
+
+def service_env(prefix: str, settings: EdgeSettings | HistorianSettings) -> dict[str, str]:
+    """The process environment that gives a service exactly these settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(prefix)}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            text = value.get_secret_value()
+        elif isinstance(value, tuple | list | bool):
+            text = json.dumps(list(value) if isinstance(value, tuple | list) else value)
+        else:
+            text = str(value)
+        env[f"{prefix}{name.upper()}"] = text
     return env
 
 
@@ -594,26 +641,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         server = ServerChild(args.tags, args.rate, args.seconds, folder)
         stack.callback(server.close)
+        hist_settings = historian_settings(broker, influx, folder, args.flush_interval)
         historian = Service(
             [plant_executable(), "bridge", "historian"],
-            historian_env(
-                broker,
-                influx,
-                folder,
-                "historian-bench",
-                FLUSH_INTERVAL_S=args.flush_interval,
-                FLUSH_JITTER_S=0.0,
-                BATCH_SIZE=5000,
-                METRICS_PERIOD_S=5,
-                RETRY_INITIAL_S=0.5,
-                RETRY_MAX_S=5,
-            ),
+            service_env("PLANT_HISTORIAN_", hist_settings),
             folder / "historian.log",
         )
         stack.callback(historian.stop)
+        edge_set = edge_settings(server, broker, folder, args.edge_interval)
         edge = Service(
             [sys.executable, "-m", "bridge.edge"],
-            edge_env(server, broker, folder, args.edge_interval),
+            service_env("PLANT_EDGE_", edge_set),
             folder / "edge.log",
         )
         stack.callback(edge.stop)
@@ -685,8 +723,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "drain_s": round(drain_s, 1),
         "latency_points": len(latencies),
         "latency_poll_ms": POLL_S * 1000,
-        "flush_interval_s": args.flush_interval,
-        "edge_interval_s": args.edge_interval,
+        "load_1min": round(os.getloadavg()[0], 2),
+        "settings_changed": {
+            "opcua": server.settings,
+            "edge": differing(edge_set),
+            "historian": differing(hist_settings),
+        },
         "broker_p50_ms": _percentile(broker_latencies, 0.50),
         "broker_p99_ms": _percentile(broker_latencies, 0.99),
         "stages_ms": at_broker.breakdown(poller.arrivals),
@@ -719,10 +761,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="measured window, s")
     parser.add_argument("--baseline-seconds", type=float, default=BASELINE_S)
     parser.add_argument(
-        "--flush-interval", type=float, default=0.02, help="historian, longest wait, s"
+        "--flush-interval",
+        type=float,
+        default=None,
+        help="historian: wait this long for a partial batch instead of writing each burst, s",
     )
     parser.add_argument(
-        "--edge-interval", type=float, default=0.02, help="edge OPC UA publishing and batch, s"
+        "--edge-interval",
+        type=float,
+        default=None,
+        help="edge OPC UA publishing and batch interval, s (default: the edge's)",
     )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, default=None, help=argparse.SUPPRESS)
@@ -731,12 +779,8 @@ def main() -> None:
     preset_tags, preset_rate = PRESETS[args.mode]
     args.tags = args.tags or preset_tags
     args.rate = args.rate or preset_rate
-    if (
-        args.rate <= 0
-        or args.seconds <= 0
-        or args.tags < 0
-        or min(args.flush_interval, args.edge_interval) <= 0
-    ):
+    intervals = [v for v in (args.flush_interval, args.edge_interval) if v is not None]
+    if args.rate <= 0 or args.seconds <= 0 or args.tags < 0 or min(intervals, default=1) <= 0:
         parser.error("--rate, --seconds and the intervals must be above 0, --tags at least 0")
     if args.raw_subscriber:
         _raw_subscriber()
