@@ -13,6 +13,13 @@ flush_interval ticks on its own, so an item waits anywhere from 0 to a whole int
 interval bounds how long any item waits, whatever its phase. Under load it batches by itself:
 what arrives while one write is under way goes out in the next.
 
+With `write_on_notify` (the historian's default, `flush_on_burst`), `notify` means "a burst is
+complete": the items are written at once instead of waiting for the interval. The historian's
+ingest notifies once per commit, which it makes when the broker has nothing more to send for
+now, so a write follows each burst; the interval is then only the bound for items added without
+`notify` (the self-metrics). Under load nothing changes: what arrives during a write is
+written, all of it, right after. Measured in issue 17 (bench.pipeline, docs/scaling.md).
+
 The second difference: a rejected batch is not dropped whole (Telegraf's InfluxDB v2 output
 drops a batch on 400). InfluxDB 2.x refuses a whole request when one line does not parse, so
 one bad point would take thousands of good ones from other sites with it. A batch the sink
@@ -59,6 +66,7 @@ class RunningOutput:
         retry_initial_s: First backoff after a retryable error; doubled per failure ...
         retry_max_s: ... up to this.
         timestamp: Reads an item's timestamp in ns, for the `lag_ms` gauge (None: no gauge).
+        write_on_notify: `notify` means a burst is complete: write what waits at once.
     """
 
     def __init__(
@@ -75,6 +83,7 @@ class RunningOutput:
         counters: Counters | None = None,
         timestamp: Callable[[bytes], int] | None = None,
         name: str = "output",
+        write_on_notify: bool = False,
     ) -> None:
         self.spool = spool
         self.sink = sink
@@ -87,11 +96,16 @@ class RunningOutput:
         self._retry_max = retry_max_s
         self._timestamp = timestamp
         self._wake = threading.Event()
+        self._write_on_notify = write_on_notify
+        self._burst = threading.Event()  # a burst is complete (notify, with write_on_notify)
         self._healthy = True
         self._log = logging.getLogger(f"bridge.{name}")
 
     def notify(self) -> None:
-        """Tell the runner items were added (any thread): their wait starts now."""
+        """Tell the runner items were added (any thread): their wait starts now, or, with
+        `write_on_notify`, they are written at once."""
+        if self._write_on_notify:
+            self._burst.set()
         self._wake.set()
 
     def run(self, stop: threading.Event) -> None:
@@ -109,6 +123,8 @@ class RunningOutput:
             deadline = since + self._interval + random.uniform(0, self._jitter)
             # Wait for the deadline, a full batch, or stop.
             while not stop.is_set() and self.spool.depth < self._batch_size:
+                if self._burst.is_set():
+                    break
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
@@ -116,6 +132,7 @@ class RunningOutput:
                 self._wake.wait(min(left, IDLE_POLL_S))
             # What arrives from now on waits for the next write: its wait starts here at the
             # earliest, so counting from here never makes it wait longer than the interval.
+            self._burst.clear()  # a burst notified from now on asks for the next write
             since = self.drain(stop)
 
     def drain(self, stop: threading.Event) -> float | None:

@@ -112,6 +112,7 @@ def run(settings: HistorianSettings, stop: threading.Event) -> None:
         counters=counters,
         timestamp=lambda line: timestamps([line])[0],
         name="historian.influx",
+        write_on_notify=settings.flush_on_burst,
     )
 
     def tick() -> None:

@@ -81,6 +81,28 @@ def test_a_full_batch_is_written_at_once(spool: Spool) -> None:
         thread.join(5)
 
 
+def test_a_notified_burst_is_written_without_waiting_for_the_interval(spool: Spool) -> None:
+    sink = RecordingSink()
+    output = RunningOutput(
+        spool,
+        sink,
+        lambda lines, why: None,
+        batch_size=100,
+        flush_interval_s=3600,  # never reached: only the burst can cause this write
+        write_on_notify=True,
+    )
+    thread, stop = start(output)
+    try:
+        spool.put_many([b"a", b"b"])
+        output.notify()
+        assert sink.written.wait(60)
+        assert sink.writes[0][1] == [b"a", b"b"]
+    finally:
+        stop.set()
+        thread.join(5)
+    assert spool.depth == 0
+
+
 def test_items_put_without_notify_are_found(spool: Spool) -> None:
     sink = RecordingSink()
     output = RunningOutput(
