@@ -3,11 +3,11 @@
     python -m bench.opcua [--tags N] [--rate R] [--seconds S] [--publishing-interval-ms MS]
                           [--queue-size Q] [--watchdog-s W]
 
-Runs the server in a child process with N tags (the twin's own, plus synthetic tags that change
-on every tick to reach N), publishing R times a second, with the twin at R plant seconds per
-wall second so that its modules (one-second steps) update on every publication. The server's
-settings are its defaults (`OpcUaSettings`) but for those that make that workload
-(`publish_period_s` = 1/R, `speed` = R, `extra_tags`). This process is the client and
+Runs the server in a child process with N tags: the twin's own (at speed 1 its modules update
+once a second or less often) plus synthetic tags that all change R times a second. The
+server's settings are its defaults (`OpcUaSettings`: speed 1, a tick every 0.1 s) but for
+those that make that workload (`extra_tags`, `extra_tags_hz` = R, and `publish_period_s` = 1/R
+where R is faster than the default period). This process is the client and
 subscribes exactly as the edge does, with the edge's default settings (`EdgeSettings`: the
 publishing interval, the monitored items' queue size, sampling interval 0, trigger
 StatusValueTimestamp, the health-probe period `opcua_watchdog_s`, items created
@@ -73,10 +73,11 @@ async def _serve(tags: int, rate: float, port: int, cert_dir: Path) -> None:
         port=port,
         cert_dir=cert_dir,
         allow_insecure=True,
-        speed=rate,
-        publish_period_s=1.0 / rate,
         extra_tags=max(0, tags - _twin_tag_count()),
+        extra_tags_hz=rate,
     )
+    # Ticks at least as often as the synthetic tags change (the shipped period up to 10 Hz).
+    settings.publish_period_s = min(settings.publish_period_s, 1.0 / rate)
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)

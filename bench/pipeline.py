@@ -2,16 +2,16 @@
 
     python -m bench.pipeline [--mode throughput|latency] [--tags N] [--rate R] [--seconds S]
 
-Scenario: the twin's OPC UA server (real time, speed 1, publishing R times a second, plus
-synthetic tags up to N tags in all: they change on every publication) runs in a child process;
-`python -m bridge.edge` subscribes to every tag and publishes through its durable outbox at
-QoS 1 to Mosquitto (configured from deploy/mosquitto); `plant bridge historian` spools and
-writes them with influxdb-client to InfluxDB 1.x through the test-only /api/v2/write proxy. The
-brokers and databases come from `testkit`, the starters the tests use too (the proxy is never
-deployed). `--mode throughput` is 5,600 tags at 1 Hz (about 5,590 samples/s offered: some
-of the twin's 69 tags publish less often, and a server short of CPU misses ticks: `offered_per_s`
-says what it published, `samples_per_s` what was stored), `--mode latency` 1,000 tags at 1 Hz
-(about 1,000 samples/s); --tags and --rate override the preset.
+Scenario: the twin's OPC UA server (real time, speed 1, its default publish period, plus
+synthetic tags up to N tags in all: they all change R times a second, `extra_tags_hz`) runs in a
+child process; `python -m bridge.edge` subscribes to every tag and publishes through its durable
+outbox at QoS 1 to Mosquitto (configured from deploy/mosquitto); `plant bridge historian` spools
+and writes them with influxdb-client to InfluxDB 1.x through the test-only /api/v2/write proxy.
+The brokers and databases come from `testkit`, the starters the tests use too (the proxy is
+never deployed). `--mode throughput` is 5,600 tags at 1 Hz (about 5,590 samples/s offered: some
+of the twin's 69 tags publish less often, and a server short of CPU misses ticks:
+`offered_per_s` says what it published, `samples_per_s` what was stored), `--mode latency` 1,000
+tags at 1 Hz (about 1,000 samples/s); --tags and --rate override the preset.
 
 The window: after a warm-up (every sampled tag is in InfluxDB, then WARMUP_S), the server is
 asked for its plant time twice, `--seconds` apart. The window's samples are those whose source
@@ -49,8 +49,9 @@ time falls between the two marks.
 
 Every service runs with its shipped defaults (`EdgeSettings`, `HistorianSettings`,
 `OpcUaSettings`) but for plumbing (addresses, credentials, paths, names) and what makes the
-workload or the ground truth (the server's `publish_period_s` = 1/R and `extra_tags`, and a
-history long enough to hold the window). `--flush-interval` (historian) and `--edge-interval`
+workload or the ground truth (the server's `extra_tags` and `extra_tags_hz` = R, a
+`publish_period_s` of 1/R where R is faster than the default period, and a history long
+enough to hold the window). `--flush-interval` (historian) and `--edge-interval`
 (the edge's OPC UA publishing and batch interval) override a default; `settings_changed` in
 the JSON names every setting that differs from its default, with both values.
 
@@ -127,12 +128,15 @@ async def _serve(tags: int, rate: float, seconds: float, folder: Path) -> None:
         cert_dir=folder / "pki",
         users_file=users,
         allow_insecure=True,
-        # speed 1 (the default): real time, source timestamps are wall times (plus an offset)
-        publish_period_s=1.0 / rate,
+        # speed 1 and the default publish period: real time, source timestamps are wall times
+        # (plus an offset); only a rate above the period's own needs a shorter one.
         extra_tags=max(0, tags - _twin_tag_count()),
+        extra_tags_hz=rate,
         history_window_s=keep_s,
         history_max_samples=max(10, int(keep_s * max(rate, 1.0)) + 100),
     )
+    # Ticks at least as often as the synthetic tags change (the shipped period up to 10 Hz).
+    settings.publish_period_s = min(settings.publish_period_s, 1.0 / rate)
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)

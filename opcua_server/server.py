@@ -158,12 +158,15 @@ class PlantServer:
         self._nodes = await build_address_space(
             server, namespace, s.site_id, [*plant.registry.values(), *extra]
         )
-        self._synthetic = SyntheticSource(extra) if extra else None
+        self._synthetic = SyntheticSource(extra, s.extra_tags_hz) if extra else None
         history = self._history = TagHistory(self.clock, s.history_window_s, s.history_max_samples)
         server.iserver.history_manager.set_storage(history)
         step = plant.layout.line.step_s
         periods = {m.id: float(getattr(m.params, "period_s", step)) for m in plant.layout.modules}
-        periods.update(dict.fromkeys({t.module for t in extra}, s.publish_period_s * s.speed))
+        synthetic_period = (
+            1.0 / s.extra_tags_hz if s.extra_tags_hz else s.publish_period_s * s.speed
+        )
+        periods.update(dict.fromkeys({t.module for t in extra}, synthetic_period))
         self._publisher = Publisher(
             server, self._nodes, self.clock, history, periods, s.stale_periods
         )

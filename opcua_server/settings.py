@@ -53,6 +53,7 @@ class OpcUaSettings(BaseSettings):
     max_monitored_items_per_call: int = Field(default=500, ge=1, le=100_000)
 
     extra_tags: int = Field(default=0, ge=0, le=1_000_000)  # synthetic load-test tags (bench)
+    extra_tags_hz: float = Field(default=0.0, ge=0.0, le=1000.0)  # their rate; 0: every tick
 
     @field_validator("start_utc")
     @classmethod

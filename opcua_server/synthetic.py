@@ -1,10 +1,14 @@
-"""Synthetic load-test tags: extra tags that change on every tick, for benchmarks only.
+"""Synthetic load-test tags: extra tags for benchmarks only.
 
 They are not part of the plant and are off by default (`extra_tags = 0`). They sit in their
 own modules, `synthetic_000` onwards, 100 tags each, so no folder has thousands of children.
+Each changes `hz` times a plant second, all at once (at plant times k/hz), as instruments
+sampled in step would; `hz` = 0 makes them change on every tick, whatever its period.
 """
 
 from __future__ import annotations
+
+import math
 
 from core.tags import SYNTHETIC_PER_MODULE, TEMPLATES, Access, Quality, Tag
 from twin.store import TagValue
@@ -36,12 +40,16 @@ def synthetic_tags(count: int) -> list[Tag]:
 
 
 class SyntheticSource:
-    """Values for the synthetic tags: a sawtooth per tag, new at every plant time."""
+    """Values for the synthetic tags: a sawtooth per tag, new `hz` times a plant second."""
 
-    def __init__(self, tags: list[Tag]) -> None:
+    def __init__(self, tags: list[Tag], hz: float = 0.0) -> None:
         self.ids = [tag.id for tag in tags]
+        self.hz = hz
 
     def values(self, now: float) -> dict[str, TagValue]:
+        if self.hz > 0:
+            # The last sampling instant at or before now (the 1e-9 absorbs float error).
+            now = math.floor(now * self.hz + 1e-9) / self.hz
         good = Quality.GOOD
         return {
             tag_id: TagValue((now + i) % 1000.0, good, now) for i, tag_id in enumerate(self.ids)
