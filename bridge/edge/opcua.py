@@ -48,6 +48,7 @@ FAULT_EVENT_TYPE = "PlantFaultEventType"
 ITEMS_PER_REQUEST = 1000  # monitored items per CreateMonitoredItems request, at most
 HISTORY_NODES_PER_REQUEST = 100
 EVENT_QUEUE = 200_000  # notifications the consumer may lag behind before a forced reconnect
+YIELD_EVERY = 2000  # notifications taken in between two returns to the event loop, at most
 
 
 def quality(status: ua.StatusCode | None) -> str:
@@ -126,6 +127,9 @@ class OpcUaSource:
             lost = asyncio.Event()
 
             async def on_lost(error: Exception, lost: asyncio.Event = lost) -> None:
+                # asyncua's own log of it is silenced (cli.py): say why here. A TimeoutError
+                # is the health probe: a read of ServerState unanswered for opcua_watchdog_s.
+                self._log.warning("OPC UA connection lost: %r", error)
                 lost.set()
 
             client.connection_lost_callback = on_lost
@@ -303,7 +307,13 @@ class OpcUaSource:
     async def _consume(self, sub: Any) -> None:
         tags, add, seen = self._tags, self._batcher.add, self._seen
         counters = self._counters
+        taken = 0
         async for event in sub:
+            taken += 1
+            if taken % YIELD_EVERY == 0:
+                # A queue that is never empty never suspends the loop: hand it back now and
+                # then, so the health probe's answer is read (issue 17).
+                await asyncio.sleep(0)
             if isinstance(event, DataChangeEvent):
                 info = tags.get(event.node.nodeid)
                 if info is None:

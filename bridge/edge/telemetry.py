@@ -104,9 +104,10 @@ class Batcher:
         self._watermarks = watermarks
         self._counters = counters
         self._pending: list[RawSample] = []
-        #: Set by `add`. The consumer takes a whole OPC UA publish response in without yielding
-        #: to the event loop, so a flusher waiting on this runs once the response is complete:
-        #: a flush per response, none while one is half taken in.
+        #: Set by `add`. The consumer takes an OPC UA publish response in without yielding to
+        #: the event loop (up to `opcua.YIELD_EVERY` notifications), so a flusher waiting on
+        #: this runs once the response is complete: a flush per response, or per
+        #: YIELD_EVERY notifications of a larger one.
         self.arrived = asyncio.Event()
         #: Tags whose gap is being backfilled: their watermark must not pass the gap yet.
         self.holding: set[str] = set()
