@@ -33,7 +33,11 @@ class EdgeSettings(BaseSettings):
     opcua_user: str = "edge"
     opcua_password: SecretStr = SecretStr("")
     opcua_timeout_s: float = Field(default=10.0, gt=0)
-    opcua_watchdog_s: float = Field(default=2.0, gt=0)  # connection probe period
+    # Connection probe: asyncua reads ServerState this often and takes an answer later than
+    # this for a dead link. As long as a request may take (opcua_timeout_s): at 2 s the probe
+    # fired whenever either event loop stalled that long, as at 20,000 tags on a loaded machine
+    # (issue 17), and every reconnection (browse, 20,000 monitored items, backfill) made it worse.
+    opcua_watchdog_s: float = Field(default=10.0, gt=0)
     sampling_interval_ms: float = Field(default=0.0, ge=0)  # 0: every change the server makes
     publishing_interval_ms: float = Field(default=50.0, gt=0)  # subscription publish period
     queue_size: int = Field(default=1000, ge=1)  # per monitored item, so no sample is overwritten
