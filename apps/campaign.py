@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from apps.closed_loop import LoopLog, run
+from apps.closed_loop import Link, LoopLog, run
 from apps.scenario import Scenario, ScenarioEvent
 from apps.scenario_player import TwinTarget, carry_out_now
 from controller import ControllerConfig, Supervisor
@@ -44,6 +44,7 @@ def run_campaign(
     config: ControllerConfig | None = None,
     restart_after_s: float = 600.0,
     step_s: float = 1.0,
+    link: Link | None = None,
 ) -> CampaignRun:
     plant = Plant(
         seed=scenario.seed if seed is None else seed,
@@ -81,7 +82,9 @@ def run_campaign(
             faulted_since.clear()
 
     supervisor = Supervisor(config) if controlled else None
-    log = run(plant, supervisor, scenario.hours * 3600.0, step_s=step_s, each_step=each_step)
+    log = run(
+        plant, supervisor, scenario.hours * 3600.0, step_s=step_s, each_step=each_step, link=link
+    )
     return CampaignRun(
         scenario=scenario, controlled=controlled, plant=plant, log=log, results=results
     )

@@ -4,19 +4,41 @@ This is the in-process adapter of the controller: each second of plant time it h
 supervisor the tags a real plant shows (the snapshot without ground truth) and carries its
 commands back through the twin's command path (`Plant.apply`, the same entry point the OPC UA
 server writes through), as user `controller`. The running stack replaces it with MQTT.
+
+With a `Link` the loop is a cheap proxy of the running stack's timing: the supervisor sees a
+snapshot only every `publish_s` (the OPC UA server's publication period, in plant seconds), a
+`telemetry_lag_s` after its source time, and its commands reach the twin `command_latency_s`
+after the decision. The distributed acceptance run at 50x real time publishes every 2.5 plant s;
+a decision taken on a step-by-step loop and not on the plant's clock shows here, in process.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 from controller import Action, Alarm, Supervisor
 from core.commands import CommandResult, LineAction, LineCommand, QuarantineCommand, SetpointCommand
 from twin import Plant
 
 CONTROLLER_USER = "controller"
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """The running stack's timing, in plant seconds, for the in-process proxy of it."""
+
+    publish_s: float = 2.5  # between two publications (0.05 wall s at 50x, the acceptance run)
+    telemetry_lag_s: float = 2.5  # a snapshot reaches the controller this long after its time
+    command_latency_s: float = 5.0  # a command reaches the twin this long after the decision
+
+    @classmethod
+    def parse(cls, text: str) -> Link:
+        """`PUBLISH:LAG:LATENCY` in plant seconds, e.g. `2.5:2.5:5`."""
+        publish, lag, latency = (float(x) for x in text.split(":"))
+        return cls(publish, lag, latency)
 
 
 @dataclass(slots=True)
@@ -48,9 +70,13 @@ def run(
     step_s: float = 1.0,
     each_step: Callable[[float], None] | None = None,
     log: LoopLog | None = None,
+    link: Link | None = None,
 ) -> LoopLog:
-    """Advance the plant to `until_s`, letting the supervisor act once per step."""
+    """Advance the plant to `until_s`, letting the supervisor act once per step (or, with a
+    `link`, once per publication, late, and its commands later still)."""
     log = log if log is not None else LoopLog()
+    if link is not None:
+        return _run_linked(plant, supervisor, until_s, link, each_step, log)
     t = plant.now
     while t < until_s:
         t = min(until_s, t + step_s)
@@ -63,4 +89,40 @@ def run(
         for action in supervisor.step(t):
             log.actions.append((t, action, carry_out(plant, action)))
         log.alarms.extend(supervisor.take_alarms())
+    return log
+
+
+def _run_linked(
+    plant: Plant,
+    supervisor: Supervisor | None,
+    until_s: float,
+    link: Link,
+    each_step: Callable[[float], None] | None,
+    log: LoopLog,
+) -> LoopLog:
+    """`run` through a `Link`: snapshots delivered late, commands carried out later."""
+    inbox: deque[tuple[float, float, dict[str, Any]]] = deque()  # (due, source time, readings)
+    outbox: deque[tuple[float, Action]] = deque()  # (due, action)
+    t = plant.now
+    while t < until_s:
+        # Commands that have arrived are carried out between two ticks, as the server does.
+        while outbox and outbox[0][0] <= t:
+            _, action = outbox.popleft()
+            log.actions.append((t, action, carry_out(plant, action)))
+        t = min(until_s, t + link.publish_s)
+        plant.advance(t)
+        if each_step is not None:
+            each_step(t)
+        if supervisor is None:
+            continue
+        inbox.append((t + link.telemetry_lag_s, t, plant.store.readings()))
+        while inbox and inbox[0][0] <= t + 1e-9:
+            _, source_time, readings = inbox.popleft()
+            supervisor.observe_all(readings)
+            actions = supervisor.step(source_time)
+            if actions:
+                # The reply comes back like telemetry: the round trip the service measures.
+                supervisor.note_command_latency(link.command_latency_s + link.telemetry_lag_s)
+            outbox.extend((t + link.command_latency_s, a) for a in actions)
+            log.alarms.extend(supervisor.take_alarms())
     return log

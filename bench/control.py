@@ -5,12 +5,18 @@ operator policy; only the controller differs. Scores come from the twin's ground
 
     python -m bench.control [--seed 1] [--scenario scenarios/standard_campaign.yaml]
     python -m bench.control --random K
+    python -m bench.control --random K --link 2.5:2.5:5   # the running stack's timing
 
 With `--random K` it runs the standard campaign and K random ones (`plant campaign random`,
 seeds 1..K, every second one compound) and prints a table per campaign and the totals against
 the goals: no OOS tablet released, diverted mass at most 1.5x the true OOS mass in total and 3x
 in any campaign, detection rate at least 0.95 on the faults detectable at their magnitude,
 at most one false alarm per hour. The last line is one JSON object either way.
+
+`--link PUBLISH:LAG:LATENCY` (plant seconds) runs the closed loop as the running stack times it
+(`apps.closed_loop.Link`): a decision per publication, on telemetry that is late, with commands
+that land later still. `--only 6,15` runs just those random campaigns (every even seed compound,
+as in `--random`).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from apps.campaign import run_campaign
+from apps.closed_loop import Link
 from apps.kpi import Kpis, compute
 from apps.random_campaign import random_campaign
 from apps.scenario import STANDARD_CAMPAIGN, Scenario, load_scenario
@@ -63,13 +70,14 @@ def run_one(
     scenario: Scenario,
     seed: int | None,
     detectable: Callable[[str, float], bool] | None = None,
+    link: Link | None = None,
 ) -> Outcome:
     """Run `scenario` with and without the controller; `detectable(kind, onset_s)` says which
     faults count for the detection rate (all, when None)."""
     scores = {}
     start = time.perf_counter()
     for controlled in (True, False):
-        result = run_campaign(scenario, controlled=controlled, seed=seed)
+        result = run_campaign(scenario, controlled=controlled, seed=seed, link=link)
         scores[controlled] = compute(
             result.plant.ledger,
             result.plant.faults(include_ended=True),
@@ -232,19 +240,27 @@ def main() -> None:
     parser.add_argument(
         "--first-seed", type=int, default=1, help="seed of the first random campaign"
     )
+    parser.add_argument("--link", type=Link.parse, default=None, metavar="PUBLISH:LAG:LATENCY")
+    parser.add_argument("--only", default="", metavar="SEEDS", help="these random campaigns only")
     args = parser.parse_args()
     scenario = load_scenario(args.scenario)
-    if not args.random:
-        print(json.dumps(standard_json(run_one(scenario, args.seed))))
+    link = args.link
+    if not args.random and not args.only:
+        print(json.dumps(standard_json(run_one(scenario, args.seed, link=link))))
         return
     start = time.perf_counter()
-    outcomes = [run_one(scenario, args.seed)]
-    rows = [campaign_row(outcomes[0])]
+    outcomes, rows = [], []
     _print_head()
-    _print_rows(rows)
-    for i in range(args.random):
-        campaign = random_campaign(args.first_seed + i, compound=i % 2 == 1)
-        outcome = run_one(campaign.scenario, None, campaign.detectable)
+    if not args.only:
+        outcomes.append(run_one(scenario, args.seed, link=link))
+        rows.append(campaign_row(outcomes[0]))
+        _print_rows(rows)
+    picked = [int(x) for x in args.only.split(",") if x] or [
+        args.first_seed + i for i in range(args.random)
+    ]
+    for seed in picked:
+        campaign = random_campaign(seed, compound=(seed - args.first_seed) % 2 == 1)
+        outcome = run_one(campaign.scenario, None, campaign.detectable, link=link)
         outcomes.append(outcome)
         rows.append(campaign_row(outcome))
         _print_rows(rows[-1:])
