@@ -73,7 +73,11 @@ class Bridging:
                 and now - load_cell.cleared_at > cfg.quiet_after_refill_s
             )
             old = history[0][1]
-            if quiet and old > 0 and ff < old * (1.0 - cfg.bridging_fall):
+            # Below its long-run average too: a feed factor coming back from a drift falls
+            # fast as well, but toward its usual value, not under it.
+            usual = sv.detectors.reconciliation.base.value or old
+            fell = ff < old * (1.0 - cfg.bridging_fall) and ff < usual * (1.0 - cfg.bridging_fall)
+            if quiet and old > 0 and fell:
                 self.before, self.fell_at = old, now
         return self.before is not None
 
