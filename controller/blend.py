@@ -190,7 +190,7 @@ class Blend:
         if c_nir is not None and c_feeders is not None and gap is not None and abs(gap) > limit:
             # The averaged gap says there is a disagreement; whether a diagnosis explains it is
             # judged on the gap now, which does not lag the fault's onset or end.
-            now_gap, share = c_nir - c_feeders, self.cfg.explained_share
+            now_gap, share = c_nir - c_feeders, self.cfg.diagnosis_share
             probe = self.probe_offset if self.nir_suspect else None
             load_cell = self.load_cell_gap
             present = not (

@@ -175,6 +175,9 @@ class ControllerConfig:
     # so a refill's short volumetric blip does not trip it, while 20 s of suspect material
     # is still inside the feed frame (30-60 s) when the gate is told
     failsafe_guard_pct: float = 1.0  # % LC added to the guard band while it holds
+    diagnosis_share: float = 0.05  # a diagnosis explains the gap now when the two differ by
+    # no more than the combined uncertainty and 5 % of the diagnosed offset (its own error:
+    # a step judged from four spectra, a load cell from a 2-min feed-factor average)
     # A line that has diverted for this long is not in a state of control: a transient the
     # RTD can carry is over within five mean residence times (5 min at 60 s) plus the feed
     # frame's minute, and a bridged feeder is given `bridging_stop_s` to recover. Past that,

@@ -114,7 +114,18 @@ class Loops:
         weight = self.sv.gate.weight_mean
         if weight <= 0.0:
             return  # no tablets weighed: nothing to match the press rate to
+        # The press is matched to tablets of about the target weight: a press running short of
+        # powder makes light tablets, and speeding it up for them would only starve it more.
+        tol = cfg.weight_tolerance
+        weight = laws.clamp(
+            weight, cfg.target_weight_mg * (1 - tol), cfg.target_weight_mg * (1 + tol)
+        )
         total = sum(tel.v(f"{f}.mass_flow_sp", 0.0) for f in self.feeders)
+        # What reaches the press is what leaves the blender: while its hold-up builds up (a
+        # slow impeller) that is less than the feeders give.
+        outflow = tel.v(f"{cfg.blender}.throughput", total)
+        if self.sv.conds.active("impeller_slowdown") and 0.0 < outflow < total:
+            total = outflow
         level = tel.v(f"{cfg.feed_frame}.level", cfg.level_sp_kg)
         error = level - cfg.level_sp_kg
         limit = cfg.level_integral_limit
