@@ -50,6 +50,7 @@ class Blend:
         self.flow_noise: dict[str, RollingStats] = {}
         self._flow_mean: dict[str, Ewma] = {}
         self.refill_peak: dict[str, float] = {}  # feeder -> largest flow error since its refill
+        self.noise_ratio = 1.0  # the noisiest feeder's noise over its usual (FeederNoise)
         self.failsafe_limit = math.hypot(cfg.nir_uncertainty_pct, cfg.feeder_uncertainty_pct)
         self.target_pct = 100.0 * cfg.label_claim_mg / cfg.target_weight_mg
         feeders = (cfg.api_feeder, *cfg.other_feeders)
@@ -162,7 +163,11 @@ class Blend:
         its source needs."""
         cfg, conds = self.cfg, self.conds
         c_nir, c_feeders = self.nir_value, self.feeders_value
-        extra = cfg.noise_guard_pct if conds.any_active("feeder_noise") else 0.0
+        extra = 0.0
+        if conds.any_active("feeder_noise"):
+            # The blend varies faster than the NIR's median can follow, the more so the noisier
+            # the feeder: the guard band grows with the noise over its usual.
+            extra = cfg.noise_guard_pct * max(self.noise_ratio - 1.0, 1.0)
         if conds.active("estimates_disagree") and c_nir is not None and c_feeders is not None:
             # Fail-safe: one of the two is wrong and nothing says which. Judge the blend by the
             # one further from target, with the guard band widened by half the disagreement.
@@ -172,6 +177,16 @@ class Blend:
             return worst, extra + cfg.failsafe_guard_pct + gap_lc / 2
         if c_nir is not None and not self.nir_suspect:
             return c_nir, extra
+        if (
+            c_nir is not None
+            and c_feeders is not None
+            and abs(c_nir - c_feeders) <= (self.failsafe_limit)
+        ):
+            # A suspect probe that agrees with the feeders again (before the suspicion is
+            # cleared) may be the right one: the worse of the two.
+            target = self.target_pct
+            worst = max((c_nir, c_feeders), key=lambda c: abs(c - target))
+            return worst, extra + cfg.feeder_guard_pct
         if c_feeders is not None:
             # Without a trusted probe, the feeders' ratio carries the known reconciliation offset
             # only when the probe is sound and a feeder is the one at fault.

@@ -52,8 +52,9 @@ class ControllerConfig:
     # checkweigher reads 0.13 % over ten, well inside a 1 % guard
     tablets_kept: int = 30  # weight and hardness readings kept (the hardness loop's average)
     nir_lag_s: float = 2.0  # s: a spectrum describes powder one reading period old
-    noise_guard_pct: float = 0.5  # % LC more guard band while a feeder is noisy (its blend
-    # varies faster than the NIR's median of three can follow)
+    noise_guard_pct: float = 0.5  # % LC more guard band while a feeder is noisy, per unit of
+    # its noise above its usual and at least this (its blend varies faster than the NIR's
+    # median of three can follow, the more so the noisier)
     feeder_guard_pct: float = 1.0  # % LC more guard band when judging by the feeders alone
     # (their RTD prediction's error through a transient, about 0.1 % w/w)
     # Loops: periods, gains, deadbands

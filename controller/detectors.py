@@ -236,6 +236,7 @@ class FeederNoise:
         cfg = sv.cfg
         self.feeders = (cfg.api_feeder, *cfg.other_feeders)
         self.usual: dict[str, Ewma] = {}
+        self.ratio: dict[str, float] = {}  # feeder -> its noise over its usual, when last judged
 
     def update(self, ctx: Context, actions: list[Action]) -> None:
         sv, cfg, now = self.sv, self.sv.cfg, ctx.now
@@ -254,6 +255,7 @@ class FeederNoise:
             rsd = sv.blend.flow_noise[feeder].sd
             usual = baseline.value
             noisy = usual is not None and ctx.settled and rsd > cfg.noise_ratio * usual
+            self.ratio[feeder] = rsd / usual if usual else 1.0
             if not sv.conds.update(
                 now,
                 name,
@@ -262,6 +264,8 @@ class FeederNoise:
                 partial(_noise_message, feeder, rsd, baseline.value),
             ):
                 baseline.update(rsd, ctx.dt)
+        noisy_ratios = [r for f, r in self.ratio.items() if sv.conds.active(f"feeder_noise:{f}")]
+        sv.blend.noise_ratio = max(noisy_ratios, default=1.0)
 
 
 class Mismatch:
