@@ -167,7 +167,7 @@ class Blend:
         if conds.any_active("feeder_noise"):
             # The blend varies faster than the NIR's median can follow, the more so the noisier
             # the feeder: the guard band grows with the noise over its usual.
-            extra = cfg.noise_guard_pct * max(self.noise_ratio - 1.0, 1.0)
+            extra = cfg.noise_guard_pct * min(max(self.noise_ratio - 1.0, 1.0), cfg.noise_guard_max)
         if conds.active("estimates_disagree") and c_nir is not None and c_feeders is not None:
             # Fail-safe: one of the two is wrong and nothing says which. Judge the blend by the
             # one further from target, with the guard band widened by half the disagreement.

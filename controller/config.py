@@ -55,6 +55,8 @@ class ControllerConfig:
     noise_guard_pct: float = 0.5  # % LC more guard band while a feeder is noisy, per unit of
     # its noise above its usual and at least this (its blend varies faster than the NIR's
     # median of three can follow, the more so the noisier)
+    noise_guard_max: float = 3.0  # ...up to this many times it: wider, and a noisy feeder
+    # diverts more good tablets than the bad ones it catches
     feeder_guard_pct: float = 1.0  # % LC more guard band when judging by the feeders alone
     # (their RTD prediction's error through a transient, about 0.1 % w/w)
     # Loops: periods, gains, deadbands
