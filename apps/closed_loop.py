@@ -14,6 +14,7 @@ a decision taken on a step-by-step loop and not on the plant's clock shows here,
 
 from __future__ import annotations
 
+import random
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,12 +34,18 @@ class Link:
     publish_s: float = 2.5  # between two publications (0.05 wall s at 50x, the acceptance run)
     telemetry_lag_s: float = 2.5  # a snapshot reaches the controller this long after its time
     command_latency_s: float = 5.0  # a command reaches the twin this long after the decision
+    jitter: float = 0.0  # each period and delay drawn from (1 +- jitter) x its value: a loaded
+    # machine's ticks are late, some much later (0.5: 1.25-3.75 plant s for 2.5)
+    seed: int = 0  # of the jitter's draws
 
     @classmethod
     def parse(cls, text: str) -> Link:
-        """`PUBLISH:LAG:LATENCY` in plant seconds, e.g. `2.5:2.5:5`."""
-        publish, lag, latency = (float(x) for x in text.split(":"))
-        return cls(publish, lag, latency)
+        """`PUBLISH:LAG:LATENCY[:JITTER[:SEED]]` in plant seconds, e.g. `2.5:2.5:5:0.5:1`."""
+        parts = text.split(":")
+        publish, lag, latency = (float(x) for x in parts[:3])
+        jitter = float(parts[3]) if len(parts) > 3 else 0.0
+        seed = int(parts[4]) if len(parts) > 4 else 0
+        return cls(publish, lag, latency, jitter, seed)
 
 
 @dataclass(slots=True)
@@ -102,27 +109,38 @@ def _run_linked(
 ) -> LoopLog:
     """`run` through a `Link`: snapshots delivered late, commands carried out later."""
     inbox: deque[tuple[float, float, dict[str, Any]]] = deque()  # (due, source time, readings)
-    outbox: deque[tuple[float, Action]] = deque()  # (due, action)
-    t = plant.now
+    outbox: list[tuple[float, int, Action]] = []  # (due, order, action)
+    draw = random.Random(link.seed)
+
+    def jittered(value: float) -> float:
+        return value * (1.0 + link.jitter * draw.uniform(-1.0, 1.0)) if link.jitter else value
+
+    t, sent = plant.now, 0
     while t < until_s:
         # Commands that have arrived are carried out between two ticks, as the server does.
-        while outbox and outbox[0][0] <= t:
-            _, action = outbox.popleft()
-            log.actions.append((t, action, carry_out(plant, action)))
-        t = min(until_s, t + link.publish_s)
+        if outbox:
+            outbox.sort(key=lambda o: (o[0], o[1]))
+            while outbox and outbox[0][0] <= t:
+                action = outbox.pop(0)[2]
+                log.actions.append((t, action, carry_out(plant, action)))
+        t = min(until_s, t + jittered(link.publish_s))
         plant.advance(t)
         if each_step is not None:
             each_step(t)
         if supervisor is None:
             continue
-        inbox.append((t + link.telemetry_lag_s, t, plant.store.readings()))
+        due = max(t + jittered(link.telemetry_lag_s), inbox[-1][0] if inbox else t)
+        inbox.append((due, t, plant.store.readings()))
         while inbox and inbox[0][0] <= t + 1e-9:
             _, source_time, readings = inbox.popleft()
             supervisor.observe_all(readings)
             actions = supervisor.step(source_time)
             if actions:
                 # The reply comes back like telemetry: the round trip the service measures.
-                supervisor.note_command_latency(link.command_latency_s + link.telemetry_lag_s)
-            outbox.extend((t + link.command_latency_s, a) for a in actions)
+                latency = jittered(link.command_latency_s)
+                supervisor.note_command_latency(latency + link.telemetry_lag_s)
+                # One batch of commands is carried out in order, as the edge sends them.
+                outbox.extend((t + latency, sent + i, a) for i, a in enumerate(actions))
+                sent += len(actions)
             log.alarms.extend(supervisor.take_alarms())
     return log

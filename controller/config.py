@@ -50,6 +50,10 @@ class ControllerConfig:
     gate_confirm_s: float = 4.0  # the gate must report reject within this, or it is stuck
     mean_of_tablets: int = 10  # tablets averaged for weight and hardness: a 0.4 % RSD
     # checkweigher reads 0.13 % over ten, well inside a 1 % guard
+    weight_trend_s: float = 20.0  # s of plant time of weight readings the weight's trend is
+    # fitted to: a density step ramps the weight over 30-60 s (the RTD's spread), the
+    # checkweigher's 0.4 % RSD averages out over ten or more readings
+    weight_trend_min: int = 6  # readings at least in that span (one every 2.5 plant s at 50x)
     tablets_kept: int = 30  # weight and hardness readings kept (the hardness loop's average)
     nir_lag_s: float = 2.0  # s: a spectrum describes powder one reading period old
     noise_guard_pct: float = 0.5  # % LC more guard band while a feeder is noisy, per unit of
@@ -163,6 +167,8 @@ class ControllerConfig:
     interval_forget: float = 0.98  # per decision: how fast a long telemetry interval is
     # forgotten (quickly raised, slowly forgotten: 50 decisions to halve)
     latency_forget: float = 0.95  # per command: the same for the command round trip
+    effect_timeout_s: float = 120.0  # s: a setpoint not shown in telemetry by then was refused
+    # or overwritten; it times nothing
     # Fail-safe rules: what the controller does when its own diagnosis runs out.
     # Two independent estimates of the blend (the NIR, and the feeders through the RTD) that
     # disagree by more than their combined uncertainty mean one of them is wrong. Unless one

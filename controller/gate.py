@@ -8,6 +8,7 @@ let through; a line that diverts for too long is stopped with the reason (fail-s
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -33,7 +34,9 @@ class Gate:
         self.weights: deque[float] = deque(maxlen=cfg.tablets_kept)
         self.hardness: deque[float] = deque(maxlen=cfg.tablets_kept)
         self.weight_mean = float("nan")  # of the last few weights, set by `divert` each step
+        self.weight_trend: deque[tuple[float, float]] = deque()  # (source time, weight)
         self.gate_commanded: tuple[int, float] | None = None
+        self.gate_sent_at: float | None = None  # a gate command whose effect is not yet seen
         self.startup_bad_at: float | None = None  # blend last judged out of spec in start-up
         self.divert_since: float | None = None  # start of the current diversion
         self.accept_since: float | None = None  # start of the current spell at accept
@@ -52,7 +55,7 @@ class Gate:
 
     def stand_by(self) -> None:
         """The line is not producing: nothing to serve, no diversion running."""
-        self.gate_commanded = None
+        self.gate_commanded = self.gate_sent_at = None
         self.divert_since = self.accept_since = None
         self.planner.windows.clear()
 
@@ -89,6 +92,7 @@ class Gate:
         weights = self.weights
         if tel.good(self._weight_tag):
             weights.append(tel.v(self._weight_tag))
+            self._follow_weight(tel.raw[self._weight_tag][2], weights[-1])
         if tel.good(self._hardness_tag):
             self.hardness.append(tel.v(self._hardness_tag))
         if not weights:
@@ -118,6 +122,17 @@ class Gate:
         half = cfg.target_weight_mg * cfg.weight_guard / 2
         if not w_low <= weight <= w_high or not w_low - half <= last <= w_high + half:
             planner.flag(now, f"tablet weight {weight:.0f} mg (last {last:.0f}) near its limit")
+        else:
+            # The gate moves a reaction time after this decision: judge the weight the tablets
+            # will have then, on its trend, when it heads away from target.
+            horizon = cfg.gate_lead_s + sv.reaction_s
+            ahead = self.projected_weight(horizon)
+            if ahead is not None and not w_low <= ahead <= w_high:
+                planner.flag_span(
+                    now,
+                    now + horizon,
+                    f"tablet weight heading for {ahead:.0f} mg within {horizon:.0f} s",
+                )
         if self.hardness:
             hardness = sum(list(self.hardness)[-n:]) / min(n, len(self.hardness))
             guard = cfg.hardness_guard_n
@@ -125,18 +140,54 @@ class Gate:
                 planner.flag(now, f"hardness {hardness:.0f} N near its limit")
         self._gate(now, planner.active(now), actions)
 
+    def _follow_weight(self, time: float, weight: float) -> None:
+        trend = self.weight_trend
+        if trend and time <= trend[-1][0]:
+            return  # the same reading again
+        trend.append((time, weight))
+        # In plant seconds, and at least `weight_trend_min` readings however far apart they come.
+        span = max(self.cfg.weight_trend_s, self.cfg.weight_trend_min * self.sv.interval_s)
+        while trend[0][0] < time - span:
+            trend.popleft()
+
+    def projected_weight(self, horizon_s: float) -> float | None:
+        """The tablet weight `horizon_s` plant seconds after the newest reading, on the straight
+        line through the readings of the last `weight_trend_s`, when it heads away from target
+        by more than its own noise; else None."""
+        cfg, trend = self.cfg, self.weight_trend
+        n = len(trend)
+        if n < cfg.weight_trend_min:
+            return None
+        t_mean = sum(t for t, _ in trend) / n
+        w_mean = sum(w for _, w in trend) / n
+        stt = sum((t - t_mean) ** 2 for t, _ in trend)
+        slope = sum((t - t_mean) * (w - w_mean) for t, w in trend) / stt
+        now_w = w_mean + slope * (trend[-1][0] - t_mean)
+        residual = math.sqrt(
+            sum((w - w_mean - slope * (t - t_mean)) ** 2 for t, w in trend) / max(n - 2, 1)
+        )
+        rise = slope * horizon_s
+        # Significant: the rise over the horizon beats the slope's own error over it, twice.
+        if abs(rise) < 2.0 * residual / math.sqrt(stt) * horizon_s:
+            return None
+        if (now_w - cfg.target_weight_mg) * rise < 0:
+            return None  # coming back toward target: the loop is working
+        return now_w + rise
+
     def _gate(self, now: float, window: Window | None, actions: list[Action]) -> None:
         cfg, tel, sv = self.cfg, self.sv.tel, self.sv
         current = int(tel.v(self._sp_tag, ACCEPT))
         want = REJECT if window is not None else ACCEPT
         # What was last commanded rules over the setpoint's reading, which lags a command in
         # flight: a window that reopens before the accept just sent shows up needs its reject.
+        self._time_gate_command(current)
         commanded = self.gate_commanded[0] if self.gate_commanded is not None else current
         if want != commanded or (self.gate_commanded is None and want != current):
             reason = window.reason if window is not None else "diversion window has passed"
             value = "reject" if want == REJECT else "accept"
             actions.append(Action("setpoint", self._sp_tag, value, reason))
             self.gate_commanded = (want, now)
+            self.gate_sent_at = now
         elif self.gate_commanded is None:
             self.gate_commanded = (want, now)  # the setpoint already says so
         self._limit_diversion(now, want, actions)
@@ -164,6 +215,18 @@ class Gate:
             actions.append(Action("line", "abort", None, why))
             since = self.gate_commanded[1] if self.gate_commanded is not None else now
             actions.append(self.quarantine(since, now, why))
+
+    def _time_gate_command(self, current: int) -> None:
+        """How long the last gate command took to show in the gate's setpoint, in plant
+        seconds: the telemetry's lag, the command's way to the plant and the publication
+        interval, whatever the transport (the service's round trip sees only the middle one)."""
+        sent = self.gate_sent_at
+        if sent is None or self.gate_commanded is None or current != self.gate_commanded[0]:
+            return
+        shown = self.sv.tel.raw[self._sp_tag][2]
+        if shown > sent:
+            self.gate_sent_at = None
+            self.sv.note_effect_latency(shown - sent - self.sv.interval_s)
 
     def _limit_diversion(self, now: float, want: int, actions: list[Action]) -> None:
         """Fail-safe: a line that diverts for longer than `max_divert_s` (short spells at accept

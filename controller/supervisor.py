@@ -57,6 +57,8 @@ class Supervisor:
         self.interval_s = 1.0  # plant s between decisions, as the telemetry comes
         self.producing_since: float | None = None
         self.command_latency_s = 0.0  # plant seconds from a command to its effect (see note_...)
+        self.effect_latency_s = 0.0  # plant s from a decision to its effect, as telemetry shows
+        self._sent: dict[str, tuple[float, float]] = {}  # setpoint -> (value, decided at)
 
     # Input -------------------------------------------------------------------------------------
     @property
@@ -88,6 +90,12 @@ class Supervisor:
         self.command_latency_s = max(plant_s, self.cfg.latency_forget * self.command_latency_s)
         self._set_gate_lead()
 
+    def note_effect_latency(self, plant_s: float) -> None:
+        """A command's effect seen in telemetry this long after the decision (less one
+        telemetry interval): slowly forgotten, quickly raised."""
+        self.effect_latency_s = max(plant_s, self.cfg.latency_forget * self.effect_latency_s)
+        self._set_gate_lead()
+
     @property
     def reaction_s(self) -> float:
         """Plant seconds from a command to seeing its effect in telemetry: the round trip there
@@ -100,7 +108,8 @@ class Supervisor:
         # one must be served by this one. And each decision judges the material of the whole
         # interval since the last one, not only its own instant: the margin grows by that.
         planner = self.gate.planner
-        planner.lead_s = self.cfg.gate_lead_s + self.command_latency_s + self.interval_s
+        latency = max(self.command_latency_s, self.effect_latency_s)
+        planner.lead_s = self.cfg.gate_lead_s + latency + self.interval_s
         planner.margin_s = self.cfg.margin_s + max(self.interval_s - 1.0, 0.0)
 
     def take_alarms(self) -> list[Alarm]:
@@ -143,4 +152,22 @@ class Supervisor:
         if self.enabled and not any(a.kind == "line" for a in actions):
             self.loops.run(now, actions)
         self.detectors.run(now, dt, actions)
-        return actions if self.enabled else []
+        if not self.enabled:
+            return []
+        self._time_commands(now, actions)
+        return actions
+
+    def _time_commands(self, now: float, actions: list[Action]) -> None:
+        """Time each numeric setpoint command from the decision to telemetry showing it."""
+        sent, raw = self._sent, self.tel.raw
+        for tag in [t for t in sent if t in raw]:
+            value, at = sent[tag]
+            shown, _, when = raw[tag]
+            if when > at and isinstance(shown, int | float) and abs(shown - value) < 1e-6:
+                del sent[tag]
+                self.note_effect_latency(when - at - self.interval_s)
+            elif now - at > self.cfg.effect_timeout_s:
+                del sent[tag]  # refused, or overtaken by another change: not a measure
+        for action in actions:
+            if action.kind == "setpoint" and isinstance(action.value, int | float):
+                sent[action.target] = (float(action.value), now)
