@@ -172,11 +172,11 @@ class Blend:
             # Fail-safe: one of the two is wrong and nothing says which. Judge the blend by the
             # one further from target, with the guard band widened by half the disagreement.
             target = self.target_pct
-            worst = max((c_nir, c_feeders), key=lambda c: abs(c - target))
+            worst = max((self._leading(c_nir), c_feeders), key=lambda c: abs(c - target))
             gap_lc = abs(c_nir - c_feeders) * cfg.target_weight_mg / cfg.label_claim_mg
             return worst, extra + cfg.failsafe_guard_pct + gap_lc / 2
         if c_nir is not None and not self.nir_suspect:
-            return c_nir, extra
+            return self._leading(c_nir), extra
         if (
             c_nir is not None
             and c_feeders is not None
@@ -194,6 +194,18 @@ class Blend:
             load_cell = conds.active("load_cell_drift")
             return c_feeders + (offset if load_cell else 0.0), extra + cfg.feeder_guard_pct
         return None, extra + cfg.feeder_guard_pct
+
+    def _leading(self, c_nir: float) -> float:
+        """The NIR's median or its newest accepted spectrum, whichever is further from target.
+        On a fast ramp (a refill's, 0.3 % LC a plant second) the median of three lags its
+        newest spectrum by a spectrum or two, more when an accelerated plant's telemetry shows
+        only some of them; at steady state the newest is within noise of the median, nine of
+        its SDs inside the guard band."""
+        latest = self.nir.latest
+        if latest is None or abs(latest - c_nir) > self.cfg.nir_lead_max_pct:
+            return c_nir
+        target = self.target_pct
+        return latest if abs(latest - target) > abs(c_nir - target) else c_nir
 
     def check_agreement(self, now: float) -> None:
         """Fail-safe: the NIR and the feeders disagree beyond their combined uncertainty and no

@@ -56,6 +56,8 @@ class ControllerConfig:
     weight_trend_min: int = 6  # readings at least in that span (one every 2.5 plant s at 50x)
     tablets_kept: int = 30  # weight and hardness readings kept (the hardness loop's average)
     nir_lag_s: float = 2.0  # s: a spectrum describes powder one reading period old
+    nir_lead_max_pct: float = 0.5  # % w/w: the newest spectrum leads the median by at most the
+    # spike test's width (a reading further off is set aside anyway)
     noise_guard_pct: float = 0.5  # % LC more guard band while a feeder is noisy, per unit of
     # its noise above its usual and at least this (its blend varies faster than the NIR's
     # median of three can follow, the more so the noisier)

@@ -34,6 +34,7 @@ class RobustNir:
         self._quality: deque[bool] = deque(maxlen=60)
         self._last_time = -math.inf
         self.last_good = -math.inf
+        self.latest: float | None = None  # the newest accepted reading (no spike, no step)
         self.last_step: tuple[float, float] | None = None  # (time, size in % w/w)
 
     def update(
@@ -50,6 +51,7 @@ class RobustNir:
         if source_time - self.last_good > self.restart_s:
             # The probe saw nothing for a while (a stopped line): the blend it sees now is not
             # a step from the one it saw before.
+            self.latest = None
             self._recent.clear()
             self._outliers.clear()
         if len(self._recent) == self.window:
@@ -64,12 +66,14 @@ class RobustNir:
                     self._recent.clear()
                     self._recent.extend(list(self._outliers)[-self.window :])
                     self._outliers.clear()
+                    self.latest = self._recent[-1]
                     self.last_good = source_time
                 return
             self._residuals.append(value - centre)
         self._outliers.clear()
         self._quality.append(True)
         self._recent.append(value)
+        self.latest = value
         self.last_good = source_time
 
     def estimate(self, now: float) -> float | None:
