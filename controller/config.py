@@ -63,6 +63,9 @@ class ControllerConfig:
     # median of three can follow, the more so the noisier)
     noise_guard_max: float = 3.0  # ...up to this many times it: wider, and a noisy feeder
     # diverts more good tablets than the bad ones it catches
+    blend_spread_guard: float = 2.0  # x the blend's own SD (the NIR's spread about its running
+    # median beyond the probe's uncertainty) added to the guard band: two SDs of a blend that
+    # varies faster than its median follows
     feeder_guard_pct: float = 1.0  # % LC more guard band when judging by the feeders alone
     # (their RTD prediction's error through a transient, about 0.1 % w/w)
     # Loops: periods, gains, deadbands
