@@ -116,6 +116,7 @@ def _run_linked(
         return value * (1.0 + link.jitter * draw.uniform(-1.0, 1.0)) if link.jitter else value
 
     t, sent = plant.now, 0
+    last_due = t
     while t < until_s:
         # Commands that have arrived are carried out between two ticks, as the server does.
         if outbox:
@@ -137,10 +138,12 @@ def _run_linked(
             actions = supervisor.step(source_time)
             if actions:
                 # The reply comes back like telemetry: the round trip the service measures.
-                latency = jittered(link.command_latency_s)
+                # In order, as one MQTT session and one edge carry them.
+                latency = max(jittered(link.command_latency_s), last_due - t)
                 supervisor.note_command_latency(latency + link.telemetry_lag_s)
                 # One batch of commands is carried out in order, as the edge sends them.
-                outbox.extend((t + latency, sent + i, a) for i, a in enumerate(actions))
+                last_due = t + latency
+                outbox.extend((last_due, sent + i, a) for i, a in enumerate(actions))
                 sent += len(actions)
             log.alarms.extend(supervisor.take_alarms())
     return log

@@ -243,10 +243,13 @@ class Blend:
         if (
             not present
             and self.conds.active("estimates_disagree")
-            and now - self.last_refill < self.cfg.refill_peak_window_s
+            and now - self.refilled_at.get(self.cfg.api_feeder, -math.inf)
+            < self.cfg.refill_peak_window_s
         ):
-            # A feeder refilling runs volumetrically and reads its own estimate: agreement with
-            # it then proves nothing (a refill's real spike can meet a biased probe's offset).
+            # The API feeder refilling runs volumetrically and reads its own estimate:
+            # agreement with it then proves nothing (a refill's real spike can meet a biased
+            # probe's offset). The other feeders refill every few minutes and move the ratio
+            # little: holding on theirs held the fail-safe, and the diversion, for good.
             present = True
         self.conds.update(
             now,

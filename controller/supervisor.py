@@ -101,7 +101,8 @@ class Supervisor:
         """Plant seconds from a command to seeing its effect in telemetry: the round trip there
         and back, and the telemetry's own interval (an accelerated plant, seen through OPC UA,
         reports every few plant seconds rather than every second)."""
-        return 2 * self.command_latency_s + self.interval_s
+        round_trip = max(2 * self.command_latency_s, self.effect_latency_s + self.interval_s)
+        return round_trip + self.interval_s
 
     def _set_gate_lead(self) -> None:
         # Between two decisions nothing can be commanded: a window that opens before the next

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from apps.campaign import run_campaign
-from apps.closed_loop import LoopLog, run
+from apps.closed_loop import Link, LoopLog, run
 from apps.scenario import load_scenario
 from controller import Action, ControllerConfig, Supervisor
 from core.commands import LineCommand
@@ -250,3 +250,14 @@ def test_telemetry_every_few_plant_seconds_changes_no_diagnosis(step_s: float) -
     assert "nir_bias" in raised
     assert "load_cell_drift" not in raised and "diverter_stuck" not in raised
     assert run.plant.ledger.oos_accepted_tablets == 0
+
+
+@pytest.mark.parametrize("link", ["2.5:2.5:5:0.6:1", "5:5:10:0.6:2"])
+def test_through_the_running_stacks_timing_no_oos_tablet_is_released(link: str) -> None:
+    """The acceptance run at 50x real time decides on a publication every 2.5 plant seconds or
+    more, late, and its commands land later still (`Link`: publication, telemetry lag, command
+    latency, jitter, seed). Found there: a refill's rising edge (28 and 42 tablets) and a
+    denser lot's weight ramp (864) escaped a controller that was clean in process."""
+    scenario = load_scenario(ROOT / "scenarios" / "acceptance.yaml")
+    result = run_campaign(scenario, controlled=True, link=Link.parse(link))
+    assert result.plant.ledger.oos_accepted_tablets == 0
