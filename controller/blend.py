@@ -168,6 +168,9 @@ class Blend:
             # The blend varies faster than the NIR's median can follow, the more so the noisier
             # the feeder: the guard band grows with the noise over its usual.
             extra = cfg.noise_guard_pct * min(max(self.noise_ratio - 1.0, 1.0), cfg.noise_guard_max)
+        if conds.active("nir_dropout"):
+            # Fewer good spectra: the median is older and rests on fewer readings.
+            extra += cfg.dropout_guard_pct
         # The blend's own variation, as the NIR sees it beyond the probe's noise, between two
         # spectra the gate does not see: a very noisy feeder moves the blend by percent in
         # seconds, which no median follows.
@@ -216,10 +219,11 @@ class Blend:
         """The NIR's median or its newest accepted spectrum, whichever is further from target.
         On a fast ramp (a refill's, 0.3 % LC a plant second) the median of three lags its
         newest spectrum by a spectrum or two, more when an accelerated plant's telemetry shows
-        only some of them; at steady state the newest is within noise of the median, nine of
-        its SDs inside the guard band."""
+        only some of them. A newest spectrum within the probe's noise of the median says
+        nothing the median does not (and judged by, it diverted 0.1x the true OOS more)."""
         latest = self.nir.latest
-        if latest is None or abs(latest - c_nir) > self.cfg.nir_lead_max_pct:
+        lead = abs(latest - c_nir) if latest is not None else 0.0
+        if latest is None or not self.cfg.nir_lead_min_pct <= lead <= self.cfg.nir_lead_max_pct:
             return c_nir
         target = self.target_pct
         return latest if abs(latest - target) > abs(c_nir - target) else c_nir

@@ -53,9 +53,14 @@ class ControllerConfig:
     weight_trend_s: float = 20.0  # s of plant time of weight readings the weight's trend is
     # fitted to: a density step ramps the weight over 30-60 s (the RTD's spread), the
     # checkweigher's 0.4 % RSD averages out over ten or more readings
+    weight_trend_from: float = 0.01  # fraction of target: the trend is fitted only once the
+    # newest weight is this far off target (2.5 checkweigher SDs, a quarter of the way to the
+    # guard band): a ramp toward the limit passes there first, and the fit costs CPU
     weight_trend_min: int = 6  # readings at least in that span (one every 2.5 plant s at 50x)
     tablets_kept: int = 30  # weight and hardness readings kept (the hardness loop's average)
     nir_lag_s: float = 2.0  # s: a spectrum describes powder one reading period old
+    nir_lead_min_pct: float = 0.08  # % w/w the newest spectrum must lead the median by to count:
+    # 1.6 probe SDs (0.05), about one spectrum of a refill's ramp (0.035 % w/w a second)
     nir_lead_max_pct: float = 0.5  # % w/w: the newest spectrum leads the median by at most the
     # spike test's width (a reading further off is set aside anyway)
     noise_guard_pct: float = 0.5  # % LC more guard band while a feeder is noisy, per unit of
@@ -66,6 +71,9 @@ class ControllerConfig:
     blend_spread_guard: float = 2.0  # x the blend's own SD (the NIR's spread about its running
     # median beyond the probe's uncertainty) added to the guard band: two SDs of a blend that
     # varies faster than its median follows
+    dropout_guard_pct: float = 0.5  # % LC more guard band while NIR spectra drop out: with a
+    # share of them lost the median is a spectrum or two older (random campaign 23: a blend at
+    # 94.8-95.0 % LC read 95.5+ under 50 % dropout, 112 tablets released)
     feeder_guard_pct: float = 1.0  # % LC more guard band when judging by the feeders alone
     # (their RTD prediction's error through a transient, about 0.1 % w/w)
     # Loops: periods, gains, deadbands

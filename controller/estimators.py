@@ -31,6 +31,7 @@ class RobustNir:
         self._recent: deque[float] = deque(maxlen=window)
         self._outliers: deque[float] = deque(maxlen=step_count)
         self._residuals: deque[float] = deque(maxlen=60)
+        self._noise_sd: float | None = None  # of the residuals, until the next one
         self._quality: deque[bool] = deque(maxlen=60)
         self._last_time = -math.inf
         self.last_good = -math.inf
@@ -70,6 +71,7 @@ class RobustNir:
                     self.last_good = source_time
                 return
             self._residuals.append(value - centre)
+            self._noise_sd = None
         self._outliers.clear()
         self._quality.append(True)
         self._recent.append(value)
@@ -91,11 +93,17 @@ class RobustNir:
 
     @property
     def noise_sd(self) -> float:
-        """Spread of accepted readings around their running median, % w/w."""
-        if len(self._residuals) < 10:
-            return 0.0
-        mean = sum(self._residuals) / len(self._residuals)
-        return math.sqrt(sum((r - mean) ** 2 for r in self._residuals) / (len(self._residuals) - 1))
+        """Spread of accepted readings around their running median, % w/w (worked out once
+        per new residual: the guard band asks for it every decision)."""
+        if self._noise_sd is None:
+            residuals = self._residuals
+            if len(residuals) < 10:
+                self._noise_sd = 0.0
+            else:
+                mean = sum(residuals) / len(residuals)
+                squares = sum((r - mean) ** 2 for r in residuals)
+                self._noise_sd = math.sqrt(squares / (len(residuals) - 1))
+        return self._noise_sd
 
 
 class RtdPredictor:

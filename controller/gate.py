@@ -122,7 +122,7 @@ class Gate:
         half = cfg.target_weight_mg * cfg.weight_guard / 2
         if not w_low <= weight <= w_high or not w_low - half <= last <= w_high + half:
             planner.flag(now, f"tablet weight {weight:.0f} mg (last {last:.0f}) near its limit")
-        else:
+        elif abs(last - cfg.target_weight_mg) > cfg.weight_trend_from * cfg.target_weight_mg:
             # The gate moves a reaction time after this decision: judge the weight the tablets
             # will have then, on its trend, when it heads away from target.
             horizon = cfg.gate_lead_s + sv.reaction_s
