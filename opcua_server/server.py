@@ -23,11 +23,13 @@ from types import TracebackType
 
 from asyncua import Server, ua
 
+from core.alarms import build_alarms
 from opcua_server import fast_values
 from opcua_server.address_space import PlantNodes, build_address_space
-from opcua_server.alarms import Alarms, quality_limits
+from opcua_server.alarms import Alarms
 from opcua_server.audit_events import AuditEvents
 from opcua_server.clock import PlantClock
+from opcua_server.conditions import AlarmConditions
 from opcua_server.history import TagHistory
 from opcua_server.methods import CommandMethods, add_audit_since
 from opcua_server.publisher import Publisher
@@ -74,6 +76,7 @@ class PlantServer:
         self._nodes: PlantNodes | None = None
         self._publisher: Publisher | None = None
         self._alarms: Alarms | None = None
+        self._conditions: AlarmConditions | None = None
         self._audit_events: AuditEvents | None = None
         self._history: TagHistory | None = None
         self._synthetic: SyntheticSource | None = None
@@ -114,6 +117,13 @@ class PlantServer:
         if self._audit_events is None:
             raise RuntimeError("the server has not started")
         return self._audit_events.log_id
+
+    @property
+    def conditions(self) -> AlarmConditions:
+        """The alarms as OPC UA conditions (their states and every transition)."""
+        if self._conditions is None:
+            raise RuntimeError("the server has not started")
+        return self._conditions
 
     @property
     def published(self) -> int:
@@ -170,8 +180,17 @@ class PlantServer:
         self._publisher = Publisher(
             server, self._nodes, self.clock, history, periods, s.stale_periods
         )
-        self._alarms = Alarms(server, self._nodes, self.clock, quality_limits(plant))
+        self._alarms = Alarms(server, self._nodes, self.clock)
         await self._alarms.init()
+        conditions = AlarmConditions(
+            server,
+            self._nodes,
+            self.clock,
+            plant,
+            build_alarms(plant.layout.modules, plant.registry),
+        )
+        await conditions.init()
+        self._conditions = conditions
         audit = self._audit_events = AuditEvents(server, self._nodes, self.clock, plant)
         await audit.init()
         await add_audit_since(
@@ -247,8 +266,10 @@ class PlantServer:
             if self._synthetic is not None:
                 values.update(self._synthetic.values(now))
             await self._publisher.publish(values, now)
-            await self._alarms.check(values)
-            await self._alarms.check_faults(plant.faults(include_ended=True), now)
+            faults = plant.faults(include_ended=True)
+            await self._alarms.check_faults(faults, now)
+            if self._conditions is not None:
+                await self._conditions.check(values, faults, now)
             if self._audit_events is not None:
                 await self._audit_events.emit_new()
             self.ticks += 1

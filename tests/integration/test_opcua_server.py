@@ -334,7 +334,9 @@ def test_methods_answer_good_and_bad_arguments_without_crashing(opcua: RunningSe
 
 
 # Alarms and events --------------------------------------------------------------------------
-def test_limit_alarms_and_fault_events_are_opc_ua_events(opcua: RunningServer) -> None:
+def test_limit_alarms_reach_a_client_subscribed_to_the_standard_type_and_faults_are_events(
+    opcua: RunningServer,
+) -> None:
     events: list[Any] = []
 
     class Handler:
@@ -353,7 +355,7 @@ def test_limit_alarms_and_fault_events_are_opc_ua_events(opcua: RunningServer) -
             result = await call(c, opcua, "InjectFault", s("nir_bias"), s(""), d(5.0))
             assert result.StatusCode.is_good()
             await until(
-                lambda: any(getattr(e, "ConditionName", "") == "nir.api_pct limits" for e in events)
+                lambda: any(getattr(e, "ConditionName", "") == "nir.api_pct" for e in events)
             )
             await call(c, opcua, "ClearFault", result.OutputArguments[0])
             await until(lambda: any(getattr(e, "FaultState", "") == "cleared" for e in events))
@@ -362,9 +364,10 @@ def test_limit_alarms_and_fault_events_are_opc_ua_events(opcua: RunningServer) -
     asyncio.run(scenario())
     faults = [(e.FaultKind, e.FaultState) for e in events if getattr(e, "FaultState", None)]
     assert faults[:2] == [("nir_bias", "raised"), ("nir_bias", "cleared")]
-    alarm = next(e for e in events if getattr(e, "ConditionName", "") == "nir.api_pct limits")
-    assert alarm.Retain is True and alarm.HighLimit == pytest.approx(10.5)
-    assert "high" in alarm.Message.Text
+    # Filtered on ExclusiveLimitAlarmType: the server's subtype of it matches (OfType).
+    alarm = next(e for e in events if getattr(e, "ConditionName", "") == "nir.api_pct")
+    assert alarm.Retain is True and alarm.HighHighLimit == pytest.approx(10.5)
+    assert "HighHigh" in alarm.Message.Text
 
 
 # Security -----------------------------------------------------------------------------------
