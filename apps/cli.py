@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Column, Table
 
+from apps.alarm_cli import app as alarm_app
 from apps.audit_cli import app as audit_app
 from apps.campaign_cli import app as campaign_app
 from apps.demo import demo
@@ -37,6 +38,7 @@ err = Console(stderr=True)
 app.add_typer(opcua_app, name="opcua")
 app.add_typer(bridge_app, name="bridge")
 app.add_typer(fault_app, name="fault")
+app.add_typer(alarm_app, name="alarm")
 app.add_typer(campaign_app, name="campaign")
 app.command("kpi")(kpi)
 app.command("report")(report)

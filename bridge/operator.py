@@ -12,6 +12,7 @@ go wrong is raised as one of three errors with a one-line message: `UnreachableE
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 from collections.abc import Sequence
@@ -27,9 +28,28 @@ from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 from asyncua.ua import status_codes
 from cryptography import x509
 
+from core.alarms import Priority
 from core.tags import LINE_STATES
 
 COMMANDS = "Commands"
+ALARMS = "Alarms"
+#: The server's condition types (opcua_server.conditions), under their standard supertypes.
+CONDITION_TYPES = (
+    (ua.ObjectIds.ExclusiveLevelAlarmType, "PlantLevelAlarmType"),
+    (ua.ObjectIds.OffNormalAlarmType, "PlantDiscreteAlarmType"),
+)
+REFRESH_WAIT_S = 10.0
+#: Alarm actions -> (the standard method called, on the ShelvingState object or not).
+ALARM_METHODS: dict[str, tuple[int, bool]] = {
+    "acknowledge": (ua.ObjectIds.AcknowledgeableConditionType_Acknowledge, False),
+    "confirm": (ua.ObjectIds.AcknowledgeableConditionType_Confirm, False),
+    "comment": (ua.ObjectIds.ConditionType_AddComment, False),
+    "shelve": (ua.ObjectIds.ShelvedStateMachineType_OneShotShelve2, True),
+    "timed_shelve": (ua.ObjectIds.ShelvedStateMachineType_TimedShelve2, True),
+    "unshelve": (ua.ObjectIds.ShelvedStateMachineType_Unshelve2, True),
+    "remove_from_service": (ua.ObjectIds.AlarmConditionType_RemoveFromService2, False),
+    "place_in_service": (ua.ObjectIds.AlarmConditionType_PlaceInService2, False),
+}
 CLOCK_TAG = "line.state"  # stamped every plant second whatever the line does
 
 #: Status codes that mean "not you": wrong user or password, untrusted certificate, wrong role.
@@ -97,6 +117,56 @@ class FaultInfo:
     target: str
     magnitude: float
     state: str
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmInfo:
+    """A condition of interest (Retain), as ConditionRefresh reports it."""
+
+    id: str
+    priority: int  # OPC UA Severity: the ISA-18.2 priority (core.alarms.Priority)
+    active: bool
+    level: str
+    acked: bool
+    confirmed: bool
+    shelving: str
+    out_of_service: bool
+    message: str
+    time: datetime | None
+    user: str
+    comment: str
+    event_id: bytes
+
+    @property
+    def priority_name(self) -> str:
+        return next(
+            (p.name.lower() for p in sorted(Priority, reverse=True) if self.priority >= p), "low"
+        )
+
+    @property
+    def state(self) -> str:
+        """The ISA-18.2 state name."""
+        if self.out_of_service:
+            return "out_of_service"
+        if self.shelving != "Unshelved":
+            return "shelved"
+        if self.active:
+            return "active_acked" if self.acked else "active_unacked"
+        return (
+            "rtn_unacked" if not self.acked else ("unconfirmed" if not self.confirmed else "normal")
+        )
+
+
+class _Collector:
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+        self.done = asyncio.Event()
+
+    def event_notification(self, event: Any) -> None:
+        if getattr(event, "EventType", None) == ua.NodeId(ua.ObjectIds.RefreshEndEventType):
+            self.done.set()
+        else:
+            self.events.append(event)
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,6 +382,110 @@ class OperatorClient:
     async def status(self) -> Status:
         state, stamp = await self.line_state()
         return Status(state, stamp, await self.faults())
+
+    # Alarms (Part 9 conditions under Objects/<site>/Alarms) -------------------------------------
+    async def alarms(self) -> list[AlarmInfo]:
+        """Every alarm of interest now (active, unacknowledged, unconfirmed, shelved or out of
+        service), by ConditionRefresh: the way any late OPC UA client learns them."""
+        client = self._client
+        types = [
+            await client.get_node(ua.NodeId(base)).get_child(f"{self._ns}:{name}")
+            for base, name in CONDITION_TYPES
+        ]
+        types.append(client.get_node(ua.NodeId(ua.ObjectIds.RefreshEndEventType)))
+        collector = _Collector()
+        subscription = await client.create_subscription(50, collector)
+        try:
+            await subscription.subscribe_events(client.nodes.server, types, queuesize=10_000)
+            request = ua.CallMethodRequest()
+            request.ObjectId = ua.NodeId(ua.ObjectIds.ConditionType)
+            request.MethodId = ua.NodeId(ua.ObjectIds.ConditionType_ConditionRefresh)
+            request.InputArguments = [
+                ua.Variant(subscription.subscription_id, ua.VariantType.UInt32)
+            ]
+            result = (await client.uaclient.call([request]))[0]
+            if not result.StatusCode.is_good():
+                raise RefusedError(f"ConditionRefresh: {_status_name(result.StatusCode)}")
+            try:
+                async with asyncio.timeout(REFRESH_WAIT_S):
+                    await collector.done.wait()
+            except TimeoutError:
+                raise UnreachableError("the plant did not finish ConditionRefresh") from None
+        finally:
+            with contextlib.suppress(Exception):
+                await subscription.delete()
+        latest: dict[str, AlarmInfo] = {}
+        for event in collector.events:
+            info = _alarm_info(event)
+            if info is not None:
+                latest[info.id] = info  # events arrive in order: the last is the current one
+        return sorted(latest.values(), key=lambda a: (-a.priority, a.id))
+
+    async def alarm_action(
+        self, alarm_id: str, action: str, comment: str = "", duration_s: float | None = None
+    ) -> None:
+        """Acknowledge, confirm, comment, shelve (one-shot, or timed with `duration_s`),
+        unshelve, remove_from_service or place_in_service an alarm, with a comment."""
+        if action == "shelve" and duration_s is not None:
+            action = "timed_shelve"
+        method, on_shelving = ALARM_METHODS[action]
+        args: list[ua.Variant] = []
+        if action in ("acknowledge", "confirm", "comment"):
+            current = {a.id: a for a in await self.alarms()}.get(alarm_id)
+            if current is None:
+                raise RefusedError(f"{alarm_id}: no such alarm needs attention now")
+            args.append(ua.Variant(current.event_id, ua.VariantType.ByteString))
+        if action == "timed_shelve":
+            args.append(_double((duration_s or 0.0) * 1000.0))
+        args.append(ua.Variant(ua.LocalizedText(comment), ua.VariantType.LocalizedText))
+        condition = f"{self.target.site}.{ALARMS}.{alarm_id}"
+        request = ua.CallMethodRequest()
+        request.ObjectId = self.node_id(f"{condition}.ShelvingState" if on_shelving else condition)
+        request.MethodId = ua.NodeId(method)
+        request.InputArguments = args
+        try:
+            result = (await self._client.uaclient.call([request]))[0]
+        except (OSError, TimeoutError) as error:
+            raise UnreachableError(
+                f"lost the plant at {self.target.url}: {_oneline(error)}"
+            ) from None
+        code = result.StatusCode
+        if code.is_good():
+            return
+        name = _status_name(code)
+        if code.value == ua.StatusCodes.BadUserAccessDenied:
+            raise NotAuthorisedError(
+                f"not authorised to {action.replace('_', ' ')} alarms ({name})"
+            )
+        if code.value in (ua.StatusCodes.BadNodeIdInvalid, ua.StatusCodes.BadNodeIdUnknown):
+            raise RefusedError(f"{alarm_id}: no such alarm on this plant ({name})")
+        raise RefusedError(f"{alarm_id}: {action.replace('_', ' ')} refused ({name})")
+
+
+def _alarm_info(event: Any) -> AlarmInfo | None:
+    name = getattr(event, "ConditionName", None)
+    if not isinstance(name, str) or not name:
+        return None
+
+    def text(value: Any) -> str:
+        return str(getattr(value, "Text", value) or "")
+
+    raw_id = getattr(event, "EventId", b"")
+    return AlarmInfo(
+        id=name,
+        priority=int(getattr(event, "Severity", 0) or 0),
+        active=bool(getattr(event, "ActiveState/Id", False)),
+        level=text(getattr(event, "Level", "")),
+        acked=bool(getattr(event, "AckedState/Id", False)),
+        confirmed=bool(getattr(event, "ConfirmedState/Id", False)),
+        shelving=text(getattr(event, "Shelving", "")) or "Unshelved",
+        out_of_service=bool(getattr(event, "OutOfServiceState/Id", False)),
+        message=text(getattr(event, "Message", "")),
+        time=getattr(event, "Time", None),
+        user=text(getattr(event, "ClientUserId", "")),
+        comment=text(getattr(event, "Comment", "")),
+        event_id=bytes(raw_id or b""),
+    )
 
 
 def _string(text: str) -> ua.Variant:

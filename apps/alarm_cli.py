@@ -1,0 +1,210 @@
+"""`plant alarm`: the alarm list, and acknowledge, confirm, comment, shelve and unshelve, over
+OPC UA.
+
+It is an OPC UA client like any other: `list` subscribes to condition events and asks for
+ConditionRefresh; the actions call the standard Part 9 methods on the alarm's condition (or its
+ShelvingState), with the comment, so the server checks the user's role and writes the action,
+its user and its comment into the condition's event and the audit trail. Where to connect and
+as whom comes from the `PLANT_FAULT_*` variables, as for `plant fault` (--url, --user, ...).
+
+Exit codes: 0 done, 1 the plant refused, 2 bad input, 3 plant unreachable, 4 not authorised.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from apps.fault_cli import (
+    Cert,
+    Key,
+    Password,
+    Site,
+    Url,
+    User,
+    console,
+    fail,
+    target,
+    with_plant,
+)
+from apps.scenario import ScenarioError, parse_time
+from bridge.operator import AlarmInfo, OperatorClient
+
+app = typer.Typer(
+    help="The alarm list and the operator's alarm actions, over OPC UA "
+    "(exit codes: 1 refused, 2 bad input, 3 unreachable, 4 not authorised).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+AlarmId = Annotated[str, typer.Argument(help="Alarm id, e.g. nir.api_pct or equipment.bridging.")]
+Comment = Annotated[
+    str, typer.Option("--comment", "--reason", help="Comment (into the event and audit trail).")
+]
+
+
+def _row_style(alarm: AlarmInfo) -> str:
+    if alarm.state == "active_unacked":
+        return "bold red" if alarm.priority >= 700 else "red"
+    if alarm.state in ("shelved", "out_of_service"):
+        return "dim"
+    return ""
+
+
+@app.command("list")
+def list_alarms(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per alarm.")] = False,
+    url: Url = None,
+    user: User = None,
+    password: Password = None,
+    site: Site = None,
+    cert: Cert = None,
+    key: Key = None,
+) -> None:
+    """Alarms that need attention (active, unacknowledged, unconfirmed, shelved, out of
+    service), most urgent first."""
+    where = target(url, user, password, site, cert, key)
+    alarms = with_plant(where, lambda plant: plant.alarms())
+    if as_json:
+        for alarm in alarms:
+            record = asdict(alarm)
+            record["event_id"] = alarm.event_id.hex()
+            record["time"] = alarm.time.isoformat() if alarm.time else None
+            record["state"] = alarm.state
+            typer.echo(json.dumps(record, separators=(",", ":")))
+        return
+    if not alarms:
+        console.print("no alarms")
+        return
+    table = Table("priority", "alarm", "state", "level", "since (UTC)", "message", "last by")
+    for alarm in alarms:
+        since = alarm.time.strftime("%H:%M:%S") if alarm.time else ""
+        last = f"{alarm.user}: {alarm.comment}" if alarm.comment else alarm.user
+        table.add_row(
+            alarm.priority_name,
+            alarm.id,
+            alarm.state,
+            alarm.level,
+            since,
+            alarm.message,
+            last,
+            style=_row_style(alarm),
+        )
+    console.print(table)
+
+
+def _act(
+    alarm_id: str,
+    action: str,
+    comment: str,
+    duration_s: float | None,
+    url: str | None,
+    user: str | None,
+    password: str | None,
+    site: str | None,
+    cert: Path | None,
+    key: Path | None,
+) -> None:
+    where = target(url, user, password, site, cert, key)
+
+    async def work(plant: OperatorClient) -> None:
+        await plant.alarm_action(alarm_id, action, comment, duration_s)
+
+    with_plant(where, work)
+    console.print(f"{alarm_id}: {action.replace('_', ' ')} done")
+
+
+@app.command("ack")
+def acknowledge(
+    alarm: AlarmId,
+    comment: Comment = "",
+    url: Url = None,
+    user: User = None,
+    password: Password = None,
+    site: Site = None,
+    cert: Cert = None,
+    key: Key = None,
+) -> None:
+    """Acknowledge an alarm (its newest event)."""
+    _act(alarm, "acknowledge", comment, None, url, user, password, site, cert, key)
+
+
+@app.command("confirm")
+def confirm(
+    alarm: AlarmId,
+    comment: Comment = "",
+    url: Url = None,
+    user: User = None,
+    password: Password = None,
+    site: Site = None,
+    cert: Cert = None,
+    key: Key = None,
+) -> None:
+    """Confirm an acknowledged alarm (the condition was dealt with)."""
+    _act(alarm, "confirm", comment, None, url, user, password, site, cert, key)
+
+
+@app.command("comment")
+def comment(
+    alarm: AlarmId,
+    text: Comment,
+    url: Url = None,
+    user: User = None,
+    password: Password = None,
+    site: Site = None,
+    cert: Cert = None,
+    key: Key = None,
+) -> None:
+    """Add a comment to an alarm."""
+    if not text.strip():
+        raise fail("a comment needs --comment TEXT")
+    _act(alarm, "comment", text, None, url, user, password, site, cert, key)
+
+
+@app.command("shelve")
+def shelve(
+    alarm: AlarmId,
+    comment: Comment = "",
+    for_: Annotated[
+        str | None,
+        typer.Option(
+            "--for", help="Shelve for this long (e.g. 600, 10m, 1h, plant time); else one-shot."
+        ),
+    ] = None,
+    url: Url = None,
+    user: User = None,
+    password: Password = None,
+    site: Site = None,
+    cert: Cert = None,
+    key: Key = None,
+) -> None:
+    """Shelve an alarm: until it clears (one-shot), or for a time (--for)."""
+    duration: float | None = None
+    if for_ is not None:
+        try:
+            duration = parse_time(for_, "--for")
+        except ScenarioError as error:
+            raise fail(str(error)) from None
+        if duration <= 0:
+            raise fail("--for must be longer than 0")
+    _act(alarm, "shelve", comment, duration, url, user, password, site, cert, key)
+
+
+@app.command("unshelve")
+def unshelve(
+    alarm: AlarmId,
+    comment: Comment = "",
+    url: Url = None,
+    user: User = None,
+    password: Password = None,
+    site: Site = None,
+    cert: Cert = None,
+    key: Key = None,
+) -> None:
+    """Unshelve an alarm."""
+    _act(alarm, "unshelve", comment, None, url, user, password, site, cert, key)
