@@ -59,6 +59,7 @@ from controller.settings import ControllerSettings
 from controller.supervisor import Action, Alarm, Supervisor
 from core.audit_chain import AuditChain
 from core.payload import (
+    CommandRequest,
     Event,
     PayloadError,
     TelemetryBatch,
@@ -67,7 +68,7 @@ from core.payload import (
     encode_command,
     encode_event,
 )
-from core.text import clip, shown
+from core.text import MAX_REASON_CHARS, clip, shown
 from core.topics import SiteTopics
 
 log = logging.getLogger("controller.service")
@@ -114,6 +115,7 @@ class Counters:
     refused: int = 0
     unanswered: int = 0
     alarms: int = 0
+    alarm_reports: int = 0  # alarm commands sent (raise/clear of the controller's conditions)
     connections: int = 0
     errors: int = 0  # supervisor steps that raised (the controller held)
     ignored_modes: int = 0  # mode switches that could not be followed
@@ -467,6 +469,7 @@ class ControllerService:
                 alarm.message,
             )
             self._publish_event(alarm_event(site, self._seq.next("alarm"), alarm))
+            self._report_alarm(alarm)
             if alarm.name == "stale_telemetry":
                 # Holding the setpoints is a decision about the plant: it goes on the record.
                 self._publish_event(
@@ -504,6 +507,30 @@ class ControllerService:
             else "supervisor decides again",
         )
         self._publish_event(alarm_event(self.settings.site_id, self._seq.next("alarm"), alarm))
+
+    def _report_alarm(self, alarm: Alarm) -> None:
+        """Raise or clear the alarm's condition on the plant (`controller.<name>`) by an alarm
+        command. It is not an action on the plant: sent while watching too, not counted as a
+        command, and its reply (the edge audits it) is not waited for."""
+        client = self._client
+        if client is None or not self.settings.report_alarms:
+            return
+        request = CommandRequest(
+            "alarm",
+            action="raise" if alarm.raised else "clear",
+            alarm=alarm.name,
+            reason=clip(alarm.message, MAX_REASON_CHARS),
+        )
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        props.ResponseTopic = self.topics.reply(self._user)
+        props.CorrelationData = uuid.uuid4().bytes
+        client.publish(
+            self.topics.command("alarm", self._user),
+            encode_command(request),
+            qos=QOS,
+            properties=props,
+        )
+        self.counters.alarm_reports += 1
 
     def _send(self, action: Action, plant_time: float) -> None:
         client = self._client

@@ -22,6 +22,9 @@ class ControllerSettings(BaseSettings):
     site_id: str = Field(default="site1", pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
     # false: watching only (detects and alarms, sends no command): the baseline of a KPI run
     enabled: bool = True
+    # Report each alarm raised or cleared to the plant's alarm conditions (an `alarm` command:
+    # the diagnosis then has the operator's lifecycle), also while only watching.
+    report_alarms: bool = True
     # follow the retained auto/manual switch on pcmm/v1/<site>/mode/controller
     follow_mode_topic: bool = True
 

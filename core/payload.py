@@ -189,6 +189,23 @@ class Event:
     log: str = ""
     prev_hash: str = ""
     hash: str = ""
+    # Alarm transitions only (`core.alarms`): the alarm's priority (OPC UA severity, 300-900),
+    # its level (HighHigh, High, Low, LowLow, Active, or empty when normal) and its ISA-18.2
+    # state after the transition (active_unacked, active_acked, rtn_unacked, normal, shelved,
+    # out_of_service); `action` is the transition, `target` the alarm, `reason` the comment.
+    priority: int = 0
+    level: str = ""
+    state: str = ""
+
+
+ALARM_STATES = (
+    "active_unacked",
+    "active_acked",
+    "rtn_unacked",
+    "normal",
+    "shelved",
+    "out_of_service",
+)
 
 
 def _json(obj: dict[str, Any]) -> bytes:
@@ -209,8 +226,8 @@ def encode_batch(batch: TelemetryBatch) -> bytes:
 
 def encode_event(event: Event) -> bytes:
     obj = {"v": VERSION, **asdict(event)}
-    for key in ("log", "prev_hash", "hash"):  # audit records only: absent elsewhere
-        if not obj[key]:
+    for key in ("log", "prev_hash", "hash", "priority", "level", "state"):
+        if not obj[key]:  # audit records and alarm transitions only: absent elsewhere
             del obj[key]
     return _json(obj)
 
@@ -311,6 +328,15 @@ def decode_event(data: bytes) -> Event:
             raise PayloadError(f"{where}: {key!r} must be a scalar")
         values[key] = value
     values["accepted"] = _field(obj, "accepted", bool, where) if "accepted" in obj else True
+    if "priority" in obj:
+        priority = _field(obj, "priority", int, where)
+        if not 0 <= priority <= 1000:
+            raise PayloadError(f"{where}: 'priority' must be 0..1000 (an OPC UA severity)")
+        values["priority"] = priority
+    for key in ("level", "state"):
+        values[key] = _field(obj, key, str, where) if key in obj else ""
+    if values["state"] and values["state"] not in ALARM_STATES:
+        raise PayloadError(f"{where}: 'state' must be one of {', '.join(ALARM_STATES)}")
     return Event(**values)
 
 
@@ -319,9 +345,22 @@ def decode_event(data: bytes) -> Event:
 # user) with MQTT 5 properties ResponseTopic and CorrelationData; the edge answers a Reply on
 # that response topic with the same correlation data.
 
-COMMAND_KINDS = ("setpoint", "line", "fault", "quarantine")
+COMMAND_KINDS = ("setpoint", "line", "fault", "quarantine", "alarm")
 LINE_ACTIONS = ("start", "stop", "abort", "reset")
 FAULT_ACTIONS = ("inject", "clear", "list")
+#: The operator's alarm actions (Part 9 methods), and the controller's raise/clear of its own
+#: diagnoses (`Alarms/Report`): alarm commands.
+ALARM_ACTIONS = (
+    "acknowledge",
+    "confirm",
+    "comment",
+    "shelve",
+    "unshelve",
+    "remove_from_service",
+    "place_in_service",
+    "raise",
+    "clear",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,6 +385,7 @@ class CommandRequest:
     start_ns: int = 0
     end_ns: int = 0
     reason: str = ""
+    alarm: str = ""  # alarm: the alarm id (raise/clear: the controller's diagnosis name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -389,6 +429,23 @@ def decode_command(data: bytes, kind: str) -> CommandRequest:
             raise PayloadError(f"{where}: 'end_ns' must be after 'start_ns'")
         return CommandRequest(kind, start_ns=start, end_ns=end, reason=reason)
     action = _field(obj, "action", str, where)
+    if kind == "alarm":
+        if action not in ALARM_ACTIONS:
+            raise PayloadError(f"{where}: action must be one of {', '.join(ALARM_ACTIONS)}")
+        duration = obj.get("duration_s", 0.0)
+        if (
+            isinstance(duration, bool)
+            or not isinstance(duration, int | float)
+            or not math.isfinite(duration)
+            or duration < 0
+        ):
+            raise PayloadError(f"{where}: 'duration_s' must be 0 or more seconds")
+        alarm = _field(obj, "alarm", str, where)
+        if not alarm:
+            raise PayloadError(f"{where}: 'alarm' is empty")
+        return CommandRequest(
+            kind, action=action, alarm=alarm, duration_s=float(duration), reason=reason
+        )
     if kind == "line":
         if action not in LINE_ACTIONS:
             raise PayloadError(f"{where}: action must be one of {', '.join(LINE_ACTIONS)}")

@@ -4,7 +4,7 @@
     pcmm/v1/<site>/simulation/<module>         the twin's ground truth, simulation only
     pcmm/v1/<site>/events/<kind>               alarm, state and fault events
     pcmm/v1/<site>/events/audit/<source>       audit records of twin | edge | controller
-    pcmm/v1/<site>/command/<kind>/<user>       setpoint | line | fault | quarantine (MQTT 5 request)
+    pcmm/v1/<site>/command/<kind>/<user>       setpoint | line | fault | quarantine | alarm (MQTT 5)
     pcmm/v1/<site>/reply/<user>                command results (MQTT 5 response topic)
     pcmm/v1/<site>/status/<service>            retained online/offline (Last Will)
     pcmm/v1/<site>/mode/<service>              retained auto | manual switch of a service
@@ -29,7 +29,7 @@ ROOT = "pcmm/v1"
 EVENT_KINDS = ("audit", "alarm", "state", "fault")
 #: Who keeps an audit trail; each publishes on its own topic level (`SiteTopics.audit`).
 AUDIT_SOURCES = ("twin", "edge", "controller")
-COMMAND_KINDS = ("setpoint", "line", "fault", "quarantine")
+COMMAND_KINDS = ("setpoint", "line", "fault", "quarantine", "alarm")
 
 
 def _segment(name: str, what: str) -> str:

@@ -40,8 +40,11 @@ behind Acknowledge, Confirm, AddComment, shelving or out of service: this module
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import math
+import uuid
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -62,7 +65,9 @@ from core.alarms import (
 from core.tags import Quality
 from core.text import MAX_NAME_CHARS, MAX_REASON_CHARS, clip, shown
 from opcua_server.address_space import PlantNodes
+from opcua_server.audit_events import AUDIT_PAGE_BYTES, AUDIT_PAGE_MAX
 from opcua_server.clock import PlantClock
+from opcua_server.methods import add_audit_since
 from opcua_server.sessions import current_user
 from twin import Plant
 from twin.faults import ActiveFault
@@ -78,8 +83,32 @@ EXTRA_FIELDS = (
     ("Transition", ua.VariantType.String),
     ("Level", ua.VariantType.String),
     ("Shelving", ua.VariantType.String),
+    ("State", ua.VariantType.String),
+    ("AlarmSeq", ua.VariantType.UInt32),
+    ("AlarmLog", ua.VariantType.String),
 )
 EPISODE_EVENTS = 64  # event ids of a condition's current episode kept for acknowledging
+TRANSITIONS_SINCE = "TransitionsSince"
+MAX_TRANSITIONS = 10_000  # kept for TransitionsSince (hours of them, as the audit trail)
+#: The fields of a transition's record (`TransitionsSince`), as the live event names them.
+RECORD_FIELDS = (
+    "AlarmSeq",
+    "AlarmLog",
+    "ConditionName",
+    "SourceName",
+    "Transition",
+    "Level",
+    "State",
+    "Shelving",
+    "Severity",
+    "ClientUserId",
+    "Comment",
+    "Message",
+    "ActiveState/Id",
+    "AckedState/Id",
+    "ConfirmedState/Id",
+    "OutOfServiceState/Id",
+)
 
 _SHELVING_STATE_IDS = {
     "Unshelved": ua.ObjectIds.ShelvedStateMachineType_Unshelved,
@@ -191,7 +220,13 @@ class AlarmConditions:
         self.states = lifecycle(self.alarms)
         self._conditions: dict[str, _Condition] = {}
         self._by_node: dict[ua.NodeId, _Condition] = {}
-        self.transitions: list[Transition] = []  # every transition, in order (for tests, KPIs)
+        #: The newest transitions, in order: (seq, transition, its record for TransitionsSince).
+        self.transitions: deque[tuple[int, Transition, dict[str, Any]]] = deque(
+            maxlen=MAX_TRANSITIONS
+        )
+        self.last_seq = 0
+        #: Names this server's sequence of transitions (a restarted server counts from 1 again).
+        self.log_id = uuid.uuid4().hex
         self.fired = 0
         self.folder: ua.NodeId | None = None
 
@@ -267,6 +302,17 @@ class AlarmConditions:
                 if node in server.iserver.aspace:
                     isession.add_method_callback(node, self._method(name))
         await self._add_report(folder_node)
+        await add_audit_since(
+            server,
+            self.nodes,
+            site,
+            lambda after, most: (*self.since(after, most), self.log_id),
+            name=TRANSITIONS_SINCE,
+            parent=self.folder,
+            records="One JSON object per alarm transition, in order, with the condition event's "
+            "field names (AlarmSeq, AlarmLog, ConditionName, Transition, Level, State, Shelving, "
+            "Severity, ClientUserId, Comment, Message, ...) and Time (ISO 8601 UTC)",
+        )
 
     def _source_node(self, alarm: AlarmDef) -> ua.NodeId:
         if alarm.kind is Kind.LIMIT:
@@ -412,11 +458,17 @@ class AlarmConditions:
             setattr(event, "ShelvingState/UnshelveTime", remaining * 1000.0)
         if transition.action in ("raise", "level"):
             condition.episode = []
+        self.last_seq += 1
+        event.AlarmSeq = self.last_seq
+        event.AlarmLog = self.log_id
+        event.State = transition.state.isa_state
         message = _message(transition)
         await condition.generator.trigger(time, message)
         condition.episode.append(_event_id(event.EventId))
         del condition.episode[:-EPISODE_EVENTS]
-        self.transitions.append(transition)
+        record = {name: _plain(getattr(event, name, None)) for name in RECORD_FIELDS}
+        record["Time"] = time.isoformat()
+        self.transitions.append((self.last_seq, transition, record))
         self.fired += 1
         log.info("alarm: %s", message)
 
@@ -555,6 +607,22 @@ class AlarmConditions:
         raise _Refused(status, why)
 
     # Reading -------------------------------------------------------------------------------
+    def since(self, after_seq: int, max_records: int) -> tuple[list[str], int]:
+        """Transitions after `after_seq` as JSON records (paged as `AuditEvents.since`) and
+        the last seq; the oldest are no longer kept past MAX_TRANSITIONS."""
+        limit = min(max_records or AUDIT_PAGE_MAX, AUDIT_PAGE_MAX)
+        out: list[str] = []
+        size = 0
+        for seq, _, record in self.transitions:
+            if seq <= after_seq:
+                continue
+            text = json.dumps(record, separators=(",", ":"), allow_nan=False)
+            size += len(text)
+            if len(out) >= limit or (out and size > AUDIT_PAGE_BYTES):
+                break
+            out.append(text)
+        return out, self.last_seq
+
     def state(self, alarm_id: str) -> AlarmState:
         return self._conditions[alarm_id].state
 
@@ -602,6 +670,15 @@ def _fix_derived_types(event: Any) -> None:
     for name, vtype in list(event.data_types.items()):
         if isinstance(vtype, ua.NodeId):
             event.data_types[name] = _DERIVED.get(vtype.Identifier, ua.VariantType.Variant)
+
+
+def _plain(value: Any) -> Any:
+    """An event field as JSON: LocalizedText as its text."""
+    if isinstance(value, ua.LocalizedText):
+        return value.Text or ""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
 
 
 def _event_id(value: Any) -> bytes:

@@ -383,9 +383,20 @@ class CommandMethods:
 
 
 async def add_audit_since(
-    server: Server, nodes: PlantNodes, site_id: str, read: AuditReader
+    server: Server,
+    nodes: PlantNodes,
+    site_id: str,
+    read: AuditReader,
+    *,
+    name: str = AUDIT_SINCE,
+    parent: ua.NodeId | None = None,
+    records: str = "",
 ) -> Node:
-    """Add `Objects/<site>/AuditSince` (see the module docstring): any session may call it."""
+    """Add `Objects/<site>/AuditSince` (see the module docstring): any session may call it.
+
+    `name`, `parent` and `records` (what each record is) make the same paged reader for
+    another sequence of records: the alarm transitions (`Alarms/TransitionsSince`).
+    """
 
     async def audit_since(after_seq: int, max_records: int) -> list[ua.Variant]:
         records, last_seq, log_id = read(after_seq, max_records)
@@ -399,7 +410,8 @@ async def add_audit_since(
         _argument(
             "Records",
             ua.ObjectIds.String,
-            "One JSON object per record, in order, with the PlantAuditEventType field names "
+            records
+            or "One JSON object per record, in order, with the PlantAuditEventType field names "
             "(AuditSeq, User, Action, Target, OldValue, NewValue, Reason, Accepted, Result, "
             "Severity, Message) and Time (ISO 8601 UTC, the event's Time)",
             array=True,
@@ -410,11 +422,12 @@ async def add_audit_since(
         ),
     ]
     ns = nodes.namespace
-    site = server.get_node(nodes.site)
-    method: Node = await site.add_method(
-        ua.NodeId(f"{site_id}.{AUDIT_SINCE}", ns),
-        ua.QualifiedName(AUDIT_SINCE, ns),
-        _answering(audit_since, AUDIT_SINCE_PARAMS, AUDIT_SINCE),
+    owner = server.get_node(parent if parent is not None else nodes.site)
+    prefix = parent.Identifier if parent is not None else site_id
+    method: Node = await owner.add_method(
+        ua.NodeId(f"{prefix}.{name}", ns),
+        ua.QualifiedName(name, ns),
+        _answering(audit_since, AUDIT_SINCE_PARAMS, name),
         [p.argument() for p in AUDIT_SINCE_PARAMS],
         outputs,
     )

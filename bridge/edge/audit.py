@@ -50,9 +50,9 @@ Forward = Callable[[list[dict[str, Any]]], Awaitable[None]]
 _log = logging.getLogger("bridge.edge.audit")
 
 
-def mark_path(spool_path: Path) -> Path:
-    """Where the audit mark lives: beside the outbox."""
-    return spool_path.with_name(spool_path.name + ".audit.json")
+def mark_path(spool_path: Path, what: str = "audit") -> Path:
+    """Where a mark lives: beside the outbox (`what`: audit, or alarms for the transitions)."""
+    return spool_path.with_name(f"{spool_path.name}.{what}.json")
 
 
 @dataclass
@@ -117,14 +117,32 @@ def parse_record(text: str) -> dict[str, Any]:
 class AuditTrail:
     """Dedupes and backfills the audit records the edge forwards; persists its mark.
 
+    The same works for any numbered sequence of records the server reads back by a paged
+    `<Name>Since(AfterSeq, MaxRecords)` method: the alarm transitions
+    (`Alarms.TransitionsSince`, numbered by `AlarmSeq`).
+
     Args:
         path: the mark's file (`mark_path`: beside the outbox).
         forward: puts records in the outbox and commits them (then `changes` may be written).
+        method: the reader's NodeId after `<site>.`.
+        seq_field: the field that numbers the records.
+        what: what the records are, for the log.
     """
 
-    def __init__(self, path: str | Path, forward: Forward) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        forward: Forward,
+        *,
+        method: str = AUDIT_SINCE,
+        seq_field: str = "AuditSeq",
+        what: str = "audit records",
+    ) -> None:
         self.path = Path(path)
         self._forward = forward
+        self._method = method
+        self._seq_field = seq_field
+        self._what = what
         try:
             self.mark = AuditMark.from_json(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -145,7 +163,7 @@ class AuditTrail:
 
     def live(self, fields: dict[str, Any]) -> list[dict[str, Any]]:
         """A live audit event: the records to forward now (none when parked or seen)."""
-        seq = int(fields.get("AuditSeq") or 0)
+        seq = int(fields.get(self._seq_field) or 0)
         if self._parked is not None:
             self._parked.setdefault(seq, fields)
             return []
@@ -166,7 +184,7 @@ class AuditTrail:
         dropped: the server still has them, and the next backfill reads them).
         """
         parent = ua.NodeId(site, namespace)
-        method = ua.NodeId(f"{site}.{AUDIT_SINCE}", namespace)
+        method = ua.NodeId(f"{site}.{self._method}", namespace)
         after, added, unsupported = self.mark.high, 0, False
         try:
             while True:
@@ -177,42 +195,43 @@ class AuditTrail:
                 texts, last_seq, log_id = answer
                 if log_id != self.mark.log_id:
                     if self.mark.log_id:
-                        _log.info("a new audit log on the server: forwarding from seq 1")
+                        _log.info("a new log of %s on the server: from seq 1", self._what)
                     self.mark = AuditMark(log_id)
                     self._version += 1
                     if after != 0:
                         after = 0
                         continue
                 records = [parse_record(text) for text in texts]
-                if records and int(records[0]["AuditSeq"]) > after + 1:
-                    gone = self.mark.give_up_below(int(records[0]["AuditSeq"]))
+                if records and int(records[0][self._seq_field]) > after + 1:
+                    gone = self.mark.give_up_below(int(records[0][self._seq_field]))
                     if gone:
                         self._version += 1
                         _log.warning(
-                            "%d audit records after seq %d are no longer kept by the server "
+                            "%d %s after seq %d are no longer kept by the server "
                             "and were never forwarded: given up",
                             gone,
+                            self._what,
                             after,
                         )
-                fresh = [r for r in records if self._take(int(r["AuditSeq"]))]
+                fresh = [r for r in records if self._take(int(r[self._seq_field]))]
                 if fresh:
                     await self._forward(fresh)
                     added += len(fresh)
-                if not records or int(records[-1]["AuditSeq"]) >= last_seq:
+                if not records or int(records[-1][self._seq_field]) >= last_seq:
                     break
-                after = int(records[-1]["AuditSeq"])
+                after = int(records[-1][self._seq_field])
             parked, self._parked = self._parked or {}, None
             fresh = [parked[seq] for seq in sorted(parked) if self._take(seq)]
             if unsupported and (gaps := self.mark.accept_gaps()):
                 self._version += 1
-                _log.warning("%d audit records missed while not subscribed, given up", gaps)
+                _log.warning("%d %s missed while not subscribed, given up", gaps, self._what)
             if fresh:
                 await self._forward(fresh)
         except BaseException:
             self._parked = None
             raise
         if added:
-            _log.info("backfilled %d audit records (up to seq %d)", added, self.mark.high)
+            _log.info("backfilled %d %s (up to seq %d)", added, self._what, self.mark.high)
         return added
 
     async def _call(
@@ -230,9 +249,10 @@ class AuditTrail:
         status = result.StatusCode
         if not status.is_good():
             _log.warning(
-                "%s: %s; audit records missed while not subscribed are not backfilled",
-                AUDIT_SINCE,
+                "%s: %s; %s missed while not subscribed are not backfilled",
+                self._method,
                 status.name,
+                self._what,
             )
             return int(status.value)
         texts, last_seq, log_id = (arg.Value for arg in result.OutputArguments)

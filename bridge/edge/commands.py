@@ -20,6 +20,14 @@ repeats of a request (a tag id that does not exist, a refused value) is cut to
 `core.text.MAX_FIELD_CHARS` with a marker, so no request can make a message the broker
 refuses. Bad input of any kind is an `invalid` reply, never an error of the edge.
 
+An alarm command (`command/alarm/<user>`, `{"action", "alarm", "reason", "duration_s"}`)
+acknowledges, confirms, comments, shelves (for `duration_s` plant seconds, or one-shot),
+unshelves, or takes out of / puts back in service an alarm by the standard Part 9 methods of
+its condition, the reason as the comment and the requester as `OnBehalfOf`; acknowledge,
+confirm and comment name the newest event of the condition the edge has seen (it asks for
+ConditionRefresh on every connection). `raise` and `clear` report a diagnosis of the
+controller (`Alarms/Report`): the controller's alarms have the same lifecycle.
+
 A quarantine (`command/quarantine/<user>`, `{"start_ns", "end_ns", "reason"}`: the press-time
 window in the telemetry's UTC source times) becomes `Quarantine(StartTime, EndTime, Reason,
 OnBehalfOf)`; its reply's detail is the window flagged and the tablets it held back.
@@ -70,6 +78,26 @@ STATUS_CODES = {
     ua.StatusCodes.BadNodeIdUnknown: "unknown_tag",
     ua.StatusCodes.BadUserAccessDenied: "denied",
     ua.StatusCodes.BadInvalidArgument: "invalid",
+    ua.StatusCodes.BadConditionBranchAlreadyAcked: "state",
+    ua.StatusCodes.BadConditionBranchAlreadyConfirmed: "state",
+    ua.StatusCodes.BadConditionAlreadyShelved: "state",
+    ua.StatusCodes.BadConditionNotShelved: "state",
+    ua.StatusCodes.BadEventIdUnknown: "state",
+    ua.StatusCodes.BadShelvingTimeOutOfRange: "range",
+    ua.StatusCodes.BadNodeIdInvalid: "unknown_alarm",
+}
+ALARMS = "Alarms"
+#: Alarm command actions -> (the Part 9 method called, on the condition's ShelvingState or not,
+#: whether it needs the condition's newest EventId).
+ALARM_METHODS: dict[str, tuple[int, bool, bool]] = {
+    "acknowledge": (ua.ObjectIds.AcknowledgeableConditionType_Acknowledge, False, True),
+    "confirm": (ua.ObjectIds.AcknowledgeableConditionType_Confirm, False, True),
+    "comment": (ua.ObjectIds.ConditionType_AddComment, False, True),
+    "one_shot_shelve": (ua.ObjectIds.ShelvedStateMachineType_OneShotShelve2, True, False),
+    "timed_shelve": (ua.ObjectIds.ShelvedStateMachineType_TimedShelve2, True, False),
+    "unshelve": (ua.ObjectIds.ShelvedStateMachineType_Unshelve2, True, False),
+    "remove_from_service": (ua.ObjectIds.AlarmConditionType_RemoveFromService2, False, False),
+    "place_in_service": (ua.ObjectIds.AlarmConditionType_PlaceInService2, False, False),
 }
 
 
@@ -192,7 +220,12 @@ class CommandExecutor:
                 f"reason is {len(request.reason):,} characters long; at most {MAX_REASON_CHARS} "
                 "(refused, not cut: the audit trail keeps a reason whole)",
             )
-        for field in ("tag", "fault", "target"):  # names: nothing the plant knows is this long
+        for field in (
+            "tag",
+            "fault",
+            "target",
+            "alarm",
+        ):  # names: nothing the plant knows is this long
             name = getattr(request, field)
             if len(name) > MAX_NAME_CHARS:
                 too_long = f"{field} of {len(name):,} characters; at most {MAX_NAME_CHARS}"
@@ -234,6 +267,8 @@ class CommandExecutor:
             return f"line {request.action}: now {state}", {"state": state}
         if request.kind == "quarantine":
             return await self._quarantine(request, user)
+        if request.kind == "alarm":
+            return await self._alarm(request, user)
         if request.action == "inject":
             magnitude = math.nan if request.magnitude is None else request.magnitude
             out = await self._call(
@@ -288,6 +323,49 @@ class CommandExecutor:
             "tablets": tablets,
         }
 
+    async def _alarm(self, request: CommandRequest, user: str) -> tuple[str, Any]:
+        """An alarm action by the Part 9 methods (the reason is the comment), or the
+        controller's raise/clear of its own diagnosis by `Alarms/Report`."""
+        alarms = f"{self.site}.{ALARMS}"
+        comment = ua.Variant(ua.LocalizedText(request.reason), ua.VariantType.LocalizedText)
+        on_behalf = ua.Variant(user, ua.VariantType.String)
+        if request.action in ("raise", "clear"):
+            await self._call(
+                "Report",
+                [
+                    ua.Variant(request.alarm, ua.VariantType.String),
+                    ua.Variant(request.action == "raise", ua.VariantType.Boolean),
+                    ua.Variant(request.reason, ua.VariantType.String),
+                    on_behalf,
+                ],
+                parent=alarms,
+                method_id=f"{alarms}.Report",
+            )
+            return f"alarm {request.alarm}: {request.action}d", {"alarm": request.alarm}
+        action = request.action
+        if action == "shelve":
+            action = "timed_shelve" if request.duration_s > 0 else "one_shot_shelve"
+        method, on_shelving, needs_event = ALARM_METHODS[action]
+        args: list[ua.Variant] = []
+        if needs_event:
+            event_id = self.source.latest_event_ids.get(request.alarm)
+            if event_id is None:
+                raise Refused(
+                    "state", f"no event of {shown(request.alarm)} seen: nothing to {action}"
+                )
+            args.append(ua.Variant(event_id, ua.VariantType.ByteString))
+        if action == "timed_shelve":
+            args.append(ua.Variant(request.duration_s * 1000.0, ua.VariantType.Double))
+        args += [comment, on_behalf]
+        condition = f"{alarms}.{request.alarm}"
+        await self._call(
+            "",
+            args,
+            parent=f"{condition}.ShelvingState" if on_shelving else condition,
+            standard_method=method,
+        )
+        return f"alarm {request.alarm}: {request.action} done", {"alarm": request.alarm}
+
     async def _client(self) -> Client:
         # A command that arrives while the link is being (re)made waits a moment for it.
         with contextlib.suppress(TimeoutError):
@@ -298,12 +376,25 @@ class CommandExecutor:
             raise Refused("unavailable", "the edge is not connected to the OPC UA server")
         return client
 
-    async def _call(self, method: str, args: list[ua.Variant]) -> list[ua.Variant]:
+    async def _call(
+        self,
+        method: str,
+        args: list[ua.Variant],
+        *,
+        parent: str = "",
+        method_id: str = "",
+        standard_method: int | None = None,
+    ) -> list[ua.Variant]:
+        """Call a method of `Objects/<site>/Commands` by name, or any method on `parent`
+        (its NodeId in the plant's namespace: `method_id`, or the standard `standard_method`)."""
         client = await self._client()
         ns = self.source.namespace
         request = ua.CallMethodRequest()
-        request.ObjectId = ua.NodeId(f"{self.site}.{COMMANDS}", ns)
-        request.MethodId = ua.NodeId(f"{self.site}.{COMMANDS}.{method}", ns)
+        request.ObjectId = ua.NodeId(parent or f"{self.site}.{COMMANDS}", ns)
+        if standard_method is not None:
+            request.MethodId = ua.NodeId(standard_method)
+        else:
+            request.MethodId = ua.NodeId(method_id or f"{self.site}.{COMMANDS}.{method}", ns)
         request.InputArguments = args
         result = (await client.uaclient.call([request]))[0]
         if not result.StatusCode.is_good():
@@ -342,6 +433,9 @@ def audit_events(site: str, outcome: Outcome, seq: int, time_ns: int) -> list[Ev
             action, target = f"{action}:{request.action}", "line"
         elif request.kind == "quarantine":
             target, new = "genealogy", window_text(request.start_ns, request.end_ns)
+        elif request.kind == "alarm":
+            action, target = f"{action}:{request.action}", request.alarm
+            new = request.duration_s or None
         else:
             action = f"{action}:{request.action}"
             target = request.fault or (str(request.fault_id) if request.fault_id else "")

@@ -3,11 +3,16 @@
 - `PlantAuditEventType` (one per twin audit record) -> an `audit` event with the record's own
   sequence number, user (e.g. "alice via edge"), action, target, old, new, reason and outcome.
 - `PlantFaultEventType` -> a `fault` event (raised or cleared).
-- `ExclusiveLimitAlarmType` -> an `alarm` event (active or back to normal).
+- The server's alarm conditions (`PlantLevelAlarmType`, `PlantDiscreteAlarmType`: every
+  transition of an alarm's lifecycle) -> an `alarm` event: action the transition (raise,
+  level, clear, acknowledge, confirm, comment, shelve, unshelve, out_of_service, in_service),
+  target the alarm, user who made it, reason the comment, result the message, and the
+  alarm's priority, level and ISA-18.2 state after it; its seq is the server's `AlarmSeq`.
+  (An older server's `ExclusiveLimitAlarmType` event -> an `alarm` event active or normal.)
 
 Audit events keep the twin's sequence number, its audit log and hash chain
-(`core.audit_chain`); faults and alarms carry none, so the edge
-numbers them from its persistent event counter.
+(`core.audit_chain`); alarm transitions the server's AlarmSeq; faults carry none, so the
+edge numbers them from its persistent event counter.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from core.payload import Event, Scalar
+from core.payload import ALARM_STATES, Event, Scalar
 from core.timebase import to_ns
 
 
@@ -68,6 +73,24 @@ def to_event(site: str, kind: str, fields: dict[str, Any], seq: int) -> Event:
             target=f"{_text(fields.get('FaultKind'))}@{_text(fields.get('FaultTarget'))}",
             new=float(magnitude) if isinstance(magnitude, int | float) else None,
             result=message,
+        )
+    if fields.get("AlarmSeq"):
+        severity = fields.get("Severity")
+        state = _text(fields.get("State"))
+        return Event(
+            site,
+            "alarm",
+            int(fields["AlarmSeq"]),
+            time_ns,
+            "twin",
+            user=_text(fields.get("ClientUserId")),
+            action=_text(fields.get("Transition")),
+            target=_text(fields.get("ConditionName")),
+            reason=_text(fields.get("Comment")),
+            result=message,
+            priority=int(severity) if isinstance(severity, int) and 0 < severity <= 1000 else 0,
+            level=_text(fields.get("Level")),
+            state=state if state in ALARM_STATES else "",
         )
     active = bool(fields.get("ActiveState/Id"))
     return Event(

@@ -44,6 +44,11 @@ from core.timebase import from_ns, to_ns
 SIMULATION = "Simulation"
 COMMANDS = "Commands"
 AUDIT_EVENT_TYPE = "PlantAuditEventType"
+#: The server's alarm conditions (opcua_server.conditions), under their standard supertypes.
+CONDITION_TYPES = (
+    (ua.ObjectIds.ExclusiveLevelAlarmType, "PlantLevelAlarmType"),
+    (ua.ObjectIds.OffNormalAlarmType, "PlantDiscreteAlarmType"),
+)
 FAULT_EVENT_TYPE = "PlantFaultEventType"
 ITEMS_PER_REQUEST = 1000  # monitored items per CreateMonitoredItems request, at most
 HISTORY_NODES_PER_REQUEST = 100
@@ -98,6 +103,7 @@ class OpcUaSource:
         on_event: EventCallback,
         flush: Callable[[], Awaitable[None]],
         audit: AuditTrail | None = None,
+        alarms: AuditTrail | None = None,
     ) -> None:
         self._settings = settings
         self._batcher = batcher
@@ -106,6 +112,7 @@ class OpcUaSource:
         self._on_event = on_event
         self._flush = flush
         self._audit = audit
+        self._alarms = alarms  # the alarm transitions, forwarded and backfilled as the audit
         self._log = logging.getLogger("bridge.edge.opcua")
         self.client: Client | None = None  # the connected client, for commands
         self.namespace = 0
@@ -113,6 +120,8 @@ class OpcUaSource:
         self._ranges: dict[str, tuple[float, float] | None] = {}  # EURange by tag, this session
         self._event_types: dict[ua.NodeId, str] = {}
         self._seen: dict[str, set[int]] = {}  # live source times of held tags, during backfill
+        #: The newest EventId of each alarm condition seen (alarm commands acknowledge it).
+        self.latest_event_ids: dict[str, bytes] = {}
         self.connected = asyncio.Event()
 
     # the loop --------------------------------------------------------------------------------
@@ -195,8 +204,9 @@ class OpcUaSource:
         # Hold the watermarks of the tags with a gap before the first live sample arrives.
         self._batcher.holding |= set(cutoffs)
         self._seen = {tag: set() for tag in cutoffs}
-        if self._audit is not None:
-            self._audit.connecting()  # park live audit records until their backfill
+        for trail in (self._audit, self._alarms):
+            if trail is not None:
+                trail.connecting()  # park live records until their backfill
         sub = await client.create_subscription(
             s.publishing_interval_ms,
             queue_maxsize=EVENT_QUEUE,
@@ -205,10 +215,12 @@ class OpcUaSource:
         consumer = asyncio.create_task(self._consume(sub), name="opcua-notifications")
         try:
             await self._subscribe(client, sub)
+            await self._refresh_conditions(client, sub)
             self.client = client
             self.connected.set()
-            if self._audit is not None:
-                await self._audit.backfill(client, self.namespace, s.site)
+            for trail in (self._audit, self._alarms):
+                if trail is not None:
+                    await trail.backfill(client, self.namespace, s.site)
             if cutoffs:
                 await self._backfill(client, cutoffs)
             lost_wait = asyncio.create_task(lost.wait(), name="opcua-lost")
@@ -274,11 +286,17 @@ class OpcUaSource:
                 tags[ref.NodeId] = TagInfo(tag, module, truth)
 
     async def _find_event_types(self, client: Client) -> dict[ua.NodeId, str]:
-        found = {ua.NodeId(ua.ObjectIds.ExclusiveLimitAlarmType): "alarm"}
+        found: dict[ua.NodeId, str] = {}
         for name, kind in ((AUDIT_EVENT_TYPE, "audit"), (FAULT_EVENT_TYPE, "fault")):
             with contextlib.suppress(ua.UaError):
                 node = await client.nodes.base_event_type.get_child(f"{self.namespace}:{name}")
                 found[node.nodeid] = kind
+        for base, name in CONDITION_TYPES:  # the server's alarm conditions
+            with contextlib.suppress(ua.UaError):
+                node = await client.get_node(ua.NodeId(base)).get_child(f"{self.namespace}:{name}")
+                found[node.nodeid] = "alarm"
+        if "alarm" not in found.values():  # an older server: limit alarms without a lifecycle
+            found[ua.NodeId(ua.ObjectIds.ExclusiveLimitAlarmType)] = "alarm"
         return found
 
     async def _subscribe(self, client: Client, sub: Any) -> None:
@@ -336,8 +354,22 @@ class OpcUaSource:
             elif isinstance(event, OpcEvent):
                 self._event(event.event)
 
+    async def _refresh_conditions(self, client: Client, sub: Any) -> None:
+        """ConditionRefresh: the current event of every alarm of interest (their EventIds, for
+        alarm commands; transitions already forwarded are not forwarded again)."""
+        request = ua.CallMethodRequest()
+        request.ObjectId = ua.NodeId(ua.ObjectIds.ConditionType)
+        request.MethodId = ua.NodeId(ua.ObjectIds.ConditionType_ConditionRefresh)
+        request.InputArguments = [ua.Variant(sub.subscription_id, ua.VariantType.UInt32)]
+        result = (await client.uaclient.call([request]))[0]
+        if not result.StatusCode.is_good():
+            self._log.warning("ConditionRefresh: %s", result.StatusCode.name)
+
     def _event(self, event: Any) -> None:
         fields = {k: v.Value for k, v in event.get_event_props_as_fields_dict().items()}
+        name, event_id = fields.get("ConditionName"), fields.get("EventId")
+        if isinstance(name, str) and isinstance(event_id, bytes):
+            self.latest_event_ids[name] = event_id
         kind = self._event_types.get(fields.get("EventType"))
         if kind is None:
             return

@@ -53,6 +53,7 @@ from core.text import clip, shown
 from core.topics import SiteTopics
 
 EVENT_COUNTER = "event"
+ALARM_TRANSITIONS = "Alarms.TransitionsSince"
 AUDIT_COUNTER = "audit"  # the edge's own audit records (not the twin's, numbered by the twin)
 WATERMARK_PERIOD_S = 1.0
 JOIN_TIMEOUT_S = 5.0
@@ -139,6 +140,15 @@ class Edge:
             settings.site, self.outbox, self.sequences, self.watermarks, self.counters
         )
         self.audit = AuditTrail(mark_path(settings.spool_path), self._forward_audit)
+        # The alarm transitions (conditions' events), each once by its AlarmSeq, backfilled
+        # after a reconnect by Alarms.TransitionsSince, as the audit trail.
+        self.alarm_trail = AuditTrail(
+            mark_path(settings.spool_path, "alarms"),
+            self._forward_alarms,
+            method=ALARM_TRANSITIONS,
+            seq_field="AlarmSeq",
+            what="alarm transitions",
+        )
         # The edge's own audit records (commands it carried out): one chained log per run,
         # numbered by their own persistent counter, so a gap in a log is a lost record.
         self.own_audit = AuditChain(uuid.uuid4().hex)
@@ -150,6 +160,7 @@ class Edge:
             self._on_event,
             self.flush,
             audit=self.audit,
+            alarms=self.alarm_trail,
         )
         self.executor = CommandExecutor(settings.site, registry_for(settings), self.source)
         self._other: list[Message] = []  # events, replies, metrics waiting for the next flush
@@ -168,11 +179,14 @@ class Edge:
                 messages.extend(self._other)
                 self._other = []
             audit_mark = self.audit.changes()  # covers the audit records just taken
+            alarm_mark = self.alarm_trail.changes()
             if messages:
                 await asyncio.to_thread(self.outbox.put, messages)
             self.batcher.committed(samples)
             if audit_mark is not None:
                 await asyncio.to_thread(self.audit.write, audit_mark)
+            if alarm_mark is not None:
+                await asyncio.to_thread(self.alarm_trail.write, alarm_mark)
 
     async def _flusher(self) -> None:
         interval = self.settings.batch_interval_s
@@ -196,6 +210,9 @@ class Edge:
         if kind == "audit":  # numbered by the twin; deduped and backfilled by AuditTrail
             self._queue_audit(self.audit.live(dict(fields)))
             return
+        if kind == "alarm" and fields.get("AlarmSeq"):  # a transition, numbered by the server
+            self._queue_alarms(self.alarm_trail.live(dict(fields)))
+            return
         seq = self.sequences.take(EVENT_COUNTER)
         event = to_event(self.settings.site, kind, dict(fields), seq)
         self._other.append(Message(self.topics.event(event.kind), encode_event(event)))
@@ -204,6 +221,16 @@ class Edge:
         for fields in records:
             event = to_event(self.settings.site, "audit", fields, 0)
             self._other.append(Message(self.topics.audit("twin"), encode_event(event)))
+
+    def _queue_alarms(self, records: list[dict[str, Any]]) -> None:
+        for fields in records:
+            event = to_event(self.settings.site, "alarm", fields, 0)
+            self._other.append(Message(self.topics.event("alarm"), encode_event(event)))
+
+    async def _forward_alarms(self, records: list[dict[str, Any]]) -> None:
+        """Backfilled alarm transitions: queue them and commit them at once."""
+        self._queue_alarms(records)
+        await self.flush()
 
     async def _forward_audit(self, records: list[dict[str, Any]]) -> None:
         """Backfilled audit records: queue them and commit them at once."""

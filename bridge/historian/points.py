@@ -199,6 +199,11 @@ def event_line(event: Event) -> bytes:
     fields["seq"] = f"{event.seq}i"
     if event.kind == "audit":
         raise PayloadError("audit records are stored by audit_line")
+    if event.priority:  # an alarm transition (core.alarms): what alarm dashboards read
+        fields["priority"] = f"{event.priority}i"
+    for key in ("level", "state"):
+        if getattr(event, key):
+            fields[key] = _string(getattr(event, key))
     head = (
         f"{EVENTS},kind={event.kind},site={event.site},"
         f"slot={event.seq % EVENT_SLOTS},source={event.source} "

@@ -252,6 +252,8 @@ def test_closed_loop_over_mqtt_diverts_a_bridging_fault(broker: Mosquitto) -> No
             wait_until(lambda: len(edge.received) >= service.counters.commands, 5, "the commands")
             while not edge.commands.empty():
                 _, request, _ = edge.commands.get()
+                if request.kind == "alarm":  # the controller's own alarm conditions
+                    continue
                 if request.kind == "line":
                     action = Action("line", request.action, None, request.reason)
                 else:
@@ -305,9 +307,15 @@ def test_watching_only_sends_no_command_but_alarms(broker: Mosquitto) -> None:
         wait_until(service.connected.is_set, 10, "the controller to connect")
         edge.publish_run(400)
         wait_until(lambda: any(e.target == "bridging" for e in seen), 15, "the bridging alarm")
+        # Watching only, it acts on nothing; it reports its alarms to the plant's conditions.
+        wait_until(
+            lambda: any(r.action == "raise" and r.alarm == "bridging" for _, r, _ in edge.received),
+            10,
+            "the bridging alarm's report",
+        )
         time.sleep(0.5)
         assert service.counters.commands == 0
-    assert edge.received == []
+    assert [r for _, r, _ in edge.received if r.kind != "alarm"] == []
     edge.close()
     watcher.loop_stop()
 
@@ -322,7 +330,7 @@ def test_manual_mode_switch_at_run_time(broker: Mosquitto) -> None:
         wait_until(lambda: not service.feed.enabled, 10, "the retained switch")
         edge.publish_run(400)
         wait_until(lambda: any(e.target == "bridging" for e in seen), 15, "the bridging alarm")
-        assert edge.received == []
+        assert [r for _, r, _ in edge.received if r.kind != "alarm"] == []
         mode = next(e for e in seen if e.action == "mode")
         assert (mode.user, mode.old, mode.new, mode.reason) == (
             "alice",
