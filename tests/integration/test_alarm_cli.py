@@ -82,9 +82,7 @@ def test_list_ack_comment_shelve_unshelve_and_confirm_an_alarm(server: RunningSe
         alarm(server, "comment", "equipment.bridging", "--comment", "hopper tapped").returncode == 0
     )
     assert (
-        alarm(
-            server, "shelve", "equipment.bridging", "--for", "4h", "--reason", "known"
-        ).returncode
+        alarm(server, "shelve", "equipment.bridging", "--for", "4h", "--reason", "known").returncode
         == 0
     )
     assert listed(server)["equipment.bridging"]["shelving"] == "TimedShelved"

@@ -187,7 +187,7 @@ def test_shelving_and_out_of_service_are_events_with_their_user_and_comment(
             )
             assert denied.value == ua.StatusCodes.BadUserAccessDenied
             timed = await method(
-                alice, shelf, TIMED_SHELVE, ua.Variant(600_000.0, ua.VariantType.Double)
+                alice, shelf, TIMED_SHELVE, ua.Variant(4 * 3600_000.0, ua.VariantType.Double)
             )
             assert timed.is_good()
             await until(events.has(alarm, "shelve"), what="the shelve event")

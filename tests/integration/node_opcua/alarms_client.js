@@ -142,7 +142,7 @@ async function main() {
     const shelve = await alice.call({
         objectId: shelvingId,
         methodId: resolveNodeId("ShelvedStateMachineType_TimedShelve"),
-        inputArguments: [{ dataType: DataType.Double, value: 600000 }],
+        inputArguments: [{ dataType: DataType.Double, value: 4 * 3600000 }],
     });
     out.calls.timedShelve = shelve.statusCode.name;
     await until((e) => e.shelving === "TimedShelved", "the shelved condition");
