@@ -3,16 +3,22 @@
 The scenario's events are carried out at their times as user `scenario`; an operator policy
 resets and restarts a line that has been faulted for `restart_after_s`, in both runs alike, so a
 baseline that trips is not simply idle for the rest of the campaign.
+
+The pod's alarms (`core.alarms`) are evaluated every step as the OPC UA server evaluates them,
+the controller's diagnoses included, so `plant kpi` can measure the alarm load an operator
+would have had; nobody acknowledges or shelves in a campaign.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 from apps.closed_loop import Link, LoopLog, run
 from apps.scenario import Scenario, ScenarioEvent
 from apps.scenario_player import TwinTarget, carry_out_now
 from controller import ControllerConfig, Supervisor
+from core.alarms import AlarmBoard, Transition, build_alarms
 from core.commands import LineCommand
 from twin import Plant
 
@@ -27,6 +33,7 @@ class CampaignRun:
     plant: Plant
     log: LoopLog
     results: list[tuple[float, ScenarioEvent, str]]
+    alarm_transitions: list[Transition]
 
 
 def _last_state_change(plant: Plant) -> str:
@@ -58,8 +65,23 @@ def run_campaign(
     results: list[tuple[float, ScenarioEvent, str]] = []
     faulted_since: list[float] = []
     scenario_stop = [False]  # the scenario's own last line command stopped the line
+    board = AlarmBoard(build_alarms(plant.layout.modules, plant.registry))
+    transitions: list[Transition] = []
+    log = LoopLog()
+    reported = [0]  # controller alarms already reported to the board
+
+    def alarms(now: float) -> None:
+        faults = {
+            f.kind: f"fault {f.kind} on {f.target}" for f in plant.faults() if f.status == "active"
+        }
+        transitions.extend(board.evaluate(plant.snapshot(include_truth=False), faults, now))
+        for alarm in log.alarms[reported[0] :]:
+            with contextlib.suppress(KeyError):  # a diagnosis without an alarm of its own
+                transitions.extend(board.report(alarm.name, alarm.raised, alarm.message, now))
+        reported[0] = len(log.alarms)
 
     def each_step(now: float) -> None:
+        alarms(now)
         while pending and pending[0].at_s <= now:
             event = pending.pop(0)
             results.append((now, event, carry_out_now(target, event)))
@@ -82,9 +104,21 @@ def run_campaign(
             faulted_since.clear()
 
     supervisor = Supervisor(config) if controlled else None
-    log = run(
-        plant, supervisor, scenario.hours * 3600.0, step_s=step_s, each_step=each_step, link=link
+    run(
+        plant,
+        supervisor,
+        scenario.hours * 3600.0,
+        step_s=step_s,
+        each_step=each_step,
+        log=log,
+        link=link,
     )
+    alarms(plant.now)
     return CampaignRun(
-        scenario=scenario, controlled=controlled, plant=plant, log=log, results=results
+        scenario=scenario,
+        controlled=controlled,
+        plant=plant,
+        log=log,
+        results=results,
+        alarm_transitions=transitions,
     )

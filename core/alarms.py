@@ -28,9 +28,9 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
-from typing import Any
+from typing import Any, Protocol
 
-from core.tags import LINE_STATES, PRODUCT_SPEC, ModuleLike, TagRegistry
+from core.tags import LINE_STATES, PRODUCT_SPEC, ModuleLike, Quality, TagRegistry
 
 
 class Priority(IntEnum):
@@ -577,3 +577,68 @@ def faulted_level(state_index: Any) -> str | None:
         return "Active" if LINE_STATES[int(state_index)] == "faulted" else None
     except (TypeError, ValueError, IndexError):
         return None
+
+
+# The board: every alarm of a pod, evaluated together ----------------------------------------
+class Sample(Protocol):
+    """A tag's newest value as the board reads it (the twin's TagValue is one)."""
+
+    @property
+    def value(self) -> Any: ...
+
+    @property
+    def quality(self) -> Any: ...
+
+    @property
+    def source_time(self) -> float: ...
+
+
+class AlarmBoard:
+    """Every alarm's lifecycle, fed from the tags, the active faults and the controller.
+
+    The OPC UA server turns its transitions into condition events; an in-process campaign
+    (`plant kpi`) keeps them to measure the alarm load. The same rules in both.
+    """
+
+    def __init__(self, alarms: Iterable[AlarmDef]) -> None:
+        self.states = lifecycle(alarms)
+        self._last_time: dict[str, float] = {}
+
+    def evaluate(
+        self, values: Mapping[str, Sample], faults: Mapping[str, str], now: float
+    ) -> list[Transition]:
+        """The twin's alarms against the newest good samples and the active faults (kind ->
+        what to say), and every timed shelve that is up."""
+        made: list[Transition] = []
+        for alarm_id, state in self.states.items():
+            alarm = state.alarm
+            made += state.expire(now)
+            if alarm.origin is not Origin.TWIN:
+                continue
+            if alarm.kind is Kind.LIMIT:
+                sample = values.get(alarm.source)
+                if (
+                    sample is None
+                    or sample.quality != Quality.GOOD
+                    or sample.source_time <= self._last_time.get(alarm_id, -math.inf)
+                ):
+                    continue
+                self._last_time[alarm_id] = sample.source_time
+                made += state.observe(sample.source_time, float(sample.value))
+            elif alarm_id.startswith("equipment."):
+                what = faults.get(alarm_id.removeprefix("equipment."))
+                made += state.set_level(
+                    now, "Active" if what is not None else None, what or f"{alarm_id} cleared"
+                )
+            else:
+                sample = values.get(alarm.source)
+                if sample is not None:
+                    tripped = faulted_level(sample.value)
+                    text = "line tripped" if tripped else "line no longer faulted"
+                    made += state.set_level(now, tripped, text)
+        return made
+
+    def report(self, name: str, active: bool, message: str, now: float) -> list[Transition]:
+        """A diagnosis of the controller raised or cleared (KeyError: no such alarm)."""
+        state = self.states[controller_alarm_id(name)]
+        return state.set_level(now, "Active" if active else None, message)

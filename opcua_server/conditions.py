@@ -53,16 +53,13 @@ from asyncua.server.event_generator import EventGenerator
 from asyncua.server.monitored_item_service import WhereClauseEvaluator
 
 from core.alarms import (
+    AlarmBoard,
     AlarmDef,
     AlarmState,
     Kind,
     LifecycleError,
-    Origin,
     Transition,
-    faulted_level,
-    lifecycle,
 )
-from core.tags import Quality
 from core.text import MAX_NAME_CHARS, MAX_REASON_CHARS, clip, shown
 from opcua_server.address_space import PlantNodes
 from opcua_server.audit_events import AUDIT_PAGE_BYTES, AUDIT_PAGE_MAX
@@ -186,7 +183,6 @@ class _Condition:
         self.nodeid = nodeid
         self.generator = generator
         self.episode: list[bytes] = []  # event ids sent since the alarm was last raised/worse
-        self.last_time = -math.inf  # source time of the last sample observed
 
     @property
     def alarm(self) -> AlarmDef:
@@ -217,7 +213,8 @@ class AlarmConditions:
         self.clock = clock
         self.plant = plant
         self.alarms = [a for a in alarms if a.kind is Kind.DISCRETE or a.source in nodes.tags]
-        self.states = lifecycle(self.alarms)
+        self.board = AlarmBoard(self.alarms)
+        self.states = self.board.states
         self._conditions: dict[str, _Condition] = {}
         self._by_node: dict[ua.NodeId, _Condition] = {}
         #: The newest transitions, in order: (seq, transition, its record for TransitionsSince).
@@ -406,41 +403,13 @@ class AlarmConditions:
     ) -> int:
         """Evaluate every twin alarm against the newest samples and faults; send an event for
         every transition. Returns how many were sent."""
-        made: list[Transition] = []
-        active_kinds: dict[str, ActiveFault] = {}
-        for active in faults:
-            if active.status == "active":
-                active_kinds.setdefault(active.kind, active)
-        for condition in self._conditions.values():
-            state, alarm = condition.state, condition.alarm
-            made += state.expire(now)
-            if alarm.origin is not Origin.TWIN:
-                continue
-            if alarm.kind is Kind.LIMIT:
-                sample = values.get(alarm.source)
-                if (
-                    sample is None
-                    or sample.quality is not Quality.GOOD
-                    or sample.source_time <= condition.last_time
-                ):
-                    continue
-                condition.last_time = sample.source_time
-                made += state.observe(sample.source_time, float(sample.value))
-            elif alarm.id.startswith("equipment."):
-                fault = active_kinds.get(alarm.id.removeprefix("equipment."))
-                level = "Active" if fault is not None else None
-                text = (
+        active: dict[str, str] = {}
+        for fault in faults:
+            if fault.status == "active" and fault.kind not in active:
+                active[fault.kind] = (
                     f"fault {fault.kind} on {fault.target} (magnitude {fault.magnitude:g})"
-                    if fault is not None
-                    else f"{alarm.id} cleared"
                 )
-                made += state.set_level(now, level, text)
-            else:
-                sample = values.get(alarm.source)
-                if sample is not None:
-                    tripped = faulted_level(sample.value)
-                    text = "line tripped" if tripped else "line no longer faulted"
-                    made += state.set_level(now, tripped, text)
+        made = self.board.evaluate(values, active, now)
         for transition in made:
             await self._send(transition)
         return len(made)
@@ -568,8 +537,7 @@ class AlarmConditions:
                 raise _Refused(
                     ua.StatusCodes.BadInvalidArgument, f"no alarm {shown(clip(alarm_id, 80))}"
                 )
-            level = "Active" if active else None
-            for transition in condition.state.set_level(self.plant.now, level, clip(message)):
+            for transition in self.board.report(name, active, clip(message), self.plant.now):
                 await self._send(
                     Transition(
                         transition.alarm,
