@@ -404,6 +404,7 @@ class AlarmSnapshot:
     out_of_service: bool
     priority: Priority
     message: str
+    raised_at: float = math.nan  # plant s of the raise (or escalation) it must be acked for
 
     @property
     def retain(self) -> bool:
@@ -440,6 +441,7 @@ class AlarmState:
     unshelve_at: float = math.inf
     out_of_service: bool = False
     message: str = ""
+    raised_at: float = math.nan
     debounce: Debounce = field(default_factory=Debounce)
 
     def snapshot(self) -> AlarmSnapshot:
@@ -453,6 +455,7 @@ class AlarmState:
             out_of_service=self.out_of_service,
             priority=self.alarm.level_priority(self.level) if self.active else self.alarm.priority,
             message=self.message,
+            raised_at=self.raised_at,
         )
 
     def _made(self, now: float, action: str, user: str = "system", comment: str = "") -> Transition:
@@ -473,10 +476,9 @@ class AlarmState:
                 made.append(self._made(now, "unshelve", comment="one-shot shelve ended"))
             return made
         self.active = True
-        if _worse(
-            level, before
-        ):  # a new alarm, or a worse level of it: the operator must see it again
+        if _worse(level, before):  # a new alarm, or a worse level: to be seen again
             self.acked = self.confirmed = False
+            self.raised_at = now
         made.append(self._made(now, "raise" if before is None else "level"))
         return made
 

@@ -196,6 +196,7 @@ class Event:
     priority: int = 0
     level: str = ""
     state: str = ""
+    elapsed_s: float = 0.0  # an acknowledgement: plant seconds from the raise (time to ack)
 
 
 ALARM_STATES = (
@@ -226,7 +227,7 @@ def encode_batch(batch: TelemetryBatch) -> bytes:
 
 def encode_event(event: Event) -> bytes:
     obj = {"v": VERSION, **asdict(event)}
-    for key in ("log", "prev_hash", "hash", "priority", "level", "state"):
+    for key in ("log", "prev_hash", "hash", "priority", "level", "state", "elapsed_s"):
         if not obj[key]:  # audit records and alarm transitions only: absent elsewhere
             del obj[key]
     return _json(obj)
@@ -335,6 +336,11 @@ def decode_event(data: bytes) -> Event:
         values["priority"] = priority
     for key in ("level", "state"):
         values[key] = _field(obj, key, str, where) if key in obj else ""
+    if "elapsed_s" in obj:
+        elapsed = _field(obj, "elapsed_s", (int, float), where)
+        if elapsed < 0:
+            raise PayloadError(f"{where}: 'elapsed_s' must not be negative")
+        values["elapsed_s"] = float(elapsed)
     if values["state"] and values["state"] not in ALARM_STATES:
         raise PayloadError(f"{where}: 'state' must be one of {', '.join(ALARM_STATES)}")
     return Event(**values)

@@ -1,4 +1,4 @@
-"""The plant's six Grafana dashboards, built from the tag registry of the default pod layout.
+"""The plant's seven Grafana dashboards, built from the tag registry of the default pod layout.
 
 Tags are picked by registry id through `pick`, which fails generation (and the unit test) if a
 tag is renamed or removed; field names, module names, units, spec limits, enum states and
@@ -450,6 +450,178 @@ def audit_trail(_: Picker) -> JSON:
     )
 
 
+# Alarm management (ISA-18.2 clause 16, EEMUA 191) from the alarm transitions the historian
+# stores (events, kind=alarm, with priority, level, state and the alarm as a tag). The same
+# measures as `plant kpi` (core/alarm_measures.py), in InfluxQL.
+TRANSITIONS = '"kind" = \'alarm\' AND "priority" > 0'
+ANNUNCIATED = (
+    f"{TRANSITIONS} AND (\"action\" = 'raise' OR \"action\" = 'level') "
+    "AND \"state\" != 'shelved' AND \"state\" != 'out_of_service'"
+)
+
+ACKNOWLEDGED = TRANSITIONS + " AND \"action\" = 'acknowledge'"
+HIGH_OR_CRITICAL = ANNUNCIATED + ' AND "priority" >= 700'
+
+
+def _alarms_where(condition: str) -> str:
+    return f'FROM "{q.EVENTS}" WHERE {q.SITE} AND {condition} AND {q.WINDOW}'
+
+
+def _rate_thresholds() -> JSON:
+    # ISA-18.2 table 5: about 1 per 10 min very likely acceptable, 2 the most manageable;
+    # more than 10 is a flood.
+    return {
+        "mode": "absolute",
+        "steps": [
+            {"color": "green", "value": None},
+            {"color": "yellow", "value": 2},
+            {"color": "orange", "value": 5},
+            {"color": "red", "value": 11},
+        ],
+    }
+
+
+def alarm_management(_: Picker) -> JSON:
+    where = _alarms_where
+    panels = [
+        bars(
+            "Alarms per 10 minutes",
+            [
+                q_target(
+                    f'SELECT count("priority") AS "alarms" {where(ANNUNCIATED)} '
+                    "GROUP BY time(10m) fill(0)"
+                )
+            ],
+            thresholds=_rate_thresholds(),
+            description="Alarms annunciated (raised, or worse, not shelved or out of service) "
+            "per 10 minutes. ISA-18.2: about 1 is acceptable, 2 the most manageable; more than "
+            "10 is a flood.",
+            width=16,
+        ),
+        stat(
+            "Floods (more than 10 alarms in 10 min)",
+            [
+                q_target(
+                    'SELECT count("count") AS "floods" FROM (SELECT count("priority") '
+                    f'{where(ANNUNCIATED)} GROUP BY time(10m)) WHERE "count" > 10'
+                )
+            ],
+            thresholds=_count_thresholds(),
+            description="10-minute windows with more than 10 alarms (ISA-18.2 16.5; target: "
+            "under 1 % of the time).",
+            width=8,
+            height=8,
+        ),
+        stat(
+            "Time to acknowledge",
+            [
+                q_target(
+                    'SELECT mean("elapsed_s") AS "mean", percentile("elapsed_s", 90) AS "p90" '
+                    + where(ACKNOWLEDGED)
+                )
+            ],
+            unit="s",
+            description="From an alarm's raise (or escalation) to its acknowledgement, plant "
+            "seconds: mean and 90th percentile.",
+            width=8,
+            height=6,
+        ),
+        stat(
+            "Annunciated, and of high or critical priority",
+            [
+                q_target(f'SELECT count("priority") AS "alarms" {where(ANNUNCIATED)}'),
+                q_target(
+                    'SELECT count("priority") AS "high or critical" ' + where(HIGH_OR_CRITICAL)
+                ),
+            ],
+            description="ISA-18.2 16.4: about 80 % low, 15 % high, 5 % critical of all alarms.",
+            width=8,
+            height=6,
+        ),
+        table(
+            "Top 10 alarms",
+            [
+                q_target(
+                    'SELECT top("count", "alarm", 10) AS "raised" FROM (SELECT count("priority")'
+                    f' {where(ANNUNCIATED)} GROUP BY "alarm")',
+                    table_format=True,
+                )
+            ],
+            description="The alarms raised most often: the first candidates for rationalisation "
+            "(ISA-18.2 16.4: the top 10 are often 25-95 % of the load).",
+            width=8,
+            height=10,
+        ),
+        table(
+            "Chattering alarms (3 or more raises in a minute)",
+            [
+                q_target(
+                    'SELECT max("count") AS "raises" FROM (SELECT count("priority") '
+                    f'{where(ANNUNCIATED)} GROUP BY time(1m), "alarm") '
+                    'WHERE "count" >= 3 GROUP BY "alarm"',
+                    table_format=True,
+                )
+            ],
+            description="An alarm raised 3 or more times within a minute (ISA-18.2 16.6, "
+            "EEMUA 191): tune its deadband or delays.",
+            width=8,
+            height=10,
+        ),
+        table(
+            "Standing alarms (stale when active over 24 h)",
+            [
+                q_target(
+                    'SELECT last("state") AS "state", last("level") AS "level", '
+                    f'last("priority") AS "priority" {where(TRANSITIONS)} GROUP BY "alarm"',
+                    table_format=True,
+                )
+            ],
+            description="Each alarm's state after its last transition, and when that was; an "
+            "alarm active for over 24 hours is stale (ISA-18.2 16.7).",
+            width=8,
+            height=10,
+            transformations=[
+                {
+                    "id": "filterByValue",
+                    "options": {
+                        "type": "include",
+                        "match": "any",
+                        "filters": [
+                            {
+                                "fieldName": "state",
+                                "config": {"id": "regex", "options": {"value": "^active"}},
+                            }
+                        ],
+                    },
+                }
+            ],
+        ),
+        table(
+            "Alarm transitions: who acknowledged, shelved, commented",
+            [
+                q_target(
+                    'SELECT "target", "action", "state", "level", "priority", "user", "reason", '
+                    f'"result" {where(TRANSITIONS)} ORDER BY time DESC LIMIT 500',
+                    table_format=True,
+                )
+            ],
+            description="Every transition of every alarm, with its user and comment (OPC UA "
+            "Part 9 condition events, through the edge).",
+            height=12,
+        ),
+    ]
+    return dashboard(
+        "pcmm-alarm-management",
+        "Alarm management",
+        "ISA-18.2 / EEMUA 191 alarm load: rate, floods, chattering, standing alarms, time to "
+        "acknowledge, the top 10.",
+        panels,
+        [site_variable()],
+        event_annotations(),
+        time_from="now-12h",
+    )
+
+
 # Self-metrics of the bridge services (bridge/metrics.py): gauges, then counters shown as rates.
 PIPELINE_GAUGES = (
     ("lag_ms", "Lag to InfluxDB", "ms"),
@@ -561,6 +733,7 @@ DASHBOARDS: dict[str, Callable[[Picker], JSON]] = {
     "module-detail": module_detail,
     "control-quality": control_quality,
     "alarms-audit": audit_trail,
+    "alarm-management": alarm_management,
     "pipeline-health": pipeline_health,
     "sites": sites,
 }

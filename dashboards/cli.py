@@ -50,7 +50,7 @@ def push(
     ] = DATASOURCE_UID,
     timeout: Timeout = 10.0,
 ) -> None:
-    """Create or overwrite the six plant dashboards."""
+    """Create or overwrite the seven plant dashboards."""
     try:
         urls = push_dashboards(
             url,

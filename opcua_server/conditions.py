@@ -83,6 +83,7 @@ EXTRA_FIELDS = (
     ("State", ua.VariantType.String),
     ("AlarmSeq", ua.VariantType.UInt32),
     ("AlarmLog", ua.VariantType.String),
+    ("Elapsed", ua.VariantType.Double),
 )
 EPISODE_EVENTS = 64  # event ids of a condition's current episode kept for acknowledging
 TRANSITIONS_SINCE = "TransitionsSince"
@@ -105,6 +106,7 @@ RECORD_FIELDS = (
     "AckedState/Id",
     "ConfirmedState/Id",
     "OutOfServiceState/Id",
+    "Elapsed",
 )
 
 _SHELVING_STATE_IDS = {
@@ -431,6 +433,11 @@ class AlarmConditions:
         event.AlarmSeq = self.last_seq
         event.AlarmLog = self.log_id
         event.State = transition.state.isa_state
+        # Plant seconds since the raise this transition answers: an acknowledgement's time to
+        # acknowledge (what the alarm-management dashboard averages); 0 for others.
+        raised = transition.state.raised_at
+        elapsed = transition.time - raised if transition.action == "acknowledge" else 0.0
+        event.Elapsed = elapsed if math.isfinite(elapsed) else 0.0
         message = _message(transition)
         await condition.generator.trigger(time, message)
         condition.episode.append(_event_id(event.EventId))

@@ -18,6 +18,7 @@ edge numbers them from its persistent event counter.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from core.payload import ALARM_STATES, Event, Scalar
@@ -28,6 +29,12 @@ def _text(value: Any) -> str:
     if value is None:
         return ""
     return str(getattr(value, "Text", value) or "")
+
+
+def _elapsed(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0.0
+    return float(value) if math.isfinite(value) and value > 0 else 0.0
 
 
 def _json_scalar(text: Any) -> Scalar:
@@ -91,6 +98,7 @@ def to_event(site: str, kind: str, fields: dict[str, Any], seq: int) -> Event:
             priority=int(severity) if isinstance(severity, int) and 0 < severity <= 1000 else 0,
             level=_text(fields.get("Level")),
             state=state if state in ALARM_STATES else "",
+            elapsed_s=_elapsed(fields.get("Elapsed")),
         )
     active = bool(fields.get("ActiveState/Id"))
     return Event(

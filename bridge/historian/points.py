@@ -204,8 +204,16 @@ def event_line(event: Event) -> bytes:
     for key in ("level", "state"):
         if getattr(event, key):
             fields[key] = _string(getattr(event, key))
+    if event.elapsed_s:
+        fields["elapsed_s"] = repr(float(event.elapsed_s))
+    # An alarm transition names its alarm as a tag too, so dashboards can group by alarm
+    # (InfluxQL groups by tags only); the same transition always has the same series key.
+    alarm = ""
+    if event.priority:
+        _tag_value(event.target, "alarm")
+        alarm = f"alarm={event.target},"
     head = (
-        f"{EVENTS},kind={event.kind},site={event.site},"
+        f"{EVENTS},{alarm}kind={event.kind},site={event.site},"
         f"slot={event.seq % EVENT_SLOTS},source={event.source} "
     )
     return _line(head, fields, event.time_ns)

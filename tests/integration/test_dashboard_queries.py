@@ -126,6 +126,43 @@ def _events(plant: Plant, start_ns: int) -> Iterator[tuple[str, bytes]]:
     )
     yield site.event("fault"), encode_event(fault)
     yield site.event("alarm"), encode_event(alarm)
+    for event in _alarm_transitions(plant.site_id, start_ns):
+        yield site.event("alarm"), encode_event(event)
+
+
+def _alarm_transitions(site: str, start_ns: int) -> Iterator[Event]:
+    """Alarm transitions as the edge forwards the server's condition events: a flood and a
+    chattering alarm (so many that any 10-minute or 1-minute bucket boundary leaves more than
+    10, and 3, on one side), an acknowledgement, standing alarms."""
+    seq = 0
+
+    def transition(t: float, alarm: str, action: str, state: str, **kw: Any) -> Event:
+        nonlocal seq
+        seq += 1
+        return Event(
+            site,
+            "alarm",
+            seq,
+            start_ns + round(t * 1e9),
+            "twin",
+            user=kw.pop("user", "system"),
+            action=action,
+            target=alarm,
+            result=f"{alarm} {action}",
+            priority=kw.pop("priority", 500),
+            level=kw.pop("level", "Active"),
+            state=state,
+            **kw,
+        )
+
+    for i in range(21):
+        yield transition(200 + i * 5, f"equipment.fault_{i}", "raise", "active_unacked")
+    for t in range(300, 360, 10):
+        yield transition(t, "nir.api_pct", "raise", "active_unacked", priority=700, level="High")
+        yield transition(t + 5, "nir.api_pct", "clear", "rtn_unacked", priority=700, level="")
+    yield transition(
+        400, "equipment.fault_0", "acknowledge", "active_acked", user="alice", elapsed_s=200.0
+    )
 
 
 @pytest.fixture(scope="module")
@@ -229,7 +266,15 @@ def _check_target(server: InfluxDB, run: Run, stem: str, panel: dict[str, Any], 
 
 
 @pytest.mark.parametrize(
-    "stem", ["plant-overview", "control-quality", "alarms-audit", "pipeline-health", "sites"]
+    "stem",
+    [
+        "plant-overview",
+        "control-quality",
+        "alarms-audit",
+        "alarm-management",
+        "pipeline-health",
+        "sites",
+    ],
 )
 def test_every_panel_query_returns_its_series(loaded: tuple[InfluxDB, Run], stem: str) -> None:
     server, run = loaded

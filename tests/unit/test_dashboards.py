@@ -105,7 +105,7 @@ def test_dashboards_have_unique_uids_site_variable_and_event_annotations(
     models: dict[str, dict[str, object]],
 ) -> None:
     uids = [m["uid"] for m in models.values()]
-    assert len(set(uids)) == len(uids) == 6
+    assert len(set(uids)) == len(uids) == 7
     for model in models.values():
         variables = [v["name"] for v in model["templating"]["list"]]  # type: ignore[index]
         assert "site" in variables
