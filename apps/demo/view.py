@@ -70,6 +70,30 @@ def events_table(board: SiteBoard) -> Table:
     return table
 
 
+PRIORITY_NAMES = ((900, "critical", "bold red"), (700, "high", "red"), (500, "medium", "yellow"))
+
+
+def _priority(priority: int) -> tuple[str, str]:
+    for floor, name, style in PRIORITY_NAMES:
+        if priority >= floor:
+            return name, style
+    return "low", ""
+
+
+def alarms_text(board: SiteBoard) -> Text:
+    """Unacknowledged alarms, most urgent first (`plant alarm ack ID` acknowledges one)."""
+    waiting = board.unacknowledged()
+    text = Text.from_markup("[bold]unacknowledged alarms:[/] ")
+    if not waiting:
+        text.append("none")
+    for i, (alarm, priority, state, level) in enumerate(waiting):
+        name, style = _priority(priority)
+        returned = " (returned)" if state == "rtn_unacked" else ""
+        detail = f" {level}" if level and level != "Active" else ""
+        text.append(("; " if i else "") + f"{name}: {alarm}{detail}{returned}", style=style)
+    return text
+
+
 def site_panel(board: SiteBoard, elapsed_s: float) -> Panel:
     faults = ", ".join(board.faults.values()) or "none"
     top = Table.grid(expand=True)
@@ -79,6 +103,7 @@ def site_panel(board: SiteBoard, elapsed_s: float) -> Panel:
     body = Group(
         top,
         Text.from_markup(f"[bold]active faults:[/] {faults}"),
+        alarms_text(board),
         Text("events (controller actions in cyan, faults and alarms in yellow):", style="bold"),
         events_table(board),
     )

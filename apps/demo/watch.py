@@ -39,6 +39,18 @@ class SiteBoard:
     in_spec: dict[str, list[int]] = field(default_factory=dict)  # tag -> [in, out]
     controller_actions: int = 0
     alarms_active: set[str] = field(default_factory=set)
+    #: Alarms by id from their transitions (the plant's conditions): (priority, state, level).
+    alarm_states: dict[str, tuple[int, str, str]] = field(default_factory=dict)
+
+    def unacknowledged(self) -> list[tuple[str, int, str, str]]:
+        """Alarms waiting for an operator (active or returned, not acknowledged), most urgent
+        first: (alarm, priority, state, level)."""
+        waiting = [
+            (alarm, priority, state, level)
+            for alarm, (priority, state, level) in self.alarm_states.items()
+            if state in ("active_unacked", "rtn_unacked")
+        ]
+        return sorted(waiting, key=lambda a: (-a[1], a[2] != "active_unacked", a[0]))
 
     def key_tags(self) -> list[Tag]:
         """Tags with quality limits (API, weight, hardness), the line state and the rate."""
@@ -144,6 +156,12 @@ class Board:
                 board.faults[event.target] = event.result or event.target
             else:
                 board.faults.pop(event.target, None)
+        elif event.kind == "alarm" and event.priority:  # a transition of a plant condition
+            board.alarm_states[event.target] = (event.priority, event.state, event.level)
+            if event.state.startswith("active"):
+                board.alarms_active.add(event.target)
+            else:
+                board.alarms_active.discard(event.target)
         elif event.kind == "alarm":
             # The twin's limit alarms are active/normal, the controller's raise/clear.
             if event.action in ("active", "raise"):
@@ -189,6 +207,10 @@ def describe(event: Event) -> str:
         return f"{event.user or '?'} {event.action} {event.target}{change}{verdict}{why}"
     if event.kind == "fault":
         return f"fault {event.action.removeprefix('fault_')} {event.target}"
+    if event.kind == "alarm" and event.priority:
+        who = f" by {event.user}" if event.user and event.user != "system" else ""
+        why = f": {event.reason}" if event.reason else ""
+        return f"alarm {event.target} {event.action}{who}{why} ({event.result})"
     if event.kind == "alarm":
         return f"alarm {event.action} {event.target}: {event.result}"
     return f"{event.kind} {event.action} {event.target} {event.result}".strip()

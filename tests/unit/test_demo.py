@@ -15,6 +15,7 @@ from apps.demo.services import (
     influx_from_env,
     make_sites,
 )
+from apps.demo.view import alarms_text
 from apps.demo.watch import Board, describe, worth_showing
 from core.layout import load_layout
 from core.payload import Event, Sample, TelemetryBatch, encode_batch, encode_event
@@ -166,3 +167,36 @@ def test_an_event_reads_as_who_did_what_and_why() -> None:
     )
     refused = Event("site1", "audit", 2, 1, "edge", "viewer", "command:line", accepted=False)
     assert worth_showing(refused) and "REFUSED" in describe(refused)
+
+
+def test_the_live_view_lists_unacknowledged_alarms_most_urgent_first() -> None:
+    board = _board()
+
+    def transition(seq: int, alarm: str, action: str, priority: int, state: str) -> bytes:
+        return encode_event(
+            Event(
+                "site1",
+                "alarm",
+                seq,
+                seq * 10**9,
+                "twin",
+                action=action,
+                target=alarm,
+                priority=priority,
+                level="Active",
+                state=state,
+            )
+        )
+
+    topic = "pcmm/v1/site1/events/alarm"
+    board.feed(topic, transition(1, "equipment.punch_wear", "raise", 300, "active_unacked"))
+    board.feed(topic, transition(2, "equipment.diverter_stuck", "raise", 900, "active_unacked"))
+    board.feed(topic, transition(3, "equipment.bridging", "raise", 700, "active_unacked"))
+    board.feed(topic, transition(4, "equipment.bridging", "acknowledge", 700, "active_acked"))
+    site = board.sites["site1"]
+    assert [a for a, *_ in site.unacknowledged()] == [
+        "equipment.diverter_stuck",
+        "equipment.punch_wear",
+    ]
+    shown = alarms_text(site).plain
+    assert shown.index("critical: equipment.diverter_stuck") < shown.index("low: equipment.punch")
