@@ -215,9 +215,10 @@ class OpcUaSource:
         consumer = asyncio.create_task(self._consume(sub), name="opcua-notifications")
         try:
             await self._subscribe(client, sub)
-            await self._refresh_conditions(client, sub)
             self.client = client
             self.connected.set()
+            # After `connected`: a command waiting for the link need not wait for this too.
+            await self._refresh_conditions(client, sub)
             for trail in (self._audit, self._alarms):
                 if trail is not None:
                     await trail.backfill(client, self.namespace, s.site)

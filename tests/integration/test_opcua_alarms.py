@@ -252,3 +252,35 @@ def test_a_late_client_gets_the_active_alarms_by_condition_refresh_and_can_ackno
             assert acked.is_good()
 
     asyncio.run(scenario())
+
+
+def test_the_controllers_diagnosis_is_a_condition_only_an_operator_or_gateway_may_report(
+    opcua: RunningServer,
+) -> None:
+    running = opcua
+    ns = running.server.nodes.namespace
+    folder = ua.NodeId(f"{SITE}.{ALARMS}", ns)
+    report = ua.NodeId(f"{SITE}.{ALARMS}.Report", ns)
+
+    def args(name: str, active: bool) -> list[ua.Variant]:
+        return [
+            ua.Variant(name, ua.VariantType.String),
+            ua.Variant(active, ua.VariantType.Boolean),
+            ua.Variant("NIR reads 0.4 % w/w high", ua.VariantType.String),
+        ]
+
+    async def scenario() -> None:
+        async with client(running.url, "gina") as gina, client(running.url, "victor") as victor:
+            events, _ = await subscribe(gina, running)
+            denied = await method(victor, folder, report, *args("nir_bias", True))
+            assert denied.value == ua.StatusCodes.BadUserAccessDenied
+            unknown = await method(gina, folder, report, *args("no_such_diagnosis", True))
+            assert unknown.value == ua.StatusCodes.BadInvalidArgument
+            on_behalf = ua.Variant("controller", ua.VariantType.String)
+            raised = await method(gina, folder, report, *args("nir_bias", True), on_behalf)
+            assert raised.is_good()
+            await until(events.has("controller.nir_bias", "raise"), what="the diagnosis")
+            event = events.of("controller.nir_bias", "raise")[-1]
+            assert event.ClientUserId == "controller via gina" and event.Severity == 700
+
+    asyncio.run(scenario())
