@@ -743,14 +743,24 @@ def _eval_el_with_subtypes(self: WhereClauseEvaluator, index: int, event: Any) -
     if element.FilterOperator != ua.FilterOperator.OfType:
         return _original_eval_el(self, index, event)
     wanted = self._eval_op(element.FilterOperands[0], event)
-    etype = event.EventType
-    seen: set[ua.NodeId] = set()
-    while etype is not None and etype not in seen:
-        if etype == wanted:
-            return True
-        seen.add(etype)
-        etype = _supertype(self._aspace, etype)
-    return False
+    key = (id(self._aspace), event.EventType, wanted)
+    found = _OF_TYPE.get(key)
+    if found is None:  # walked once per pair: every event of every filter asks again
+        found = False
+        etype, seen = event.EventType, set()
+        while etype is not None and etype not in seen:
+            if etype == wanted:
+                found = True
+                break
+            seen.add(etype)
+            etype = _supertype(self._aspace, etype)
+        _OF_TYPE[key] = found
+    return found
+
+
+#: (address space, event type, wanted type) -> whether the one is the other or a subtype of
+#: it. Event types are made when a server starts and never change while it runs.
+_OF_TYPE: dict[tuple[int, ua.NodeId, Any], bool] = {}
 
 
 def _supertype(aspace: Any, nodeid: ua.NodeId) -> ua.NodeId | None:
@@ -765,4 +775,5 @@ def _supertype(aspace: Any, nodeid: ua.NodeId) -> ua.NodeId | None:
 
 def install() -> None:
     """Make OfType match subtypes (see the module docstring); idempotent."""
+    _OF_TYPE.clear()  # a new server's types are walked again
     WhereClauseEvaluator._eval_el = _eval_el_with_subtypes
