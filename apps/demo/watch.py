@@ -105,6 +105,10 @@ def worth_showing(event: Event) -> bool:
     (so a command the plant never saw shows too); an edge result matters only when an
     operator's command never reached the plant (refused at the edge).
     """
+    if event.kind == "alarm" and event.priority:
+        # A condition's transition: the controller's own report of its diagnosis is shown
+        # already (its alarm event); the plant's raises and people's actions are news.
+        return event.user.split(" ", 1)[0] != "controller"
     if event.kind != "audit":
         return True
     if is_controller(event):
@@ -145,7 +149,11 @@ class Board:
         key = (event.site, event.kind, event.source, event.seq, event.time_ns)
         # The edge replays what the broker acknowledged lately after a reconnect (and at
         # start): the same event may come twice.
-        if board is None or key in self.seen or not worth_showing(event):
+        if board is None or key in self.seen:
+            return None
+        if event.kind == "alarm" and event.priority:  # a transition of a plant condition
+            board.alarm_states[event.target] = (event.priority, event.state, event.level)
+        if not worth_showing(event):
             return None
         if len(self.seen) > 100_000:  # bounded: a replay comes seconds after the original
             self.seen.clear()
@@ -156,8 +164,7 @@ class Board:
                 board.faults[event.target] = event.result or event.target
             else:
                 board.faults.pop(event.target, None)
-        elif event.kind == "alarm" and event.priority:  # a transition of a plant condition
-            board.alarm_states[event.target] = (event.priority, event.state, event.level)
+        elif event.kind == "alarm" and event.priority:
             if event.state.startswith("active"):
                 board.alarms_active.add(event.target)
             else:

@@ -200,3 +200,22 @@ def test_the_live_view_lists_unacknowledged_alarms_most_urgent_first() -> None:
     ]
     shown = alarms_text(site).plain
     assert shown.index("critical: equipment.diverter_stuck") < shown.index("low: equipment.punch")
+
+
+def test_the_controllers_own_alarm_report_is_listed_but_not_shown_twice() -> None:
+    board = _board()
+    report = Event(
+        "site1",
+        "alarm",
+        1,
+        10**9,
+        "twin",
+        user="controller via edge",
+        action="raise",
+        target="controller.bridging",
+        priority=700,
+        level="Active",
+        state="active_unacked",
+    )
+    assert board.feed("pcmm/v1/site1/events/alarm", encode_event(report)) is None
+    assert [a for a, *_ in board.sites["site1"].unacknowledged()] == ["controller.bridging"]
