@@ -469,7 +469,6 @@ class ControllerService:
                 alarm.message,
             )
             self._publish_event(alarm_event(site, self._seq.next("alarm"), alarm))
-            self._report_alarm(alarm)
             if alarm.name == "stale_telemetry":
                 # Holding the setpoints is a decision about the plant: it goes on the record.
                 self._publish_event(
@@ -483,6 +482,7 @@ class ControllerService:
                         result="accepted",
                     )
                 )
+            self._report_alarm(alarm)  # after the controller's own records of it
         for action in decision.actions:
             self._send(action, decision.time)
 
