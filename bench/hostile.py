@@ -38,15 +38,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,24 +55,14 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from apps.demo.cli import run_demo
-from apps.demo.services import (
-    BROKER_STOP_TIMEOUT_S,
-    STOP_TIMEOUT_S,
-    Child,
-    Demo,
-    Influx,
-    find_mosquitto,
-    free_port,
-    make_sites,
-    stop_all,
-)
-from bench.soak import SITE, Chunk, Soak, start_influx
+from apps.demo.services import Demo
+from apps.launcher import Child
+from bench.soak import SITE, Chunk, Soak, demo_services
 from bridge.deadletter import DeadLetter, read_deadletters
 from bridge.metrics import Metrics, encode_metrics
 from core.audit_chain import AuditChain
 from core.payload import Event, Sample, TelemetryBatch, encode_batch, encode_event
-from testkit.servers import InfluxDB
+from testkit.servers import InfluxDB, running_influxdb
 
 DEFAULT_SPEED = 10.0
 KB, MB = 1024, 1024 * 1024
@@ -566,25 +554,12 @@ def run(speed: float, hostile: list[Kind] | None = None) -> dict[str, Any]:
     """The whole campaign against freshly started services; the result as printed."""
     hostile = kinds() if hostile is None else hostile
     started_wall = time.monotonic()
-    influx = start_influx()
-    assert influx.proxy is not None
-    influx.proxy.whole_batch = True  # as InfluxDB 2.x: one bad line refuses its whole batch
-    state = Path(tempfile.mkdtemp(prefix="pcmm-hostile-"))
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith("PLANT_")}
-    base_env.update(PLANT_OPCUA_HISTORY_WINDOW_S="7200", PLANT_OPCUA_HISTORY_MAX_SAMPLES="100000")
-    demo = Demo(
-        state=state,
-        sites=make_sites(1),
-        mqtt_port=free_port(),
-        speed=speed,
-        controller=True,
-        influx=Influx(influx.v2_url, "hostile-token", "pcmm", influx.db),
-        base_env=base_env,
-    )
-    started: list[Child] = []
-    try:
-        demo.prepare()
-        run_demo(demo, find_mosquitto(None), threading.Event(), started, say)
+    with ExitStack() as stack:
+        influx = stack.enter_context(running_influxdb())
+        assert influx.proxy is not None
+        influx.proxy.whole_batch = True  # as InfluxDB 2.x: one bad line refuses its whole batch
+        demo, started = stack.enter_context(demo_services("hostile", influx, speed))
+        state = demo.state
         campaign = Campaign(
             demo,
             influx,
@@ -631,14 +606,6 @@ def run(speed: float, hostile: list[Kind] | None = None) -> dict[str, Any]:
             "missing_letters": missing,
             "wall_s": round(time.monotonic() - started_wall, 1),
         }
-    finally:
-        stop_all([c for c in started if c.name != "mosquitto"], STOP_TIMEOUT_S)
-        stop_all([c for c in started if c.name == "mosquitto"], BROKER_STOP_TIMEOUT_S)
-        demo.cleanup()
-        shutil.rmtree(state, ignore_errors=True)
-        influx.proxy.stop()
-        influx.kill()
-        shutil.rmtree(influx.folder, ignore_errors=True)
 
 
 def ok(result: dict[str, Any]) -> bool:

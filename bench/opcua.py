@@ -33,7 +33,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -44,6 +43,7 @@ from typing import Any
 from asyncua import Client, ua
 from asyncua.common.subscription import DataChangeEvent, OverflowPolicy
 
+from apps.launcher import free_port
 from bench.settings import differing
 from bridge.edge.opcua import EVENT_QUEUE, items_per_call
 from bridge.edge.settings import EdgeSettings
@@ -54,12 +54,6 @@ from twin import Plant
 
 WARMUP_S = 3.0
 NAMESPACE = "urn:pcmm-twin:opcua"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _twin_tag_count() -> int:
@@ -223,7 +217,7 @@ def main() -> None:
         "opcua_watchdog_s": args.watchdog_s,
     }
     edge = EdgeSettings(**{k: v for k, v in overrides.items() if v is not None})
-    port = _free_port()
+    port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         command = [
             sys.executable,

@@ -65,17 +65,13 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.parse
-import urllib.request
 import uuid
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,6 +80,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from pydantic import SecretStr
 
+from apps.launcher import Child
 from bench.settings import differing
 from bridge.edge.settings import EdgeSettings
 from bridge.historian.settings import HistorianSettings
@@ -93,8 +90,8 @@ from core.topics import SiteTopics
 from opcua_server import OpcUaSettings, PlantServer
 from opcua_server.security import hash_password
 from testkit.historian import plant_executable
-from testkit.influx_v2_proxy import InfluxV2Proxy
-from testkit.servers import InfluxDB, Mosquitto, free_port, make_influxdb, make_mosquitto
+from testkit.loss import count, influx_times_of
+from testkit.servers import InfluxDB, Mosquitto, free_port, running_influxdb, running_mosquitto
 from twin import Plant
 
 SITE = "site1"
@@ -110,6 +107,7 @@ POLL_S = 0.05  # latency poll period
 SAMPLED_SYNTHETIC = 20  # synthetic modules sampled for latency
 DRAIN_IDLE_S = 20.0  # give up draining when nothing new arrived for this long
 DRAIN_MAX_S = 300.0
+SERVICE_STOP_S = 20.0  # for the edge and the historian to stop before SIGKILL
 BASELINE_S = 10.0  # raw MQTT baseline duration
 BASELINE_BACKLOG = 5000  # published but not yet received, at most (bounds the memory)
 NS = 1_000_000_000
@@ -211,24 +209,12 @@ class ServerChild:
 
 
 # The services -------------------------------------------------------------------------------
-class Service:
-    """A pipeline service as a child process, its output in a log file."""
+class Service(Child):
+    """A pipeline service through the one launcher, started at once; its output in a log file."""
 
     def __init__(self, command: list[str], env: dict[str, str], log: Path) -> None:
-        self.log = log
-        with log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
-            )
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        super().__init__(name=log.stem, argv=command, env=env, cwd=ROOT, log=log)
+        self.start()
 
 
 def edge_settings(
@@ -299,39 +285,6 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-@contextmanager
-def running_servers() -> Iterator[tuple[Mosquitto, InfluxDB]]:
-    broker = make_mosquitto()
-    influx = make_influxdb()
-    try:
-        broker.start()
-        influx.start()
-        influx.proxy = InfluxV2Proxy(influx.url)
-        influx.proxy.start()
-        yield broker, influx
-    finally:
-        if influx.proxy is not None:
-            influx.proxy.stop()
-        influx.kill()
-        broker.kill()
-        shutil.rmtree(influx.folder, ignore_errors=True)
-        shutil.rmtree(broker.folder, ignore_errors=True)
-
-
-# InfluxDB ---------------------------------------------------------------------------------
-def influx_statements(influx: InfluxDB, statements: list[str]) -> list[list[list[Any]]]:
-    """Run several InfluxQL statements in one request; per statement, its rows (time first)."""
-    params = urllib.parse.urlencode({"db": influx.db, "q": ";".join(statements), "epoch": "ns"})
-    with urllib.request.urlopen(f"{influx.url}/query?{params}", timeout=30) as reply:
-        body = json.load(reply)
-    out: list[list[list[Any]]] = []
-    for result in body.get("results", []):
-        if "error" in result:
-            raise RuntimeError(f"InfluxQL error: {result['error']}")
-        out.append([row for series in result.get("series", []) for row in series["values"]])
-    return out
-
-
 @dataclass(frozen=True)
 class Probe:
     """A tag whose arrival is timed: its measurement, module and field."""
@@ -392,9 +345,7 @@ class LatencyPoller:
     def _run(self) -> None:
         while not self._stop.wait(POLL_S):
             try:
-                results = influx_statements(
-                    self.influx, [p.query(self.newest[p]) for p in self.probes]
-                )
+                results = self.influx.statements([p.query(self.newest[p]) for p in self.probes])
             except (OSError, RuntimeError):
                 self.errors += 1
                 continue
@@ -474,42 +425,6 @@ class BrokerProbe:
     def stop(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
-
-
-def stored_times(influx: InfluxDB, truth: dict[str, list[int]], low: int, high: int) -> Any:
-    """Per tag id, the source times InfluxDB holds in (low, high]."""
-    by_module: dict[str, list[str]] = {}
-    for tag_id in truth:
-        module, name = tag_id.split(".", 1)
-        by_module.setdefault(module, []).append(name)
-    out: dict[str, set[int]] = {}
-    statements: list[tuple[str, str, list[str]]] = []
-    for module, names in by_module.items():
-        columns = ", ".join(f'"{n}_seq"' for n in names)
-        for measurement in ("telemetry", "truth"):
-            where = f"site = '{SITE}' AND module = '{module}' AND time > {low} AND time <= {high}"
-            statements.append((f"SELECT {columns} FROM {measurement} WHERE {where}", module, names))
-    for start in range(0, len(statements), 20):
-        chunk = statements[start : start + 20]
-        results = influx_statements(influx, [s for s, _, _ in chunk])
-        for (_, module, names), rows in zip(chunk, results, strict=True):
-            for row in rows:
-                for name, value in zip(names, row[1:], strict=True):
-                    if value is not None:
-                        out.setdefault(f"{module}.{name}", set()).add(int(row[0]))
-    return out
-
-
-def count(truth: dict[str, list[int]], stored: dict[str, set[int]]) -> tuple[int, int, int]:
-    """Expected, lost and extra samples, per tag and source time."""
-    expected = lost = extra = 0
-    for tag_id, times in truth.items():
-        want = set(times)
-        have = stored.get(tag_id, set())
-        expected += len(want)
-        lost += len(want - have)
-        extra += len(have - want)
-    return expected, lost, extra
 
 
 # The raw MQTT baseline ----------------------------------------------------------------------
@@ -626,8 +541,8 @@ def _wait(check: Any, timeout: float, what: str, services: list[Service]) -> Non
     deadline = time.monotonic() + timeout
     while not check():
         for service in services:
-            if service.proc.poll() is not None:
-                tail = service.log.read_text(errors="replace")[-3000:]
+            if service.proc is not None and service.proc.poll() is not None:
+                tail = service.text()[-3000:]
                 raise SystemExit(
                     f"{service.log.name}: exited with {service.proc.returncode}\n{tail}"
                 )
@@ -639,7 +554,8 @@ def _wait(check: Any, timeout: float, what: str, services: list[Service]) -> Non
 def run(args: argparse.Namespace) -> dict[str, Any]:
     with ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-pipeline-")))
-        broker, influx = stack.enter_context(running_servers())
+        broker = stack.enter_context(running_mosquitto())
+        influx = stack.enter_context(running_influxdb())
         raw = raw_mqtt_rate(broker, args.baseline_seconds)
         print(f"raw MQTT baseline: {raw:,.0f} msg/s", file=sys.stderr)
 
@@ -651,14 +567,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             service_env("PLANT_HISTORIAN_", hist_settings),
             folder / "historian.log",
         )
-        stack.callback(historian.stop)
+        stack.callback(historian.stop, SERVICE_STOP_S)
         edge_set = edge_settings(server, broker, folder, args.edge_interval)
         edge = Service(
             [sys.executable, "-m", "bridge.edge"],
             service_env("PLANT_EDGE_", edge_set),
             folder / "edge.log",
         )
-        stack.callback(edge.stop)
+        stack.callback(edge.stop, SERVICE_STOP_S)
         services = [historian, edge]
 
         offset_s = float(server.ask("mark")["offset_s"])
@@ -673,10 +589,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         procs = {
             "server": server.proc.pid,
-            "edge": edge.proc.pid,
-            "historian": historian.proc.pid,
-            "mosquitto": _pid(broker.proc),
-            "influxd": _pid(influx.proc),
+            "edge": edge.pid,
+            "historian": historian.pid,
+            "mosquitto": broker.pid,
+            "influxd": influx.pid,
         }
         cpu0 = {name: cpu_s(pid) for name, pid in procs.items()}
         bench_cpu0 = time.process_time()
@@ -694,8 +610,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         drain_start = time.monotonic()
         progress = (time.monotonic(), -1)
         while True:
-            stored = stored_times(influx, truth, first["plant_ns"], last["plant_ns"])
-            expected, lost, extra = count(truth, stored)
+            stored = influx_times_of(influx, truth, first["plant_ns"], last["plant_ns"], SITE)
+            counted = count(truth, stored)
+            expected, lost, extra = counted.expected, counted.lost, counted.extra
             now = time.monotonic()
             if expected - lost > progress[1]:
                 progress = (now, expected - lost)
@@ -744,11 +661,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "raw_mqtt_per_s": round(raw, 1),
         "ratio": round(samples_per_s / raw, 3) if raw else None,
     }
-
-
-def _pid(proc: subprocess.Popen[bytes] | None) -> int:
-    assert proc is not None
-    return proc.pid
 
 
 def _percentile(values: list[float], q: float) -> float | None:

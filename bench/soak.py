@@ -23,21 +23,19 @@ several chunks long, filled within the warm-up so it does not count as growth):
   start older than the history window less a margin) would undercount and is reported as
   `unverified` instead;
 - the store: per tag, the source times InfluxDB holds in (low, high], from the `<name>_seq`
-  fields of `telemetry` and `truth` (as the acceptance test counts);
+  fields of `telemetry` and `truth`;
 - `lost` are published samples InfluxDB lacks, `extra` stored points never published,
-  `duplicates` a tag's point stored twice at one source time (in both measurements). A chunk
-  with something missing is counted again later; after the run the last chunks are drained
-  until nothing is missing or nothing new arrives for DRAIN_IDLE_S.
+  `duplicates` a tag's point stored twice at one source time (in both measurements), counted
+  by testkit/loss.py as the acceptance test counts. A chunk with something missing is counted
+  again later; after the run the last chunks are drained until nothing is missing or nothing
+  new arrives for DRAIN_IDLE_S.
 
 The first chunk starts at the first `line.state` point InfluxDB holds after every service was
-healthy (the edge has subscribed). The edge's sample sequence numbers were not used to count
-losses: a status-only change republishes a sample at the same source time with a new number,
-which overwrites the stored point's number, so a gap in the stored numbers is not a loss; and
-they cannot see what is lost between the server and the edge. `mqtt_redelivered` does use them:
-a subscriber here (user `operator`, QoS 1, telemetry only: it may not read the truth, so
-`mqtt_samples` is below `samples`, and it counts from the start) counts samples delivered more
-than once (harmless, the historian's writes are idempotent; non-zero
-after an edge reconnect replays its window).
+healthy (the edge has subscribed). The edge's sample sequence numbers are not used to count
+losses (testkit/loss.py says why); `mqtt_redelivered` does use them: a subscriber here (user
+`operator`, QoS 1, telemetry only: it may not read the truth, so `mqtt_samples` is below
+`samples`, and it counts from the start) counts samples delivered more than once (harmless,
+the historian's writes are idempotent; non-zero after an edge reconnect replays its window).
 
 Memory: VmRSS from /proc/<pid>/status of every process (the plant services, Mosquitto,
 influxd) every `--sample-s` wall seconds. `after_warmup` is the first reading once
@@ -63,6 +61,8 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -73,25 +73,16 @@ from asyncua import Client, ua
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from apps.demo.cli import run_demo
-from apps.demo.services import (
-    BROKER_STOP_TIMEOUT_S,
-    STOP_TIMEOUT_S,
-    Child,
-    Demo,
-    Influx,
-    find_mosquitto,
-    free_port,
-    make_sites,
-    stop_all,
-)
+from apps.demo.services import Demo, Influx, make_sites, stop_services
+from apps.launcher import Child, free_port
+from apps.servers import find_mosquitto
 from bridge.operator import CLOCK_TAG
 from core.layout import load_layout
 from core.tags import LINE_STATES, build_registry
 from core.timebase import to_ns
 from core.topics import SiteTopics
-from opcua_server.address_space import tag_node_name
-from testkit.influx_v2_proxy import InfluxV2Proxy
-from testkit.servers import InfluxDB, make_influxdb
+from testkit.loss import count, influx_times, published_times
+from testkit.servers import InfluxDB, running_influxdb
 
 SITE = "site1"
 NAMESPACE = "urn:pcmm-twin:opcua"
@@ -183,41 +174,14 @@ class Chunk:
     unverified: bool = False
     counted_at: float = 0.0  # monotonic time of the last count
 
-
-def stored_times(influx: InfluxDB, low: int, high: int) -> dict[str, list[int]]:
-    """Per tag id, the source times InfluxDB holds in (low, high] (a list: duplicates kept)."""
-    out: dict[str, list[int]] = {}
-    for measurement in ("telemetry", "truth"):
-        rows = influx.query(
-            f"SELECT * FROM {measurement} WHERE site = '{SITE}' AND time > {low} AND time <= {high}"
-        )
-        for row in rows:
-            for key, value in row.items():
-                if key.endswith("_seq") and value is not None:
-                    out.setdefault(f"{row['module']}.{key[: -len('_seq')]}", []).append(
-                        int(row["time"])
-                    )
-    return out
-
-
-def count(chunk: Chunk, stored: dict[str, list[int]]) -> None:
-    """Compare a chunk's truth with what InfluxDB holds; fills in its count."""
-    assert chunk.truth is not None
-    expected = lost = extra = dups = 0
-    missing: list[tuple[str, int]] = []
-    for tag in chunk.truth.keys() | stored.keys():
-        want = chunk.truth.get(tag, set())
-        have_list = stored.get(tag, [])
-        have = set(have_list)
-        dups += len(have_list) - len(have)
-        expected += len(want)
-        gone = want - have
-        lost += len(gone)
-        extra += len(have - want)
-        missing.extend((tag, t) for t in sorted(gone)[:2])
-    chunk.expected, chunk.lost, chunk.extra, chunk.duplicates = expected, lost, extra, dups
-    chunk.missing = missing[:10]
-    chunk.settled = lost == 0
+    def count(self, stored: dict[str, list[int]]) -> None:
+        """Compare the chunk's truth with what InfluxDB holds; fills in its count."""
+        assert self.truth is not None
+        tally = count(self.truth, stored)
+        self.expected, self.lost = tally.expected, tally.lost
+        self.extra, self.duplicates = tally.extra, tally.duplicates
+        self.missing = tally.missing_examples[:10]
+        self.settled = tally.lost == 0
 
 
 class Redeliveries:
@@ -286,8 +250,7 @@ class Soak:
         self.registry = build_registry(load_layout(None).modules)  # site1: the nominal pod
         self.chunks: list[Chunk] = []
         self.pids = {c.name.removesuffix(f"-{SITE}"): c.pid for c in children}
-        assert influx.proc is not None
-        self.pids["influxd"] = influx.proc.pid
+        self.pids["influxd"] = influx.pid
         self.memory = {name: Memory(pid) for name, pid in self.pids.items()}
 
     def check_alive(self) -> None:
@@ -303,13 +266,10 @@ class Soak:
         """Every sample the server published in the chunk, per tag: source times (ns)."""
         start = datetime.fromtimestamp(chunk.low / NS, UTC)
         end = datetime.fromtimestamp(chunk.high / NS + 1.0, UTC)
-        out: dict[str, set[int]] = {}
-        for tag in self.registry.values():
-            node = client.get_node(ua.NodeId(tag_node_name(SITE, tag), ns))
-            values = await node.read_raw_history(starttime=start, endtime=end, numvalues=0)
-            times = {to_ns(v.SourceTimestamp) for v in values}
-            out[tag.id] = {t for t in times if chunk.low < t <= chunk.high}
-        return out
+        read = await published_times(client, ns, SITE, self.registry.values(), start, end)
+        return {
+            tag: {t for t in times if chunk.low < t <= chunk.high} for tag, times in read.items()
+        }
 
     async def first_point(self, after: int) -> int:
         """The source time of the first `line.state` point InfluxDB holds after `after`."""
@@ -339,8 +299,8 @@ class Soak:
                     say(f"chunk at {chunk.low}: read too late for the server's history")
                     continue
                 chunk.truth = await self.truth(client, ns, chunk)
-            stored = await asyncio.to_thread(stored_times, self.influx, chunk.low, chunk.high)
-            count(chunk, stored)
+            stored = await asyncio.to_thread(influx_times, self.influx, SITE, chunk.low, chunk.high)
+            chunk.count(stored)
             chunk.counted_at = time.monotonic()
             if chunk.settled:
                 chunk.truth = None  # counted: the memory goes back
@@ -481,12 +441,34 @@ class Soak:
         }
 
 
-def start_influx() -> InfluxDB:
-    influx = make_influxdb()
-    influx.start()
-    influx.proxy = InfluxV2Proxy(influx.url)
-    influx.proxy.start()
-    return influx
+@contextmanager
+def demo_services(name: str, influx: InfluxDB, speed: float) -> Iterator[tuple[Demo, list[Child]]]:
+    """The services `plant demo` runs for one site (controller in charge, the historian writing
+    to `influx`), healthy, and what was started; stopped in order and removed afterwards."""
+    state = Path(tempfile.mkdtemp(prefix=f"pcmm-{name}-"))
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("PLANT_")}
+    base_env.update(
+        PLANT_OPCUA_HISTORY_WINDOW_S=str(HISTORY_WINDOW_S),
+        PLANT_OPCUA_HISTORY_MAX_SAMPLES="100000",
+    )
+    demo = Demo(
+        state=state,
+        sites=make_sites(1),
+        mqtt_port=free_port(),
+        speed=speed,
+        controller=True,
+        influx=Influx(influx.v2_url, f"{name}-token", "pcmm", influx.db),
+        base_env=base_env,
+    )
+    started: list[Child] = []
+    try:
+        demo.prepare()
+        run_demo(demo, find_mosquitto(None), threading.Event(), started, say)
+        yield demo, started
+    finally:
+        stop_services(started)
+        demo.cleanup()
+        shutil.rmtree(state, ignore_errors=True)
 
 
 def main() -> None:
@@ -501,39 +483,13 @@ def main() -> None:
         parser.error("--hours and --sample-s must be above 0, --speed within 10-1000")
 
     started_wall = time.monotonic()
-    influx = start_influx()
-    state = Path(tempfile.mkdtemp(prefix="pcmm-soak-"))
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith("PLANT_")}
-    base_env.update(
-        PLANT_OPCUA_HISTORY_WINDOW_S=str(HISTORY_WINDOW_S),
-        PLANT_OPCUA_HISTORY_MAX_SAMPLES="100000",
-    )
-    assert influx.proxy is not None
-    demo = Demo(
-        state=state,
-        sites=make_sites(1),
-        mqtt_port=free_port(),
-        speed=args.speed,
-        controller=True,
-        influx=Influx(influx.v2_url, "soak-token", "pcmm", influx.db),
-        base_env=base_env,
-    )
-    started: list[Child] = []
-    try:
-        demo.prepare()
-        run_demo(demo, find_mosquitto(None), threading.Event(), started, say)
+    with ExitStack() as stack:
+        influx = stack.enter_context(running_influxdb())
+        demo, started = stack.enter_context(demo_services("soak", influx, args.speed))
         plant = [c for c in started if c.name != "mosquitto"]
         broker = [c for c in started if c.name == "mosquitto"]
         result = asyncio.run(Soak(args, demo, influx, [*broker, *plant]).run())
         result["total_wall_s"] = round(time.monotonic() - started_wall, 1)
-    finally:
-        stop_all([c for c in started if c.name != "mosquitto"], STOP_TIMEOUT_S)
-        stop_all([c for c in started if c.name == "mosquitto"], BROKER_STOP_TIMEOUT_S)
-        demo.cleanup()
-        shutil.rmtree(state, ignore_errors=True)
-        influx.proxy.stop()
-        influx.kill()
-        shutil.rmtree(influx.folder, ignore_errors=True)
     print(json.dumps(result))
 
 

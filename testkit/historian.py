@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from apps.launcher import Child
 from testkit.servers import InfluxDB, Mosquitto
 
 
@@ -50,42 +49,11 @@ def historian_env(
     return env
 
 
-class HistorianProcess:
-    """Start, SIGKILL, SIGTERM and restart `plant bridge historian`; its log goes to a file.
-
-    `prefix` runs it through another command (e.g. `unshare ...` for a disk of its own).
-    """
+class HistorianProcess(Child):
+    """`plant bridge historian` through the one launcher: start, SIGKILL, SIGTERM, restart;
+    its log goes to a file. `prefix` runs it through another command (e.g. `unshare ...` for a
+    disk of its own)."""
 
     def __init__(self, env: dict[str, str], log: Path, prefix: Sequence[str] = ()) -> None:
-        self.env = env
-        self.log = log
-        self.prefix = list(prefix)
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [*self.prefix, plant_executable(), "bridge", "historian"],
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill(self) -> None:
-        if self.alive:
-            assert self.proc is not None
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
-
-    def terminate(self) -> int:
-        assert self.proc is not None
-        if self.alive:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=20)
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
+        argv = [*prefix, plant_executable(), "bridge", "historian"]
+        super().__init__(name="historian", argv=argv, env=env, cwd=None, log=log)

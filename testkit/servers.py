@@ -3,9 +3,10 @@
 Registered as a pytest plugin in tests/conftest.py. No mocks: each fixture starts the Debian
 binary with a configuration generated in a temporary folder, waits until it accepts
 connections, can stop and restart it on the same port mid-test (outage tests), and kills it at
-teardown. The broker's configuration and ACL come from deploy/mosquitto, so the tests check
-the files that are deployed. Both are configured and started by the code `plant demo` uses
-(apps/demo/services.py: `broker_config`, `LocalInflux`, `Child`): one way to start a server.
+teardown. The broker is the demo's starter (apps/servers.py: deploy/mosquitto's configuration
+and ACL, so the tests check the files that are deployed) with accounts of its own here; influxd
+is configured as the demo configures its own (apps/demo/services.py's `LocalInflux`); both run
+through the one launcher, apps/launcher.py.
 
 A missing binary skips the test on a developer machine, and FAILS it when CI=true or
 PLANT_REQUIRE_SERVERS=1: in CI the integration tests must run, never silently skip.
@@ -18,11 +19,8 @@ import os
 import pwd
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -34,18 +32,32 @@ from typing import Any
 
 import pytest
 
-from apps.demo.services import (
-    Child,
-    DemoError,
-    LocalInflux,
-    broker_config,
-    influx_query,
-    wait_for_influx,
+from apps.demo.services import DemoError, LocalInflux, influx_query, wait_for_influx
+from apps.launcher import Child, free_port
+from apps.servers import (
+    DEPLOY_MOSQUITTO,
+    ROOT,
+    Mosquitto,
+    Server,
+    give_to_mosquitto,
+    mosquitto_user,
 )
 from testkit.influx_v2_proxy import InfluxV2Proxy
 
-ROOT = Path(__file__).resolve().parents[1]
-DEPLOY_MOSQUITTO = ROOT / "deploy" / "mosquitto"
+# The tests and benchmarks take every server and helper from here, the shared ones included.
+__all__ = [
+    "DEPLOY_MOSQUITTO",
+    "ROOT",
+    "InfluxDB",
+    "Mosquitto",
+    "free_port",
+    "make_influxdb",
+    "make_mosquitto",
+    "need",
+    "running_influxdb",
+    "running_mosquitto",
+    "servers_required",
+]
 USERS = ("edge", "historian", "controller", "operator", "viewer")
 START_TIMEOUT_S = 15.0
 ADMIN = "admin"  # InfluxDB's all-privileges user when a test turns authentication on
@@ -71,43 +83,6 @@ def need(
     pytest.skip(message)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}:\n{_tail(log)}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.02)
-    raise RuntimeError(f"server not listening on {port} after {timeout} s:\n{_tail(log)}")
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-def _stop(proc: subprocess.Popen[bytes] | None, sig: int) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(sig)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
-
-
 def _private_dir(prefix: str, owner: str | None) -> Path:
     """A temporary folder a privilege-dropping server can use (pytest's tmp_path is 0700 root)."""
     path = Path(tempfile.mkdtemp(prefix=prefix))
@@ -120,60 +95,10 @@ def _private_dir(prefix: str, owner: str | None) -> Path:
 # --- Mosquitto ----------------------------------------------------------------------------
 
 
-@dataclass
-class Mosquitto:
-    """A Mosquitto broker configured from deploy/mosquitto, on 127.0.0.1:`port`."""
-
-    port: int
-    folder: Path
-    passwords: dict[str, str]
-    host: str = "127.0.0.1"
-    proc: subprocess.Popen[bytes] | None = None
-    starts: int = 0
-
-    @property
-    def users(self) -> tuple[str, ...]:
-        return tuple(self.passwords)
-
-    @property
-    def log(self) -> Path:
-        return self.folder / "mosquitto.log"
-
-    def start(self) -> None:
-        """Start (or restart) on the same port with the same persistence folder."""
-        if self.proc is not None and self.proc.poll() is None:
-            return
-        conf = self.folder / "mosquitto.conf"
-        child = Child("mosquitto", [need("mosquitto"), "-c", str(conf)], dict(os.environ),
-                      self.folder, self.log)  # fmt: skip
-        child.start()  # the demo's launcher (apps/demo/services.py)
-        self.proc = child.proc
-        self.starts += 1
-        assert self.proc is not None
-        wait_for_port(self.port, self.proc, self.log, START_TIMEOUT_S)
-
-    def stop(self) -> None:
-        """Stop cleanly: SIGTERM; the broker saves its sessions and queues to disk first."""
-        _stop(self.proc, signal.SIGTERM)
-
-    def kill(self) -> None:
-        """SIGKILL: what was not yet saved is lost."""
-        _stop(self.proc, signal.SIGKILL)
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-
-def mosquitto_config(port: int, folder: Path) -> str:
-    """deploy/mosquitto/mosquitto.conf with this test's listener and paths (as the demo's)."""
-    return broker_config((DEPLOY_MOSQUITTO / "mosquitto.conf").read_text(), port, folder)
-
-
 def make_mosquitto() -> Mosquitto:
+    """A broker (not started) with an account per user of USERS, random passwords."""
     binary = need("mosquitto")
     passwd_tool = need("mosquitto_passwd")
-    assert binary
     folder = _private_dir("pcmm-mosquitto-", "mosquitto")
     passwords = {user: secrets.token_urlsafe(12) for user in USERS}
     passwd = folder / "passwd"
@@ -181,21 +106,20 @@ def make_mosquitto() -> Mosquitto:
         args = [passwd_tool, "-b", *(["-c"] if i == 0 else []), str(passwd), user, password]
         subprocess.run(args, check=True, capture_output=True)
     shutil.copy(DEPLOY_MOSQUITTO / "acl", folder / "acl")
-    port = free_port()
-    (folder / "mosquitto.conf").write_text(mosquitto_config(port, folder))
-    if os.geteuid() == 0:
+    broker = Mosquitto(port=free_port(), folder=folder, passwords=passwords, binary=Path(binary))
+    broker.write_config()
+    if mosquitto_user() is not None:
         # Started as root, mosquitto drops to the `mosquitto` user before reading these.
-        entry = pwd.getpwnam("mosquitto")
+        give_to_mosquitto(*folder.iterdir())
         for path in folder.iterdir():
-            os.chown(path, entry.pw_uid, entry.pw_gid)
             path.chmod(0o640)
-    return Mosquitto(port=port, folder=folder, passwords=passwords)
+    return broker
 
 
-@pytest.fixture
-def mosquitto() -> Iterator[Mosquitto]:
-    """A running broker; `.stop()` / `.start()` make an outage; killed at teardown."""
-    broker = make_mosquitto()
+@contextmanager
+def running_mosquitto(broker: Mosquitto | None = None) -> Iterator[Mosquitto]:
+    """`broker` (default: make_mosquitto's) running; killed and its folder removed afterwards."""
+    broker = broker or make_mosquitto()
     try:
         broker.start()
         yield broker
@@ -204,11 +128,18 @@ def mosquitto() -> Iterator[Mosquitto]:
         shutil.rmtree(broker.folder, ignore_errors=True)
 
 
+@pytest.fixture
+def mosquitto() -> Iterator[Mosquitto]:
+    """A running broker; `.stop()` / `.start()` make an outage; killed at teardown."""
+    with running_mosquitto() as broker:
+        yield broker
+
+
 # --- InfluxDB 1.x -------------------------------------------------------------------------
 
 
 @dataclass
-class InfluxDB:
+class InfluxDB(Server):
     """influxd 1.x on 127.0.0.1:`port`, database `db`, and a test-only v2 write proxy.
 
     Configured and started as `plant demo` starts its own (apps/demo/services.py's
@@ -217,8 +148,7 @@ class InfluxDB:
     """
 
     local: LocalInflux
-    proc: subprocess.Popen[bytes] | None = None
-    proc_child: Child | None = None
+    child: Child | None = None
     proxy: InfluxV2Proxy | None = None
     starts: int = 0
     admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
@@ -255,12 +185,11 @@ class InfluxDB:
         """Start (or restart) on the same port and data folder: the demo's own launcher."""
         if self.running:
             return
-        self.proc_child = self.local.child(Path(need("influxd")), dict(os.environ), self.log)
-        self.proc_child.start()
-        self.proc = self.proc_child.proc
+        self.child = self.local.child(Path(need("influxd")), dict(os.environ), self.log)
+        self.child.start()
         self.starts += 1
         try:
-            wait_for_influx(self.proc_child, self.url, START_TIMEOUT_S)
+            wait_for_influx(self.child, self.url, START_TIMEOUT_S)
             if self.local.auth:  # the first user may be made without credentials
                 influx_query(
                     self.url,
@@ -278,18 +207,23 @@ class InfluxDB:
     def _credentials(self) -> dict[str, str]:
         return {"u": ADMIN, "p": self.admin_password} if self.local.auth else {}
 
-    def stop(self) -> None:
-        _stop(self.proc, signal.SIGTERM)
-
-    def kill(self) -> None:
-        _stop(self.proc, signal.SIGKILL)
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
     def query(self, q: str, *, post: bool = False) -> list[dict[str, Any]]:
         """Run InfluxQL; return the rows of all series as dicts (time in ns, tags included)."""
+        rows: list[dict[str, Any]] = []
+        for result in self._results(q, f"in {q}", post=post):
+            for series in result.get("series", []):
+                tags = series.get("tags", {})
+                for values in series["values"]:
+                    rows.append({**tags, **dict(zip(series["columns"], values, strict=True))})
+        return rows
+
+    def statements(self, statements: list[str]) -> list[list[list[Any]]]:
+        """Run several InfluxQL statements in one request; per statement, its rows (time first)."""
+        results = self._results(";".join(statements), f"in {len(statements)} statements")
+        return [[row for s in r.get("series", []) for row in s["values"]] for r in results]
+
+    def _results(self, q: str, where: str, *, post: bool = False) -> list[dict[str, Any]]:
+        """The answer's results, one per statement; an InfluxQL error raises RuntimeError."""
         query = {"db": self.db, "q": q, "epoch": "ns"}
         params = urllib.parse.urlencode({**query, **self._credentials()})
         request = urllib.request.Request(
@@ -297,15 +231,11 @@ class InfluxDB:
         )
         with urllib.request.urlopen(request, timeout=30) as reply:
             body = json.load(reply)
-        rows: list[dict[str, Any]] = []
-        for result in body.get("results", []):
+        results: list[dict[str, Any]] = body.get("results", [])
+        for result in results:
             if "error" in result:
-                raise RuntimeError(f"InfluxQL error: {result['error']} in {q}")
-            for series in result.get("series", []):
-                tags = series.get("tags", {})
-                for values in series["values"]:
-                    rows.append({**tags, **dict(zip(series["columns"], values, strict=True))})
-        return rows
+                raise RuntimeError(f"InfluxQL error: {result['error']} {where}")
+        return results
 
     def write(self, lines: str) -> None:
         """Write line protocol directly (ns), bypassing the proxy."""

@@ -34,27 +34,24 @@ from apps.demo.drain import drain_historian
 from apps.demo.services import (
     BROKER_STOP_TIMEOUT_S,
     STOP_TIMEOUT_S,
-    Child,
     Demo,
     DemoError,
     Influx,
     LocalInflux,
     Site,
     find_influxd,
-    find_mosquitto,
-    free_port,
     influx_from_env,
     influx_hint,
     influx_query,
     make_sites,
     query_hint,
-    stop_all,
     wait_for_influx,
-    wait_for_port,
 )
 from apps.demo.view import render
 from apps.demo.watch import Board, Watcher, describe
 from apps.health import Broker, UnhealthyError, influx_write_access, opcua_state, require_online
+from apps.launcher import Child, free_port, stop_all
+from apps.servers import find_mosquitto
 from bridge.historian.influx_api import make_sink
 from core.layout import load_layout, vary_for_site
 from core.payload import Event
@@ -122,9 +119,8 @@ def run_demo(
 ) -> None:
     """Start every service healthy, in dependency order; `started` lists what is running."""
     broker = demo.broker(mosquitto)
+    started.append(broker.process())
     broker.start()
-    started.append(broker)
-    wait_for_port(broker, demo.mqtt_port, 15)
     say(f"mosquitto pid {broker.pid}: mqtt://127.0.0.1:{demo.mqtt_port}")
     if demo.local_influx is not None:
         local, binary = demo.local_influx

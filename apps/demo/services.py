@@ -7,22 +7,17 @@ passwords, a free loopback port), and for every plant service the same `PLANT_*`
 compose gives it, with secrets passed as `PLANT_<NAME>__FILE` through `python -m apps.envfiles`
 as in the image, so no password is ever on a command line.
 
-Each child runs in its own session (process group): Ctrl-C in the terminal reaches only the
-demo, which then stops the children in order, within a bound, and kills what is left.
+Each child is started by apps/launcher.py in its own session (process group): Ctrl-C in the
+terminal reaches only the demo, which then stops the children in order, within a bound, and
+kills what is left. The broker is apps/servers.py's Mosquitto starter, as in the tests.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
-import ctypes
 import json
 import os
-import pwd
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,25 +28,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from apps.launcher import Child, LaunchError, free_port, stop_all
+from apps.servers import (
+    DEPLOY_MOSQUITTO,
+    Mosquitto,
+    give_to_mosquitto,
+    mosquitto_user,
+)
 from apps.stack import init_secrets, read_secret, write_mosquitto_config, write_opcua_users
 
-ROOT = Path(__file__).resolve().parents[2]
-DEPLOY_MOSQUITTO = ROOT / "deploy" / "mosquitto"
 SITE_VARIATION = 0.05  # equipment variation of every site after the first (as compose's site2)
 STOP_TIMEOUT_S = 10.0  # how long the plant services get to stop before SIGKILL
 BROKER_STOP_TIMEOUT_S = 5.0
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
 HISTORIAN_INFLUX_KEYS = ("URL", "TOKEN", "ORG", "BUCKET")
 
 
-class DemoError(Exception):
-    """Something the user can fix (a missing binary, a port in use); one line says what."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+# The demo's errors are the launcher's: something the user can fix, said in one line.
+DemoError = LaunchError
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,108 +227,13 @@ def influx_query(url: str, q: str, *, db: str = "", auth: tuple[str, str] | None
         raise DemoError(f"InfluxDB {url} did not run {q!r}: {errors[0]}")
 
 
-def find_mosquitto(given: Path | None) -> Path:
-    if given is not None:
-        if not (given.is_file() and os.access(given, os.X_OK)):
-            raise DemoError(f"no mosquitto at {given}")
-        return given
-    found = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/bin")
-    if found is None:
-        raise DemoError(
-            "the demo needs a local Mosquitto broker: apt-get install -y mosquitto "
-            "(or use docker compose up)"
-        )
-    return Path(found)
-
-
-@dataclass
-class Child:
-    """One service as a child process, in its own process group, logging to a file."""
-
-    name: str
-    argv: list[str]
-    env: dict[str, str]
-    cwd: Path
-    log: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.cwd.mkdir(parents=True, exist_ok=True)
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                self.argv,
-                env=self.env,
-                cwd=self.cwd,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # Ctrl-C reaches the demo only; it stops us in order
-                # Safe here: it only calls prctl, and the demo starts children from its
-                # main thread before any thread of its own runs (the watcher starts later).
-                preexec_fn=_die_with_parent,  # noqa: PLW1509
-            )
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid if self.proc is not None else 0
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def signal(self, sig: int) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, sig)  # the group: a service's own children too
-
-    def tail(self, lines: int = 15) -> str:
-        try:
-            text = self.log.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
-
-
-def _load_prctl() -> Callable[[int, int], int] | None:
-    try:
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None  # not Linux: the normal shutdown path still stops every child
-
-
-# Looked up here, in the parent: the child between fork and exec only calls it (no dlopen).
-_PRCTL = _load_prctl()
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM when the demo dies, even by SIGKILL (Linux only).
-
-    Lost again where a service changes its user (mosquitto started as root): best effort.
-    """
-    if _PRCTL is not None:
-        _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def stop_all(children: list[Child], timeout_s: float) -> list[str]:
-    """SIGTERM every group, wait up to `timeout_s` in all, SIGKILL the rest; the names killed."""
-    for child in children:
-        child.signal(signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    killed = []
-    for child in children:
-        if child.proc is None:
-            continue
-        try:
-            child.proc.wait(max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            killed.append(child.name)
-            child.signal(signal.SIGKILL)
-            child.proc.wait(5)
-        # A service may have left its own children in the group after it exited itself.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(child.proc.pid, signal.SIGKILL)
-    return killed
+def stop_services(started: list[Child]) -> list[str]:
+    """Plant services first (they still reach the broker to say offline), the broker last; the
+    names of those killed after their stop timeout (the benchmarks' stop; the demo drains its
+    historian in between)."""
+    plant = [c for c in started if c.name != "mosquitto"]
+    broker = [c for c in started if c.name == "mosquitto"]
+    return stop_all(plant, STOP_TIMEOUT_S) + stop_all(broker, BROKER_STOP_TIMEOUT_S)
 
 
 @dataclass
@@ -384,28 +282,26 @@ class Demo:
         self.secrets.chmod(0o700)
         for path in self.secrets.iterdir():
             path.chmod(0o400)
-        mosquitto_user = _mosquitto_user()
-        uid = mosquitto_user.pw_uid if mosquitto_user else os.geteuid()
+        user = mosquitto_user()
+        uid = user.pw_uid if user else os.geteuid()
         write_mosquitto_config(self.secrets, DEPLOY_MOSQUITTO, self.broker_dir, uid)
-        conf = self.broker_dir / "mosquitto.conf"
-        conf.write_text(broker_config(conf.read_text(), self.mqtt_port, self.broker_dir))
-        if mosquitto_user is not None:
-            # Mosquitto reads these files and writes its persistence file as its own user.
-            for path in (self.broker_dir, *self.broker_dir.iterdir()):
-                os.chown(path, mosquitto_user.pw_uid, mosquitto_user.pw_gid)
+        broker = self.broker(None)
+        broker.write_config(broker.conf)  # the copy `write_mosquitto_config` just made
+        give_to_mosquitto(self.broker_dir, *self.broker_dir.iterdir())
 
     def cleanup(self) -> None:
         """Remove the broker's folder when it lives outside the state folder."""
         if self.broker_home is not None and not self.broker_home.is_relative_to(self.state):
             shutil.rmtree(self.broker_home, ignore_errors=True)
 
-    def broker(self, binary: Path) -> Child:
-        return Child(
-            name="mosquitto",
-            argv=[str(binary), "-c", str(self.broker_dir / "mosquitto.conf")],
+    def broker(self, binary: Path | None) -> Mosquitto:
+        """The broker on the demo's port from its folder, logging with the services."""
+        return Mosquitto(
+            port=self.mqtt_port,
+            folder=self.broker_dir,
+            binary=binary,
+            log_file=self.logs / "mosquitto.log",
             env=dict(self.base_env),
-            cwd=self.broker_dir,
-            log=self.logs / "mosquitto.log",
         )
 
     def _plant(self, name: str, command: list[str], env: dict[str, str]) -> Child:
@@ -507,46 +403,8 @@ class Demo:
         )
 
 
-def broker_config(text: str, port: int, folder: Path) -> str:
-    """deploy/mosquitto/mosquitto.conf with a loopback listener and the demo's paths."""
-    replace = {
-        "listener": f"listener {port} 127.0.0.1",
-        "password_file": f"password_file {folder / 'passwd'}",
-        "acl_file": f"acl_file {folder / 'acl'}",
-        "persistence_location": f"persistence_location {folder}/",
-    }
-    lines = [replace.get(line.split(" ", 1)[0], line) for line in text.splitlines()]
-    missing = set(replace) - {line.split(" ", 1)[0] for line in lines}
-    if missing:
-        raise DemoError(f"{DEPLOY_MOSQUITTO}/mosquitto.conf lacks {', '.join(sorted(missing))}")
-    return "\n".join(lines) + "\n"
-
-
-def _mosquitto_user() -> pwd.struct_passwd | None:
-    """The user a root-started mosquitto drops to; None when not root (it stays as us)."""
-    if os.geteuid() != 0:
-        return None
-    try:
-        return pwd.getpwnam("mosquitto")
-    except KeyError:
-        return None
-
-
 def broker_home(state: Path) -> Path:
     """The broker's folder: in the state folder, or a private temporary one for mosquitto."""
-    if _mosquitto_user() is None:
+    if mosquitto_user() is None:
         return state / "mosquitto"
     return Path(tempfile.mkdtemp(prefix="pcmm-demo-mosquitto-"))
-
-
-def wait_for_port(child: Child, port: int, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not child.running:
-            raise DemoError(f"{child.name} exited at start:\n{child.tail()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise DemoError(f"{child.name} not listening on {port} after {timeout_s:g} s")

@@ -22,6 +22,7 @@ from asyncua.crypto.cert_gen import setup_self_signed_certificate
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from apps.launcher import free_port
 from opcua_server import OpcUaSettings, PlantServer
 from opcua_server.security import hash_password
 from twin import Plant
@@ -34,12 +35,6 @@ USERS = {
     "gina": ("gateway", "gina-secret"),  # a gateway: its OnBehalfOf is honoured
 }
 SPEED = 100.0  # plant seconds per wall second
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def write_users(path: Path) -> Path:

@@ -1,5 +1,6 @@
 """Helpers for the edge and pipeline tests: the OPC UA server with an `edge` operator account,
-the edge as a real process, commands over MQTT 5, and counting InfluxDB against ground truth.
+the edge as a real process, commands over MQTT 5, and the ground truth InfluxDB is counted
+against (with testkit/loss.py).
 
 Ground truth is the OPC UA server's own tag history (`PlantServer.history`): every sample the
 server published, by node, with its plant source time. The server runs in-process (on its own
@@ -10,15 +11,12 @@ ticks, on the server's loop.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +24,12 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from apps.launcher import Child
 from core.payload import CommandReply, CommandRequest, decode_reply, encode_command
 from core.timebase import to_ns
 from core.topics import SiteTopics
 from opcua_server.security import hash_password
+from testkit.loss import Tally, influx_times, tally
 from testkit.servers import InfluxDB, Mosquitto
 from tests.support.mqtt import client as mqtt_client
 from tests.support.mqtt import wait_until
@@ -87,41 +87,12 @@ def edge_env(
     return env
 
 
-class EdgeProcess:
-    """`python -m bridge.edge` as a child process: start, SIGKILL, SIGTERM, restart."""
+class EdgeProcess(Child):
+    """`python -m bridge.edge` through the one launcher: start, SIGKILL, SIGTERM, restart."""
 
     def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.env = env
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "bridge.edge"],
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=ROOT,
-            )
-
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill(self) -> None:
-        if self.proc is not None and self.alive:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
-
-    def terminate(self) -> int:
-        assert self.proc is not None
-        if self.alive:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=20)
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
+        argv = [sys.executable, "-m", "bridge.edge"]
+        super().__init__(name="edge", argv=argv, env=env, cwd=ROOT, log=log)
 
 
 class Requester:
@@ -182,58 +153,6 @@ def truth_times(running: RunningServer) -> dict[str, list[int]]:
         return out
 
     return running.run(read)
-
-
-def influx_times(influx: InfluxDB, site: str = SITE) -> dict[str, list[int]]:
-    """Per tag id, the source times InfluxDB holds (telemetry and truth), from `<name>_seq`."""
-    out: dict[str, list[int]] = {}
-    for measurement in ("telemetry", "truth"):
-        rows = influx.query(f"SELECT * FROM {measurement} WHERE site = '{site}'")
-        for row in rows:
-            for key, value in row.items():
-                if key.endswith("_seq") and value is not None:
-                    tag = f"{row['module']}.{key[: -len('_seq')]}"
-                    out.setdefault(tag, []).append(int(row["time"]))
-    return out
-
-
-@dataclass
-class Tally:
-    """InfluxDB against the truth, over a window of source times."""
-
-    expected: int
-    stored: int
-    lost: int
-    extra: int
-    duplicates: int
-    missing_examples: list[tuple[str, int]]
-
-    def __str__(self) -> str:
-        return (
-            f"expected {self.expected}, stored {self.stored}, lost {self.lost}, "
-            f"extra {self.extra}, duplicates {self.duplicates}, e.g. missing "
-            f"{self.missing_examples[:5]}"
-        )
-
-
-def tally(
-    truth: dict[str, list[int]], stored: dict[str, list[int]], start_ns: dict[str, int], end_ns: int
-) -> Tally:
-    """Compare per tag over (start_ns[tag], end_ns]: lost, beyond-truth and duplicated points."""
-    expected = got = lost = extra = dups = 0
-    missing: list[tuple[str, int]] = []
-    for tag, first in start_ns.items():
-        want = {t for t in truth.get(tag, []) if first <= t <= end_ns}
-        have_list = [t for t in stored.get(tag, []) if first <= t <= end_ns]
-        have = set(have_list)
-        dups += len(have_list) - len(have)
-        expected += len(want)
-        got += len(have)
-        gone = want - have
-        lost += len(gone)
-        extra += len(have - want)
-        missing.extend((tag, t) for t in sorted(gone)[:2])
-    return Tally(expected, got, lost, extra, dups, missing)
 
 
 def wait_for_plant_time(running: RunningServer, plant_s: float, timeout: float = 60) -> None:

@@ -3,7 +3,7 @@
 Two pods run side by side, each as `plant demo --no-view` runs it: Mosquitto (deploy/mosquitto's
 config and ACL), the twin behind its OPC UA server, the edge and the supervisory controller,
 each its own process, accelerated. In the first the controller is in charge and a historian
-writes to InfluxDB 1.x (tests/support, through the test-only v2 write proxy); in the second the
+writes to InfluxDB 1.x (testkit, through the test-only v2 write proxy); in the second the
 controller only watches (`--watch-only`): the baseline. The operator plays
 scenarios/acceptance.yaml into both at once with `plant fault run`, using the command and
 credentials each demo printed: each fault of shared/domain.md (1-13) has a window of plant time
@@ -44,11 +44,10 @@ from core.payload import decode_event
 from core.tags import build_registry
 from core.timebase import to_ns
 from opcua_server.address_space import tag_node_name
+from testkit.loss import Tally, influx_times, published_times, tally
 from testkit.servers import InfluxDB, Mosquitto, need, running_influxdb
 from tests.support.demo import DemoProcess, demo_command, fault_status
 from tests.support.mqtt import Collector, collect, wait_until
-
-from .edge_harness import Tally, influx_times, tally
 
 pytestmark = pytest.mark.integration
 
@@ -155,14 +154,9 @@ def server_history(url: str, begin: datetime, end: datetime) -> dict[str, list[i
     """Every sample the server published in [begin, end], per tag id: source times in ns."""
 
     async def read() -> dict[str, list[int]]:
-        out: dict[str, list[int]] = {}
         async with Client(url, timeout=30) as client:
             ns = await client.get_namespace_index(NAMESPACE)
-            for tag in REGISTRY.values():
-                node = client.get_node(ua.NodeId(tag_node_name(SITE, tag), ns))
-                values = await node.read_raw_history(begin, end, numvalues=0)
-                out[tag.id] = [to_ns(v.SourceTimestamp) for v in values]
-        return out
+            return await published_times(client, ns, SITE, REGISTRY.values(), begin, end)
 
     # The test's own session may be dropped while it reads 100,000+ samples on a loaded
     # machine (seen with two CI runs at once: "client is disconnected"); the record is the

@@ -37,7 +37,6 @@ import pwd
 import re
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -49,6 +48,8 @@ from typing import Any
 import pytest
 import yaml
 
+from apps.launcher import Child, stop_all
+from apps.servers import give_to_mosquitto
 from apps.stack import PLANT_UID, STACK_SITES, consumers, secret_names, stack_mqtt_users
 from testkit.servers import InfluxDB, Mosquitto, _private_dir, free_port, need
 from tests.support.image import Image, built_image
@@ -90,7 +91,7 @@ class Stack:
     root: Path
     image: Image | None = None  # None: native processes of this checkout
     endpoints: dict[tuple[str, int], tuple[str, int]] = field(default_factory=dict)
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    procs: dict[str, Child] = field(default_factory=dict)
 
     def volume(self, name: str) -> Path:
         path = self.root / "volumes" / name
@@ -173,11 +174,11 @@ class Stack:
 
     def start(self, service: str) -> None:
         argv = self.command(service, [*ENTRYPOINT, *SERVICES[service]["command"]])
-        log = (self.root / f"{service}.log").open("ab")
-        self.procs[service] = subprocess.Popen(
-            argv, env=self.popen_env(service), cwd=self.workdir(service), stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True,
+        self.procs[service] = Child(
+            name=service, argv=argv, log=self.root / f"{service}.log",
+            env=self.popen_env(service), cwd=self.workdir(service),
         )  # fmt: skip
+        self.procs[service].start()
 
     def run(
         self, service: str, args: list[str], timeout: float = 60, user: str | None = None
@@ -199,15 +200,7 @@ class Stack:
         return path.read_text(errors="replace")[-3000:] if path.exists() else ""
 
     def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
+        stop_all(list(self.procs.values()), 10)
 
 
 def wait(check: Callable[[], bool], timeout: float, what: Callable[[], str]) -> None:
@@ -221,24 +214,12 @@ def wait(check: Callable[[], bool], timeout: float, what: Callable[[], str]) -> 
 def start_broker(stack: Stack) -> Mosquitto:
     """Mosquitto from the folder `init` wrote (conf from deploy/, per-site ACL, passwd)."""
     folder = stack.volume("mosquitto-config")
-    port = free_port()
     data = stack.volume("mosquitto-data")
-    replace = {
-        "listener": f"listener {port} 127.0.0.1",
-        "password_file": f"password_file {folder / 'passwd'}",
-        "acl_file": f"acl_file {folder / 'acl'}",
-        "persistence_location": f"persistence_location {data}/",
-    }
-    conf = folder / "mosquitto.conf"
-    lines = [replace.get(line.split(" ", 1)[0], line) for line in conf.read_text().splitlines()]
-    conf.write_text("\n".join(lines) + "\n")
-    if os.geteuid() == 0:
-        entry = pwd.getpwnam("mosquitto")
-        for path in (folder, data, conf):
-            os.chown(path, entry.pw_uid, entry.pw_gid)
-    broker = Mosquitto(port=port, folder=folder, passwords={})
+    broker = Mosquitto(port=free_port(), folder=folder)
+    broker.write_config(broker.conf, data)  # the conf `init` copied from deploy/
+    give_to_mosquitto(folder, data, broker.conf)
     broker.start()
-    stack.endpoints[("mosquitto", 1883)] = ("127.0.0.1", port)
+    stack.endpoints[("mosquitto", 1883)] = ("127.0.0.1", broker.port)
     return broker
 
 
@@ -324,9 +305,10 @@ def test_compose_services_become_healthy_and_data_flows(stack: Stack, influxdb: 
     for service in PLANT:
 
         def healthy(service: str = service) -> bool:
-            proc = stack.procs[service]
-            if proc.poll() is not None:
-                pytest.fail(f"{service} exited {proc.returncode}:\n{stack.log(service)}")
+            child = stack.procs[service]
+            if not child.running:
+                assert child.proc is not None
+                pytest.fail(f"{service} exited {child.proc.returncode}:\n{stack.log(service)}")
             return stack.healthcheck(service).returncode == 0
 
         wait(
@@ -386,7 +368,7 @@ def test_compose_services_become_healthy_and_data_flows(stack: Stack, influxdb: 
         lambda: f"the fault never reached InfluxDB:\n{stack.log('edge')}",
     )
     for service in PLANT:
-        assert stack.procs[service].poll() is None, f"{service} died:\n{stack.log(service)}"
+        assert stack.procs[service].running, f"{service} died:\n{stack.log(service)}"
     report(f"healthy, both sites stored, fault event stored: {time.monotonic() - started:.1f} s")
 
 

@@ -55,7 +55,7 @@ from core.payload import (
 )
 from core.topics import SiteTopics
 from opcua_server.security import hash_password
-from testkit.servers import Mosquitto, make_mosquitto
+from testkit.servers import Mosquitto, make_mosquitto, running_mosquitto
 from tests.twin_telemetry import EdgeLike
 from twin import Plant
 
@@ -92,12 +92,8 @@ def add_acl_lines(broker: Mosquitto, additions: dict[str, tuple[str, ...]]) -> N
 def started_broker(additions: dict[str, tuple[str, ...]]) -> Iterator[Mosquitto]:
     broker = make_mosquitto()
     add_acl_lines(broker, additions)
-    try:
-        broker.start()
-        yield broker
-    finally:
-        broker.kill()
-        shutil.rmtree(broker.folder, ignore_errors=True)
+    with running_mosquitto(broker) as running:
+        yield running
 
 
 @pytest.fixture

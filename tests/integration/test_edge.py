@@ -19,6 +19,7 @@ import pytest
 from core.payload import CommandRequest, decode_event
 from core.topics import SiteTopics
 from testkit.historian import HistorianProcess, historian_env
+from testkit.loss import influx_times
 from testkit.servers import InfluxDB, Mosquitto
 from tests.support.mqtt import client as mqtt_client
 from tests.support.mqtt import collect, publish_and_wait, wait_until
@@ -30,7 +31,6 @@ from .edge_harness import (
     EdgeProcess,
     Requester,
     edge_env,
-    influx_times,
     opcua_with_edge_user,
     plant_ns,
     settle,

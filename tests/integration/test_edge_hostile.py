@@ -36,6 +36,7 @@ from bridge.spool import Spool
 from core.payload import CommandReply, CommandRequest, decode_batch, decode_event
 from core.text import MAX_FIELD_CHARS
 from core.topics import SiteTopics
+from testkit.loss import tally
 from testkit.servers import Mosquitto
 from tests.support.mqtt import Collector, collect, wait_until
 from tests.support.mqtt import client as mqtt_client
@@ -47,7 +48,6 @@ from .edge_harness import (
     Requester,
     edge_env,
     opcua_with_edge_user,
-    tally,
     truth_times,
     wait_for_plant_time,
 )
@@ -203,7 +203,7 @@ def test_hostile_commands_and_rows_never_stop_the_edge(gateway: Gateway) -> None
             reply = operator.replies[correlation]
             assert not reply.accepted and reply.code in codes, (what, reply)
             assert len(reply.reason) <= MAX_FIELD_CHARS + 40, what
-            assert edge.alive, what
+            assert edge.running, what
             good_command()
 
         # Invalid UTF-8 in the response topic: the broker drops the publisher; nothing reaches
@@ -226,7 +226,7 @@ def test_hostile_commands_and_rows_never_stop_the_edge(gateway: Gateway) -> None
     # on MQTT (the collector was subscribed before the edge started).
     end_plant = running.plant.now
     wait_for_plant_time(running, end_plant + 20.0)
-    assert edge.alive, "the edge died"
+    assert edge.running, "the edge died"
     end_ns = max(t for times in samples_on_mqtt(telemetry).values() for t in times)
 
     def counted() -> Any:
@@ -308,7 +308,7 @@ def test_a_restart_with_a_hostile_row_left_in_the_outbox_starts_clean(
     finally:
         operator.close()
     assert reply.accepted, reply
-    assert len(_letters(gateway)) == 3 and edge.alive
+    assert len(_letters(gateway)) == 3 and edge.running
 
 
 def _letters(gateway: Gateway) -> list[Any]:

@@ -91,7 +91,7 @@ def test_samples_arrive_complete_in_order_with_source_times(
         "GROUP BY time(1s)"
     )
     assert len(mean) == 3 and all(row["mean"] is not None for row in mean)
-    assert historian.alive
+    assert historian.running
     edge.disconnect()
 
 
@@ -190,7 +190,7 @@ def test_malformed_payloads_go_to_dead_letter_and_the_historian_goes_on(
     assert mine[2]["service"] == "historian"
     wait_until(lambda: len(telemetry_seqs(influxdb, site)) == 5, 20, "the good batch")
     assert telemetry_seqs(influxdb, site) == list(range(10, 15))
-    assert historian.alive
+    assert historian.running
     edge.disconnect()
 
 
@@ -412,5 +412,5 @@ def test_the_historian_writes_to_influxdb_1x_directly_through_an_outage_and_dead
     assert letter["reason"].startswith("HTTP 400: partial write") and letter["topic"] == "influxdb"
     assert letter["payload"].startswith("events,") and f"site={site}" in letter["payload"]
     wait_until(lambda: len(telemetry_seqs(influxdb, site)) == 505, 20, "the batch beside it")
-    assert historian.alive
+    assert historian.running
     edge.disconnect()

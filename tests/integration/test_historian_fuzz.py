@@ -151,7 +151,7 @@ def test_live_burst_is_dead_lettered_and_the_historian_survives(
         "the valid batches",
     )
     assert len(dead.messages) == invalid
-    assert historian.alive
+    assert historian.running
     hist_site = historian.env["PLANT_HISTORIAN_SITE"]
     wait_until(
         lambda: any(

@@ -210,7 +210,7 @@ def test_no_message_stops_the_historian_or_loses_a_good_one(
     assert announcements()[huge.id]["truncated"] is True
 
     # Alive, healthy, and counting what it refused.
-    assert historian.alive
+    assert historian.running
     done = health(historian)
     assert done.returncode == 0, done.stderr
     hist_site = historian.env["PLANT_HISTORIAN_SITE"]
@@ -271,7 +271,7 @@ def test_a_full_disk_stops_the_historian_with_one_line_and_loses_nothing(
     try:
         wait_until(lambda: b"online" in status.payloads(), 20, "the historian online")
         infos = []
-        while full.alive and len(infos) < 3000:  # about 1000 fill 400 KiB
+        while full.running and len(infos) < 3000:  # about 1000 fill 400 KiB
             infos.append(edge.publish(topic, feeder_payload(site, len(infos)), qos=1))
             if len(infos) % 50 == 0:
                 infos[-1].wait_for_publish(timeout=10)

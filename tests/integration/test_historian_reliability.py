@@ -104,7 +104,7 @@ def test_influxdb_down_mid_stream(
     batches = stream.stop()
     outbox.drain(30)
     assert_exactly(influxdb, site, batches, timeout=60)
-    assert historian.alive
+    assert historian.running
     hist_site = historian.env["PLANT_HISTORIAN_SITE"]
     wait_until(lambda: pipeline_max(influxdb, hist_site, "retries") > 0, 10, "retries metric")
     # The spool held the outage: INFLUX_OUTAGE_S x 50 batches x 1 point, plus self-metrics.
@@ -131,7 +131,7 @@ def test_historian_sigkilled_and_restarted_mid_stream(
     batches = stream.stop()
     outbox.drain(30)
     assert_exactly(influxdb, site, batches, timeout=60)
-    assert historian.alive
+    assert historian.running
     assert "session resumed" in historian.text()
 
 
@@ -156,7 +156,7 @@ def test_broker_down_mid_stream(
     batches = stream.stop()
     outbox.drain(30)
     assert_exactly(influxdb, site, batches, timeout=60)
-    assert historian.alive
+    assert historian.running
     log = historian.text()
     assert "disconnected from the broker" in log
     assert "session resumed" in log

@@ -21,15 +21,14 @@ from pathlib import Path
 import pytest
 
 from testkit.historian import HistorianProcess, historian_env
+from testkit.loss import Tally, influx_times
 from testkit.servers import InfluxDB, Mosquitto
 from tests.support.mqtt import wait_until
 
 from .conftest import RunningServer
 from .edge_harness import (
     EdgeProcess,
-    Tally,
     edge_env,
-    influx_times,
     opcua_with_edge_user,
     plant_ns,
     settle,

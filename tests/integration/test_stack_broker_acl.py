@@ -20,14 +20,7 @@ import pytest
 
 from apps import stack
 from core import topics
-from testkit.servers import (
-    DEPLOY_MOSQUITTO,
-    Mosquitto,
-    _private_dir,
-    free_port,
-    mosquitto_config,
-    need,
-)
+from testkit.servers import DEPLOY_MOSQUITTO, Mosquitto, _private_dir, free_port, need
 from tests.support.mqtt import client, collect, connect_reason, publish_and_wait, wait_until
 
 pytestmark = pytest.mark.integration
@@ -44,10 +37,9 @@ def broker() -> Iterator[Mosquitto]:
     stack.init_secrets(store, {}, stack.secret_names(users))
     uid = pwd.getpwnam("mosquitto").pw_uid if os.geteuid() == 0 else os.getuid()
     stack.write_mosquitto_config(store, DEPLOY_MOSQUITTO, folder, uid, list(SITES))
-    port = free_port()
-    (folder / "mosquitto.conf").write_text(mosquitto_config(port, folder))
     passwords = {user: stack.read_secret(store, f"mqtt_{user}_password") for user in users}
-    running = Mosquitto(port=port, folder=folder, passwords=passwords)
+    running = Mosquitto(port=free_port(), folder=folder, passwords=passwords)
+    running.write_config()
     try:
         running.start()
         yield running

@@ -6,17 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from apps.demo.services import (
-    DEPLOY_MOSQUITTO,
-    Demo,
-    DemoError,
-    broker_config,
-    find_mosquitto,
-    influx_from_env,
-    make_sites,
-)
+from apps.demo.services import Demo, DemoError, influx_from_env, make_sites
 from apps.demo.view import alarms_text
 from apps.demo.watch import Board, describe, worth_showing
+from apps.servers import DEPLOY_MOSQUITTO, find_mosquitto
+from apps.servers import mosquitto_config as broker_config
 from core.layout import load_layout
 from core.payload import Event, Sample, TelemetryBatch, encode_batch, encode_event
 from core.tags import build_registry
