@@ -40,6 +40,7 @@ from collections.abc import Callable, Sequence
 from bridge.counters import Counters
 from bridge.sink import RejectedError, RetryableError, Sink
 from bridge.spool import Spool
+from core.backoff import Backoff, half_jitter
 
 IDLE_POLL_S = 0.1  # how often an idle runner looks at the spool (items added without notify)
 
@@ -193,19 +194,19 @@ class RunningOutput:
         """Write rows, retrying retryable errors; None when written (and acked)."""
         ids = [row_id for row_id, _ in rows]
         lines = [data for _, data in rows]
-        backoff = self._retry_initial
+        backoff = Backoff(self._retry_initial, self._retry_max)
         while True:
             try:
                 self.sink.write(lines)
             except RetryableError as error:
                 self.counters.add("retries")
                 self._unhealthy(str(error))
-                delay = backoff if error.retry_after is None else min(error.retry_after, 300)
-                # Full jitter on the backoff: historians that lost the same server do not
-                # all come back in the same instant.
-                if stop.wait(random.uniform(delay / 2, delay)):
+                step = backoff.next()
+                delay = step if error.retry_after is None else min(error.retry_after, 300)
+                # Jitter on the backoff: historians that lost the same server do not all
+                # come back in the same instant.
+                if stop.wait(half_jitter(delay, random.uniform)):
                     return _STOPPED
-                backoff = min(backoff * 2, self._retry_max)
                 continue
             except RejectedError as error:
                 self._recovered()
