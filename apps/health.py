@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,17 +31,18 @@ from typing import TYPE_CHECKING, Annotated
 
 import paho.mqtt.client as mqtt
 import typer
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import ValidationError
 from rich.console import Console
 
+from bridge.mqtt_session import MqttConfig, make_client
 from core import topics
 
 if TYPE_CHECKING:
     from bridge.edge.settings import EdgeSettings
     from bridge.historian.influx_api import CheckedSink
     from bridge.historian.settings import HistorianSettings
+    from controller.settings import ControllerSettings
 
 app = typer.Typer(
     help="Health checks of the plant services (exit 0 healthy, 1 not), e.g. for Docker.",
@@ -60,29 +60,26 @@ class UnhealthyError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Broker:
-    """Where a service's broker is and who it logs in as."""
+    """Where a service's broker is, who it logs in as, and the site of its status topic."""
 
     host: str
     port: int
     username: str
     password: str
     site: str
-    ca_file: Path | None = None
+    tls_ca: Path | None = None
     tls: bool = False
 
+    def login(self, client_id: str) -> MqttConfig:
+        """The check's own login: the service's user under another client id."""
+        login = (self.host, self.port, self.username, self.password, client_id)
+        return MqttConfig(*login, tls=self.tls, tls_ca=self.tls_ca, keepalive_s=10)
 
-def bridge_broker(s: EdgeSettings | HistorianSettings) -> Broker:
-    """The broker of the edge gateway or the historian (their MQTT settings are named alike)."""
-    password = s.mqtt_password.get_secret_value()
-    return Broker(
-        host=s.mqtt_host,
-        port=s.mqtt_port,
-        username=s.mqtt_username,
-        password=password,
-        site=s.site,
-        ca_file=s.mqtt_ca_file,
-        tls=s.mqtt_tls,
-    )
+
+def broker_of(s: EdgeSettings | HistorianSettings | ControllerSettings) -> Broker:
+    """The broker of a service (every service names its MQTT settings alike)."""
+    c = MqttConfig.of(s)
+    return Broker(c.host, c.port, c.username, c.password, s.site_id, c.tls_ca, c.tls)
 
 
 def retained_status(broker: Broker, service: str, timeout_s: float) -> str:
@@ -90,17 +87,8 @@ def retained_status(broker: Broker, service: str, timeout_s: float) -> str:
     topic = topics.SiteTopics(broker.site).status(service)
     done = threading.Event()
     found: dict[str, str] = {}
-    client = mqtt.Client(
-        callback_api_version=CallbackAPIVersion.VERSION2,
-        client_id=f"health-{service}-{os.getpid()}",
-        protocol=MQTTProtocolVersion.MQTTv5,
-    )
-    client.username_pw_set(broker.username, broker.password or None)
-    if broker.tls or broker.ca_file:
-        client.tls_set(
-            ca_certs=str(broker.ca_file) if broker.ca_file else None,
-            cert_reqs=ssl.CERT_REQUIRED,
-        )
+    login = broker.login(f"health-{service}-{os.getpid()}")
+    client = make_client(login)
 
     def on_connect(c: mqtt.Client, u: object, f: object, reason: ReasonCode, p: object) -> None:
         if reason.is_failure:
@@ -124,9 +112,9 @@ def retained_status(broker: Broker, service: str, timeout_s: float) -> str:
     client.on_subscribe = on_subscribe
     client.on_message = on_message
     try:
-        client.connect(broker.host, broker.port, keepalive=10)
+        client.connect(login.host, login.port, keepalive=login.keepalive_s)
     except OSError as error:
-        raise UnhealthyError(f"broker {broker.host}:{broker.port} unreachable: {error}") from None
+        raise UnhealthyError(f"broker {login.where} unreachable: {error}") from None
     client.loop_start()
     try:
         if not done.wait(timeout_s):
@@ -217,7 +205,7 @@ def edge(timeout: Timeout = 5.0) -> None:
     from bridge.edge.settings import EdgeSettings  # noqa: PLC0415
 
     def check() -> str:
-        return require_online(bridge_broker(EdgeSettings()), "edge", timeout)
+        return require_online(broker_of(EdgeSettings()), "edge", timeout)
 
     _run(check)
 
@@ -230,7 +218,7 @@ def historian(timeout: Timeout = 5.0) -> None:
 
     def check() -> str:
         s = HistorianSettings()
-        status = require_online(bridge_broker(s), "historian", timeout)
+        status = require_online(broker_of(s), "historian", timeout)
         influx_write_access(sink_from_settings(s, timeout_s=timeout))
         return f"{status}, InfluxDB {s.influx_url} takes its writes to {s.influx_bucket!r}"
 
@@ -243,16 +231,6 @@ def controller(timeout: Timeout = 5.0) -> None:
     from controller.settings import ControllerSettings  # noqa: PLC0415
 
     def check() -> str:
-        s = ControllerSettings()
-        broker = Broker(
-            host=s.mqtt_host,
-            port=s.mqtt_port,
-            username=s.mqtt_user,
-            password=s.mqtt_password.get_secret_value(),
-            site=s.site_id,
-            ca_file=s.mqtt_tls_ca,
-            tls=s.mqtt_tls_ca is not None,
-        )
-        return require_online(broker, "controller", timeout)
+        return require_online(broker_of(ControllerSettings()), "controller", timeout)
 
     _run(check)

@@ -222,7 +222,7 @@ def edge_settings(
 ) -> EdgeSettings:
     """The edge's defaults, its plumbing, and the interval if the command line sets one."""
     settings = EdgeSettings(
-        site=SITE,
+        site_id=SITE,
         opcua_url=server.url,
         opcua_namespace_uri=server.namespace,
         opcua_user="edge",

@@ -9,10 +9,13 @@ commands and its retained auto/manual switch; never to the simulation's ground t
 `CommandRequest` on `command/<kind>/<user>` with an MQTT 5 response topic and correlation
 data, and its reply (or its absence) becomes an audit event. Every alarm is an alarm event.
 
-paho-mqtt runs its network loop on a thread of its own; its callbacks only hand what arrives
-to the event loop, where everything else happens, so the supervisor is only ever touched from
-one thread. Each connection is a fresh client whose own reconnection is switched off: losing the
-broker ends the session and `run`'s explicit loop connects again after a capped backoff.
+The client is aiomqtt's (the controller may not import the bridge's session helper; its
+settings use the same names): everything runs on the event loop, so the supervisor is only
+ever touched from one task at a time. Each connection is a fresh client, `async with`-style:
+losing the broker ends the session and `run`'s explicit loop connects again after the one
+backoff (`core.backoff`). One reader task moves what arrives to the service's own queue, where
+`_consume` takes it in bursts; messages go out without waiting for their PUBACK (a task each,
+started in order), as paho's queue did.
 
 Every message is handled on its own: one that cannot be read (any bytes at all: invalid UTF-8,
 deeply nested or huge JSON, numbers too long to read, wrong types) is counted and ignored with
@@ -28,6 +31,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import math
 import ssl
 import time
 import uuid
@@ -35,11 +39,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import aiomqtt
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from aiomqtt import MqttCodeError, MqttError
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from controller.config import ControllerConfig
@@ -58,6 +62,7 @@ from controller.messages import (
 from controller.settings import ControllerSettings
 from controller.supervisor import Action, Alarm, Supervisor
 from core.audit_chain import AuditChain
+from core.backoff import Backoff
 from core.payload import (
     CommandRequest,
     Event,
@@ -76,17 +81,10 @@ log = logging.getLogger("controller.service")
 SERVICE = "controller"
 QOS = 1
 TIMER_S = 1.0  # wall seconds between checks for stale telemetry and unanswered commands
-# CONNACK reason codes that no retry will cure: say so louder than a lost connection.
-REFUSALS = ("Not authorized", "Bad user name or password", "Client identifier not valid")
-
-
-class MqttError(Exception):
-    """The broker could not be reached, refused us, or went away."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Connected:
-    reason: ReasonCode
+CLOSE_TIMEOUT_S = 2.0  # how long a clean stop waits for the broker to take `offline`
+# Commands and events in flight (awaiting their PUBACK) before aiomqtt warns; a burst of audit
+# records is normal and is not worth a log line.
+PENDING_WARNING = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +99,7 @@ class _Message:
     correlation: bytes | None
 
 
-_Item = _Connected | _Disconnected | _Message
+_Item = _Disconnected | _Message
 
 
 @dataclass(slots=True)
@@ -155,7 +153,8 @@ class ControllerService:
         self._seq = EventSequence()
         self._audit_chain = AuditChain(uuid.uuid4().hex)  # one chained audit log per run
         self._pending: dict[bytes, _Pending] = {}
-        self._client: mqtt.Client | None = None
+        self._client: aiomqtt.Client | None = None
+        self._tasks: asyncio.TaskGroup | None = None  # the session's, for publishing
         self._was_up = False  # the last session got as far as CONNACK
         self._failing = False  # the supervisor's last step raised
         self._errors_seen: set[str] = set()
@@ -165,116 +164,110 @@ class ControllerService:
     async def run(self) -> None:
         """Serve until cancelled: connect, work, and after any loss connect again."""
         s = self.settings
-        backoff = s.reconnect_min_s
+        backoff = Backoff(s.retry_initial_s, s.retry_max_s)
         while True:
             self._set_state("connecting")
             try:
                 await self._session()
             except MqttError as error:
                 if self._was_up:  # it worked for a while: start the backoff afresh
-                    backoff = s.reconnect_min_s
-                self._set_state("disconnected", f"{error}; retrying in {backoff:g} s")
-            await asyncio.sleep(backoff)
-            if not self._was_up:
-                backoff = min(backoff * 2, s.reconnect_max_s)
+                    backoff.reset()
+                self._set_state("disconnected", f"{error}; retrying in {backoff.upcoming:g} s")
+            await asyncio.sleep(backoff.next())
 
     async def _session(self) -> None:
         """One connection, from CONNECT to its loss (always ends by raising MqttError)."""
         s = self.settings
         self._was_up = False
-        loop = asyncio.get_running_loop()
-        inbox: asyncio.Queue[_Item] = asyncio.Queue()
-        client = self._make_client(loop, inbox)
+        where = f"{s.mqtt_host}:{s.mqtt_port}"
+        client = self._make_client()
         # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
         # that arrives as its awaitable completes, and the service would never stop.
         try:
-            async with asyncio.timeout(s.connect_timeout_s):
-                await asyncio.to_thread(
-                    client.connect, s.mqtt_host, s.mqtt_port, s.keepalive_s, clean_start=True
-                )
-        except (OSError, TimeoutError) as error:
-            raise MqttError(
-                f"cannot reach {s.mqtt_host}:{s.mqtt_port}: {error or 'timeout'}"
-            ) from None
-        client.loop_start()
+            async with asyncio.timeout(s.mqtt_connect_timeout_s):
+                await client.__aenter__()
+        except MqttCodeError as error:  # a CONNACK that says no
+            raise MqttError(f"broker refused the connection: {error.rc}") from None
+        except (MqttError, TimeoutError) as error:
+            raise MqttError(f"cannot reach {where}: {error or 'timeout'}") from None
         try:
-            try:
-                async with asyncio.timeout(s.connect_timeout_s):
-                    first = await inbox.get()
-            except TimeoutError:
-                raise MqttError("no CONNACK from the broker") from None
-            if not isinstance(first, _Connected) or first.reason.is_failure:
-                why = first.reason if isinstance(first, _Connected) else first
-                raise MqttError(f"broker refused the connection: {why}")
-            self._client = client
             self._was_up = True
             self.counters.connections += 1
-            self._subscribe(client)
-            client.publish(self.topics.status(SERVICE), b"online", qos=QOS, retain=True)
-            self._set_state("connected", f"{s.mqtt_host}:{s.mqtt_port} as {s.mqtt_user}")
+            await self._subscribe(client)
+            await client.publish(self.topics.status(SERVICE), b"online", qos=QOS, retain=True)
+            self._set_state("connected", f"{where} as {s.mqtt_username}")
             self.connected.set()
+            inbox: asyncio.Queue[_Item] = asyncio.Queue()
             try:
                 async with asyncio.TaskGroup() as tasks:
+                    self._client, self._tasks = client, tasks
+                    tasks.create_task(self._read(client, inbox), name="controller-read")
                     tasks.create_task(self._consume(inbox), name="controller-consume")
                     tasks.create_task(self._timer(), name="controller-timer")
             except* MqttError as group:
                 raise group.exceptions[0] from None
         finally:
             self.connected.clear()
-            self._client = None
-            if client.is_connected():
-                # A clean DISCONNECT, so the broker does not publish the Last Will.
-                client.publish(self.topics.status(SERVICE), b"offline", qos=QOS, retain=True)
-                client.disconnect()
-            await asyncio.to_thread(client.loop_stop)
+            self._client, self._tasks = None, None
+            # A clean DISCONNECT (by __aexit__), so the broker does not publish the Last Will;
+            # `offline` first. Refused at once when the connection is gone already.
+            with contextlib.suppress(MqttError, TimeoutError):
+                async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                    status = self.topics.status(SERVICE)
+                    await client.publish(status, b"offline", qos=QOS, retain=True)
+            with contextlib.suppress(MqttError, TimeoutError):
+                async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                    await client.__aexit__(None, None, None)
 
-    def _make_client(self, loop: asyncio.AbstractEventLoop, inbox: asyncio.Queue[_Item]) -> Any:
+    def _make_client(self) -> aiomqtt.Client:
         s = self.settings
-        client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=s.mqtt_client_id,
-            protocol=MQTTProtocolVersion.MQTTv5,
-            reconnect_on_failure=False,  # `run` reconnects, visibly
+        tls = None
+        if s.mqtt_tls or s.mqtt_tls_ca is not None:
+            ca = str(s.mqtt_tls_ca) if s.mqtt_tls_ca is not None else None
+            tls = aiomqtt.TLSParameters(ca_certs=ca, cert_reqs=ssl.CERT_REQUIRED)
+        client = aiomqtt.Client(
+            s.mqtt_host,
+            s.mqtt_port,
+            username=s.mqtt_username,
+            password=s.mqtt_password.get_secret_value() or None,
+            identifier=s.mqtt_client_id,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            will=aiomqtt.Will(self.topics.status(SERVICE), b"offline", qos=QOS, retain=True),
+            clean_start=True,
+            keepalive=s.mqtt_keepalive_s,
+            timeout=s.mqtt_connect_timeout_s,  # CONNACK, SUBACK and the status messages' PUBACK
+            tls_params=tls,
+            logger=logging.getLogger("controller.mqtt"),
         )
-        client.username_pw_set(s.mqtt_user, s.mqtt_password.get_secret_value() or None)
-        if s.mqtt_tls_ca is not None:
-            client.tls_set(ca_certs=str(s.mqtt_tls_ca), cert_reqs=ssl.CERT_REQUIRED)
-        client.will_set(self.topics.status(SERVICE), b"offline", qos=QOS, retain=True)
-
-        def put(item: _Item) -> None:
-            loop.call_soon_threadsafe(inbox.put_nowait, item)
-
-        # paho's thread: hand over and return; the event loop does the work.
-        def on_connect(
-            client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any
-        ) -> None:
-            put(_Connected(reason))
-
-        def on_disconnect(
-            client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any
-        ) -> None:
-            put(_Disconnected(str(reason)))
-
-        def on_message(client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-            props = message.properties
-            correlation = getattr(props, "CorrelationData", None) if props else None
-            put(_Message(message.topic, bytes(message.payload), correlation))
-
-        client.on_connect = on_connect
-        client.on_disconnect = on_disconnect
-        client.on_message = on_message
+        client.pending_calls_threshold = PENDING_WARNING
         return client
 
-    def _subscribe(self, client: mqtt.Client) -> None:
+    async def _subscribe(self, client: aiomqtt.Client) -> None:
         options = SubscribeOptions(qos=QOS)
         # Telemetry of every module of the site (line state included: it is the line module's
         # telemetry); the simulation's ground truth lives elsewhere and is never subscribed.
         filters = [(self.topics.all_telemetry, options), (self.topics.reply(self._user), options)]
         if self.settings.follow_mode_topic:
             filters.append((self.topics.mode(SERVICE), options))
-        client.subscribe(filters)
+        await client.subscribe(filters)
 
     # Receiving ----------------------------------------------------------------------------------
+    async def _read(self, client: aiomqtt.Client, inbox: asyncio.Queue[_Item]) -> None:
+        """Hand what arrives to `_consume`, in order, and then the loss of the connection.
+
+        One reader that is never cancelled mid-read: `_consume` waits on its own queue, so a
+        timeout there cannot drop a message aiomqtt had already taken off its queue.
+        """
+        try:
+            async for message in client.messages:
+                props = message.properties
+                correlation = getattr(props, "CorrelationData", None) if props else None
+                payload = message.payload
+                data = payload if isinstance(payload, bytes) else str(payload or "").encode()
+                inbox.put_nowait(_Message(message.topic.value, data, correlation))
+        except MqttError as error:
+            inbox.put_nowait(_Disconnected(str(error.__cause__ or error)))
+
     async def _consume(self, inbox: asyncio.Queue[_Item]) -> None:
         """Take what arrives in bursts; decide each second once its burst is over."""
         settle = self.settings.settle_s
@@ -545,18 +538,18 @@ class ControllerService:
         props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         props.ResponseTopic = self.topics.reply(self._user)
         props.CorrelationData = correlation
-        info = client.publish(
-            self.topics.command(request.kind, self._user),
-            encode_command(request),
-            qos=QOS,
-            properties=props,
-        )
         self.counters.commands += 1
-        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-            self._audit_unsent(sent, mqtt.error_string(info.rc))
+        self._pending[correlation] = _Pending(sent, self._monotonic(), action)
+
+        def refused(why: str) -> None:
+            self._pending.pop(correlation, None)
+            self._audit_unsent(sent, why)
+
+        topic = self.topics.command(request.kind, self._user)
+        if not self._publish(topic, encode_command(request), props, refused):
+            refused("not connected")
             return
         log.debug("sent %s", _describe(action))
-        self._pending[correlation] = _Pending(sent, self._monotonic(), action)
 
     def _audit(self, sent: SentCommand, reply: Any) -> None:
         self._publish_event(
@@ -582,16 +575,47 @@ class ControllerService:
             topic = self.topics.audit(SOURCE)
         else:
             topic = self.topics.event(event.kind)
-        client = self._client
-        if client is None:
+        if not self._publish(topic, encode_event(event)):
             log.info("not connected: event not published: %s", event)
-            return
-        client.publish(topic, encode_event(event), qos=QOS)
+
+    def _publish(
+        self,
+        topic: str,
+        payload: bytes,
+        properties: Properties | None = None,
+        refused: Callable[[str], None] | None = None,
+    ) -> bool:
+        """Hand a message (QoS 1) to the broker without waiting for its PUBACK; False when
+        there is no session. `refused` hears why, should the client refuse it at once."""
+        client, tasks = self._client, self._tasks
+        if client is None or tasks is None:
+            return False
+        try:
+            # Tasks start in the order they are made: messages go out in the order sent.
+            tasks.create_task(self._deliver(client, topic, payload, properties, refused))
+        except RuntimeError:  # the session is ending
+            return False
+        return True
+
+    async def _deliver(
+        self,
+        client: aiomqtt.Client,
+        topic: str,
+        payload: bytes,
+        properties: Properties | None,
+        refused: Callable[[str], None] | None,
+    ) -> None:
+        try:
+            await client.publish(topic, payload, qos=QOS, properties=properties, timeout=math.inf)
+        except MqttCodeError as error:  # refused at once (no connection, queue full...)
+            if refused is not None:
+                rc = error.rc
+                refused(mqtt.error_string(rc) if isinstance(rc, int) else str(rc))
 
     # Helpers -------------------------------------------------------------------------------------
     @property
     def _user(self) -> str:
-        return self.settings.mqtt_user
+        return self.settings.mqtt_username
 
     def _set_state(self, state: str, detail: str = "") -> None:
         """Log a change of the service's state (single messages are not logged)."""

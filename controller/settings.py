@@ -32,14 +32,16 @@ class ControllerSettings(BaseSettings):
     mqtt_port: int = Field(default=1883, ge=1, le=65535)
     # The broker's ACL lets a user publish commands only under its own name, so this name is
     # what the plant's audit trail records as the requester.
-    mqtt_user: str = Field(default="controller", pattern=r"^[^/+#$\s]+$")
+    mqtt_username: str = Field(default="controller", pattern=r"^[^/+#$\s]+$")
     mqtt_password: SecretStr = SecretStr("")
-    mqtt_tls_ca: Path | None = None  # CA certificate file; set: connect with TLS
-    client_id: str = ""  # empty: pcmm-controller-<site>
-    keepalive_s: int = Field(default=30, ge=5, le=3600)
-    connect_timeout_s: float = Field(default=10.0, gt=0.0)
-    reconnect_min_s: float = Field(default=1.0, gt=0.0)
-    reconnect_max_s: float = Field(default=30.0, gt=0.0)
+    mqtt_tls: bool = False  # TLS, also on when mqtt_tls_ca is set
+    mqtt_tls_ca: Path | None = None  # CA bundle for TLS; None: the system's
+    mqtt_client_id: str = Field(default="", max_length=64)  # empty: pcmm-controller-<site>
+    mqtt_keepalive_s: int = Field(default=30, ge=5, le=3600)
+    mqtt_connect_timeout_s: float = Field(default=10.0, gt=0.0)
+    # reconnection: the first wait after a lost or refused connection, doubled up to the cap
+    retry_initial_s: float = Field(default=1.0, gt=0.0)
+    retry_max_s: float = Field(default=30.0, gt=0.0)
 
     # wall seconds without telemetry after which the controller holds (fault 14)
     stale_after_s: float = Field(default=10.0, gt=0.0)
@@ -49,11 +51,9 @@ class ControllerSettings(BaseSettings):
     settle_s: float = Field(default=0.05, ge=0.0, le=1.0)
 
     @model_validator(mode="after")
-    def _backoff_order(self) -> ControllerSettings:
-        if self.reconnect_max_s < self.reconnect_min_s:
-            raise ValueError("reconnect_max_s must not be below reconnect_min_s")
+    def _check(self) -> ControllerSettings:
+        if self.retry_max_s < self.retry_initial_s:
+            raise ValueError("retry_max_s must not be below retry_initial_s")
+        if not self.mqtt_client_id:
+            self.mqtt_client_id = f"pcmm-controller-{self.site_id}"
         return self
-
-    @property
-    def mqtt_client_id(self) -> str:
-        return self.client_id or f"pcmm-controller-{self.site_id}"

@@ -40,7 +40,7 @@ def historian_env(
         "RETRY_INITIAL_S": 0.2,
         "RETRY_MAX_S": 2,
         "METRICS_PERIOD_S": 1,
-        "SITE": f"hist-{client_id}",
+        "SITE_ID": f"hist-{client_id}",
         "LOG_LEVEL": "INFO",
     }
     settings.update(overrides)

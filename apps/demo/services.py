@@ -339,7 +339,7 @@ class Demo:
             f"edge-{site.id}",
             ["bridge", "edge"],
             {
-                "PLANT_EDGE_SITE": site.id,
+                "PLANT_EDGE_SITE_ID": site.id,
                 "PLANT_EDGE_OPCUA_URL": site.opcua_url,
                 "PLANT_EDGE_OPCUA_USER": "edge",
                 "PLANT_EDGE_OPCUA_PASSWORD__FILE": str(self.secrets / "opcua_edge_password"),
@@ -362,7 +362,7 @@ class Demo:
                 "PLANT_CONTROLLER_ENABLED": "true" if self.controller else "false",
                 "PLANT_CONTROLLER_MQTT_HOST": "127.0.0.1",
                 "PLANT_CONTROLLER_MQTT_PORT": str(self.mqtt_port),
-                "PLANT_CONTROLLER_MQTT_USER": "controller",
+                "PLANT_CONTROLLER_MQTT_USERNAME": "controller",
                 "PLANT_CONTROLLER_MQTT_PASSWORD__FILE": str(
                     self.secrets / "mqtt_controller_password"
                 ),

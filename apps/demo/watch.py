@@ -9,21 +9,22 @@ the twin's ground truth (pcmm/v1/+/simulation/#) from it.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from paho.mqtt.reasoncodes import ReasonCode
 
+from bridge.mqtt_session import MqttConfig, MqttSession
 from core import topics
 from core.payload import Event, PayloadError, Scalar, decode_batch, decode_event
 from core.tags import Tag, TagRegistry
 
 RECENT_EVENTS = 12
+RETRY_MAX_S = 5.0  # the view's reconnection backoff at most: a local broker, back soon
 
 
 @dataclass
@@ -224,7 +225,11 @@ def describe(event: Event) -> str:
 
 
 class Watcher:
-    """The MQTT client that feeds a `Board`, as the broker's `operator` user."""
+    """The MQTT client that feeds a `Board`, as the broker's `operator` user.
+
+    A `bridge.mqtt_session.MqttSession` on a thread of its own: it reconnects with the
+    services' backoff if the broker goes away, and `stop` disconnects cleanly.
+    """
 
     def __init__(
         self,
@@ -237,21 +242,17 @@ class Watcher:
         self.board = board
         self.on_event = on_event
         self.connected = threading.Event()
-        self.client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=f"demo-view-{id(self):x}",
-            protocol=MQTTProtocolVersion.MQTTv5,
-        )
-        self.client.username_pw_set(user, password)
-        self.client.on_connect = self._on_connect
-        self.client.on_message = self._on_message
         self.port = port
+        config = MqttConfig("127.0.0.1", port, user, password, f"demo-view-{id(self):x}")
+        config = replace(config, keepalive_s=15, retry_max_s=RETRY_MAX_S)
+        self.session = MqttSession(config, log=logging.getLogger("apps.demo.watch"))
+        self.session.on_connect = self._on_connect
+        self.client = self.session.client
+        self.client.on_message = self._on_message
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
-    def _on_connect(
-        self, client: mqtt.Client, userdata: object, flags: object, reason: ReasonCode, p: object
-    ) -> None:
-        if reason.is_failure:
-            return
+    def _on_connect(self, client: mqtt.Client, flags: object, properties: object) -> None:
         client.subscribe(
             [
                 (topics.ALL_TELEMETRY, 0),
@@ -267,9 +268,15 @@ class Watcher:
             self.on_event(event)
 
     def start(self) -> None:
-        self.client.connect_async("127.0.0.1", self.port, keepalive=15)
-        self.client.loop_start()  # reconnects by itself if the broker goes away
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self.session.run, args=(self._stop,), name="demo-view-mqtt", daemon=True
+        )
+        self._thread.start()
 
     def stop(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+        self.session.close()

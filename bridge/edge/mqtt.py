@@ -1,8 +1,8 @@
 """The MQTT side of the edge: drain the outbox with QoS 1, receive commands, say online/offline.
 
-One thread owns the paho client and runs an explicit loop: connect (capped backoff while the
-broker is away), then alternate `client.loop()` with draining the outbox. Publishing follows
-Telegraf's RunningOutput, with the broker as the sink:
+One thread runs the explicit loop of `bridge.mqtt_session.MqttSession`: connect (capped
+backoff while the broker is away), then alternate its network poll with draining the outbox.
+Publishing follows Telegraf's RunningOutput, with the broker as the sink:
 
 - rows are published oldest first, at most `max_inflight` awaiting their PUBACK;
 - a row is deleted from the outbox only in `on_publish`, i.e. after the broker's PUBACK, so a
@@ -31,14 +31,12 @@ its supervisor restarts it.
 from __future__ import annotations
 
 import logging
-import ssl
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -48,6 +46,7 @@ from bridge.counters import Counters
 from bridge.deadletter import DeadLetterStore
 from bridge.edge.outbox import Message, Outbox
 from bridge.edge.settings import EdgeSettings
+from bridge.mqtt_session import MqttConfig, MqttSession
 from core.text import clip, shown
 from core.topics import SiteTopics
 
@@ -119,7 +118,7 @@ class MqttLink:
         self._deadletters = deadletters
         #: The largest packet the broker takes: its CONNACK's, else the setting.
         self.max_packet = settings.mqtt_max_packet_size
-        self._topics = SiteTopics(settings.site)
+        self._topics = SiteTopics(settings.site_id)
         self.status_topic = self._topics.status(SERVICE)
         # mid -> (row id, publish time, message)
         self._inflight: dict[int, tuple[int, float, Message]] = {}
@@ -129,54 +128,31 @@ class MqttLink:
         self._replays: list[float] = []  # monotonic times of the replays still due
         self._last_sent = 0  # highest row id handed to paho
         self._acked: list[int] = []
-        self._connected = False
         self._log = logging.getLogger("bridge.edge.mqtt")
-        self.client = self._make_client()
+        self.session = MqttSession(
+            MqttConfig.of(settings),
+            log=self._log,
+            status_topic=self.status_topic,
+            counters=counters,
+            max_inflight=settings.max_inflight,
+            # paho's own queue must never refuse: the outbox already bounds what is pending.
+            max_queued=0,
+        )
+        self.session.on_connect = self._on_connect
+        self.client = self.session.client
+        self.client.on_publish = self._on_publish
+        self.client.on_message = self._on_message
 
     @property
     def connected(self) -> bool:
-        return self._connected
-
-    def _make_client(self) -> mqtt.Client:
-        s = self._settings
-        client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=s.mqtt_client_id,
-            protocol=MQTTProtocolVersion.MQTTv5,
-        )
-        client.username_pw_set(s.mqtt_username, s.mqtt_password.get_secret_value() or None)
-        if s.mqtt_tls:
-            client.tls_set(
-                ca_certs=str(s.mqtt_ca_file) if s.mqtt_ca_file else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
-        client.max_inflight_messages_set(s.max_inflight)
-        # paho's own queue must never refuse: the outbox already bounds what is pending.
-        client.max_queued_messages_set(0)
-        client.will_set(self.status_topic, b"offline", qos=1, retain=True)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_publish = self._on_publish
-        client.on_message = self._on_message
-        client.connect_async(
-            s.mqtt_host, s.mqtt_port, keepalive=s.mqtt_keepalive_s, clean_start=True
-        )
-        return client
+        return self.session.connected
 
     # paho callbacks, on the thread running `run` ---------------------------------------------
 
     def _on_connect(
-        self,
-        client: mqtt.Client,
-        userdata: object,
-        flags: mqtt.ConnectFlags,
-        reason: ReasonCode,
-        properties: Properties | None,
+        self, client: mqtt.Client, flags: mqtt.ConnectFlags, properties: Properties | None
     ) -> None:
-        if reason.is_failure:
-            self._log.error("broker refused the connection: %s", reason)
-            return
-        self._connected = True
+        """After each CONNACK the broker accepted (the session then says `online`)."""
         stated = getattr(properties, "MaximumPacketSize", None) if properties else None
         if isinstance(stated, int) and stated > 0:
             self.max_packet, source = stated, "the broker's limit"
@@ -194,19 +170,6 @@ class MqttLink:
             self._replays = sorted(now + delay for delay in self._settings.replay_after_s)
         self._ever_connected = True
         client.subscribe(self._topics.all_commands, options=SubscribeOptions(qos=1))
-        client.publish(self.status_topic, b"online", qos=1, retain=True)
-
-    def _on_disconnect(
-        self,
-        client: mqtt.Client,
-        userdata: object,
-        flags: mqtt.DisconnectFlags,
-        reason: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        if self._connected:
-            self._log.warning("disconnected from the broker: %s", reason)
-        self._connected = False
 
     def _on_publish(
         self,
@@ -240,44 +203,18 @@ class MqttLink:
 
     def run(self, stop: threading.Event) -> None:
         """Connect, publish and receive until `stop`; reconnect with capped backoff."""
-        s = self._settings
-        backoff = s.retry_initial_s
-        failing = False
-        # From reconnect() until loop() reports the connection lost. Not is_connected(): it is
-        # False while the CONNACK is on its way (a second reconnect() then would start over),
-        # and paho leaves it True after a packet it could not read closed the socket.
-        socket_open = False
-        while not stop.is_set():
-            if not socket_open:
-                try:
-                    self.client.reconnect()
-                    socket_open = True
-                except OSError as error:
-                    if not failing:
-                        self._log.warning(
-                            "broker %s:%d unreachable, retrying: %s",
-                            s.mqtt_host,
-                            s.mqtt_port,
-                            error,
-                        )
-                    failing = True
-                    self._counters.add("mqtt_reconnects")
-                    stop.wait(backoff)
-                    backoff = min(backoff * 2, s.retry_max_s)
-                    continue
-            rc = self.client.loop(timeout=LOOP_TIMEOUT_S)
-            self._flush_acks()
-            if rc is MQTTErrorCode.MQTT_ERR_SUCCESS:
-                if self._connected:
-                    failing, backoff = False, s.retry_initial_s
-                    self._replay()
-                    self._drain()
-                continue
-            socket_open, failing = False, True
-            self._counters.add("mqtt_reconnects")
-            stop.wait(backoff)
-            backoff = min(backoff * 2, s.retry_max_s)
+        self.session.run(stop, self)
         self._flush_acks()
+
+    def poll_timeout(self) -> float:
+        return LOOP_TIMEOUT_S
+
+    def after_poll(self, ok: bool) -> None:
+        """After each network poll: settle the acknowledged rows, then publish more."""
+        self._flush_acks()
+        if ok and self.session.connected:
+            self._replay()
+            self._drain()
 
     def _drain(self) -> None:
         """Publish the rows after the last one handed to paho, up to the in-flight window."""
@@ -357,10 +294,4 @@ class MqttLink:
 
     def close(self) -> None:
         """Say offline (retained) and disconnect cleanly."""
-        if self.client.is_connected():
-            info = self.client.publish(self.status_topic, b"offline", qos=1, retain=True)
-            deadline = time.monotonic() + 2
-            while not info.is_published() and time.monotonic() < deadline:
-                self.client.loop(timeout=0.05)
-            self.client.disconnect()
-            self.client.loop(timeout=0.1)
+        self.session.close()

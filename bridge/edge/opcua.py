@@ -38,6 +38,7 @@ from bridge.edge.audit import AuditTrail
 from bridge.edge.settings import EdgeSettings
 from bridge.edge.telemetry import Batcher, RawSample, TagInfo, Watermarks
 from bridge.operator import certificate_uri
+from core.backoff import Backoff
 from core.payload import Scalar
 from core.timebase import from_ns, to_ns
 
@@ -129,7 +130,7 @@ class OpcUaSource:
     async def run(self) -> None:
         """Connect, subscribe, backfill and consume, forever; reconnect with capped backoff."""
         s = self._settings
-        backoff = s.retry_initial_s
+        backoff = Backoff(s.retry_initial_s, s.retry_max_s)
         failing = False
         while True:
             client = await self._make_client()
@@ -148,7 +149,8 @@ class OpcUaSource:
                     self._log.info("connected to %s again", s.opcua_url)
                 else:
                     self._log.info("connected to %s", s.opcua_url)
-                failing, backoff = False, s.retry_initial_s
+                failing = False
+                backoff.reset()
                 await self._serve(client, lost)
             except (OSError, TimeoutError, ua.UaError, ConnectionError) as error:
                 if not failing:
@@ -168,8 +170,7 @@ class OpcUaSource:
                 # swallowed it: stop as asked instead of reconnecting forever.
                 raise asyncio.CancelledError
             self._counters.add("opcua_reconnects")
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, s.retry_max_s)
+            await asyncio.sleep(backoff.next())
 
     async def _make_client(self) -> Client:
         s = self._settings
@@ -221,7 +222,7 @@ class OpcUaSource:
             await self._refresh_conditions(client, sub)
             for trail in (self._audit, self._alarms):
                 if trail is not None:
-                    await trail.backfill(client, self.namespace, s.site)
+                    await trail.backfill(client, self.namespace, s.site_id)
             if cutoffs:
                 await self._backfill(client, cutoffs)
             lost_wait = asyncio.create_task(lost.wait(), name="opcua-lost")
@@ -259,7 +260,7 @@ class OpcUaSource:
 
     async def _browse(self, client: Client) -> dict[ua.NodeId, TagInfo]:
         """Every tag variable under Objects/<site>: modules, and Simulation/<module>."""
-        ns, site = self.namespace, self._settings.site
+        ns, site = self.namespace, self._settings.site_id
         root = client.get_node(ua.NodeId(site, ns))
         tags: dict[ua.NodeId, TagInfo] = {}
         for module_ref in await root.get_children_descriptions():

@@ -104,7 +104,7 @@ def encode_metrics(settings: EdgeSettings, values: dict[str, float]) -> bytes:
         {
             "v": 1,
             "service": SERVICE,
-            "site": settings.site,
+            "site": settings.site_id,
             "instance": settings.mqtt_client_id,
             "time_ns": time.time_ns(),
             "values": values,
@@ -119,7 +119,7 @@ class Edge:
 
     def __init__(self, settings: EdgeSettings) -> None:
         self.settings = settings
-        self.topics = SiteTopics(settings.site)
+        self.topics = SiteTopics(settings.site_id)
         self.spool = Spool(
             settings.spool_path,
             max_items=settings.spool_max_items,
@@ -137,7 +137,7 @@ class Edge:
         self.watermarks = Watermarks(watermark_path)
         self.counters = Counters()
         self.batcher = Batcher(
-            settings.site, self.outbox, self.sequences, self.watermarks, self.counters
+            settings.site_id, self.outbox, self.sequences, self.watermarks, self.counters
         )
         self.audit = AuditTrail(mark_path(settings.spool_path), self._forward_audit)
         # The alarm transitions (conditions' events), each once by its AlarmSeq, backfilled
@@ -162,7 +162,7 @@ class Edge:
             audit=self.audit,
             alarms=self.alarm_trail,
         )
-        self.executor = CommandExecutor(settings.site, registry_for(settings), self.source)
+        self.executor = CommandExecutor(settings.site_id, registry_for(settings), self.source)
         self._other: list[Message] = []  # events, replies, metrics waiting for the next flush
         self._flush_lock = asyncio.Lock()
         self._commands: asyncio.Queue[Incoming] = asyncio.Queue()
@@ -214,12 +214,12 @@ class Edge:
             self._queue_alarms(self.alarm_trail.live(dict(fields)))
             return
         seq = self.sequences.take(EVENT_COUNTER)
-        event = to_event(self.settings.site, kind, dict(fields), seq)
+        event = to_event(self.settings.site_id, kind, dict(fields), seq)
         self._other.append(Message(self.topics.event(event.kind), encode_event(event)))
 
     def _queue_audit(self, records: list[dict[str, Any]]) -> None:
         for fields in records:
-            event = to_event(self.settings.site, "audit", fields, 0)
+            event = to_event(self.settings.site_id, "audit", fields, 0)
             self._other.append(Message(self.topics.audit("twin"), encode_event(event)))
 
     def _queue_alarms(self, records: list[dict[str, Any]]) -> None:
@@ -299,7 +299,7 @@ class Edge:
             Message(outcome.response_topic, reply_payload(outcome), correlation=outcome.correlation)
         )
         seq = self.sequences.take(AUDIT_COUNTER, 2)
-        for event in audit_events(self.settings.site, outcome, seq, time.time_ns()):
+        for event in audit_events(self.settings.site_id, outcome, seq, time.time_ns()):
             sealed = self.own_audit.seal(event)
             self._other.append(Message(self.topics.audit("edge"), encode_event(sealed)))
         return True

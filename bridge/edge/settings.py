@@ -20,7 +20,7 @@ class EdgeSettings(BaseSettings):
         env_prefix="PLANT_EDGE_", extra="forbid", env_ignore_empty=True
     )
 
-    site: str = Field(default="site1", pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
+    site_id: str = Field(default="site1", pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
 
     # OPC UA: the twin's server, and the edge's own account on it (role "gateway": the server
     # honours OnBehalfOf, the requester's name, only from a gateway).
@@ -54,8 +54,8 @@ class EdgeSettings(BaseSettings):
     mqtt_username: str = "edge"
     mqtt_password: SecretStr = SecretStr("")
     mqtt_client_id: str = Field(default="edge-site1", min_length=1, max_length=64)
-    mqtt_tls: bool = False
-    mqtt_ca_file: Path | None = None  # CA bundle for TLS; None: the system's
+    mqtt_tls: bool = False  # TLS, also on when mqtt_tls_ca is set
+    mqtt_tls_ca: Path | None = None  # CA bundle for TLS; None: the system's
     mqtt_keepalive_s: int = Field(default=15, ge=5, le=3600)
     max_inflight: int = Field(default=1000, ge=1, le=65535)  # QoS 1 messages awaiting PUBACK
     # The largest packet the broker takes, bytes, when its CONNACK does not say (MQTT 5 brokers

@@ -22,21 +22,21 @@ store (`_announce`), at QoS 1, and marked published only when the broker's PUBAC
 failure of the store or the spool (a full disk) is not a message's fault: it propagates and
 stops the historian, with nothing of the group acknowledged.
 
-The network loop is explicit: connect, loop, and on a lost connection wait with capped
-backoff and reconnect; only changes of state are logged.
+The network loop is `bridge.mqtt_session.MqttSession`'s explicit one: connect, poll, and on a
+lost connection wait with capped backoff and reconnect; only changes of state are logged. Its
+turn (`poll_timeout`, `after_poll`) is where groups are committed and dead letters announced.
 """
 
 from __future__ import annotations
 
 import logging
-import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -45,6 +45,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from bridge.counters import Counters
 from bridge.deadletter import DeadLetterStore
 from bridge.historian.settings import HistorianSettings
+from bridge.mqtt_session import MqttConfig, MqttSession
 from bridge.spool import Spool
 from core import topics
 from core.payload import PayloadError
@@ -103,58 +104,32 @@ class MqttIngest:
         self._letters_added.set()  # letters of an earlier run may wait
         self._max_packet: int | None = None  # the broker's Maximum Packet Size, if it said
         self._refused = False  # a dead-letter announcement was refused (logged once)
-        self._connected = False
-        self._socket_open = False
+        self._waiting = 0  # messages of the open group before the current poll
         self._log = logging.getLogger("bridge.historian.mqtt")
-        self.status_topic = topics.SiteTopics(settings.site).status(SERVICE)
-        self.client = self._make_client()
-
-    def _make_client(self) -> mqtt.Client:
-        s = self._settings
-        client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=s.mqtt_client_id,
-            protocol=MQTTProtocolVersion.MQTTv5,
-            manual_ack=True,
-        )
-        client.username_pw_set(s.mqtt_username, s.mqtt_password.get_secret_value() or None)
-        if s.mqtt_tls:
-            client.tls_set(
-                ca_certs=str(s.mqtt_ca_file) if s.mqtt_ca_file else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
-        client.will_set(self.status_topic, b"offline", qos=1, retain=True)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        client.on_publish = self._on_publish
+        self.status_topic = topics.SiteTopics(settings.site_id).status(SERVICE)
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = s.mqtt_session_expiry_s
-        props.ReceiveMaximum = s.mqtt_receive_maximum
-        # connect_async only records where and how; `run` makes the connection.
-        client.connect_async(
-            s.mqtt_host,
-            s.mqtt_port,
-            keepalive=s.mqtt_keepalive_s,
+        props.SessionExpiryInterval = settings.mqtt_session_expiry_s
+        props.ReceiveMaximum = settings.mqtt_receive_maximum
+        self.session = MqttSession(
+            MqttConfig.of(settings),
+            log=self._log,
+            status_topic=self.status_topic,
+            counters=counters,
             clean_start=False,
             properties=props,
+            manual_ack=True,
         )
-        return client
+        self.session.on_connect = self._on_connect
+        self.client = self.session.client
+        self.client.on_message = self._on_message
+        self.client.on_publish = self._on_publish
 
     # paho callbacks, on the thread running `run` ------------------------------------------
 
     def _on_connect(
-        self,
-        client: mqtt.Client,
-        userdata: object,
-        flags: mqtt.ConnectFlags,
-        reason: ReasonCode,
-        properties: Properties | None,
+        self, client: mqtt.Client, flags: mqtt.ConnectFlags, properties: Properties | None
     ) -> None:
-        if reason.is_failure:
-            self._log.error("broker refused the connection: %s", reason)
-            return
-        self._connected = True
+        """After each CONNACK the broker accepted (the session then says `online`)."""
         self._max_packet = getattr(properties, "MaximumPacketSize", None)
         # Announcements in flight on the last connection are published again from the store
         # (paho may resend its own copies too: at least once).
@@ -170,19 +145,6 @@ class MqttIngest:
         group = self._settings.mqtt_share_group
         filters = [topics.shared(group, f) if group else f for f in FILTERS]
         client.subscribe([(f, options) for f in filters])
-        client.publish(self.status_topic, b"online", qos=1, retain=True)
-
-    def _on_disconnect(
-        self,
-        client: mqtt.Client,
-        userdata: object,
-        flags: mqtt.DisconnectFlags,
-        reason: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        if self._connected:
-            self._log.warning("disconnected from the broker: %s", reason)
-        self._connected = False
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         # Never raise here: paho would re-raise from loop() and end the ingest thread.
@@ -215,47 +177,20 @@ class MqttIngest:
 
     def run(self, stop: threading.Event) -> None:
         """Connect, receive and commit until `stop`; reconnect with capped backoff."""
-        backoff = self._settings.retry_initial_s
-        failing = False
-        timeout = self._settings.commit_interval_s
-        while not stop.is_set():
-            # A socket is open from reconnect() until loop() reports it lost; is_connected()
-            # is not the test (it is False until the CONNACK, and reconnecting before then
-            # would abandon a connection that is about to succeed).
-            if not self._socket_open:
-                try:
-                    self.client.reconnect()
-                    self._socket_open = True
-                except OSError as error:
-                    if not failing:
-                        self._log.warning(
-                            "broker %s:%d unreachable, retrying: %s",
-                            self._settings.mqtt_host,
-                            self._settings.mqtt_port,
-                            error,
-                        )
-                    failing = True
-                    self._counters.add("mqtt_reconnects")
-                    stop.wait(backoff)
-                    backoff = min(backoff * 2, self._settings.retry_max_s)
-                    continue
-            waiting = len(self._pending)
-            # While a group is open, only look for more of it (no wait): a look that finds
-            # nothing new means the burst is over, and the group is committed at once.
-            rc = self.client.loop(timeout=0.0 if waiting else timeout)
-            over = len(self._pending) == waiting
-            self._commit_if_due(force=over or rc is not MQTTErrorCode.MQTT_ERR_SUCCESS)
-            self._announce()
-            if rc is MQTTErrorCode.MQTT_ERR_SUCCESS:
-                if self._connected:
-                    failing, backoff = False, self._settings.retry_initial_s
-                continue
-            # Lost or refused: the loop above reconnects after a pause.
-            self._socket_open = False
-            failing = True
-            stop.wait(backoff)
-            backoff = min(backoff * 2, self._settings.retry_max_s)
+        self.session.run(stop, self)
         self._commit_if_due(force=True)
+
+    def poll_timeout(self) -> float:
+        # While a group is open, only look for more of it (no wait): a look that finds
+        # nothing new means the burst is over, and the group is committed at once.
+        self._waiting = len(self._pending)
+        return 0.0 if self._waiting else self._settings.commit_interval_s
+
+    def after_poll(self, ok: bool) -> None:
+        """After each network poll: commit the group if it is due, announce dead letters."""
+        over = len(self._pending) == self._waiting
+        self._commit_if_due(force=over or not ok)
+        self._announce()
 
     def _commit_if_due(self, *, force: bool = False) -> None:
         if not self._pending:
@@ -302,7 +237,7 @@ class MqttIngest:
             confirmed, state.confirmed = state.confirmed, []
             self._deadletters.mark_published(confirmed)
         room = ANNOUNCE_WINDOW - len(state.by_mid)
-        if room <= 0 or not self._connected or not self._letters_added.is_set():
+        if room <= 0 or not self.session.connected or not self._letters_added.is_set():
             return
         self._letters_added.clear()  # cleared before the read: a letter added now sets it again
         letters = self._deadletters.unpublished(room, after_id=state.last_id)
@@ -321,10 +256,4 @@ class MqttIngest:
 
     def close(self) -> None:
         """Say offline (retained) and disconnect cleanly; the session stays on the broker."""
-        if self.client.is_connected():
-            info = self.client.publish(self.status_topic, b"offline", qos=1, retain=True)
-            deadline = time.monotonic() + 2
-            while not info.is_published() and time.monotonic() < deadline:
-                self.client.loop(timeout=0.05)
-            self.client.disconnect()
-            self.client.loop(timeout=0.1)
+        self.session.close()

@@ -61,7 +61,7 @@ def self_metrics(
     values["deadletters_moved_aside"] = float(deadletters.moved_aside)
     return Metrics(
         service=SERVICE,
-        site=settings.site,
+        site=settings.site_id,
         instance=settings.mqtt_client_id,
         time_ns=time.time_ns(),
         values=values,

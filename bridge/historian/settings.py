@@ -33,8 +33,8 @@ class HistorianSettings(BaseSettings):
     mqtt_username: str = "historian"
     mqtt_password: SecretStr = SecretStr("")
     mqtt_client_id: str = Field(default="historian-1", min_length=1, max_length=64)
-    mqtt_tls: bool = False
-    mqtt_ca_file: Path | None = None  # CA bundle for TLS; None: the system's
+    mqtt_tls: bool = False  # TLS, also on when mqtt_tls_ca is set
+    mqtt_tls_ca: Path | None = None  # CA bundle for TLS; None: the system's
     mqtt_keepalive_s: int = Field(default=30, ge=5, le=3600)
     # How long the broker keeps the session (subscriptions, queued messages) while the
     # historian is away: the outage it can replay. The broker's queue holds that long at the
@@ -86,7 +86,8 @@ class HistorianSettings(BaseSettings):
     retry_max_s: float = Field(default=30.0, gt=0)
 
     # Self-metrics, status and logs.
-    site: str = Field(default="central", min_length=1)  # site level of the historian's own topics
+    # The site level of the historian's own topics (status, metrics).
+    site_id: str = Field(default="central", min_length=1)
     metrics_period_s: float = Field(default=10.0, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -95,7 +96,7 @@ class HistorianSettings(BaseSettings):
         """Where the dead letters are kept."""
         return self.deadletter_path or self.spool_path.with_suffix(".deadletters.sqlite")
 
-    @field_validator("mqtt_ca_file", "deadletter_path", mode="before")
+    @field_validator("mqtt_tls_ca", "deadletter_path", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value  # KEY= in an env file means "not set"

@@ -64,7 +64,7 @@ def edge_env(
     running: RunningServer, broker: Mosquitto, folder: Path, **overrides: object
 ) -> dict[str, str]:
     settings: dict[str, object] = {
-        "SITE": SITE,
+        "SITE_ID": SITE,
         "OPCUA_URL": running.url,
         "OPCUA_NAMESPACE_URI": running.server.settings.namespace_uri,
         "OPCUA_USER": "edge",

@@ -112,7 +112,7 @@ def test_the_example_env_gives_the_intended_stack(tmp_path: Path) -> None:
         assert env["PLANT_EDGE_OPCUA_SERVER_CERT"].startswith("/run/secrets/")  # pinned
         assert env["PLANT_EDGE_MQTT_USERNAME"] == f"edge-{site}"
     assert services["controller"]["environment"]["PLANT_CONTROLLER_ENABLED"] == "true"
-    assert services["controller"]["environment"]["PLANT_CONTROLLER_MQTT_USER"] == (
+    assert services["controller"]["environment"]["PLANT_CONTROLLER_MQTT_USERNAME"] == (
         "controller-site1"
     )
     assert services["cli"]["environment"]["PLANT_FAULT_SERVER_CERT"].startswith("/run/secrets/")

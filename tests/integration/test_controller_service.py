@@ -159,12 +159,12 @@ def settings(broker: Mosquitto, **overrides: Any) -> ControllerSettings:
         "site_id": SITE,
         "mqtt_host": "127.0.0.1",
         "mqtt_port": broker.port,
-        "mqtt_user": "controller",
+        "mqtt_username": "controller",
         "mqtt_password": broker.passwords["controller"],
-        "client_id": f"controller-{secrets.token_hex(3)}",
+        "mqtt_client_id": f"controller-{secrets.token_hex(3)}",
         "settle_s": 0.01,
-        "reconnect_min_s": 0.2,
-        "reconnect_max_s": 1.0,
+        "retry_initial_s": 0.2,
+        "retry_max_s": 1.0,
     }
     values.update(overrides)
     return ControllerSettings(**values)
@@ -441,7 +441,7 @@ def test_whole_loop_twin_opcua_edge_mqtt_controller(broker: Mosquitto, tmp_path:
     with serve(tmp_path, users_file=users, speed=SPEED, history_window_s=600.0) as server:
         opcua = server.server.settings
         edge_settings = EdgeSettings(
-            site=SITE,
+            site_id=SITE,
             opcua_url=server.url,
             opcua_password="edge-secret",
             mqtt_host="127.0.0.1",

@@ -221,7 +221,7 @@ def test_batch_rejected_by_influxdb_is_dead_lettered_and_counted(
     influxdb.proxy.fail_next(503, count=3)
     publish_and_wait(edge, topic, feeder_payload(site, 2))
     wait_until(lambda: telemetry_seqs(influxdb, site) == list(range(5, 15)), 20, "batch 2")
-    hist_site = historian.env["PLANT_HISTORIAN_SITE"]
+    hist_site = historian.env["PLANT_HISTORIAN_SITE_ID"]
 
     def metrics() -> dict[str, float]:
         rows = influxdb.query(
@@ -274,7 +274,7 @@ def test_health_fails_with_a_clear_message_when_influxdb_refuses_the_historians_
     done = health(good)
     assert done.returncode == 0, done.stderr
     assert done.stderr.strip().splitlines() == [
-        f"healthy: historian of {good.env['PLANT_HISTORIAN_SITE']} online, "
+        f"healthy: historian of {good.env['PLANT_HISTORIAN_SITE_ID']} online, "
         f"InfluxDB {influxdb.v2_url} takes its writes to 'pcmm'"
     ]
     # Online on MQTT (start_historian waited for it) but spooling: every write refused.

@@ -152,7 +152,7 @@ def test_live_burst_is_dead_lettered_and_the_historian_survives(
     )
     assert len(dead.messages) == invalid
     assert historian.running
-    hist_site = historian.env["PLANT_HISTORIAN_SITE"]
+    hist_site = historian.env["PLANT_HISTORIAN_SITE_ID"]
     wait_until(
         lambda: any(
             row["invalid"] == invalid

@@ -213,7 +213,7 @@ def test_no_message_stops_the_historian_or_loses_a_good_one(
     assert historian.running
     done = health(historian)
     assert done.returncode == 0, done.stderr
-    hist_site = historian.env["PLANT_HISTORIAN_SITE"]
+    hist_site = historian.env["PLANT_HISTORIAN_SITE_ID"]
 
     def counted() -> dict[str, float]:
         rows = influxdb.query(

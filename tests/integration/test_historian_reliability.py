@@ -105,7 +105,7 @@ def test_influxdb_down_mid_stream(
     outbox.drain(30)
     assert_exactly(influxdb, site, batches, timeout=60)
     assert historian.running
-    hist_site = historian.env["PLANT_HISTORIAN_SITE"]
+    hist_site = historian.env["PLANT_HISTORIAN_SITE_ID"]
     wait_until(lambda: pipeline_max(influxdb, hist_site, "retries") > 0, 10, "retries metric")
     # The spool held the outage: INFLUX_OUTAGE_S x 50 batches x 1 point, plus self-metrics.
     assert pipeline_max(influxdb, hist_site, "spool_depth") > 0.8 * INFLUX_OUTAGE_S * 50

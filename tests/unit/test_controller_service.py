@@ -219,8 +219,8 @@ def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not settings.enabled
     assert settings.mqtt_client_id == "pcmm-controller-site7"
     assert "s3cret" not in repr(settings)
-    monkeypatch.setenv("PLANT_CONTROLLER_RECONNECT_MAX_S", "0.5")
-    with pytest.raises(ValidationError, match="reconnect_max_s"):
+    monkeypatch.setenv("PLANT_CONTROLLER_RETRY_MAX_S", "0.5")
+    with pytest.raises(ValidationError, match="retry_max_s"):
         ControllerSettings()
 
 

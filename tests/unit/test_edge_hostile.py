@@ -185,12 +185,11 @@ def test_a_row_paho_raises_on_is_a_dead_letter_and_the_loop_goes_on(tmp_path: Pa
 def test_the_brokers_maximum_packet_size_is_taken_from_its_connack(tmp_path: Path) -> None:
     link = Link(tmp_path, mqtt_max_packet_size=2 * MB)
     client = link.link.client
-    success = mqtt.ReasonCode(PacketTypes.CONNACK, "Success")
-    link.link._on_connect(client, None, None, success, None)  # type: ignore[arg-type]
+    link.link._on_connect(client, None, None)  # type: ignore[arg-type]
     assert link.link.max_packet == 2 * MB  # the broker said nothing: the setting
     props = Properties(PacketTypes.CONNACK)  # type: ignore[no-untyped-call]
     props.MaximumPacketSize = 4096
-    link.link._on_connect(client, None, None, success, props)  # type: ignore[arg-type]
+    link.link._on_connect(client, None, props)  # type: ignore[arg-type]
     assert link.link.max_packet == 4096
     link.published.clear()  # the online status each CONNACK sends
     link.outbox.put([Message("a/b", b"x" * 5000), Message("a/b", b"y" * 100)])
