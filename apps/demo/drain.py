@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import time
 import uuid
-
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from dataclasses import replace
 
 from apps.demo.services import Demo, DemoError
 from bridge.historian.influxql import InfluxQueryError, query_rows
 from bridge.metrics import Metrics, encode_metrics
+from bridge.mqtt_session import MqttConfig, make_client
 from core import topics
 
 MARKER_SITE = "demo"
@@ -33,12 +32,8 @@ def drain_historian(demo: Demo, timeout_s: float = 60.0) -> float:
     began = time.monotonic()
     marker = f"drain-{uuid.uuid4().hex[:12]}"
     report = Metrics("historian", MARKER_SITE, marker, time.time_ns(), {"drain": 1.0})
-    client = mqtt.Client(
-        callback_api_version=CallbackAPIVersion.VERSION2,
-        client_id=marker,
-        protocol=MQTTProtocolVersion.MQTTv5,
-    )
-    client.username_pw_set("historian", demo.mqtt_password("historian"))
+    login = MqttConfig("127.0.0.1", demo.mqtt_port, "historian", demo.mqtt_password("historian"))
+    client = make_client(replace(login, client_id=marker))
     try:
         client.connect("127.0.0.1", demo.mqtt_port, keepalive=15)
         client.loop_start()

@@ -68,7 +68,7 @@ class ControllerProcess:
             PLANT_CONTROLLER_ENABLED="true",
             PLANT_CONTROLLER_MQTT_HOST=broker.host,
             PLANT_CONTROLLER_MQTT_PORT=str(broker.port),
-            PLANT_CONTROLLER_MQTT_USER="controller",
+            PLANT_CONTROLLER_MQTT_USERNAME="controller",
             PLANT_CONTROLLER_MQTT_PASSWORD=broker.passwords["controller"],
         )
         self.log = log
