@@ -22,8 +22,9 @@ What every client of ours did alike, in one place:
 
 `MqttConfig` holds the settings every service names alike (`mqtt_host`, `mqtt_port`,
 `mqtt_username`, `mqtt_password`, `mqtt_client_id`, `mqtt_tls`, `mqtt_tls_ca`,
-`mqtt_keepalive_s`): `MqttConfig.of(settings)` reads them from any service's settings. The
-controller, which may not import the bridge, names them alike and is served by aiomqtt.
+`mqtt_keepalive_s`, `retry_initial_s`, `retry_max_s`): `MqttConfig.of(settings)` reads them
+from any service's settings. The controller, which may not import the bridge, names them alike
+and is served by aiomqtt.
 """
 
 from __future__ import annotations
