@@ -505,8 +505,7 @@ class ControllerService:
         """Raise or clear the alarm's condition on the plant (`controller.<name>`) by an alarm
         command. It is not an action on the plant: sent while watching too, not counted as a
         command, and its reply (the edge audits it) is not waited for."""
-        client = self._client
-        if client is None or not self.settings.report_alarms:
+        if self._client is None or not self.settings.report_alarms:
             return
         request = CommandRequest(
             "alarm",
@@ -517,13 +516,9 @@ class ControllerService:
         props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         props.ResponseTopic = self.topics.reply(self._user)
         props.CorrelationData = uuid.uuid4().bytes
-        client.publish(
-            self.topics.command("alarm", self._user),
-            encode_command(request),
-            qos=QOS,
-            properties=props,
-        )
-        self.counters.alarm_reports += 1
+        topic = self.topics.command("alarm", self._user)
+        if self._publish(topic, encode_command(request), props):
+            self.counters.alarm_reports += 1
 
     def _send(self, action: Action, plant_time: float) -> None:
         client = self._client

@@ -224,7 +224,7 @@ class Edge:
 
     def _queue_alarms(self, records: list[dict[str, Any]]) -> None:
         for fields in records:
-            event = to_event(self.settings.site, "alarm", fields, 0)
+            event = to_event(self.settings.site_id, "alarm", fields, 0)
             self._other.append(Message(self.topics.event("alarm"), encode_event(event)))
 
     async def _forward_alarms(self, records: list[dict[str, Any]]) -> None:
