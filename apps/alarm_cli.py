@@ -14,24 +14,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from apps.fault_cli import (
-    Cert,
-    Key,
-    Password,
-    Site,
-    Url,
-    User,
-    console,
-    fail,
-    target,
-    with_plant,
-)
+from apps.fault_cli import Connection, console, fail, plant_command
 from apps.scenario import ScenarioError, parse_time
 from bridge.operator import AlarmInfo, OperatorClient
 
@@ -56,20 +44,15 @@ def _row_style(alarm: AlarmInfo) -> str:
     return ""
 
 
-@app.command("list")
+@plant_command("list", on=app)
 def list_alarms(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per alarm.")] = False,
-    url: Url = None,
-    user: User = None,
-    password: Password = None,
-    site: Site = None,
-    cert: Cert = None,
-    key: Key = None,
+    *,
+    connection: Connection,
 ) -> None:
     """Alarms that need attention (active, unacknowledged, unconfirmed, shelved, out of
     service), most urgent first."""
-    where = target(url, user, password, site, cert, key)
-    alarms = with_plant(where, lambda plant: plant.alarms())
+    alarms = connection.run(lambda plant: plant.alarms())
     if as_json:
         for alarm in alarms:
             record = asdict(alarm)
@@ -99,74 +82,51 @@ def list_alarms(
 
 
 def _act(
-    alarm_id: str,
-    action: str,
-    comment: str,
-    duration_s: float | None,
-    url: str | None,
-    user: str | None,
-    password: str | None,
-    site: str | None,
-    cert: Path | None,
-    key: Path | None,
+    alarm_id: str, action: str, comment: str, duration_s: float | None, connection: Connection
 ) -> None:
-    where = target(url, user, password, site, cert, key)
-
     async def work(plant: OperatorClient) -> None:
         await plant.alarm_action(alarm_id, action, comment, duration_s)
 
-    with_plant(where, work)
+    connection.run(work)
     console.print(f"{alarm_id}: {action.replace('_', ' ')} done")
 
 
-@app.command("ack")
+@plant_command("ack", on=app)
 def acknowledge(
     alarm: AlarmId,
     comment: Comment = "",
-    url: Url = None,
-    user: User = None,
-    password: Password = None,
-    site: Site = None,
-    cert: Cert = None,
-    key: Key = None,
+    *,
+    connection: Connection,
 ) -> None:
     """Acknowledge an alarm (its newest event)."""
-    _act(alarm, "acknowledge", comment, None, url, user, password, site, cert, key)
+    _act(alarm, "acknowledge", comment, None, connection)
 
 
-@app.command("confirm")
+@plant_command("confirm", on=app)
 def confirm(
     alarm: AlarmId,
     comment: Comment = "",
-    url: Url = None,
-    user: User = None,
-    password: Password = None,
-    site: Site = None,
-    cert: Cert = None,
-    key: Key = None,
+    *,
+    connection: Connection,
 ) -> None:
     """Confirm an acknowledged alarm (the condition was dealt with)."""
-    _act(alarm, "confirm", comment, None, url, user, password, site, cert, key)
+    _act(alarm, "confirm", comment, None, connection)
 
 
-@app.command("comment")
+@plant_command("comment", on=app)
 def comment(
     alarm: AlarmId,
     text: Comment,
-    url: Url = None,
-    user: User = None,
-    password: Password = None,
-    site: Site = None,
-    cert: Cert = None,
-    key: Key = None,
+    *,
+    connection: Connection,
 ) -> None:
     """Add a comment to an alarm."""
     if not text.strip():
         raise fail("a comment needs --comment TEXT")
-    _act(alarm, "comment", text, None, url, user, password, site, cert, key)
+    _act(alarm, "comment", text, None, connection)
 
 
-@app.command("shelve")
+@plant_command("shelve", on=app)
 def shelve(
     alarm: AlarmId,
     comment: Comment = "",
@@ -176,12 +136,8 @@ def shelve(
             "--for", help="Shelve for this long (e.g. 600, 10m, 1h, plant time); else one-shot."
         ),
     ] = None,
-    url: Url = None,
-    user: User = None,
-    password: Password = None,
-    site: Site = None,
-    cert: Cert = None,
-    key: Key = None,
+    *,
+    connection: Connection,
 ) -> None:
     """Shelve an alarm: until it clears (one-shot), or for a time (--for)."""
     duration: float | None = None
@@ -192,19 +148,15 @@ def shelve(
             raise fail(str(error)) from None
         if duration <= 0:
             raise fail("--for must be longer than 0")
-    _act(alarm, "shelve", comment, duration, url, user, password, site, cert, key)
+    _act(alarm, "shelve", comment, duration, connection)
 
 
-@app.command("unshelve")
+@plant_command("unshelve", on=app)
 def unshelve(
     alarm: AlarmId,
     comment: Comment = "",
-    url: Url = None,
-    user: User = None,
-    password: Password = None,
-    site: Site = None,
-    cert: Cert = None,
-    key: Key = None,
+    *,
+    connection: Connection,
 ) -> None:
     """Unshelve an alarm."""
-    _act(alarm, "unshelve", comment, None, url, user, password, site, cert, key)
+    _act(alarm, "unshelve", comment, None, connection)

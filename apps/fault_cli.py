@@ -163,8 +163,12 @@ _CONNECTION_OPTIONS = [
 ]
 
 
-def plant_command(name: str | None = None) -> Callable[[Callable[..., None]], Callable[..., None]]:
+def plant_command(
+    name: str | None = None, *, on: typer.Typer | None = None
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """Register a command that talks to the plant, with the connection options after its own.
+
+    `on` is the Typer app it belongs to (`plant fault` by default; `plant alarm` uses it too).
 
     The command declares its own arguments and options and a keyword-only
     `connection: Connection`; the CLI shows its options followed by --url, --user, --password,
@@ -185,7 +189,7 @@ def plant_command(name: str | None = None) -> Callable[[Callable[..., None]], Ca
         with_connection.__signature__ = own.replace(  # type: ignore[attr-defined]
             parameters=[*own_options, *_CONNECTION_OPTIONS]
         )
-        app.command(name)(with_connection)
+        (on or app).command(name)(with_connection)
         return command
 
     return register
