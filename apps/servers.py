@@ -14,11 +14,14 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from string import Template
 
 from apps.launcher import Child, LaunchError, stop_all, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY_MOSQUITTO = ROOT / "deploy" / "mosquitto"
+BRIDGE_CONF = DEPLOY_MOSQUITTO / "bridge.conf"  # a site broker's link to the centre
+BRIDGE_ACL = DEPLOY_MOSQUITTO / "bridge.acl"  # the centre's grant to one site's link
 START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 10.0
 
@@ -52,6 +55,43 @@ def mosquitto_config(text: str, port: int, folder: Path, data: Path | None = Non
     if missing:
         raise LaunchError(f"{DEPLOY_MOSQUITTO}/mosquitto.conf lacks {', '.join(sorted(missing))}")
     return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True, slots=True)
+class CentralLink:
+    """A site broker's bridge to the central broker (the central tier, docs/scaling.md)."""
+
+    site: str
+    host: str
+    port: int
+    password: str
+
+    @property
+    def username(self) -> str:
+        """Its account on the central broker, one per site (deploy/mosquitto/bridge.acl)."""
+        return f"bridge-{self.site}"
+
+    def values(self) -> dict[str, str]:
+        return {
+            "site": self.site,
+            "address": f"{self.host}:{self.port}",
+            "username": self.username,
+            "password": self.password,
+        }
+
+
+def bridge_config(link: CentralLink, template: Path = BRIDGE_CONF) -> str:
+    """deploy/mosquitto/bridge.conf for `link`: the section a site broker's config ends with."""
+    if any(c.isspace() for c in link.password) or not link.password:
+        raise LaunchError("a bridge password must be non-empty and without white space")
+    return Template(template.read_text()).substitute(link.values())
+
+
+def central_acl(sites: list[CentralLink], template: Path = BRIDGE_ACL) -> str:
+    """The central broker's ACL: deploy/mosquitto/acl plus one bridge account per site."""
+    base = (DEPLOY_MOSQUITTO / "acl").read_text()
+    text = Template(template.read_text())
+    return base + "".join("\n" + text.substitute(link.values()) for link in sites)
 
 
 def mosquitto_user() -> pwd.struct_passwd | None:
@@ -131,10 +171,20 @@ class Mosquitto(Server):
     def conf(self) -> Path:
         return self.folder / "mosquitto.conf"
 
-    def write_config(self, source: Path | None = None, data: Path | None = None) -> None:
-        """mosquitto.conf from `source` (default: deploy/mosquitto's) for this port and folder."""
-        text = (source or DEPLOY_MOSQUITTO / "mosquitto.conf").read_text()
-        self.conf.write_text(mosquitto_config(text, self.port, self.folder, data))
+    def write_config(
+        self,
+        source: Path | None = None,
+        data: Path | None = None,
+        central: CentralLink | None = None,
+    ) -> None:
+        """mosquitto.conf from `source` (default: deploy/mosquitto's) for this port and folder;
+        with `central`, this is a site broker bridged to that central broker."""
+        base = (source or DEPLOY_MOSQUITTO / "mosquitto.conf").read_text()
+        text = mosquitto_config(base, self.port, self.folder, data)
+        if central is not None:
+            text += "\n" + bridge_config(central)
+        self.conf.write_text(text)
+        self.conf.chmod(0o600 if central is not None else 0o644)  # it holds the link's password
 
     def process(self) -> Child:
         """The broker's process (not started): the demo stops it with its services."""

@@ -24,7 +24,7 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,8 +37,10 @@ from apps.launcher import Child, free_port
 from apps.servers import (
     DEPLOY_MOSQUITTO,
     ROOT,
+    CentralLink,
     Mosquitto,
     Server,
+    central_acl,
     give_to_mosquitto,
     mosquitto_user,
 )
@@ -51,6 +53,7 @@ __all__ = [
     "InfluxDB",
     "Mosquitto",
     "free_port",
+    "make_central_tier",
     "make_influxdb",
     "make_mosquitto",
     "need",
@@ -95,25 +98,47 @@ def _private_dir(prefix: str, owner: str | None) -> Path:
 # --- Mosquitto ----------------------------------------------------------------------------
 
 
-def make_mosquitto() -> Mosquitto:
-    """A broker (not started) with an account per user of USERS, random passwords."""
+def make_mosquitto(
+    *,
+    port: int | None = None,
+    central: CentralLink | None = None,
+    bridges: Sequence[CentralLink] = (),
+) -> Mosquitto:
+    """A broker (not started) with an account per user of USERS, random passwords.
+
+    `central`: a site broker, bridged to that central broker. `bridges`: the central broker
+    of those sites' links (an account and an ACL section per site).
+    """
     binary = need("mosquitto")
     passwd_tool = need("mosquitto_passwd")
     folder = _private_dir("pcmm-mosquitto-", "mosquitto")
     passwords = {user: secrets.token_urlsafe(12) for user in USERS}
+    passwords |= {link.username: link.password for link in bridges}
     passwd = folder / "passwd"
     for i, (user, password) in enumerate(passwords.items()):
         args = [passwd_tool, "-b", *(["-c"] if i == 0 else []), str(passwd), user, password]
         subprocess.run(args, check=True, capture_output=True)
-    shutil.copy(DEPLOY_MOSQUITTO / "acl", folder / "acl")
-    broker = Mosquitto(port=free_port(), folder=folder, passwords=passwords, binary=Path(binary))
-    broker.write_config()
+    (folder / "acl").write_text(central_acl(list(bridges)))
+    broker = Mosquitto(
+        port=port or free_port(), folder=folder, passwords=passwords, binary=Path(binary)
+    )
+    broker.write_config(central=central)
     if mosquitto_user() is not None:
         # Started as root, mosquitto drops to the `mosquitto` user before reading these.
         give_to_mosquitto(*folder.iterdir())
         for path in folder.iterdir():
             path.chmod(0o640)
     return broker
+
+
+def make_central_tier(sites: Sequence[str]) -> tuple[Mosquitto, dict[str, Mosquitto]]:
+    """A central broker and one site broker per site bridged to it (none started)."""
+    central_port = free_port()
+    links = [
+        CentralLink(site, "127.0.0.1", central_port, secrets.token_urlsafe(12)) for site in sites
+    ]
+    central = make_mosquitto(port=central_port, bridges=links)
+    return central, {link.site: make_mosquitto(central=link) for link in links}
 
 
 @contextmanager
