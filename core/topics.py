@@ -9,6 +9,7 @@
     pcmm/v1/<site>/status/<service>            retained online/offline (Last Will)
     pcmm/v1/<site>/mode/<service>              retained auto | manual switch of a service
     pcmm/v1/<site>/metrics/<service>           self-metrics of a bridge service
+    pcmm/v1/<site>/sync/<service>              a service's markers to itself (historian witness)
     pcmm/v1/deadletter/<service>               payloads a service could not accept
 
 A command topic ends in the requester's MQTT user name, and the broker's ACL lets a user
@@ -102,6 +103,10 @@ class SiteTopics:
 
     def metrics(self, service: str) -> str:
         return f"{self.base}/metrics/{_segment(service, 'service')}"
+
+    def sync(self, service: str) -> str:
+        """Markers a service sends to its own second session (bridge/historian/coverage.py)."""
+        return f"{self.base}/sync/{_segment(service, 'service')}"
 
 
 def deadletter(service: str) -> str:

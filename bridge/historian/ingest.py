@@ -22,6 +22,10 @@ store (`_announce`), at QoS 1, and marked published only when the broker's PUBAC
 failure of the store or the spool (a full disk) is not a message's fault: it propagates and
 stops the historian, with nothing of the group acknowledged.
 
+With a shared subscription each historian runs a second `MqttIngest`, the witness: plain
+subscriptions to the same filters on a session of its own, kept only while the shared one may
+be missing on the broker (after a broker restart); `coverage.py` says why and how.
+
 The network loop is `bridge.mqtt_session.MqttSession`'s explicit one: connect, poll, and on a
 lost connection wait with capped backoff and reconnect; only changes of state are logged. Its
 turn (`poll_timeout`, `after_poll`) is where groups are committed and dead letters announced.
@@ -33,7 +37,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
@@ -44,6 +48,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from bridge.counters import Counters
 from bridge.deadletter import DeadLetterStore
+from bridge.historian.coverage import Coverage
 from bridge.historian.settings import HistorianSettings
 from bridge.mqtt_session import MqttConfig, MqttSession
 from bridge.spool import Spool
@@ -59,6 +64,11 @@ ANNOUNCE_WINDOW = 50  # dead-letter announcements in flight at most
 PACKET_OVERHEAD = 1024
 
 Convert = Callable[[str, bytes], list[bytes]]
+
+
+def witness_client_id(client_id: str) -> str:
+    """The witness's session: the historian's client id and a suffix (both persistent)."""
+    return f"{client_id}-witness"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +89,12 @@ class _Announcing:
 
 
 class MqttIngest:
-    """The historian's MQTT consumer; `run` it on its own thread."""
+    """The historian's MQTT consumer; `run` it on its own thread.
+
+    `coverage`: the gate shared with the witness (None: no witness, as with a plain
+    subscription). `witness`: this is the witness session (client id `<id>-witness`, plain
+    subscriptions, no status; its counters are named `witness_*`).
+    """
 
     def __init__(
         self,
@@ -89,7 +104,16 @@ class MqttIngest:
         counters: Counters,
         deadletters: DeadLetterStore,
         on_spooled: Callable[[], None] = lambda: None,
+        *,
+        coverage: Coverage | None = None,
+        witness: bool = False,
     ) -> None:
+        if witness and coverage is None:
+            raise ValueError("a witness needs the coverage it shares with the main session")
+        self._coverage = coverage
+        self._witness = witness
+        self._prefix = "witness_" if witness else ""
+        self._sync_topic = topics.SiteTopics(settings.site_id).sync(SERVICE)
         self._settings = settings
         self._spool = spool
         self._convert = convert
@@ -110,10 +134,14 @@ class MqttIngest:
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = settings.mqtt_session_expiry_s
         props.ReceiveMaximum = settings.mqtt_receive_maximum
+        login = MqttConfig.of(settings)
+        if witness:
+            login = replace(login, client_id=witness_client_id(settings.mqtt_client_id))
+            self._log = logging.getLogger("bridge.historian.witness")
         self.session = MqttSession(
-            MqttConfig.of(settings),
+            login,
             log=self._log,
-            status_topic=self.status_topic,
+            status_topic=None if witness else self.status_topic,
             counters=counters,
             clean_start=False,
             properties=props,
@@ -123,6 +151,9 @@ class MqttIngest:
         self.client = self.session.client
         self.client.on_message = self._on_message
         self.client.on_publish = self._on_publish
+        self.client.on_subscribe = self._on_subscribe
+        self._subscribe_mid: int | None = None
+        self._marker_mid: int | None = None
 
     # paho callbacks, on the thread running `run` ------------------------------------------
 
@@ -143,8 +174,28 @@ class MqttIngest:
         )
         options = SubscribeOptions(qos=1)
         group = self._settings.mqtt_share_group
-        filters = [topics.shared(group, f) if group else f for f in FILTERS]
-        client.subscribe([(f, options) for f in filters])
+        if self._witness:
+            filters = [*FILTERS, self._sync_topic]
+        else:
+            filters = [topics.shared(group, f) if group else f for f in FILTERS]
+        _, self._subscribe_mid = client.subscribe([(f, options) for f in filters])
+
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        mid: int,
+        reasons: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        if mid != self._subscribe_mid:
+            return
+        refused = [str(r) for r in reasons if r.is_failure]
+        if refused:  # the ACL: nothing will arrive; say so, and keep covering
+            self._log.error("the broker refused a subscription: %s", ", ".join(refused))
+            return
+        if self._coverage is not None:
+            self._coverage.subscribed(witness=self._witness)
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         # Never raise here: paho would re-raise from loop() and end the ingest thread.
@@ -152,11 +203,24 @@ class MqttIngest:
             topic = msg.topic
         except UnicodeDecodeError:  # the broker checks UTF-8; keep what came anyway
             topic = bytes(msg._topic).decode("utf-8", "backslashreplace")
+        payload = bytes(msg.payload)
+        if self._witness and not self._keep(topic, payload):
+            client.ack(msg.mid, msg.qos)  # the group has it: received, not kept
+            self._counters.add("witness_skipped")
+            return
         if not self._pending:
             self._first_pending = time.monotonic()
-        payload = bytes(msg.payload)
         self._pending.append(_Received(topic, payload, msg.mid, msg.qos))
         self._pending_bytes += len(payload)
+
+    def _keep(self, topic: str, payload: bytes) -> bool:
+        """The witness keeps a message while the group's subscription may be missing."""
+        assert self._coverage is not None
+        if topic == self._sync_topic:
+            if self._coverage.seen(payload):
+                self._log.info("the shared subscription is back: the witness stops keeping")
+            return False
+        return self._coverage.covering
 
     def _on_publish(
         self,
@@ -166,6 +230,12 @@ class MqttIngest:
         reason: ReasonCode,
         properties: Properties,
     ) -> None:
+        if mid == self._marker_mid:
+            self._marker_mid = None
+            if reason.is_failure and self._coverage is not None:
+                self._log.error("the broker refused the witness's marker: %s", reason)
+                self._coverage.marker_failed()
+            return
         letter = self._announcing.by_mid.pop(mid, None)
         if letter is not None:
             if reason.is_failure and not self._refused:  # e.g. the ACL: it stays in the store
@@ -190,7 +260,24 @@ class MqttIngest:
         """After each network poll: commit the group if it is due, announce dead letters."""
         over = len(self._pending) == self._waiting
         self._commit_if_due(force=over or not ok)
-        self._announce()
+        if not self._witness:
+            self._announce()
+        if self._coverage is not None:
+            if not ok:
+                self._coverage.lost(witness=self._witness)
+            elif not self._witness and self.session.connected:
+                self._publish_marker(self._coverage)
+
+    def _publish_marker(self, coverage: Coverage) -> None:
+        """After the shared subscription's SUBACK: tell the witness where the group took over."""
+        marker = coverage.marker_due()
+        if marker is None:
+            return
+        info = self.client.publish(self._sync_topic, marker, qos=1)
+        if info.rc is not MQTTErrorCode.MQTT_ERR_SUCCESS:
+            coverage.marker_failed()
+            return
+        self._marker_mid = info.mid
 
     def _commit_if_due(self, *, force: bool = False) -> None:
         if not self._pending:
@@ -218,10 +305,11 @@ class MqttIngest:
         self._spool.put_many(lines)
         for received in batch:
             self.client.ack(received.mid, received.qos)
-        self._counters.add("received", len(batch))
-        self._counters.add("points", len(lines))
+        prefix = self._prefix
+        self._counters.add(f"{prefix}received", len(batch))
+        self._counters.add(f"{prefix}points", len(lines))
         if letters:
-            self._counters.add("invalid", len(letters))
+            self._counters.add(f"{prefix}invalid", len(letters))
             self._counters.add("dead_letters", len(letters))
         self._on_spooled()
 

@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 from bridge.counters import Counters
 from bridge.deadletter import DeadLetterStore
+from bridge.historian.coverage import Coverage
 from bridge.historian.influx_api import sink_from_settings
 from bridge.historian.ingest import SERVICE, MqttIngest
 from bridge.historian.points import convert, metrics_line, timestamps
@@ -91,15 +92,17 @@ def run(settings: HistorianSettings, stop: threading.Event) -> None:
         raise
     counters = Counters()
     sink = sink_from_settings(settings)
-    # `output` is bound below, before any thread starts and so before the first call.
-    ingest = MqttIngest(
-        settings,
-        spool,
-        convert,
-        counters,
-        deadletters,
-        lambda: output.notify(),  # noqa: PLW0108
-    )
+
+    def notify() -> None:  # `output` is bound below, before any thread starts
+        output.notify()
+
+    coverage = Coverage() if settings.mqtt_share_group and settings.mqtt_witness else None
+    ingest = MqttIngest(settings, spool, convert, counters, deadletters, notify, coverage=coverage)
+    witness = None
+    if coverage is not None:
+        witness = MqttIngest(
+            settings, spool, convert, counters, deadletters, notify, coverage=coverage, witness=True
+        )
     output = RunningOutput(
         spool,
         sink,
@@ -139,6 +142,8 @@ def run(settings: HistorianSettings, stop: threading.Event) -> None:
         guarded("influx-writer", lambda: output.run(stop)),
         guarded("self-metrics", tick),
     ]
+    if witness is not None:
+        threads.append(guarded("mqtt-witness", lambda: witness.run(stop)))
     _log.info(
         "historian %s: %s:%d -> %s bucket %s, spool %s (%d waiting), dead letters %s",
         settings.mqtt_client_id,
@@ -160,6 +165,7 @@ def run(settings: HistorianSettings, stop: threading.Event) -> None:
             thread.join(JOIN_TIMEOUT_S)
         for name, close in (
             ("the MQTT client", ingest.close),
+            *([("the witness's MQTT client", witness.close)] if witness is not None else []),
             ("the InfluxDB client", sink.close),
             ("the spool", spool.close),
             ("the dead-letter store", deadletters.close),

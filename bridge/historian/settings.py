@@ -45,6 +45,11 @@ class HistorianSettings(BaseSettings):
     # Shared subscription group ($share/<group>/...): several historians split the stream.
     # "" subscribes without $share (one historian): see README.md on broker restarts.
     mqtt_share_group: str = "historian"
+    # With a share group: a second session with plain subscriptions that keeps what arrives
+    # while the group's subscription may be missing (after a broker restart: Mosquitto 2.0
+    # does not restore shared subscriptions). It receives the whole stream and drops it
+    # otherwise: one more delivery per message from the broker. coverage.py says why.
+    mqtt_witness: bool = True
     mqtt_receive_maximum: int = Field(default=1000, ge=1, le=65535)  # unacked messages in flight
 
     # InfluxDB. `influx_api`: "v2" (/api/v2/write: 2.x, 3.x, 1.8+), "v1" (1.x's /write), or
