@@ -169,11 +169,13 @@ def settle(
     start: dict[str, int],
     end_ns: int,
     timeout: float = 60,
+    site: str = SITE,
 ) -> Tally:
-    """Wait until InfluxDB holds every true sample up to `end_ns` (or time out); the tally."""
+    """Wait until InfluxDB holds every true sample of `site` up to `end_ns` (or time out);
+    the tally."""
     deadline = time.monotonic() + timeout
     while True:
-        result = tally(truth_times(running), influx_times(influx), start, end_ns)
+        result = tally(truth_times(running), influx_times(influx, site), start, end_ns)
         if result.lost == 0 or time.monotonic() > deadline:
             return result
         time.sleep(1.0)
