@@ -87,9 +87,13 @@ def bridge_config(link: CentralLink, template: Path = BRIDGE_CONF) -> str:
     return Template(template.read_text()).substitute(link.values())
 
 
-def central_acl(sites: list[CentralLink], template: Path = BRIDGE_ACL) -> str:
-    """The central broker's ACL: deploy/mosquitto/acl plus one bridge account per site."""
-    base = (DEPLOY_MOSQUITTO / "acl").read_text()
+def central_acl(
+    sites: list[CentralLink], template: Path = BRIDGE_ACL, base: str | None = None
+) -> str:
+    """The central broker's ACL: `base` (default: deploy/mosquitto/acl) plus one bridge
+    account per site."""
+    if base is None:
+        base = (DEPLOY_MOSQUITTO / "acl").read_text()
     text = Template(template.read_text())
     return base + "".join("\n" + text.substitute(link.values()) for link in sites)
 
@@ -156,6 +160,7 @@ class Mosquitto(Server):
     binary: Path | None = None  # None: find_mosquitto()
     log_file: Path | None = None  # None: mosquitto.log in `folder`
     env: dict[str, str] | None = None
+    name: str = "mosquitto"  # the child's name (the demo's central tier has several brokers)
     child: Child | None = None
     starts: int = 0
 
@@ -191,7 +196,7 @@ class Mosquitto(Server):
         if self.child is None:
             binary = self.binary or find_mosquitto()
             self.child = Child(
-                name="mosquitto",
+                name=self.name,
                 argv=[str(binary), "-c", str(self.conf)],
                 env=self.env,
                 cwd=self.folder,

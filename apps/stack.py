@@ -43,6 +43,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from apps.launcher import LaunchError
+from apps.servers import CentralLink, bridge_config, central_acl
+
 MQTT_USERS = ("edge", "historian", "controller", "operator", "viewer")  # deploy/mosquitto/acl
 SITE_USERS = ("edge", "controller")  # in the stack: one account per site, for that site only
 # May write setpoints and call methods; the edge as a gateway (opcua_server.security), whose
@@ -213,28 +216,64 @@ def site_acl(acl: str, sites: Iterable[str]) -> str:
     return "\n".join(out) + "\n"
 
 
+def bridge_users(sites: Iterable[str]) -> tuple[str, ...]:
+    """The central broker's accounts of the sites' bridges (CentralLink.username)."""
+    return tuple(f"bridge-{site}" for site in sites)
+
+
+def central_links(
+    secrets_dir: Path, sites: Iterable[str], host: str, port: int
+) -> list[CentralLink]:
+    """Each site's bridge to the central broker at host:port, with its password (the store's
+    `mqtt_bridge-<site>_password`)."""
+    return [
+        CentralLink(site, host, port, read_secret(secrets_dir, f"mqtt_bridge-{site}_password"))
+        for site in sites
+    ]
+
+
 def write_mosquitto_config(
     secrets_dir: Path,
     deploy_dir: Path,
     out: Path,
     uid: int = MOSQUITTO_UID,
     sites: Sequence[str] | None = None,
+    *,
+    bridges: Sequence[CentralLink] = (),
+    central: CentralLink | None = None,
 ) -> None:
     """The broker's config folder: conf and ACL from deploy/, passwd from the secrets.
 
     With `sites`, the stack's accounts (site_acl); without, deploy/mosquitto/acl as written.
+    The central tier (deploy/mosquitto/bridge.conf, bridge.acl): with `bridges` this is the
+    central broker: an account and an ACL section (bridge.acl) per site's bridge, and no
+    edge or controller account (they stay at their sites); with `central` it is a site
+    broker whose conf ends with its bridge to the centre (bridge.conf; the file then holds
+    the bridge's password: mode 0600, the broker's user's).
     """
     out.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(deploy_dir / "mosquitto.conf", out / "mosquitto.conf")
-    (out / "mosquitto.conf").chmod(0o644)
+    conf = (deploy_dir / "mosquitto.conf").read_text(encoding="utf-8")
+    if central is None:
+        shutil.copyfile(deploy_dir / "mosquitto.conf", out / "mosquitto.conf")
+        (out / "mosquitto.conf").chmod(0o644)
+    else:
+        try:
+            section = bridge_config(central, deploy_dir / "bridge.conf")
+        except LaunchError as error:
+            raise StackError(str(error)) from None
+        _write(out / "mosquitto.conf", conf + "\n" + section, 0o600, uid)
     acl = (deploy_dir / "acl").read_text(encoding="utf-8")
     users: Sequence[str] = MQTT_USERS
     if sites is not None:
         acl, users = site_acl(acl, sites), stack_mqtt_users(sites)
+    if bridges:
+        acl = central_acl(list(bridges), deploy_dir / "bridge.acl", base=acl)
+        users = [user for user in users if user.split("-", 1)[0] not in SITE_USERS]
     lines = [
         f"{user}:{mosquitto_hash(read_secret(secrets_dir, f'mqtt_{user}_password'))}"
         for user in users
     ]
+    lines += [f"{link.username}:{mosquitto_hash(link.password)}" for link in bridges]
     # mosquitto 2.0.20 warns about (and says future versions refuse) passwd and ACL files
     # that others can read, or that another user owns.
     _write(out / "acl", acl, 0o600, uid)

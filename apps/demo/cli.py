@@ -8,6 +8,10 @@ each passes its health check (the compose healthchecks' own functions); then sho
 live as the broker's `operator` user sees it, until Ctrl-C or `--duration`. At the stop the
 sources stop first, the historian is drained (drain.py) and the run report written when
 asked, then the historian and the servers stop; what does not stop within a bound is killed.
+
+With `--central` (the central tier, docs/scaling.md): each site's edge and controller use the
+site's own Mosquitto, bridged to a central Mosquitto (deploy/mosquitto/bridge.conf), on which
+two historians share one subscription; the live view and the drain use the centre.
 """
 
 from __future__ import annotations
@@ -43,13 +47,22 @@ from apps.demo.services import (
     influx_from_env,
     influx_hint,
     influx_query,
+    is_broker,
+    is_historian,
     make_sites,
     query_hint,
     wait_for_influx,
 )
 from apps.demo.view import render
 from apps.demo.watch import Board, Watcher, describe
-from apps.health import Broker, UnhealthyError, influx_write_access, opcua_state, require_online
+from apps.health import (
+    Broker,
+    UnhealthyError,
+    influx_write_access,
+    opcua_state,
+    require_online,
+    retained_status,
+)
 from apps.launcher import Child, free_port, stop_all
 from apps.servers import find_mosquitto
 from bridge.historian.influx_api import make_sink
@@ -100,10 +113,10 @@ def _wait_healthy(
         stop.wait(0.5)
 
 
-def _broker(demo: Demo, user: str, site: str) -> Broker:
+def _broker(demo: Demo, user: str, site: str, port: int | None = None) -> Broker:
     return Broker(
         host="127.0.0.1",
-        port=demo.mqtt_port,
+        port=demo.mqtt_port if port is None else port,
         username=user,
         password=demo.mqtt_password(user),
         site=site,
@@ -121,7 +134,17 @@ def run_demo(
     broker = demo.broker(mosquitto)
     started.append(broker.process())
     broker.start()
-    say(f"mosquitto pid {broker.pid}: mqtt://127.0.0.1:{demo.mqtt_port}")
+    say(
+        f"{broker.name} pid {broker.pid}: mqtt://127.0.0.1:{demo.mqtt_port}"
+        + (" (the centre: historians and this view)" if demo.central else "")
+    )
+    site_brokers: list[tuple[Site, Child]] = []
+    for site in demo.sites if demo.central else []:
+        own = demo.site_broker(site, mosquitto)
+        site_brokers.append((site, own.process()))
+        started.append(own.process())
+        own.start()
+        say(f"{own.name} pid {own.pid}: mqtt://127.0.0.1:{own.port} (bridged to the centre)")
     if demo.local_influx is not None:
         local, binary = demo.local_influx
         local.write_config()
@@ -145,21 +168,34 @@ def run_demo(
         _wait_healthy(child, serving, stop, HEALTH_TIMEOUT_S)
         say(f"{child.name} pid {child.pid}: {site.opcua_url} (speed x{demo.speed:g})")
 
-    def online(user: str, site: str) -> Callable[[], str]:
-        return lambda: require_online(_broker(demo, user, site), user, CHECK_TIMEOUT_S)
+    def online(user: str, site: str, port: int | None = None) -> Callable[[], str]:
+        return lambda: require_online(_broker(demo, user, site, port), user, CHECK_TIMEOUT_S)
+
+    for site, own_broker in site_brokers:
+        # The link's state, retained at the centre by the bridge (1 up, 0 down).
+        def linked(site: str = site.id) -> str:
+            state = retained_status(_broker(demo, "operator", site), "bridge", CHECK_TIMEOUT_S)
+            if state != "1":
+                raise UnhealthyError(f"the bridge of {site} says {state!r}")
+            return f"the bridge of {site} is up"
+
+        _wait_healthy(own_broker, linked, stop, HEALTH_TIMEOUT_S)
+        say(f"bridge-{site.id}: {own_broker.name} is linked to the centre")
 
     # The historian first: the broker queues messages only for a session that exists, so an
     # edge that published before the historian's first subscription would publish past it
     # (seen: the first 142 samples of a run missing). Healthy means subscribed: it says
     # `online` on the connection it subscribed on, after the subscription.
     first: list[tuple[Child, Callable[[], str]]] = []
-    historian = demo.historian()
-    if historian is not None:
+    for historian in demo.historians():
         influx = demo.influx
         assert influx is not None
-        historian_online = online("historian", "central")  # its own topics' site level
+        # its own topics' site level
+        historian_online = online("historian", demo.historian_site(historian))
 
-        def historian_ok() -> str:
+        def historian_ok(
+            influx: Influx = influx, historian_online: Callable[[], str] = historian_online
+        ) -> str:
             status = historian_online()
             # As `plant health historian`: one empty write with the historian's settings.
             sink = make_sink(
@@ -174,8 +210,13 @@ def run_demo(
             return f"{status}, InfluxDB {influx.url} takes its writes"
 
         first.append((historian, historian_ok))
-    services = [(demo.edge(site), online("edge", site.id)) for site in demo.sites]
-    services += [(demo.controller_for(site), online("controller", site.id)) for site in demo.sites]
+    services = [
+        (demo.edge(site), online("edge", site.id, demo.site_port(site))) for site in demo.sites
+    ]
+    services += [
+        (demo.controller_for(site), online("controller", site.id, demo.site_port(site)))
+        for site in demo.sites
+    ]
     for group in (first, services):
         for child, _ in group:
             child.start()
@@ -183,9 +224,6 @@ def run_demo(
         for child, check in group:
             _wait_healthy(child, check, stop, HEALTH_TIMEOUT_S)
             say(f"{child.name} pid {child.pid}: healthy")
-
-
-SERVERS = ("mosquitto", "influxd")
 
 
 def _shutdown(
@@ -197,11 +235,15 @@ def _shutdown(
     (when the historian runs) waits until it has stored everything the broker holds for it,
     and uses it (the run report) before the historian and InfluxDB stop.
     """
-    sources = [c for c in started if c.name not in SERVERS and c.name != "historian"]
-    historian = [c for c in started if c.name == "historian"]
-    servers = [c for c in started if c.name in SERVERS]
+
+    def server(child: Child) -> bool:
+        return is_broker(child) or child.name == "influxd"
+
+    sources = [c for c in started if not server(c) and not is_historian(c)]
+    historian = [c for c in started if is_historian(c)]
+    servers = [c for c in started if server(c)]
     killed = stop_all(sources, STOP_TIMEOUT_S)
-    if drained is not None and historian and historian[0].running:
+    if drained is not None and historian and all(c.running for c in historian):
         try:
             drained()
         except DemoError as error:
@@ -219,6 +261,14 @@ def demo(
     sites: Annotated[
         int, typer.Option(help="Pods: a twin, OPC UA server, edge and controller each.", min=1)
     ] = 1,
+    central: Annotated[
+        bool,
+        typer.Option(
+            "--central",
+            help="The central tier: each site its own broker, bridged to a central broker "
+            "with two historians.",
+        ),
+    ] = False,
     duration: Annotated[
         float, typer.Option(help="Stop after this many wall seconds; 0: at Ctrl-C.", min=0.0)
     ] = 0.0,
@@ -245,10 +295,11 @@ def demo(
 ) -> None:
     """Run the whole loop on this machine without Docker; Ctrl-C stops everything.
 
-    Needs a local `mosquitto`. The historian stores into a local `influxd` the demo starts
-    (Debian: apt-get install -y influxdb), or into the InfluxDB PLANT_HISTORIAN_INFLUX_URL
-    (with _TOKEN, _ORG, _BUCKET) names; without either it is off. Other PLANT_<SERVICE>_*
-    variables reach their services, except those the demo sets.
+    Needs a local `mosquitto`. With --central each site gets its own broker, bridged to a
+    central one where two historians share the load. The historian stores into a local
+    `influxd` the demo starts (Debian: apt-get install -y influxdb), or into the InfluxDB
+    PLANT_HISTORIAN_INFLUX_URL (with _TOKEN, _ORG, _BUCKET) names; without either it is off.
+    Other PLANT_<SERVICE>_* variables reach their services, except those the demo sets.
     """
     try:
         binary = find_mosquitto(mosquitto)
@@ -278,6 +329,7 @@ def demo(
         controller=controller,
         influx=influx_from_env(os.environ),
         base_env=dict(os.environ),
+        site_ports={f"site{i}": free_port() for i in range(1, sites + 1)} if central else {},
     )
     if config.influx is None and (influxd := find_influxd()) is not None:
         local = LocalInflux(state / "influxdb", port=free_port(), rpc_port=free_port())

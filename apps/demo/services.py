@@ -31,13 +31,24 @@ from typing import Literal
 from apps.launcher import Child, LaunchError, free_port, stop_all
 from apps.servers import (
     DEPLOY_MOSQUITTO,
+    CentralLink,
     Mosquitto,
     give_to_mosquitto,
     mosquitto_user,
 )
-from apps.stack import init_secrets, read_secret, write_mosquitto_config, write_opcua_users
+from apps.stack import (
+    MQTT_USERS,
+    bridge_users,
+    central_links,
+    init_secrets,
+    read_secret,
+    secret_names,
+    write_mosquitto_config,
+    write_opcua_users,
+)
 
 SITE_VARIATION = 0.05  # equipment variation of every site after the first (as compose's site2)
+CENTRAL_HISTORIANS = 2  # historians on the central broker (--central): one shared subscription
 STOP_TIMEOUT_S = 10.0  # how long the plant services get to stop before SIGKILL
 BROKER_STOP_TIMEOUT_S = 5.0
 HISTORIAN_INFLUX_KEYS = ("URL", "TOKEN", "ORG", "BUCKET")
@@ -227,18 +238,34 @@ def influx_query(url: str, q: str, *, db: str = "", auth: tuple[str, str] | None
         raise DemoError(f"InfluxDB {url} did not run {q!r}: {errors[0]}")
 
 
+def is_broker(child: Child) -> bool:
+    """`mosquitto`, or with --central `mosquitto-central` and `mosquitto-<site>`."""
+    return child.name == "mosquitto" or child.name.startswith("mosquitto-")
+
+
+def is_historian(child: Child) -> bool:
+    """`historian`, or with --central `historian-1`, `historian-2`."""
+    return child.name == "historian" or child.name.startswith("historian-")
+
+
 def stop_services(started: list[Child]) -> list[str]:
-    """Plant services first (they still reach the broker to say offline), the broker last; the
-    names of those killed after their stop timeout (the benchmarks' stop; the demo drains its
-    historian in between)."""
-    plant = [c for c in started if c.name != "mosquitto"]
-    broker = [c for c in started if c.name == "mosquitto"]
+    """Plant services first (they still reach the broker to say offline), the brokers last;
+    the names of those killed after their stop timeout (the benchmarks' stop; the demo drains
+    its historian in between)."""
+    plant = [c for c in started if not is_broker(c)]
+    broker = [c for c in started if is_broker(c)]
     return stop_all(plant, STOP_TIMEOUT_S) + stop_all(broker, BROKER_STOP_TIMEOUT_S)
 
 
 @dataclass
 class Demo:
-    """The demo's configuration: where its files are, its sites, ports and credentials."""
+    """The demo's configuration: where its files are, its sites, ports and credentials.
+
+    `mqtt_port` is the broker the historian and the live view use: the only one, or with
+    `site_ports` (--central) the central broker, to which each site's own broker (its edge's
+    and controller's, on its port of `site_ports`) is bridged (deploy/mosquitto/bridge.conf),
+    and on which CENTRAL_HISTORIANS historians share one subscription.
+    """
 
     state: Path
     sites: list[Site]
@@ -250,6 +277,21 @@ class Demo:
     python: str = sys.executable
     base_env: dict[str, str] = field(default_factory=dict)
     broker_home: Path | None = None  # made by `broker_dir`; removed by `cleanup`
+    site_ports: dict[str, int] = field(default_factory=dict)  # --central: site -> its broker
+    site_homes: dict[str, Path] = field(default_factory=dict)  # their folders (`site_dir`)
+
+    @property
+    def central(self) -> bool:
+        return bool(self.site_ports)
+
+    def site_port(self, site: Site) -> int:
+        """The broker of the site's edge and controller: its own (--central), else the one."""
+        return self.site_ports.get(site.id, self.mqtt_port)
+
+    def site_dir(self, site: Site) -> Path:
+        if site.id not in self.site_homes:
+            self.site_homes[site.id] = broker_home(self.state, f"mosquitto-{site.id}")
+        return self.site_homes[site.id]
 
     @property
     def secrets(self) -> Path:
@@ -273,10 +315,17 @@ class Demo:
     def mqtt_password(self, user: str) -> str:
         return self.secret(f"mqtt_{user}_password")
 
+    def links(self) -> list[CentralLink]:
+        """--central: each site broker's bridge to the central broker (none without)."""
+        if not self.central:
+            return []
+        return central_links(self.secrets, [s.id for s in self.sites], "127.0.0.1", self.mqtt_port)
+
     def prepare(self) -> None:
-        """Secrets, the OPC UA users file and the broker's folder, as `plant stack init` does."""
+        """Secrets, the OPC UA users file and the brokers' folders, as `plant stack init` does."""
         self.logs.mkdir(parents=True, exist_ok=True)
-        init_secrets(self.secrets, {})
+        bridges = bridge_users(s.id for s in self.sites) if self.central else ()
+        init_secrets(self.secrets, {}, secret_names((*MQTT_USERS, *bridges)))
         write_opcua_users(self.secrets)
         # Only this user (and the services it starts) reads the secrets of the demo.
         self.secrets.chmod(0o700)
@@ -284,24 +333,46 @@ class Demo:
             path.chmod(0o400)
         user = mosquitto_user()
         uid = user.pw_uid if user else os.geteuid()
-        write_mosquitto_config(self.secrets, DEPLOY_MOSQUITTO, self.broker_dir, uid)
+        links = self.links()
+        write_mosquitto_config(self.secrets, DEPLOY_MOSQUITTO, self.broker_dir, uid, bridges=links)
         broker = self.broker(None)
         broker.write_config(broker.conf)  # the copy `write_mosquitto_config` just made
         give_to_mosquitto(self.broker_dir, *self.broker_dir.iterdir())
+        for site, link in zip(self.sites if links else [], links, strict=True):
+            folder = self.site_dir(site)
+            write_mosquitto_config(self.secrets, DEPLOY_MOSQUITTO, folder, uid)
+            local = self.site_broker(site, None)
+            local.write_config(local.conf, central=link)
+            give_to_mosquitto(folder, *folder.iterdir())
 
     def cleanup(self) -> None:
-        """Remove the broker's folder when it lives outside the state folder."""
-        if self.broker_home is not None and not self.broker_home.is_relative_to(self.state):
-            shutil.rmtree(self.broker_home, ignore_errors=True)
+        """Remove the brokers' folders that live outside the state folder."""
+        for home in [self.broker_home, *self.site_homes.values()]:
+            if home is not None and not home.is_relative_to(self.state):
+                shutil.rmtree(home, ignore_errors=True)
 
     def broker(self, binary: Path | None) -> Mosquitto:
-        """The broker on the demo's port from its folder, logging with the services."""
+        """The broker on the demo's port from its folder (with --central: the central one),
+        logging with the services."""
+        name = "mosquitto-central" if self.central else "mosquitto"
         return Mosquitto(
             port=self.mqtt_port,
             folder=self.broker_dir,
             binary=binary,
-            log_file=self.logs / "mosquitto.log",
+            log_file=self.logs / f"{name}.log",
             env=dict(self.base_env),
+            name=name,
+        )
+
+    def site_broker(self, site: Site, binary: Path | None) -> Mosquitto:
+        """--central: the site's own broker, bridged to the central one."""
+        return Mosquitto(
+            port=self.site_ports[site.id],
+            folder=self.site_dir(site),
+            binary=binary,
+            log_file=self.logs / f"mosquitto-{site.id}.log",
+            env=dict(self.base_env),
+            name=f"mosquitto-{site.id}",
         )
 
     def _plant(self, name: str, command: list[str], env: dict[str, str]) -> Child:
@@ -344,7 +415,7 @@ class Demo:
                 "PLANT_EDGE_OPCUA_USER": "edge",
                 "PLANT_EDGE_OPCUA_PASSWORD__FILE": str(self.secrets / "opcua_edge_password"),
                 "PLANT_EDGE_MQTT_HOST": "127.0.0.1",
-                "PLANT_EDGE_MQTT_PORT": str(self.mqtt_port),
+                "PLANT_EDGE_MQTT_PORT": str(self.site_port(site)),
                 "PLANT_EDGE_MQTT_USERNAME": "edge",
                 "PLANT_EDGE_MQTT_PASSWORD__FILE": str(self.secrets / "mqtt_edge_password"),
                 "PLANT_EDGE_MQTT_CLIENT_ID": f"edge-{site.id}",
@@ -361,7 +432,7 @@ class Demo:
                 "PLANT_CONTROLLER_SITE_ID": site.id,
                 "PLANT_CONTROLLER_ENABLED": "true" if self.controller else "false",
                 "PLANT_CONTROLLER_MQTT_HOST": "127.0.0.1",
-                "PLANT_CONTROLLER_MQTT_PORT": str(self.mqtt_port),
+                "PLANT_CONTROLLER_MQTT_PORT": str(self.site_port(site)),
                 "PLANT_CONTROLLER_MQTT_USERNAME": "controller",
                 "PLANT_CONTROLLER_MQTT_PASSWORD__FILE": str(
                     self.secrets / "mqtt_controller_password"
@@ -369,26 +440,50 @@ class Demo:
             },
         )
 
-    def historian(self) -> Child | None:
+    def historians(self) -> list[Child]:
+        """The historian; with --central CENTRAL_HISTORIANS on the central broker, one shared
+        subscription (the historian's default group), each with its own client id, spool and
+        status topic (`pcmm/v1/central-<n>/status/historian`)."""
+        if not self.central:
+            one = self.historian()
+            return [] if one is None else [one]
+        out = []
+        for n in range(1, CENTRAL_HISTORIANS + 1):
+            child = self.historian(f"historian-{n}")
+            if child is not None:
+                out.append(child)
+        return out
+
+    @staticmethod
+    def historian_site(child: Child) -> str:
+        """The site level of a historian's status topic (its SITE_ID; the default: central)."""
+        return (child.env or {}).get("PLANT_HISTORIAN_SITE_ID", "central")
+
+    def historian(self, name: str = "historian") -> Child | None:
         if self.influx is None:
             return None
+        central = {}
+        if name != "historian":
+            # Its own status topic, so that each says online or offline for itself.
+            central = {"PLANT_HISTORIAN_SITE_ID": name.replace("historian", "central")}
         return self._plant(
-            "historian",
+            name,
             ["bridge", "historian"],
             {
+                **central,
                 "PLANT_HISTORIAN_MQTT_HOST": "127.0.0.1",
                 "PLANT_HISTORIAN_MQTT_PORT": str(self.mqtt_port),
                 "PLANT_HISTORIAN_MQTT_USERNAME": "historian",
                 "PLANT_HISTORIAN_MQTT_PASSWORD__FILE": str(
                     self.secrets / "mqtt_historian_password"
                 ),
-                "PLANT_HISTORIAN_MQTT_CLIENT_ID": "historian-demo",
+                "PLANT_HISTORIAN_MQTT_CLIENT_ID": "historian-demo" if name == "historian" else name,
                 "PLANT_HISTORIAN_INFLUX_API": self.influx.api,
                 "PLANT_HISTORIAN_INFLUX_URL": self.influx.url,
                 "PLANT_HISTORIAN_INFLUX_TOKEN": self.influx.token,
                 "PLANT_HISTORIAN_INFLUX_ORG": self.influx.org,
                 "PLANT_HISTORIAN_INFLUX_BUCKET": self.influx.bucket,
-                "PLANT_HISTORIAN_SPOOL_PATH": str(self.state / "historian" / "spool.sqlite"),
+                "PLANT_HISTORIAN_SPOOL_PATH": str(self.state / name / "spool.sqlite"),
                 "PLANT_HISTORIAN_LOG_LEVEL": "INFO",
             },
         )
@@ -403,8 +498,8 @@ class Demo:
         )
 
 
-def broker_home(state: Path) -> Path:
-    """The broker's folder: in the state folder, or a private temporary one for mosquitto."""
+def broker_home(state: Path, name: str = "mosquitto") -> Path:
+    """A broker's folder: in the state folder, or a private temporary one for mosquitto."""
     if mosquitto_user() is None:
-        return state / "mosquitto"
-    return Path(tempfile.mkdtemp(prefix="pcmm-demo-mosquitto-"))
+        return state / name
+    return Path(tempfile.mkdtemp(prefix=f"pcmm-demo-{name}-"))

@@ -333,3 +333,74 @@ def test_demo_with_a_local_influxd_stores_every_published_sample_and_reports_the
     inked = sum(count for count, rgb in colours if sum(rgb) < 600)  # not white nor near it
     assert len(colours) > 20 and inked > 140 * 200 * 0.03, (len(colours), inked)
     print(f"screenshot: {shot}")
+
+
+def test_demo_central_tier_stores_both_sites_through_the_centre(tmp_path: Path) -> None:
+    """`--sites 2 --central`: each site's edge and controller on its own broker, bridged to a
+    central broker on which two historians share one subscription into the local influxd.
+
+    The live view reads the centre: a fault injected at site2 as the demo says shows as its
+    event. At the stop the demo drains both historians through the bridges; then InfluxDB
+    holds every sample both edges published (by their sequence numbers, from the first to
+    the last, none twice), both historians wrote (their own reports), and only the bridges
+    and the central services logged in at the centre (the edges at their own brokers).
+    """
+    need("mosquitto")
+    need("influxd")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLANT_")}
+    state = tmp_path / "demo"
+    args = ["--no-view", "--sites", "2", "--central", "--speed", "20", "--duration", "40"]
+    demo = DemoProcess([*args, "--state-dir", str(state)], env)
+    try:
+        demo.wait_for(r"^ready: \d+ processes healthy", READY_TIMEOUT_S)
+        expected = {"mosquitto-central", "historian-1", "historian-2", "influxd"} | {
+            f"{service}-{site}"
+            for service in ("mosquitto", "opcua", "edge", "controller")
+            for site in ("site1", "site2")
+        }
+        assert set(demo.pids()) == expected, demo.text()
+        command, fault_env = demo_command(demo, "site2")
+        injected = subprocess.run(
+            command, env=fault_env, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert injected.returncode == 0, injected.stderr
+        demo.wait_for(r"^event site2 fault: fault raised bridging", 30)
+        assert demo.proc.wait(240) == 0, demo.text()
+    finally:
+        if demo.proc.poll() is None:
+            demo.proc.send_signal(signal.SIGKILL)
+            demo.proc.wait(10)
+        print(demo.text()[-5000:])
+    assert "historian drained: everything sent is stored" in demo.text()
+    assert "killed after the stop timeout" not in demo.text()
+
+    central_log = (state / "logs" / "mosquitto-central.log").read_text()
+    clients = set(re.findall(r"New (?:client|bridge) connected from \S+ as (\S+)", central_log))
+    assert {"bridge-site1", "bridge-site2", "historian-1", "historian-2"} <= clients, clients
+    assert not {c for c in clients if c.startswith(("edge", "controller"))}, clients
+    for site in ("site1", "site2"):
+        site_log = (state / "logs" / f"mosquitto-{site}.log").read_text()
+        assert f"as edge-{site}" in site_log
+
+    local = LocalInflux(state / "influxdb", port=free_port(), rpc_port=free_port())
+    local.write_config()
+    server = local.child(Path(need("influxd")), env, tmp_path / "influxd-again.log")
+    server.start()
+    try:
+        wait_for_influx(server, local.url, 30)
+        found = {site: completeness(Source(local.url, "pcmm", site)) for site in ("site1", "site2")}
+        reports = query_rows(
+            local.url,
+            "pcmm",
+            'SELECT max("written") FROM "pipeline" WHERE "service" = \'historian\' '
+            'GROUP BY "instance"',
+        )
+    finally:
+        stop_all([server], 10)
+    for site, stored in found.items():
+        print(f"{site}: {stored.unique} samples stored, seq {stored.first_seq}..{stored.last_seq}")
+        assert stored.first_seq == 1, site
+        assert stored.lost == 0 and stored.gaps == () and stored.duplicates == 0, (site, stored)
+        assert stored.unique > 5_000, site  # 40 s at x20: about 800 plant s of every tag
+    written = {row["instance"]: row["max"] for row in reports}
+    assert written.get("historian-1", 0) > 0 and written.get("historian-2", 0) > 0, written
