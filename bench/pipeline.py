@@ -1,6 +1,7 @@
 """Benchmark: the whole pipeline, OPC UA sample to queryable InfluxDB point, against raw MQTT.
 
     python -m bench.pipeline [--mode throughput|latency] [--tags N] [--rate R] [--seconds S]
+                             [--sites N [--central]]
 
 Scenario: the twin's OPC UA server (real time, speed 1, its default publish period, plus
 synthetic tags up to N tags in all: they all change R times a second, `extra_tags_hz`) runs in a
@@ -12,6 +13,17 @@ never deployed). `--mode throughput` is 5,600 tags at 1 Hz (about 5,590 samples/
 of the twin's 69 tags publish less often, and a server short of CPU misses ticks:
 `offered_per_s` says what it published, `samples_per_s` what was stored), `--mode latency` 1,000
 tags at 1 Hz (about 1,000 samples/s); --tags and --rate override the preset.
+
+`--sites N` runs N sites, each its own OPC UA server (`siteK`, the same workload: --tags and
+--rate are per site) and edge; with `--central` each site's edge publishes to the site's own
+Mosquitto, bridged to a central Mosquitto (deploy/mosquitto/bridge.conf, bridge.acl:
+testkit.make_central_tier), on which two historians (`historian-bench-1`, `-2`, each its own
+spool, the default share group) share one subscription into the one InfluxDB. Without
+`--central` every site publishes to the one broker of the one historian. Everything below is
+counted per site (each against its own server's record, with testkit/loss.py) and reported
+per site (`per_site`: samples/s, lost, p50/p99) and in total (the sums; the latencies of all
+sites together); CPU sums the processes of a kind (`mosquitto`: the site brokers,
+`mosquitto_central`: the centre). The raw MQTT baseline runs on the historians' broker.
 
 The window: after a warm-up (every sampled tag is in InfluxDB, then WARMUP_S), the server is
 asked for its plant time twice, `--seconds` apart. The window's samples are those whose source
@@ -91,7 +103,14 @@ from opcua_server import OpcUaSettings, PlantServer
 from opcua_server.security import hash_password
 from testkit.historian import plant_executable
 from testkit.loss import count, influx_times_of
-from testkit.servers import InfluxDB, Mosquitto, free_port, running_influxdb, running_mosquitto
+from testkit.servers import (
+    InfluxDB,
+    Mosquitto,
+    free_port,
+    make_central_tier,
+    running_influxdb,
+    running_mosquitto,
+)
 from twin import Plant
 
 SITE = "site1"
@@ -114,16 +133,17 @@ NS = 1_000_000_000
 
 
 # The server side (a child process) --------------------------------------------------------------
-async def _serve(tags: int, rate: float, seconds: float, folder: Path) -> None:
-    users = folder / "users.toml"
+async def _serve(tags: int, rate: float, seconds: float, folder: Path, site: str) -> None:
+    users = folder / ("users.toml" if site == SITE else f"users-{site}.toml")
     users.write_text(
         f'[users.edge]\nrole = "gateway"\npassword_hash = "{hash_password(EDGE_PASSWORD)}"\n'
     )
     keep_s = seconds + DRAIN_MAX_S + READY_TIMEOUT_S + 300.0
     settings = OpcUaSettings(
+        site_id=site,
         host="127.0.0.1",
         port=free_port(),
-        cert_dir=folder / "pki",
+        cert_dir=folder / ("pki" if site == SITE else f"pki-{site}"),
         users_file=users,
         allow_insecure=True,
         # speed 1 and the default publish period: real time, source timestamps are wall times
@@ -176,9 +196,11 @@ def _twin_tag_count() -> int:
 class ServerChild:
     """The OPC UA server in a child process, answering `mark` and `truth` on its stdin."""
 
-    def __init__(self, tags: int, rate: float, seconds: float, folder: Path) -> None:
+    def __init__(self, tags: int, rate: float, seconds: float, folder: Path, site: str) -> None:
+        self.site = site
         command = [sys.executable, "-m", "bench.pipeline", "--serve", "--tags", str(tags)]
         command += ["--rate", str(rate), "--seconds", str(seconds), "--folder", str(folder)]
+        command += ["--site", site]
         self.proc = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT
         )
@@ -222,7 +244,7 @@ def edge_settings(
 ) -> EdgeSettings:
     """The edge's defaults, its plumbing, and the interval if the command line sets one."""
     settings = EdgeSettings(
-        site_id=SITE,
+        site_id=server.site,
         opcua_url=server.url,
         opcua_namespace_uri=server.namespace,
         opcua_user="edge",
@@ -231,8 +253,8 @@ def edge_settings(
         mqtt_port=broker.port,
         mqtt_username="edge",
         mqtt_password=SecretStr(broker.passwords["edge"]),
-        mqtt_client_id=f"edge-{uuid.uuid4().hex[:8]}",
-        spool_path=folder / "edge.spool.sqlite",
+        mqtt_client_id=f"edge-{server.site}-{uuid.uuid4().hex[:8]}",
+        spool_path=folder / f"edge-{server.site}.spool.sqlite",
     )
     if interval_s is not None:
         settings.publishing_interval_ms = interval_s * 1000.0
@@ -241,22 +263,30 @@ def edge_settings(
 
 
 def historian_settings(
-    broker: Mosquitto, influx: InfluxDB, folder: Path, flush_interval_s: float | None
+    broker: Mosquitto,
+    influx: InfluxDB,
+    folder: Path,
+    flush_interval_s: float | None,
+    instance: int | None = None,
 ) -> HistorianSettings:
     """The historian's defaults, its plumbing, and the flush interval if the command line sets
-    one (then it waits for it: flush_on_burst off)."""
+    one (then it waits for it: flush_on_burst off). `instance`: one of the central
+    historians (its own client id, spool and status topic; the default share group)."""
     assert influx.proxy is not None
+    name = "historian-bench" if instance is None else f"historian-bench-{instance}"
     settings = HistorianSettings(
         mqtt_host=broker.host,
         mqtt_port=broker.port,
         mqtt_username="historian",
         mqtt_password=SecretStr(broker.passwords["historian"]),
-        mqtt_client_id="historian-bench",
+        mqtt_client_id=name,
         influx_url=influx.v2_url,
         influx_token=SecretStr("bench-token"),
         influx_bucket=influx.db,
-        spool_path=folder / "historian.spool.sqlite",
+        spool_path=folder / f"{name}.spool.sqlite",
     )
+    if instance is not None:
+        settings.site_id = f"central-{instance}"
     if flush_interval_s is not None:
         settings.flush_interval_s = flush_interval_s
         settings.flush_on_burst = False
@@ -287,11 +317,12 @@ def cpu_s(pid: int) -> float:
 
 @dataclass(frozen=True)
 class Probe:
-    """A tag whose arrival is timed: its measurement, module and field."""
+    """A tag of a site whose arrival is timed: its measurement, module and field."""
 
     measurement: str
     module: str
     name: str
+    site: str = SITE
 
     @property
     def tag(self) -> str:
@@ -299,35 +330,41 @@ class Probe:
 
     def query(self, after_ns: int) -> str:
         return (
-            f"SELECT \"{self.name}_seq\" FROM {self.measurement} WHERE site = '{SITE}' "
+            f"SELECT \"{self.name}_seq\" FROM {self.measurement} WHERE site = '{self.site}' "
             f"AND module = '{self.module}' AND time > {after_ns}"
         )
 
 
-def probes(tags: int) -> list[Probe]:
+def probes(tags: int, site: str = SITE) -> list[Probe]:
     """One measured tag per twin module, value_00 of up to SAMPLED_SYNTHETIC synthetic modules."""
     chosen: dict[str, Probe] = {}
     for tag in Plant().registry.values():
         if not tag.ground_truth and tag.access.value == "measured":
-            chosen.setdefault(tag.module, Probe("telemetry", tag.module, tag.name))
+            chosen.setdefault(tag.module, Probe("telemetry", tag.module, tag.name, site))
     modules = -(-max(0, tags - _twin_tag_count()) // 100)
     step = max(1, modules // SAMPLED_SYNTHETIC)
     for i in range(0, modules, step)[:SAMPLED_SYNTHETIC]:
-        chosen[f"synthetic_{i:03d}"] = Probe("telemetry", f"synthetic_{i:03d}", "value_00")
+        module = f"synthetic_{i:03d}"
+        chosen[module] = Probe("telemetry", module, "value_00", site)
     return list(chosen.values())
 
 
 @dataclass
 class LatencyPoller:
-    """Polls InfluxDB for new points of the probes; records arrival minus source time."""
+    """Polls InfluxDB for new points of the probes; records arrival minus source time.
+
+    `offset_s` and `window` are per site (each server has its own plant clock offset and its
+    own measured window); latencies are kept per site.
+    """
 
     influx: InfluxDB
     probes: list[Probe]
-    offset_s: float
+    offset_s: dict[str, float]
     newest: dict[Probe, int] = field(default_factory=dict)
-    window: tuple[int, int] = (0, 2**62)
-    latencies_ms: list[float] = field(default_factory=list)
-    arrivals: dict[tuple[str, int], float] = field(default_factory=dict)  # (tag, source) -> wall
+    window: dict[str, tuple[int, int]] = field(default_factory=dict)  # site -> (low, high]
+    latencies_ms: dict[str, list[float]] = field(default_factory=dict)  # per site
+    # (site, tag, source ns) -> wall time it was seen queryable
+    arrivals: dict[tuple[str, str, int], float] = field(default_factory=dict)
     errors: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -350,56 +387,64 @@ class LatencyPoller:
                 self.errors += 1
                 continue
             arrived = time.time()
-            low, high = self.window
             for probe, rows in zip(self.probes, results, strict=True):
+                low, high = self.window.get(probe.site, (0, 2**62))
                 for row in rows:
                     source_ns = int(row[0])
                     self.newest[probe] = max(self.newest[probe], source_ns)
                     if low < source_ns <= high:
-                        source_wall = source_ns / NS + self.offset_s
+                        source_wall = source_ns / NS + self.offset_s[probe.site]
                         latency_ms = (arrived - source_wall) * 1000.0
-                        self.latencies_ms.append(latency_ms)
-                        self.arrivals[(probe.tag, source_ns)] = arrived
+                        self.latencies_ms.setdefault(probe.site, []).append(latency_ms)
+                        self.arrivals[(probe.site, probe.tag, source_ns)] = arrived
 
     def seen_all(self) -> bool:
         return all(newest > 0 for newest in self.newest.values())
 
 
 class BrokerProbe:
-    """Times the probes at the broker (as user `operator`): source time to MQTT delivery."""
+    """Times the probes at the broker (as user `operator`): source time to MQTT delivery.
 
-    def __init__(self, broker: Mosquitto, probes: list[Probe], offset_s: float) -> None:
-        self.tags = {f"{p.module}.{p.name}" for p in probes}
+    With the central tier, the central broker: through the site broker and its bridge.
+    """
+
+    def __init__(self, broker: Mosquitto, probes: list[Probe], offset_s: dict[str, float]) -> None:
+        self.tags = {(p.site, p.tag) for p in probes}
         self.modules = {p.module for p in probes}
         self.offset_s = offset_s
-        self.window = (0, 2**62)
+        self.window: dict[str, tuple[int, int]] = {}
         self.latencies_ms: list[float] = []
-        # (tag, source ns) -> (server ns, edge batch sent ns, wall time delivered)
-        self.stages: dict[tuple[str, int], tuple[int, int, float]] = {}
+        # (site, tag, source ns) -> (server ns, edge batch sent ns, wall time delivered)
+        self.stages: dict[tuple[str, str, int], tuple[int, int, float]] = {}
         self.client = _connect(broker, "operator")
         self.client.on_message = self._on_message
-        self.client.subscribe(SiteTopics(SITE).all_telemetry, qos=1)
+        for site in sorted({p.site for p in probes}):
+            self.client.subscribe(SiteTopics(site).all_telemetry, qos=1)
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         arrived = time.time()
         if msg.topic.split("/")[-2] not in self.modules:
             return
-        low, high = self.window
         batch = json.loads(msg.payload)
+        site = batch["site"]
+        low, high = self.window.get(site, (0, 2**62))
         for sample in batch["samples"]:
-            if sample["tag"] in self.tags and low < sample["source_ns"] <= high:
-                source_wall = sample["source_ns"] / NS + self.offset_s
+            if (site, sample["tag"]) in self.tags and low < sample["source_ns"] <= high:
+                source_wall = sample["source_ns"] / NS + self.offset_s[site]
                 self.latencies_ms.append((arrived - source_wall) * 1000.0)
-                key = (sample["tag"], sample["source_ns"])
+                key = (site, sample["tag"], sample["source_ns"])
                 self.stages[key] = (sample["server_ns"], batch["sent_ns"], arrived)
 
-    def breakdown(self, stored: dict[tuple[str, int], float]) -> dict[str, dict[str, float | None]]:
+    def breakdown(
+        self, stored: dict[tuple[str, str, int], float]
+    ) -> dict[str, dict[str, float | None]]:
         """Per stage, p50 and p99 (ms) over the probes' samples seen both here and in InfluxDB.
 
         server: source time to the server's write (its tick); opcua_edge: to the edge's batch
         (OPC UA subscription, edge intake and batching); outbox_mqtt: to delivery by the broker
-        (outbox commit, publish); historian_influx: to queryable in InfluxDB (the poller's view,
-        so it includes up to POLL_S of polling).
+        (outbox commit, publish; with the central tier the site broker and its bridge too);
+        historian_influx: to queryable in InfluxDB (the poller's view, so it includes up to
+        POLL_S of polling).
         """
         parts: dict[str, list[float]] = {
             "server": [],
@@ -407,11 +452,11 @@ class BrokerProbe:
             "outbox_mqtt": [],
             "historian_influx": [],
         }
-        for (tag, source_ns), (server_ns, sent_ns, delivered) in self.stages.items():
-            queryable = stored.get((tag, source_ns))
+        for key, (server_ns, sent_ns, delivered) in self.stages.items():
+            queryable = stored.get(key)
             if queryable is None:
                 continue
-            source_wall = source_ns / NS + self.offset_s
+            source_wall = key[2] / NS + self.offset_s[key[0]]
             parts["server"].append((server_ns / NS - source_wall) * 1000.0)
             parts["opcua_edge"].append((sent_ns - server_ns) / 1e6)
             parts["outbox_mqtt"].append((delivered - sent_ns / NS) * 1000.0)
@@ -551,71 +596,122 @@ def _wait(check: Any, timeout: float, what: str, services: list[Service]) -> Non
         time.sleep(0.2)
 
 
+def _brokers(
+    stack: ExitStack, sites: list[str], central: bool
+) -> tuple[Mosquitto, dict[str, Mosquitto]]:
+    """The historians' broker and each site's: one for all, or the central tier (a central
+    broker, and each site's own bridged to it: deploy/mosquitto/bridge.conf)."""
+    if not central:
+        broker = stack.enter_context(running_mosquitto())
+        return broker, dict.fromkeys(sites, broker)
+    hub, own = make_central_tier(sites)
+    stack.enter_context(running_mosquitto(hub))  # first: the bridges find it at once
+    for site in sites:
+        stack.enter_context(running_mosquitto(own[site]))
+    return hub, own
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    sites = [f"site{i}" for i in range(1, args.sites + 1)]
     with ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-pipeline-")))
-        broker = stack.enter_context(running_mosquitto())
+        hub, site_brokers = _brokers(stack, sites, args.central)
         influx = stack.enter_context(running_influxdb())
-        raw = raw_mqtt_rate(broker, args.baseline_seconds)
+        raw = raw_mqtt_rate(hub, args.baseline_seconds)
         print(f"raw MQTT baseline: {raw:,.0f} msg/s", file=sys.stderr)
 
-        server = ServerChild(args.tags, args.rate, args.seconds, folder)
-        stack.callback(server.close)
-        hist_settings = historian_settings(broker, influx, folder, args.flush_interval)
-        historian = Service(
-            [plant_executable(), "bridge", "historian"],
-            service_env("PLANT_HISTORIAN_", hist_settings),
-            folder / "historian.log",
-        )
-        stack.callback(historian.stop, SERVICE_STOP_S)
-        edge_set = edge_settings(server, broker, folder, args.edge_interval)
-        edge = Service(
-            [sys.executable, "-m", "bridge.edge"],
-            service_env("PLANT_EDGE_", edge_set),
-            folder / "edge.log",
-        )
-        stack.callback(edge.stop, SERVICE_STOP_S)
-        services = [historian, edge]
+        servers: dict[str, ServerChild] = {}
+        for site in sites:
+            servers[site] = ServerChild(args.tags, args.rate, args.seconds, folder, site)
+            stack.callback(servers[site].close)
+        instances: list[int | None] = [1, 2] if args.central else [None]
+        hist_settings = [
+            historian_settings(hub, influx, folder, args.flush_interval, n) for n in instances
+        ]
+        historians = []
+        for settings in hist_settings:
+            historian = Service(
+                [plant_executable(), "bridge", "historian"],
+                service_env("PLANT_HISTORIAN_", settings),
+                folder / f"{settings.mqtt_client_id.replace('-bench', '')}.log",
+            )
+            stack.callback(historian.stop, SERVICE_STOP_S)
+            historians.append(historian)
+        edge_sets = {
+            site: edge_settings(servers[site], site_brokers[site], folder, args.edge_interval)
+            for site in sites
+        }
+        edges = []
+        for site in sites:
+            log = folder / ("edge.log" if len(sites) == 1 else f"edge-{site}.log")
+            edge = Service(
+                [sys.executable, "-m", "bridge.edge"],
+                service_env("PLANT_EDGE_", edge_sets[site]),
+                log,
+            )
+            stack.callback(edge.stop, SERVICE_STOP_S)
+            edges.append(edge)
+        services = [*historians, *edges]
 
-        offset_s = float(server.ask("mark")["offset_s"])
-        sampled = probes(args.tags)
+        offset_s = {site: float(servers[site].ask("mark")["offset_s"]) for site in sites}
+        sampled = [probe for site in sites for probe in probes(args.tags, site)]
         poller = LatencyPoller(influx, sampled, offset_s)
         poller.start(after_ns=0)
         stack.callback(poller.stop)
-        at_broker = BrokerProbe(broker, sampled, offset_s)
+        at_broker = BrokerProbe(hub, sampled, offset_s)
         stack.callback(at_broker.stop)
         _wait(poller.seen_all, READY_TIMEOUT_S, "every sampled tag in InfluxDB", services)
         time.sleep(WARMUP_S)
 
-        procs = {
-            "server": server.proc.pid,
-            "edge": edge.pid,
-            "historian": historian.pid,
-            "mosquitto": broker.pid,
-            "influxd": influx.pid,
+        procs: dict[str, list[int]] = {
+            "server": [server.proc.pid for server in servers.values()],
+            "edge": [edge.pid for edge in edges],
+            "historian": [historian.pid for historian in historians],
+            "mosquitto": sorted({broker.pid for broker in site_brokers.values()}),
+            "influxd": [influx.pid],
         }
-        cpu0 = {name: cpu_s(pid) for name, pid in procs.items()}
+        if args.central:
+            procs["mosquitto_central"] = [hub.pid]
+        cpu0 = {name: sum(cpu_s(pid) for pid in pids) for name, pids in procs.items()}
         bench_cpu0 = time.process_time()
-        first = server.ask("mark")
-        poller.window = at_broker.window = (first["plant_ns"], 2**62)
+        wall0 = time.time()
+        first = {site: servers[site].ask("mark") for site in sites}
+        for site in sites:
+            poller.window[site] = at_broker.window[site] = (first[site]["plant_ns"], 2**62)
         time.sleep(args.seconds)
-        last = server.ask("mark")
-        poller.window = at_broker.window = (first["plant_ns"], last["plant_ns"])
-        wall = last["wall"] - first["wall"]
-        cpu = {name: 100.0 * (cpu_s(pid) - cpu0[name]) / wall for name, pid in procs.items()}
+        last = {site: servers[site].ask("mark") for site in sites}
+        for site in sites:
+            window = (first[site]["plant_ns"], last[site]["plant_ns"])
+            poller.window[site] = at_broker.window[site] = window
+        walls = {site: last[site]["wall"] - first[site]["wall"] for site in sites}
+        wall = time.time() - wall0
+        cpu = {
+            name: 100.0 * (sum(cpu_s(pid) for pid in pids) - cpu0[name]) / wall
+            for name, pids in procs.items()
+        }
         cpu["bench"] = 100.0 * (time.process_time() - bench_cpu0) / wall
 
-        truth: dict[str, list[int]] = server.ask(f"truth {first['plant_ns']} {last['plant_ns']}")
-        truth = {tag: times for tag, times in truth.items() if times}
+        truth: dict[str, dict[str, list[int]]] = {}
+        for site in sites:
+            window = servers[site].ask(f"truth {first[site]['plant_ns']} {last[site]['plant_ns']}")
+            truth[site] = {tag: times for tag, times in window.items() if times}
         drain_start = time.monotonic()
         progress = (time.monotonic(), -1)
         while True:
-            stored = influx_times_of(influx, truth, first["plant_ns"], last["plant_ns"], SITE)
-            counted = count(truth, stored)
-            expected, lost, extra = counted.expected, counted.lost, counted.extra
+            counted = {
+                site: count(
+                    truth[site],
+                    influx_times_of(
+                        influx, truth[site], first[site]["plant_ns"], last[site]["plant_ns"], site
+                    ),
+                )
+                for site in sites
+            }
+            lost = sum(c.lost for c in counted.values())
+            stored = sum(c.expected - c.lost for c in counted.values())
             now = time.monotonic()
-            if expected - lost > progress[1]:
-                progress = (now, expected - lost)
+            if stored > progress[1]:
+                progress = (now, stored)
             if lost == 0 or now - progress[0] > DRAIN_IDLE_S or now - drain_start > DRAIN_MAX_S:
                 break
             time.sleep(1.0)
@@ -627,28 +723,45 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         time.sleep(2 * POLL_S)  # the poller's view of the last points
         poller.stop()
 
-    latencies = sorted(poller.latencies_ms)
+    per_site: dict[str, dict[str, Any]] = {}
+    for site in sites:
+        c, latencies = counted[site], sorted(poller.latencies_ms.get(site, []))
+        per_site[site] = {
+            "expected": c.expected,
+            "stored": c.expected - c.lost,
+            "extra": c.extra,
+            "samples_per_s": round((c.expected - c.lost) / walls[site], 1),
+            "lost": c.lost,
+            "p50_ms": _percentile(latencies, 0.50),
+            "p99_ms": _percentile(latencies, 0.99),
+        }
+    expected = sum(c.expected for c in counted.values())
+    extra = sum(c.extra for c in counted.values())
+    latencies = sorted(ms for values in poller.latencies_ms.values() for ms in values)
     broker_latencies = sorted(at_broker.latencies_ms)
-    samples_per_s = (expected - lost) / wall
-    return {
+    samples_per_s = sum(float(site["samples_per_s"]) for site in per_site.values())
+    first_edge = edge_sets[sites[0]]
+    out: dict[str, Any] = {
         "bench": "pipeline",
         "mode": args.mode,
         "tags": args.tags,
         "rate_hz": args.rate,
-        "seconds": round(wall, 2),
+        "sites": args.sites,
+        "central": args.central,
+        "seconds": round(max(walls.values()), 2),
         "cpus": os.cpu_count(),
         "expected": expected,
         "stored": expected - lost,
         "extra": extra,
-        "offered_per_s": round(expected / wall, 1),
+        "offered_per_s": round(sum(c.expected / walls[s] for s, c in counted.items()), 1),
         "drain_s": round(drain_s, 1),
         "latency_points": len(latencies),
         "latency_poll_ms": POLL_S * 1000,
         "load_1min": round(os.getloadavg()[0], 2),
         "settings_changed": {
-            "opcua": server.settings,
-            "edge": differing(edge_set),
-            "historian": differing(hist_settings),
+            "opcua": servers[sites[0]].settings,
+            "edge": differing(first_edge),
+            "historian": differing(hist_settings[0]),
         },
         "broker_p50_ms": _percentile(broker_latencies, 0.50),
         "broker_p99_ms": _percentile(broker_latencies, 0.99),
@@ -661,6 +774,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "raw_mqtt_per_s": round(raw, 1),
         "ratio": round(samples_per_s / raw, 3) if raw else None,
     }
+    if len(sites) > 1:
+        out["per_site"] = per_site
+    return out
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -688,7 +804,17 @@ def main() -> None:
         default=None,
         help="edge OPC UA publishing and batch interval, s (default: the edge's)",
     )
+    parser.add_argument(
+        "--sites", type=int, default=1, help="sites: an OPC UA server and an edge each"
+    )
+    parser.add_argument(
+        "--central",
+        action="store_true",
+        help="the central tier: each site its own broker bridged to a central one, where two "
+        "historians share one subscription",
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--site", default=SITE, help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--raw-subscriber", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -698,11 +824,13 @@ def main() -> None:
     intervals = [v for v in (args.flush_interval, args.edge_interval) if v is not None]
     if args.rate <= 0 or args.seconds <= 0 or args.tags < 0 or min(intervals, default=1) <= 0:
         parser.error("--rate, --seconds and the intervals must be above 0, --tags at least 0")
+    if args.sites < 1:
+        parser.error("--sites must be at least 1")
     if args.raw_subscriber:
         _raw_subscriber()
         return
     if args.serve:
-        asyncio.run(_serve(args.tags, args.rate, args.seconds, args.folder))
+        asyncio.run(_serve(args.tags, args.rate, args.seconds, args.folder, args.site))
         return
     print(json.dumps(run(args)))
 
