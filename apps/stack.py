@@ -1,11 +1,12 @@
 """`plant stack init` and `plant stack influx-tokens`: the docker-compose stack's secrets.
 
 docker-compose runs `init` once before anything else. It keeps one store of secrets (a volume
-only `init` mounts): the MQTT passwords of the broker's users, the OPC UA passwords of the edge
-and the operator, the InfluxDB admin password and all-access token, the Grafana admin password,
-and the OPC UA certificates (each site's server, each OPC UA client). A secret that exists is
-kept; a missing one is generated; a value given as `PLANT_SECRET_<NAME>` (from `.env`, see
-deploy/stack.env.example) replaces it. From the store it writes:
+only `init` mounts, and the central tier's `init-central`): the MQTT passwords of the broker's
+users, the OPC UA passwords of the edge and the operator, the InfluxDB admin password and
+all-access token, the Grafana admin password, and the OPC UA certificates (each site's server,
+each OPC UA client). A secret that exists is kept; a missing one is generated; a value given
+as `PLANT_SECRET_<NAME>` (from `.env`, see deploy/stack.env.example) replaces it. From the
+store it writes:
 
 - each consumer's own folder (a volume per service, mounted at its /run/secrets): only the
   files that service needs, owned by the user the service runs as, mode 0400. Compose's own
@@ -16,6 +17,13 @@ deploy/stack.env.example) replaces it. From the store it writes:
   (PBKDF2-SHA512, mosquitto 2's `$7$`), both owned by the broker's user, mode 0600;
 - the OPC UA users file (salted scrypt hashes) and each twin's PKI folder: its server key and
   certificate, and the client certificates it trusts (its edge's and the `cli` tools').
+- the central tier (docker-compose's `central` profile, which `init` learns from
+  `--profiles`, compose's COMPOSE_PROFILES): `--bridge site1` appends site1's bridge to the
+  centre (deploy/mosquitto/bridge.conf, its `bridge-site1` password from the store) to the
+  `--mosquitto-dir` broker's config; `init-central` writes the central broker's folder
+  (`--central-dir`: historian, operator and viewer, and deploy/mosquitto/bridge.acl per site)
+  and each `--site-broker SITE=DIR` (that site's accounts, bridged to the centre). The bridge
+  passwords are made with the other secrets, whether the tier runs or not.
 
 `influx-tokens` runs once InfluxDB is up: with the all-access token it makes a token that can
 only read the bucket (Grafana) and one that can only write it (the historian). InfluxDB 2 does
@@ -76,6 +84,13 @@ GRAFANA_UID = 472  # the grafana-oss image's `grafana` user
 PLANT_UID = 10001  # the `plant` user of our image (Dockerfile)
 # site -> the compose service of its twin, the host name the edge and `cli` reach it by.
 STACK_SITES = {"site1": "twin", "site2": "twin-site2"}
+# The central tier (`central` profile): the central broker as the site brokers reach it.
+CENTRAL_PROFILE = "central"
+CENTRAL_ADDRESS = "mosquitto-central:1883"
+CENTRAL_HISTORIANS = ("central-1", "central-2")  # historian-central-1, -2 in the compose file
+# Sites the central profile gives a broker and an edge of their own (mosquitto-site2,
+# edge-site2-central); site1 keeps the stack's `mosquitto` and `edge`.
+CENTRAL_OWN_SITES = ("site2",)
 # mosquitto 2's defaults for `mosquitto_passwd` ($7$: PBKDF2-HMAC-SHA512).
 PBKDF2_ITERATIONS = 101
 SALT_BYTES = 12
@@ -374,6 +389,12 @@ def consumers(sites: Mapping[str, str]) -> dict[str, Consumer]:
             },
         ),
     }
+    # The central tier (`central` profile): its broker, its historians, and each site's own
+    # broker and edge on it (site1's are the stack's `mosquitto` and `edge`, above and below).
+    out["mosquitto-central"] = out["mosquitto"]
+    for n in CENTRAL_HISTORIANS:
+        # + influxdb_write_token from `influx-tokens-central`
+        out[f"historian-{n}"] = out["historian"]
     for site in sites:
         out[f"twin-{site}"] = Consumer(
             PLANT_UID,
@@ -398,7 +419,21 @@ def consumers(sites: Mapping[str, str]) -> dict[str, Consumer]:
         out[f"controller-{site}"] = Consumer(
             PLANT_UID, {"mqtt_password": f"mqtt_controller-{site}_password"}
         )
+        if site in CENTRAL_OWN_SITES:
+            out[f"mosquitto-{site}"] = out["mosquitto"]
+            out[f"edge-{site}-central"] = out[f"edge-{site}"]
     return out
+
+
+def central_consumers(sites: Iterable[str]) -> tuple[str, ...]:
+    """The consumers of the central tier, whose secrets `init-central` writes."""
+    own = [site for site in sites if site in CENTRAL_OWN_SITES]
+    return (
+        "mosquitto-central",
+        *(f"historian-{n}" for n in CENTRAL_HISTORIANS),
+        *(f"mosquitto-{site}" for site in own),
+        *(f"edge-{site}-central" for site in own),
+    )
 
 
 def write_consumers(store: Path, out: Path, sites: Mapping[str, str]) -> list[str]:
@@ -500,6 +535,25 @@ def ensure_bucket_tokens(
     return done
 
 
+def parse_site_brokers(values: Sequence[str], sites: Mapping[str, str]) -> dict[str, Path]:
+    """`--site-broker site2=/mosquitto-site2-config`: a site and its own broker's folder."""
+    out = {}
+    for value in values:
+        site, _, folder = value.partition("=")
+        if site not in sites or not folder:
+            raise StackError(f"--site-broker {value!r}: expected SITE=DIR for one of the sites")
+        out[site] = Path(folder)
+    return out
+
+
+def parse_address(value: str) -> tuple[str, int]:
+    """`mosquitto-central:1883`."""
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise StackError(f"--central-address {value!r}: expected HOST:PORT")
+    return host, int(port)
+
+
 def parse_sites(values: Sequence[str]) -> dict[str, str]:
     """`--site site1=twin`: the site id and its twin's host name."""
     sites = {}
@@ -538,17 +592,62 @@ def init(
         list[str] | None,
         typer.Option(help="SITE=TWIN_HOST, once per site (default: the compose file's)."),
     ] = None,
+    profiles: Annotated[
+        str,
+        typer.Option(help="The compose profiles the stack runs with (COMPOSE_PROFILES)."),
+    ] = "",
+    bridge: Annotated[
+        str | None,
+        typer.Option(
+            help="With the `central` profile: the --mosquitto-dir broker is this site's own, "
+            "bridged to the centre."
+        ),
+    ] = None,
+    central_address: Annotated[
+        str, typer.Option(help="HOST:PORT of the central broker, as the site brokers reach it.")
+    ] = CENTRAL_ADDRESS,
+    central_dir: Annotated[
+        Path | None,
+        typer.Option(help="Write the central broker's config folder here (`central` profile)."),
+    ] = None,
+    site_broker: Annotated[
+        list[str] | None,
+        typer.Option(help="SITE=DIR: write DIR as SITE's own broker, bridged to the centre."),
+    ] = None,
 ) -> None:
     """Generate missing secrets (PLANT_SECRET_<NAME> overrides one) and derived files."""
     try:
         sites = parse_sites(site) if site else dict(STACK_SITES)
-        done = init_secrets(secrets_dir, os.environ, secret_names(stack_mqtt_users(sites)))
+        central = CENTRAL_PROFILE in profiles.replace(",", " ").split()
+        own_brokers = parse_site_brokers(site_broker or [], sites)
+        if (central_dir is not None or own_brokers) and not central:
+            raise StackError(
+                "the central tier needs COMPOSE_PROFILES=central (in .env or the environment: "
+                "site1's broker is bridged when `init` writes its config), not --profile central"
+            )
+        accounts = (*stack_mqtt_users(sites), *bridge_users(sites))
+        done = init_secrets(secrets_dir, os.environ, secret_names(accounts))
         write_opcua_users(secrets_dir)
         asyncio.run(ensure_opcua_pki(secrets_dir, sites))
+        host, port = parse_address(central_address)
+        links = {link.site: link for link in central_links(secrets_dir, sites, host, port)}
+        if bridge is not None and bridge not in sites:
+            raise StackError(f"--bridge {bridge!r}: not one of the sites ({', '.join(sites)})")
         if mosquitto_dir is not None:
+            link = links[bridge] if central and bridge is not None else None
             write_mosquitto_config(
-                secrets_dir, deploy_mosquitto, mosquitto_dir, mosquitto_uid, list(sites)
+                secrets_dir, deploy_mosquitto, mosquitto_dir, mosquitto_uid, list(sites),
+                central=link,
+            )  # fmt: skip
+        for own, folder in own_brokers.items():
+            write_mosquitto_config(
+                secrets_dir, deploy_mosquitto, folder, mosquitto_uid, [own], central=links[own]
             )
+        if central_dir is not None:
+            write_mosquitto_config(
+                secrets_dir, deploy_mosquitto, central_dir, mosquitto_uid, [],
+                bridges=list(links.values()),
+            )  # fmt: skip
         served = write_consumers(secrets_dir, consumers_dir, sites) if consumers_dir else []
     except (OSError, StackError) as error:
         raise _fail(error) from None

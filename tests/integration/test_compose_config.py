@@ -18,7 +18,12 @@ import pytest
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-ONE_SHOT_ROOT = ("init", "influx-tokens")
+ONE_SHOT_ROOT = ("init", "influx-tokens", "init-central", "influx-tokens-central")
+# The stack as it was before the central tier: `docker compose up` starts these, no more.
+DEFAULT_SERVICES = {
+    "init", "mosquitto", "influxdb", "influx-tokens", "grafana", "twin", "edge", "historian",
+    "controller",
+}  # fmt: skip
 
 
 def _docker_compose() -> str:
@@ -31,7 +36,7 @@ def _docker_compose() -> str:
     pytest.skip(message)
 
 
-@pytest.mark.parametrize("profiles", [[], ["site2"], ["site2", "tools"]])
+@pytest.mark.parametrize("profiles", [[], ["site2"], ["site2", "tools"], ["central"]])
 def test_compose_file_is_valid(profiles: list[str], tmp_path: Path) -> None:
     args = [_docker_compose(), "-f", str(ROOT / "docker-compose.yml")]
     for profile in profiles:
@@ -54,7 +59,16 @@ def test_compose_file_is_valid(profiles: list[str], tmp_path: Path) -> None:
 def test_published_ports_listen_on_loopback_only(tmp_path: Path) -> None:
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)}
     result = subprocess.run(
-        [_docker_compose(), "--profile", "site2", "--profile", "tools", "config"],
+        [
+            _docker_compose(),
+            "--profile",
+            "site2",
+            "--profile",
+            "tools",
+            "--profile",
+            "central",
+            "config",
+        ],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -81,7 +95,7 @@ def test_published_ports_listen_on_loopback_only(tmp_path: Path) -> None:
 
 def _effective(tmp_path: Path, env_file: Path | None) -> dict[str, Any]:
     """The compose file as docker-compose resolves it, every profile, with this .env."""
-    args = [_docker_compose(), "--profile", "site2", "--profile", "tools"]
+    args = [_docker_compose(), "--profile", "site2", "--profile", "tools", "--profile", "central"]
     if env_file is not None:
         args += ["--env-file", str(env_file)]
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)}
@@ -133,7 +147,82 @@ def test_each_service_mounts_only_its_own_secrets(tmp_path: Path) -> None:
             source = volume["source"] if isinstance(volume, dict) else volume.split(":")[0]
             if str(source).startswith("secrets"):
                 owners.setdefault(str(source), set()).add(name)
-    assert owners.pop("secrets") == {"init"}  # the store
+    assert owners.pop("secrets") == {"init", "init-central"}  # the store
     for volume, users in owners.items():
         # init writes each; influx-tokens adds Grafana's and the historian's token; else one.
-        assert len(users - {"init", "influx-tokens"}) == 1, (volume, users)
+        assert len(users - set(ONE_SHOT_ROOT)) == 1, (volume, users)
+
+
+def _resolved(tmp_path: Path, **variables: str) -> dict[str, Any]:
+    """The compose file as `docker compose up` would run it with these variables set: its
+    services without a profile or with one COMPOSE_PROFILES names (docker-compose 1.29's
+    `config` prints every service)."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path), **variables}
+    result = subprocess.run(
+        [_docker_compose(), "config"], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=60, check=True,
+    )  # fmt: skip
+    import yaml  # noqa: PLC0415
+
+    config: dict[str, Any] = yaml.safe_load(result.stdout)
+    active = set(variables.get("COMPOSE_PROFILES", "").split(","))
+    config["services"] = {
+        name: service
+        for name, service in config["services"].items()
+        if not service.get("profiles") or active & set(service["profiles"])
+    }
+    return config
+
+
+def test_without_the_central_profile_the_stack_is_as_before(tmp_path: Path) -> None:
+    """No profile: the services of before, site1's broker not bridged (`init` sees no
+    `central` profile), nothing of the central tier mounted or reached."""
+    services = _resolved(tmp_path)["services"]
+    assert set(services) == DEFAULT_SERVICES
+    init = services["init"]["entrypoint"]
+    assert init[init.index("--profiles") + 1] == ""
+    for name, service in services.items():
+        text = str(service)
+        assert "central" not in text.replace("--central", ""), name
+
+
+def test_the_central_profile_bridges_every_site_to_two_central_historians(
+    tmp_path: Path,
+) -> None:
+    """COMPOSE_PROFILES=central: `init` bridges site1's broker, `init-central` writes the
+    centre and site2's broker; each site's edge uses its own broker, two historians (own
+    client ids, spools and status topics, the default share group) the centre."""
+    services = _resolved(tmp_path, COMPOSE_PROFILES="central")["services"]
+    central = {
+        "init-central", "mosquitto-central", "mosquitto-site2", "influx-tokens-central",
+        "historian-central-1", "historian-central-2", "twin-site2", "edge-site2-central",
+    }  # fmt: skip
+    assert set(services) == DEFAULT_SERVICES | central
+    for one_shot in ("init", "init-central"):
+        args = services[one_shot]["entrypoint"]
+        assert args[args.index("--profiles") + 1] == "central", one_shot
+    init = services["init"]["entrypoint"]
+    assert init[init.index("--bridge") + 1] == "site1"
+    assert init[init.index("--mosquitto-dir") + 1] == "/mosquitto-config"
+    args = services["init-central"]["entrypoint"]
+    assert args[args.index("--site-broker") + 1] == "site2=/mosquitto-site2-config"
+    assert "--mosquitto-dir" not in args  # site1's broker is `init`'s alone
+    mqtt = {
+        name: (env.get("PLANT_EDGE_MQTT_HOST") or env.get("PLANT_HISTORIAN_MQTT_HOST"))
+        for name, service in services.items()
+        if (env := service.get("environment") or {})
+    }
+    assert mqtt["edge"] == "mosquitto" and mqtt["edge-site2-central"] == "mosquitto-site2"
+    historians = [services[f"historian-central-{n}"] for n in (1, 2)]
+    assert [mqtt[f"historian-central-{n}"] for n in (1, 2)] == ["mosquitto-central"] * 2
+    envs = [h["environment"] for h in historians]
+    assert len({e["PLANT_HISTORIAN_MQTT_CLIENT_ID"] for e in envs}) == 2
+    assert len({e["PLANT_HISTORIAN_SITE_ID"] for e in envs}) == 2
+    assert all("PLANT_HISTORIAN_MQTT_SHARE_GROUP" not in e for e in envs)  # the default group
+
+    def source(volume: Any) -> str:
+        return str(volume["source"] if isinstance(volume, dict) else volume.split(":")[0])
+
+    data = [source(v) for h in historians for v in h["volumes"] if "/data" in str(v)]
+    assert len(set(data)) == 2  # a spool each
+    assert all(h["restart"] == "unless-stopped" for h in historians)

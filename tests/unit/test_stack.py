@@ -171,3 +171,35 @@ def test_stack_overrides_are_named_after_the_secret() -> None:
         stack.override_variable("mqtt_edge-site1_password")
         == "PLANT_SECRET_MQTT_EDGE_SITE1_PASSWORD"
     )
+
+
+def test_the_central_tier_configs_come_from_the_bridge_templates(tmp_path: Path) -> None:
+    """The centre: the shared accounts and one bridge account per site (bridge.acl, that site
+    only), no edge or controller; a site broker: its accounts, and bridge.conf at the end of
+    its conf (the bridge's password: 0600)."""
+    sites = ["site1", "site2"]
+    store = tmp_path / "store"
+    accounts = (*stack.stack_mqtt_users(sites), *stack.bridge_users(sites))
+    stack.init_secrets(store, {}, stack.secret_names(accounts))
+    links = stack.central_links(store, sites, "mosquitto-central", 1883)
+    deploy = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto"
+    centre, own = tmp_path / "centre", tmp_path / "site2"
+    stack.write_mosquitto_config(store, deploy, centre, os.getuid(), [], bridges=links)
+    stack.write_mosquitto_config(store, deploy, own, os.getuid(), ["site2"], central=links[1])
+
+    users = [line.split(":", 1)[0] for line in (centre / "passwd").read_text().splitlines()]
+    assert users == ["historian", "operator", "viewer", "bridge-site1", "bridge-site2"]
+    acl = (centre / "acl").read_text()
+    assert "user bridge-site1\ntopic write pcmm/v1/site1/+/telemetry" in acl
+    assert "user edge" not in acl and "user controller" not in acl
+    conf = (centre / "mosquitto.conf").read_text()
+    assert conf == (deploy / "mosquitto.conf").read_text()  # the centre bridges nothing
+
+    conf = (own / "mosquitto.conf").read_text()
+    assert conf.startswith((deploy / "mosquitto.conf").read_text())
+    assert "\nconnection central\naddress mosquitto-central:1883\n" in conf
+    assert f"\nremote_password {stack.read_secret(store, 'mqtt_bridge-site2_password')}\n" in conf
+    assert "topic pcmm/v1/site2/+/telemetry out 1" in conf and "site1" not in conf
+    assert (own / "mosquitto.conf").stat().st_mode & 0o777 == 0o600
+    users = [line.split(":", 1)[0] for line in (own / "passwd").read_text().splitlines()]
+    assert users == ["historian", "operator", "viewer", "edge-site2", "controller-site2"]
