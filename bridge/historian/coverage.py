@@ -18,8 +18,12 @@ message routed before the shared subscription existed reaches the witness before
 what is routed after the marker goes to the group. What both sessions keep is written twice
 to the same InfluxDB point (same series and timestamp): idempotent, as a redelivery is.
 
-Not covered: a broker killed (SIGKILL, power) loses what arrived since its last autosave, for
-every session alike (deploy/mosquitto/mosquitto.conf).
+The witness's session expires after `mqtt_witness_session_expiry_s` (5 min) away: long enough
+to outlast a broker restart, short enough that a historian away for hours is not queued for
+twice on the broker and does not write its whole absence twice on return. Not covered: a
+broker restarted while the historian has been away longer than that (what arrives before it
+is back is lost, as without a witness); and a broker killed (SIGKILL, power) loses what
+arrived since its last autosave, for every session alike (deploy/mosquitto/mosquitto.conf).
 """
 
 from __future__ import annotations

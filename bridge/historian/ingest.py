@@ -132,7 +132,9 @@ class MqttIngest:
         self._log = logging.getLogger("bridge.historian.mqtt")
         self.status_topic = topics.SiteTopics(settings.site_id).status(SERVICE)
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = settings.mqtt_session_expiry_s
+        props.SessionExpiryInterval = (
+            settings.mqtt_witness_session_expiry_s if witness else settings.mqtt_session_expiry_s
+        )
         props.ReceiveMaximum = settings.mqtt_receive_maximum
         login = MqttConfig.of(settings)
         if witness:

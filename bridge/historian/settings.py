@@ -50,6 +50,11 @@ class HistorianSettings(BaseSettings):
     # does not restore shared subscriptions). It receives the whole stream and drops it
     # otherwise: one more delivery per message from the broker. coverage.py says why.
     mqtt_witness: bool = True
+    # The witness's session expiry: how long the broker keeps queueing the whole stream for it
+    # while the historian is away. It only has to outlast a broker restart (the historians
+    # come back within seconds); a longer one would queue every absence twice (the main
+    # session holds the historian's share already) and replay it twice on return.
+    mqtt_witness_session_expiry_s: int = Field(default=300, ge=10)
     mqtt_receive_maximum: int = Field(default=1000, ge=1, le=65535)  # unacked messages in flight
 
     # InfluxDB. `influx_api`: "v2" (/api/v2/write: 2.x, 3.x, 1.8+), "v1" (1.x's /write), or
