@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEPLOY_MOSQUITTO = ROOT / "deploy" / "mosquitto"
 BRIDGE_CONF = DEPLOY_MOSQUITTO / "bridge.conf"  # a site broker's link to the centre
 BRIDGE_ACL = DEPLOY_MOSQUITTO / "bridge.acl"  # the centre's grant to one site's link
+SITE_ID = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")  # as the OPC UA server's site_id
 START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 10.0
 
@@ -65,6 +67,15 @@ class CentralLink:
     host: str
     port: int
     password: str
+
+    def __post_init__(self) -> None:
+        # The centre's own services (historians, their status, metrics and markers) use the
+        # site level `central` and `central-<n>`; a site of that name would be granted them.
+        if not SITE_ID.fullmatch(self.site) or self.site.split("-")[0] == "central":
+            raise LaunchError(
+                f"site id {self.site!r}: letters, digits, _ and -, starting with a letter, "
+                "and not central or central-<anything> (the centre's own)"
+            )
 
     @property
     def username(self) -> str:

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from apps import envfiles, stack
+from apps.launcher import LaunchError
+from apps.servers import CentralLink, bridge_config
 from opcua_server.security import Role, load_users
 
 
@@ -203,3 +205,19 @@ def test_the_central_tier_configs_come_from_the_bridge_templates(tmp_path: Path)
     assert (own / "mosquitto.conf").stat().st_mode & 0o777 == 0o600
     users = [line.split(":", 1)[0] for line in (own / "passwd").read_text().splitlines()]
     assert users == ["historian", "operator", "viewer", "edge-site2", "controller-site2"]
+
+
+@pytest.mark.parametrize(
+    "site", ["central", "central-1", "site1\ntopic readwrite #", "site 1", "pcmm/v1", ""]
+)
+def test_a_site_id_that_would_break_or_borrow_the_centres_tree_is_refused(site: str) -> None:
+    """A site id is pasted into the bridge's config and the centre's ACL: a newline would add
+    lines of its own, and `central`/`central-<n>` would grant the centre's historians' status,
+    metrics and markers to that site's bridge."""
+    with pytest.raises(LaunchError, match="site id"):
+        CentralLink(site, "mosquitto-central", 1883, "secret")
+
+
+def test_a_bridge_password_with_white_space_is_refused() -> None:
+    with pytest.raises(LaunchError, match="password"):
+        bridge_config(CentralLink("site1", "mosquitto-central", 1883, "pass\nword"))
