@@ -66,6 +66,16 @@ def run_campaign(
     faulted_since: list[float] = []
     scenario_stop = [False]  # the scenario's own last line command stopped the line
     board = AlarmBoard(build_alarms(plant.layout.modules, plant.registry))
+    # The board reads only its alarms' source tags (what a real plant shows of them): each
+    # step's snapshot holds just those.
+    registry = plant.registry
+    sources = sorted(
+        {
+            s.alarm.source
+            for s in board.states.values()
+            if s.alarm.source in registry and not registry[s.alarm.source].ground_truth
+        }
+    )
     transitions: list[Transition] = []
     log = LoopLog()
     reported = [0]  # controller alarms already reported to the board
@@ -74,7 +84,7 @@ def run_campaign(
         faults = {
             f.kind: f"fault {f.kind} on {f.target}" for f in plant.faults() if f.status == "active"
         }
-        transitions.extend(board.evaluate(plant.snapshot(include_truth=False), faults, now))
+        transitions.extend(board.evaluate(plant.store.snapshot_of(sources), faults, now))
         for alarm in log.alarms[reported[0] :]:
             with contextlib.suppress(KeyError):  # a diagnosis without an alarm of its own
                 transitions.extend(board.report(alarm.name, alarm.raised, alarm.message, now))

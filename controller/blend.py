@@ -45,12 +45,15 @@ class Blend:
         self.feeders_value: float | None = None
         self.refill_lots: dict[str, float] = {}  # feeder -> lot number of its last refill
         self.refilled_at: dict[str, float] = {}  # feeder -> plant time of its last refill
-        self.flows: dict[str, RollingStats] = {}  # feeder -> flow / setpoint - 1
-        # feeder -> that less its own short average: its noise, blind to slow excursions
+        # feeder -> good flow readings seen, up to `flow_window` (its noise statistic's span)
+        self.flow_count: dict[str, int] = {}
+        # feeder -> flow / setpoint - 1 less its own short average: its noise, blind to slow
+        # excursions
         self.flow_noise: dict[str, RollingStats] = {}
         self._flow_mean: dict[str, Ewma] = {}
         self.refill_peak: dict[str, float] = {}  # feeder -> largest flow error since its refill
         self.noise_ratio = 1.0  # the noisiest feeder's noise over its usual (FeederNoise)
+        self.last_refill = -math.inf  # plant time of the last refill of any feeder
         self.failsafe_limit = math.hypot(cfg.nir_uncertainty_pct, cfg.feeder_uncertainty_pct)
         self.target_pct = 100.0 * cfg.label_claim_mg / cfg.target_weight_mg
         feeders = (cfg.api_feeder, *cfg.other_feeders)
@@ -64,11 +67,6 @@ class Blend:
     def estimate(self) -> dict[str, float | None]:
         return {"nir": self.nir_value, "feeders": self.feeders_value}
 
-    @property
-    def last_refill(self) -> float:
-        """Plant time of the last refill of any feeder."""
-        return max(self.refilled_at.values(), default=-math.inf)
-
     def observe_nir(self, value: float, good: bool, source_time: float) -> None:
         # Between two spectra the blend can move by what the feeders' RTD prediction moves,
         # and a little more: the spike test allows a few times that.
@@ -78,33 +76,38 @@ class Blend:
     def update(self, now: float, dt: float) -> None:
         """Both estimates at plant time `now`, `dt` after the last."""
         cfg, tel = self.cfg, self.tel
+        v, raw = tel.v, tel.raw
+        refilled_at, refill_peak, counts = self.refilled_at, self.refill_peak, self.flow_count
         flows = {}
         for feeder, pv, sp, lot_tag, refilling in self._feeder_tags:
+            flow, setpoint = v(pv), v(sp)
             # While refilling, the reading is the feeder's own volumetric estimate: still the
             # best there is, as long as it is there at all.
-            flows[feeder] = tel.v(pv) if tel.has(pv) else tel.v(sp)
+            flows[feeder] = flow if pv in raw else setpoint
             # A short top-up can start and end between two samples of an accelerated plant;
             # the lot number it leaves behind cannot be missed.
-            lot = tel.v(lot_tag, -1.0)
-            if tel.v(refilling, 0) or lot != self.refill_lots.get(feeder, lot):
-                self.refilled_at[feeder] = now
-                self.refill_peak[feeder] = 0.0
+            lot = v(lot_tag, -1.0)
+            if v(refilling, 0) or lot != self.refill_lots.get(feeder, lot):
+                refilled_at[feeder] = now
+                refill_peak[feeder] = 0.0
+                self.last_refill = max(self.last_refill, now)
             self.refill_lots[feeder] = lot
             if tel.good(pv):
                 # Flow against its own setpoint, so the controller's trims are not noise.
-                error = tel.v(pv) / tel.v(sp) - 1.0 if tel.v(sp) > 0 else 0.0
-                stats = self.flows.get(feeder)
-                if stats is None:
-                    stats = self.flows[feeder] = RollingStats(cfg.flow_window)
+                error = flow / setpoint - 1.0 if setpoint > 0 else 0.0
+                count = counts.get(feeder)
+                if count is None:
+                    count = 0
                     self.flow_noise[feeder] = RollingStats(cfg.flow_window)
                     self._flow_mean[feeder] = Ewma(cfg.flow_detrend_s)
-                stats.append(error)
+                if count < cfg.flow_window:
+                    counts[feeder] = count + 1
                 mean = self._flow_mean[feeder]
                 if mean.value is not None:
                     self.flow_noise[feeder].append(error - mean.value)
                 mean.update(error, dt)
-                if now - self.refilled_at.get(feeder, -math.inf) <= cfg.refill_peak_window_s:
-                    self.refill_peak[feeder] = max(self.refill_peak.get(feeder, 0.0), abs(error))
+                if now - refilled_at.get(feeder, -math.inf) <= cfg.refill_peak_window_s:
+                    refill_peak[feeder] = max(refill_peak.get(feeder, 0.0), abs(error))
 
         total = sum(flows.values())
         ratio = 100.0 * flows[cfg.api_feeder] / total if total > 0 else math.nan

@@ -83,7 +83,8 @@ class Bridging:
 
     def update(self, ctx: Context, actions: list[Action]) -> None:
         sv, cfg, now = self.sv, self.sv.cfg, ctx.now
-        drive, sp, pv = (sv.tel.v(t) for t in self.tags)
+        v, (drive_tag, sp_tag, pv_tag) = sv.tel.v, self.tags
+        drive, sp, pv = v(drive_tag), v(sp_tag), v(pv_tag)
         starved = drive >= cfg.bridging_drive_pct and pv < cfg.bridging_flow_share * sp
         fell = self._fell(now)
         if sv.conds.update(
@@ -239,19 +240,19 @@ class FeederNoise:
         self.sv = sv
         cfg = sv.cfg
         self.feeders = (cfg.api_feeder, *cfg.other_feeders)
+        self.names = {feeder: f"feeder_noise:{feeder}" for feeder in self.feeders}
         self.usual: dict[str, Ewma] = {}
         self.ratio: dict[str, float] = {}  # feeder -> its noise over its usual, when last judged
 
     def update(self, ctx: Context, actions: list[Action]) -> None:
         sv, cfg, now = self.sv, self.sv.cfg, ctx.now
         for feeder in self.feeders:
-            flows = sv.blend.flows.get(feeder)
-            if not flows or len(flows) < cfg.flow_window:
+            if sv.blend.flow_count.get(feeder, 0) < cfg.flow_window:
                 continue
             baseline = self.usual.get(feeder)
             if baseline is None:
                 baseline = self.usual[feeder] = Ewma(cfg.noise_base_s)
-            name = f"feeder_noise:{feeder}"
+            name = self.names[feeder]
             if not ctx.quiet:
                 # The RSD counts only between refills: no need to work it out.
                 sv.conds.update(now, name, False, cfg.noise_confirm_s, "")
@@ -268,7 +269,8 @@ class FeederNoise:
                 partial(_noise_message, feeder, rsd, baseline.value),
             ):
                 baseline.update(rsd, ctx.dt)
-        noisy_ratios = [r for f, r in self.ratio.items() if sv.conds.active(f"feeder_noise:{f}")]
+        active = sv.conds.active
+        noisy_ratios = [r for f, r in self.ratio.items() if active(self.names[f])]
         sv.blend.noise_ratio = max(noisy_ratios, default=1.0)
 
 
@@ -345,7 +347,7 @@ class PunchWear:
 
     def update(self, ctx: Context, actions: list[Action]) -> None:
         sv, cfg = self.sv, self.sv.cfg
-        thickness, gap_sp = (sv.tel.v(t) for t in self.tags)
+        thickness, gap_sp = sv.tel.v(self.tags[0]), sv.tel.v(self.tags[1])
         if not (math.isfinite(thickness) and gap_sp > 0):
             return
         base = self.base.value

@@ -29,10 +29,12 @@ class RobustNir:
         self.restart_s = restart_s  # no good spectrum for this long: start afresh
         self.step_count = step_count
         self._recent: deque[float] = deque(maxlen=window)
+        self._median: float | None = None  # of `_recent`, until it changes
         self._outliers: deque[float] = deque(maxlen=step_count)
         self._residuals: deque[float] = deque(maxlen=60)
         self._noise_sd: float | None = None  # of the residuals, until the next one
         self._quality: deque[bool] = deque(maxlen=60)
+        self._good = 0  # good readings among `_quality`, kept as they come and go
         self._last_time = -math.inf
         self.last_good = -math.inf
         self.latest: float | None = None  # the newest accepted reading (no spike, no step)
@@ -47,18 +49,19 @@ class RobustNir:
             return
         self._last_time = source_time
         if not good:
-            self._quality.append(False)
+            self._note(False)
             return
         if source_time - self.last_good > self.restart_s:
             # The probe saw nothing for a while (a stopped line): the blend it sees now is not
             # a step from the one it saw before.
             self.latest = None
             self._recent.clear()
+            self._median = None
             self._outliers.clear()
         if len(self._recent) == self.window:
-            centre = median(self._recent)
+            centre = self._centre()
             if abs(value - centre) > self.spike_pct + abs(expected_move):
-                self._quality.append(False)
+                self._note(False)
                 self._outliers.append(value)
                 if len(self._outliers) == self.step_count and (
                     max(self._outliers) - min(self._outliers) < self.spike_pct / 2
@@ -66,6 +69,7 @@ class RobustNir:
                     self.last_step = (source_time, median(self._outliers) - centre)
                     self._recent.clear()
                     self._recent.extend(list(self._outliers)[-self.window :])
+                    self._median = None
                     self._outliers.clear()
                     self.latest = self._recent[-1]
                     self.last_good = source_time
@@ -73,23 +77,38 @@ class RobustNir:
             self._residuals.append(value - centre)
             self._noise_sd = None
         self._outliers.clear()
-        self._quality.append(True)
+        self._note(True)
         self._recent.append(value)
+        self._median = None
         self.latest = value
         self.last_good = source_time
+
+    def _note(self, ok: bool) -> None:
+        quality = self._quality
+        if len(quality) == quality.maxlen and quality[0]:
+            self._good -= 1
+        quality.append(ok)
+        self._good += ok
 
     def estimate(self, now: float) -> float | None:
         """The blend concentration (% w/w), or None when the probe has gone quiet."""
         if not self._recent or now - self.last_good > self.stale_s:
             return None
-        return median(self._recent)
+        return self._centre()
+
+    def _centre(self) -> float:
+        """The median of the recent readings (worked out once per new reading: the blend is
+        judged every decision, spectra come every two seconds)."""
+        if self._median is None:
+            self._median = median(self._recent)
+        return self._median
 
     @property
     def bad_fraction(self) -> float:
         """Share of the last spectra that were lost, flagged or spiky."""
         if len(self._quality) < 20:
             return 0.0
-        return 1.0 - sum(self._quality) / len(self._quality)
+        return 1.0 - self._good / len(self._quality)
 
     @property
     def noise_sd(self) -> float:
@@ -101,7 +120,7 @@ class RobustNir:
                 self._noise_sd = 0.0
             else:
                 mean = sum(residuals) / len(residuals)
-                squares = sum((r - mean) ** 2 for r in residuals)
+                squares = sum([(r - mean) ** 2 for r in residuals])
                 self._noise_sd = math.sqrt(squares / (len(residuals) - 1))
         return self._noise_sd
 
@@ -150,12 +169,16 @@ class Ewma:
     def __init__(self, time_constant_s: float) -> None:
         self.tc = time_constant_s
         self.value: float | None = None
+        self._dt = math.nan  # the step the weight below is for: steps are mostly alike
+        self._weight = 0.0
 
     def update(self, x: float, dt: float) -> float:
         if self.value is None:
             self.value = x
         else:
-            self.value += (x - self.value) * (1.0 - math.exp(-dt / self.tc))
+            if dt != self._dt:
+                self._dt, self._weight = dt, 1.0 - math.exp(-dt / self.tc)
+            self.value += (x - self.value) * self._weight
         return self.value
 
 

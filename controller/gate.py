@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from itertools import islice
 from typing import TYPE_CHECKING
 
 from controller.actions import Action
@@ -99,7 +100,9 @@ class Gate:
             return
         # The last few tablets' mean weight: worked out once a step, for every loop and detector.
         n = cfg.mean_of_tablets
-        self.weight_mean = weight = sum(list(weights)[-n:]) / min(n, len(weights))
+        self.weight_mean = weight = sum(islice(weights, max(len(weights) - n, 0), None)) / min(
+            n, len(weights)
+        )
         rate = tel.v(self._rate_tag, 0.0)
         draw = rate / 3600.0 * weight * 1e-6
         level = tel.v(self._level_tag, cfg.level_sp_kg)
@@ -134,7 +137,10 @@ class Gate:
                     f"tablet weight heading for {ahead:.0f} mg within {horizon:.0f} s",
                 )
         if self.hardness:
-            hardness = sum(list(self.hardness)[-n:]) / min(n, len(self.hardness))
+            readings = self.hardness
+            hardness = sum(islice(readings, max(len(readings) - n, 0), None)) / min(
+                n, len(readings)
+            )
             guard = cfg.hardness_guard_n
             if not cfg.hardness_low_n + guard <= hardness <= cfg.hardness_high_n - guard:
                 planner.flag(now, f"hardness {hardness:.0f} N near its limit")

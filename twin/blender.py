@@ -38,6 +38,12 @@ class Blender:
         self._api = ctx.components.api
         self._speed_alpha = 1.0 - math.exp(-ctx.dt / p.speed_time_constant_s)
         self._inv_exp = 1.0 / p.flow_exponent
+        # Worked out once: a tank's reference hold-up and capacity, and the hold-up at the
+        # impeller's speed, which changes only while the drive moves.
+        self._holdup_per_tank = p.holdup_ref_kg / p.tanks
+        self._flow_ref_kgs = p.flow_ref_kgh / 3600.0
+        self._m_ref_speed = math.nan
+        self._m_ref = 0.0
         k = spec.id
         self._k = (
             f"{k}.speed_pv",
@@ -66,12 +72,15 @@ class Blender:
 
         out = self._empty
         out_mass = 0.0
-        if self.speed > MIN_SPEED_RPM:
-            m_ref = p.holdup_ref_kg / p.tanks * (p.speed_ref_rpm / self.speed) ** p.speed_exponent
-            capacity = p.flow_ref_kgh / 3600.0 * dt
+        speed = self.speed
+        if speed > MIN_SPEED_RPM:
+            if speed != self._m_ref_speed:
+                self._m_ref_speed = speed
+                self._m_ref = self._holdup_per_tank * (p.speed_ref_rpm / speed) ** p.speed_exponent
+            m_ref, inv_exp = self._m_ref, self._inv_exp
+            capacity = self._flow_ref_kgs * dt
             shares = [
-                min(1.0, capacity * (m / m_ref) ** self._inv_exp / m) if m > 0.0 else 0.0
-                for m in masses
+                min(1.0, capacity * (m / m_ref) ** inv_exp / m) if m > 0.0 else 0.0 for m in masses
             ]
             # Last tank first, so every tank passes on what it held at the start of the step.
             last = len(tanks) - 1

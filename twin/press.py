@@ -99,6 +99,7 @@ class Press:
         self._measured = (self._k[2], self._k[3], self._k[4], self._k[5], self._k[6])
         for key in self._measured:
             ctx.store.quality[key] = Quality.BAD
+        self._measured_bad = True  # the readings above are flagged Bad now
         values = ctx.store.values
         values[f"{k}.turret_speed_sp"] = self.turret_sp
         values[f"{k}.fill_depth_sp"] = self.fill_depth_sp
@@ -189,8 +190,10 @@ class Press:
         values[k[1]] = self.fill_depth
         quality = self.ctx.store.quality
         if weight > 0.0 and tablets > 0.0:
-            for key in self._measured:
-                quality.pop(key, None)
+            if self._measured_bad:
+                for key in self._measured:
+                    quality.pop(key, None)
+                self._measured_bad = False
             area = self.area_mm2
             main = kawakita_pressure_mpa(weight, self._gap, area, p) * area / 1000.0
             pre = (
@@ -207,6 +210,7 @@ class Press:
             values[k[2]] = values[k[3]] = 0.0
             for key in self._measured:
                 quality[key] = Quality.BAD
+            self._measured_bad = True
         values[k[7]] = tablets / self.ctx.dt * 3600.0
         values[k[8]] = int(self.tablets_total)
         self.ctx.store.stamps[self.id] = now

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,12 +59,27 @@ class TagStore:
             for tag_id, value in self.values.items()
         }
 
+    def snapshot_of(self, tag_ids: Iterable[str]) -> dict[str, TagValue]:
+        """What `snapshot()` holds for these tags only (an in-process campaign's alarms read a
+        dozen tags each plant second, not all of them)."""
+        good, values, quality, stamps = Quality.GOOD, self.values, self.quality, self.stamps
+        module_of = self._module_of
+        return {
+            tag_id: TagValue(values[tag_id], quality.get(tag_id, good), stamps[module_of[tag_id]])
+            for tag_id in tag_ids
+        }
+
     def readings(self) -> dict[str, tuple[Any, Quality, float]]:
         """What `snapshot(include_truth=False)` holds, as plain (value, quality, source time)
         tuples: the in-process closed loop's hot path."""
         good = Quality.GOOD
-        values, quality, stamps = self.values, self.quality, self.stamps
-        return {
-            tag_id: (values[tag_id], quality.get(tag_id, good), stamps[module])
-            for tag_id, module in self._shown
+        values, stamps = self.values, self.stamps
+        readings = {
+            tag_id: (values[tag_id], good, stamps[module]) for tag_id, module in self._shown
         }
+        # Few tags are not Good at any time: their quality is set over the Good default.
+        for tag_id, quality in self.quality.items():
+            reading = readings.get(tag_id)
+            if reading is not None:
+                readings[tag_id] = (reading[0], quality, reading[2])
+        return readings
