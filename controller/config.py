@@ -57,6 +57,9 @@ class ControllerConfig:
     # newest weight is this far off target (2.5 checkweigher SDs, a quarter of the way to the
     # guard band): a ramp toward the limit passes there first, and the fit costs CPU
     weight_trend_min: int = 6  # readings at least in that span (one every 2.5 plant s at 50x)
+    weight_step: float = 0.01  # fraction: the newest weight this far off the mean of ten is a
+    # step (a slip, a density change), 2.5 checkweigher SDs: the blend at the dies is judged
+    # again at it
     tablets_kept: int = 30  # weight and hardness readings kept (the hardness loop's average)
     nir_lag_s: float = 2.0  # s: a spectrum describes powder one reading period old
     nir_lead_min_pct: float = 0.08  # % w/w the newest spectrum must lead the median by to count:
@@ -133,20 +136,34 @@ class ControllerConfig:
     steady_after_bridge_s: float = 600.0  # s after a bridge before feeder statistics count
     quiet_after_refill_s: float = 300.0  # s after a refill before feeder statistics count
     # (the densified powder's feed factor settles in five 60-s decays)
-    feed_factor_base_s: float = 1800.0  # s, the learnt feed factor's long-run average
-    feed_factor_fast_s: float = 120.0  # s, and its recent average: drift = the two apart
+    feed_factor_base_s: float = 1800.0  # s, the learnt feed factor's long-run average (the
+    # bridging test's usual level, and the drift's reference until the curve below has one)
+    feed_factor_fast_s: float = 120.0  # s, and its recent average: drift = the recent average
+    # against the feed-factor curve at the hopper mass now
+    feed_factor_curve_s: float = 7200.0  # s, the time constant of the feed-factor curve (its
+    # feed factor against hopper mass): a refill cycle of the API feeder is 1.5 h (3 kg at
+    # 2 kg/h), over which the feed factor falls some 5 % as the hopper empties
+    feed_factor_curve_span_kg: float = 0.3  # kg, SD of the hopper mass the curve needs for a
+    # slope (a third of a refill cycle)
     explained_share: float = 0.5  # a feeder signal explains a NIR gap to within half of it
     probe_feed_factor_limit: float = 0.02  # the NIR is blamed only if the feed factor moved
     # less than this (fraction): 2x its 1 % spread
     nir_disagrees_confirm_s: float = 60.0  # s, one reconciliation time constant
     load_cell_change: float = 0.02  # fraction of feed factor a drifting load cell shows
     load_cell_confirm_s: float = 30.0  # s
-    feed_factor_drift_change: float = 0.05  # fraction: 5x the learnt feed factor's 1 % spread
-    feed_factor_drift_confirm_s: float = 120.0  # s, the fast average's time constant
+    retare_jump_kg: float = 0.005  # kg the API hopper's reading may rise in one decision
+    # between refills before it counts as re-tared (it falls by 0.6 g a second as it feeds)
+    feed_factor_drift_change: float = 0.03  # fraction: 6x the recent average's spread about
+    # the feed-factor curve (0.5 % on fault-free runs, at most 1.75 %; against a long-run
+    # average, which the hopper's emptying moves, it was 1.4 % and up to 4.4 %)
+    feed_factor_drift_confirm_s: float = 60.0  # s, half the fast average's time constant: the
+    # curve, not the confirmation, keeps the hopper's emptying out
     dropout_raise: float = 0.15  # share of spectra lost or spiky that raises nir_dropout
     dropout_clear: float = 0.05  # and below which it clears (hysteresis: 60-spectra counts)
     dropout_confirm_s: float = 10.0  # s, five spectra
-    flow_window: int = 300  # flow readings (s) in a feeder's noise statistic
+    flow_window: int = 300  # flow readings (s) in a feeder's noise statistic: its median
+    # absolute value, so a transient shorter than half of it hardly counts (random campaigns:
+    # an SD over it took a lot density change or a drift's end for noise, 91 false alarms)
     noise_ratio: float = 1.7  # x its usual noise that calls a feeder noisy
     flow_detrend_s: float = 20.0  # s: the noise is the flow less its own 20-s average, so the
     # slow excursions of a bridge, a drift or a refill (a minute and more) are not noise,
@@ -160,14 +177,22 @@ class ControllerConfig:
     stiction_mm: float = 0.02  # mm between fill-depth setpoint and position: sticking
     stiction_confirm_s: float = 30.0  # s, the actuator moves 0.2 mm/s: it had time
     stiction_deadband_mg: float = 6.0  # mg, the weight loop's deadband while it sticks
+    # A sticking actuator shows only when it is asked to move, and the weight loop, on target,
+    # asks for moves smaller than the mismatch above (random campaigns 1-30: 7 bands of
+    # 0.2-0.9 mm never seen). One left still this long is stroked, as a valve is
+    # partial-stroke tested, and put back once it has followed or the test has had time:
+    stroke_idle_s: float = 300.0  # s the fill-depth actuator may sit still before a stroke
+    stroke_mm: float = 0.05  # mm: the smallest band worth finding (0.05 mm, where it shows
+    # beside the weight loop's own steps) holds it; 2 mg of weight, a fifth of the weight
+    # guard, for the second the actuator takes to follow
     density_shift: float = 0.02  # fraction of weight per mm of fill depth: a new density
     density_confirm_s: float = 30.0  # s, three weight-loop periods
     density_base_s: float = 1800.0  # s, time constant of the usual weight per mm
     wear_mm: float = 0.02  # mm thicker than the punch gap explains: wear
     wear_confirm_s: float = 60.0  # s
     wear_base_s: float = 3600.0  # s, time constant of the usual thickness per mm of gap
-    refill_window_s: float = 240.0  # s after a refill in which a diversion is the refill's
-    # (the refill, its volumetric hold, and the RTD's tail)
+    refill_window_s: float = 240.0  # s after a refill in which its flow bump is judged and its
+    # diversion is the refill's (the refill, its volumetric hold, and the RTD's tail)
     refill_clear_s: float = 60.0  # s without a diversion before the refill alarm clears
     refill_peak_window_s: float = 120.0  # s after a refill in which its flow bump is measured
     # (volumetric hold, then the feed factor relearnt in 30-s steps)

@@ -35,6 +35,12 @@ class Gate:
         self.weights: deque[float] = deque(maxlen=cfg.tablets_kept)
         self.hardness: deque[float] = deque(maxlen=cfg.tablets_kept)
         self.weight_mean = float("nan")  # of the last few weights, set by `divert` each step
+        self.content: float | None = None  # % LC predicted at the press, set by `divert`
+        # The blend on its way through the feed frame, (arrival at the dies, % w/w, guard band
+        # % LC), judged in spec at the mean weight when it left the blender; and the one at
+        # the dies now: a tablet's content is its own weight times the blend in it.
+        self.arriving: deque[tuple[float, float, float]] = deque()
+        self.at_dies: tuple[float, float, float] | None = None
         self.weight_trend: deque[tuple[float, float]] = deque()  # (source time, weight)
         self.gate_commanded: tuple[int, float] | None = None
         self.gate_sent_at: float | None = None  # a gate command whose effect is not yet seen
@@ -45,6 +51,7 @@ class Gate:
         self._weight_tag, self._hardness_tag = f"{p}.tablet_weight", f"{p}.hardness"
         self._rate_tag, self._level_tag = f"{p}.production_rate", f"{f}.level"
         self._sp_tag, self._pv_tag = f"{d}.position_sp", f"{d}.position_pv"
+        self._depth_tags = (f"{p}.fill_depth_sp", f"{p}.fill_depth_pv")
 
     def content_ok(self, content: float, extra: float) -> bool:
         cfg = self.cfg
@@ -59,6 +66,8 @@ class Gate:
         self.gate_commanded = self.gate_sent_at = None
         self.divert_since = self.accept_since = None
         self.planner.windows.clear()
+        self.arriving.clear()
+        self.at_dies = None
 
     def judge_startup(self, now: float) -> None:
         """In start-up: the line diverts start-up material itself, but what fills the feed
@@ -108,20 +117,54 @@ class Gate:
         level = tel.v(self._level_tag, cfg.level_sp_kg)
         concentration, extra = sv.blend.trusted()
         planner = self.planner
+        self.content = None
         if concentration is None:
             planner.flag(now, "no trustworthy estimate of the blend: diverting")
         else:
-            content = content_pct(weight, concentration, cfg.label_claim_mg)
+            self.content = content = content_pct(weight, concentration, cfg.label_claim_mg)
+            arrives = arrival_time(now - cfg.nir_lag_s, level, draw) or now
             if not self.content_ok(content, extra):
-                arrives = arrival_time(now - cfg.nir_lag_s, level, draw) or now
                 planner.flag(arrives, f"predicted content {content:.1f} % LC at the press")
+            else:
+                self.arriving.append((arrives, concentration, extra))
+        arriving = self.arriving
+        at_dies = self.at_dies
+        while arriving and arriving[0][0] <= now:
+            at_dies = arriving.popleft()
+        self.at_dies = at_dies
+        last = weights[-1]
+        if at_dies is not None and now - at_dies[0] <= cfg.margin_s:
+            # Blend judged in spec at the mean weight when it left the blender is pressed now
+            # at the newest weight: a fill depth that slips (stiction) or a density step moves
+            # the weight from one tablet to the next, the mean of ten some seconds later
+            # (random campaign 44 compound: a blend at 9.5 % w/w judged at 400 mg, pressed at
+            # 390 mg after a slip: 373 tablets at 92.5-94.4 % LC released).
+            _, concentration_then, extra_then = at_dies
+            step = cfg.weight_step * weight
+            # At the mean weight now (the weight it was judged at may have moved since), and
+            # at the newest one when it has just stepped away from the mean.
+            for pressed_at in (weight, last) if abs(last - weight) > step else (weight,):
+                pressed = content_pct(pressed_at, concentration_then, cfg.label_claim_mg)
+                if not self.content_ok(pressed, extra_then):
+                    planner.flag(
+                        now, f"content {pressed:.1f} % LC at the dies ({pressed_at:.0f} mg)"
+                    )
+                    break
+            # A sticking fill depth, when it slips, lands on its setpoint in one jump, faster
+            # than the gate can follow: judge the tablets it would make then, too.
+            sp, pv = tel.v(self._depth_tags[0]), tel.v(self._depth_tags[1])
+            if pv > 0.0 and abs(sp / pv - 1.0) * weight > step:
+                slipped = content_pct(last * sp / pv, concentration_then, cfg.label_claim_mg)
+                if not self.content_ok(slipped, extra_then):
+                    planner.flag(
+                        now, f"content {slipped:.1f} % LC at the dies if the fill depth slips"
+                    )
         if level < cfg.level_low_kg:
             planner.flag(now, f"press hopper at {level:.3f} kg: die fill not assured")
         w_low = cfg.target_weight_mg * (1 - cfg.weight_tolerance + cfg.weight_guard)
         w_high = cfg.target_weight_mg * (1 + cfg.weight_tolerance - cfg.weight_guard)
         # The mean reacts to a density step a few tablets late: the newest reading alone, at
         # half the guard, catches the step itself.
-        last = weights[-1]
         half = cfg.target_weight_mg * cfg.weight_guard / 2
         if not w_low <= weight <= w_high or not w_low - half <= last <= w_high + half:
             planner.flag(now, f"tablet weight {weight:.0f} mg (last {last:.0f}) near its limit")

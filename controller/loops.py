@@ -27,6 +27,10 @@ class Loops:
         self.weight_deadband = cfg.weight_deadband_mg  # widened while the fill depth sticks
         self.api_compensation = 1.0  # API share over the recipe's, while a load cell drifts
         self.feeders = (cfg.api_feeder, *cfg.other_feeders)
+        self.depth_pv = math.nan  # the fill depth's position when last seen to move...
+        self.still_since = -math.inf  # ...and since when it has not
+        self.stroke: tuple[float, float] | None = None  # (started, setpoint before) of a test
+        self._depth_tags = (f"{cfg.press}.fill_depth_sp", f"{cfg.press}.fill_depth_pv")
 
     def _due(self, loop: str, now: float, period: float) -> bool:
         if now - self.last_run.get(loop, -math.inf) >= period:
@@ -36,9 +40,12 @@ class Loops:
 
     def run(self, now: float, actions: list[Action]) -> None:
         cfg, sv = self.cfg, self.sv
-        gate, tel = sv.gate, sv.tel
-        if self._due("weight", now, cfg.weight_period_s) and len(gate.weights) >= (
-            cfg.mean_of_tablets
+        gate = sv.gate
+        stroking = self._stroke_test(now, actions)
+        if (
+            self._due("weight", now, cfg.weight_period_s)
+            and not stroking
+            and len(gate.weights) >= cfg.mean_of_tablets
         ):
             self._weight(actions)
         if self._due("rate", now, cfg.rate_period_s) and gate.weights:
@@ -50,18 +57,69 @@ class Loops:
         ):
             self._hardness(actions)
         if self._due("speed", now, cfg.speed_period_s):
-            sp, pv = tel.v(f"{cfg.blender}.speed_sp"), tel.v(f"{cfg.blender}.speed_pv")
-            new = laws.speed_restore(sp, pv, cfg.blender_speed_rpm, cfg.blender_speed_max_rpm)
-            if new is not None:
-                actions.append(
-                    Action(
-                        "setpoint",
-                        f"{cfg.blender}.speed_sp",
-                        round(new, 1),
-                        f"impeller at {pv:.0f} rpm for a set {sp:.0f} rpm: "
-                        f"restoring the validated {cfg.blender_speed_rpm:g} rpm",
-                    )
+            self._speed(actions)
+
+    def _stroke_test(self, now: float, actions: list[Action]) -> bool:
+        """Stroke the fill-depth actuator when it has sat still for `stroke_idle_s`, and put it
+        back once it has followed or the stiction test has had its time. True while a test
+        runs (the weight loop waits)."""
+        cfg, sv = self.cfg, self.sv
+        sp, pv = sv.tel.v(self._depth_tags[0]), sv.tel.v(self._depth_tags[1])
+        if not (math.isfinite(sp) and math.isfinite(pv)):
+            return False
+        if self.stroke is not None:
+            started, before = self.stroke
+            followed = abs(pv - (before + cfg.stroke_mm)) < cfg.stiction_mm / 2
+            if followed or now - started > cfg.stiction_confirm_s + sv.reaction_s:
+                self.stroke = None
+                self.depth_pv, self.still_since = pv, now
+                why = (
+                    "fill-depth stroke test: it followed, back to "
+                    if followed
+                    else "fill-depth stroke test: it did not follow, back to "
                 )
+                actions.append(
+                    Action("setpoint", self._depth_tags[0], round(before, 4), f"{why}{before:.4f}")
+                )
+            return True
+        if not abs(pv - self.depth_pv) <= 1e-6:  # moved, or first seen
+            self.depth_pv, self.still_since = pv, now
+            return False
+        idle = now - self.still_since > cfg.stroke_idle_s
+        if idle and not sv.gate.planner.windows and not sv.conds.active("fill_depth_stiction"):
+            self.stroke = (now, sp)
+            target = round(sp + cfg.stroke_mm, 4)
+            why = f"fill-depth stroke test: still for {now - self.still_since:.0f} s"
+            actions.append(Action("setpoint", self._depth_tags[0], target, why))
+            return True
+        return False
+
+    def run_start_up(self, now: float, actions: list[Action]) -> None:
+        """While the line starts, the press already draws from its hopper: the press rate holds
+        the hopper level and the impeller its validated speed, as in production (random
+        campaign 10 compound: restarted with the turret left at its 11 rpm minimum by a starved
+        press and the impeller at 400 rpm, the feed frame overflowed in start-up, and every
+        restart after that tripped at once). Start-up material is diverted by the line; the
+        other loops wait for production."""
+        if self._due("rate", now, self.cfg.rate_period_s):
+            self._rate(actions)
+        if self._due("speed", now, self.cfg.speed_period_s):
+            self._speed(actions)
+
+    def _speed(self, actions: list[Action]) -> None:
+        cfg, tel = self.cfg, self.sv.tel
+        sp, pv = tel.v(f"{cfg.blender}.speed_sp"), tel.v(f"{cfg.blender}.speed_pv")
+        new = laws.speed_restore(sp, pv, cfg.blender_speed_rpm, cfg.blender_speed_max_rpm)
+        if new is not None:
+            actions.append(
+                Action(
+                    "setpoint",
+                    f"{cfg.blender}.speed_sp",
+                    round(new, 1),
+                    f"impeller at {pv:.0f} rpm for a set {sp:.0f} rpm: "
+                    f"restoring the validated {cfg.blender_speed_rpm:g} rpm",
+                )
+            )
 
     def _weight(self, actions: list[Action]) -> None:
         cfg = self.cfg
@@ -112,6 +170,8 @@ class Loops:
     def _rate(self, actions: list[Action]) -> None:
         cfg, tel = self.cfg, self.sv.tel
         weight = self.sv.gate.weight_mean
+        if not self.sv.gate.weights:
+            weight = cfg.target_weight_mg  # none weighed yet (a start-up): the recipe's
         if weight <= 0.0:
             return  # no tablets weighed: nothing to match the press rate to
         # The press is matched to tablets of about the target weight: a press running short of
@@ -137,6 +197,12 @@ class Loops:
         ) * (1.0 + self.level_integral)
         speed = laws.clamp(speed, cfg.turret_min_rpm, cfg.turret_max_rpm)
         sp = tel.v(f"{cfg.press}.turret_speed_sp")
+        if self.sv.conds.active("turret_speed_step"):
+            # The drive runs off its setpoint by a steady offset: set it that much the other
+            # way (random campaign 24 compound: 6.2 rpm fast, more than the level integral's
+            # 20 % can take back; the hopper ran low and the line diverted for ten minutes).
+            offset = tel.v(f"{cfg.press}.turret_speed_pv", sp) - sp
+            speed = laws.clamp(speed - offset, cfg.turret_min_rpm, cfg.turret_max_rpm)
         if abs(speed - sp) >= cfg.turret_step_rpm:
             actions.append(
                 Action(
@@ -153,6 +219,12 @@ class Loops:
         tel, blend = sv.tel, sv.blend
         api = cfg.api_feeder
         bridging = sv.conds.get("bridging")
+        if blend.nir_suspect and not bridging.active and tel.v(f"{api}.mode", 0) == 0:
+            # No NIR to trim on: the recipe's API share, not a trim the biased probe led to
+            # (random campaign 24 compound: a blend left at 9.6 % w/w by such a trim was
+            # diverted for 12 minutes once the probe was found out).
+            self._restore_recipe(actions)
+            return
         blocked = (
             blend.nir_suspect
             or blend.nir_value is None
@@ -187,6 +259,18 @@ class Loops:
             f"API feeder {api_sp:.3f} -> {new:.3f} kg/h at a constant {total:.2f} kg/h"
         )
         self.set_api_share(new, reason, actions)
+
+    def _restore_recipe(self, actions: list[Action]) -> None:
+        cfg, tel = self.cfg, self.sv.tel
+        api_sp = tel.v(f"{cfg.api_feeder}.mass_flow_sp")
+        total = api_sp + sum(tel.v(f"{f}.mass_flow_sp") for f in cfg.other_feeders)
+        recipe = total * self.sv.blend.target_pct / 100.0 * self.api_compensation
+        if abs(recipe - api_sp) >= cfg.concentration_step_kgh:
+            reason = (
+                f"NIR not trusted: API feeder back to the recipe's {recipe:.3f} kg/h "
+                f"at a constant {total:.2f} kg/h"
+            )
+            self.set_api_share(recipe, reason, actions)
 
     def set_api_share(self, new_api: float, reason: str, actions: list[Action]) -> None:
         """Set the API feeder, taking the difference from the other feeders: total constant."""

@@ -142,7 +142,10 @@ class Supervisor:
             if state == STARTING:
                 self.blend.update(now, dt)
                 self.gate.judge_startup(now)
-            return self.gate.check_held_gate(now, state)
+            held = self.gate.check_held_gate(now, state)
+            if state == STARTING and self.enabled and not held:
+                self.loops.run_start_up(now, held)
+            return held
         if self.producing_since is None:
             self.producing_since = now
             self.gate.begin_production(now)
