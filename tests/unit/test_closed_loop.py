@@ -261,3 +261,38 @@ def test_through_the_running_stacks_timing_no_oos_tablet_is_released(link: str) 
     scenario = load_scenario(ROOT / "scenarios" / "acceptance.yaml")
     result = run_campaign(scenario, controlled=True, link=Link.parse(link))
     assert result.plant.ledger.oos_accepted_tablets == 0
+
+
+def test_a_fill_depth_actuator_left_still_is_stroked_and_its_stiction_found() -> None:
+    """On target the weight loop asks for moves smaller than any stiction band worth finding:
+    an actuator left still for `stroke_idle_s` is stroked, and a sticking one does not follow.
+    (A wide weight deadband keeps the weight loop from moving it at all.)"""
+    cfg = ControllerConfig(weight_deadband_mg=5.0)
+    plant = Plant(seed=3, warm_start=True)
+    plant.inject(FaultSpec("fill_depth_stiction", magnitude=0.2, duration_s=900, onset_s=ONSET_S))
+    log = run(plant, Supervisor(cfg), ONSET_S + 900.0)
+    raised = [a.time for a in log.alarms if a.name == "fill_depth_stiction" and a.raised]
+    assert raised and raised[0] < ONSET_S + cfg.stroke_idle_s + 2 * cfg.stiction_confirm_s
+    strokes = [a for _, a, r in log.actions if "stroke test" in a.reason and r.accepted]
+    assert any("did not follow" in a.reason for a in strokes)
+    assert plant.ledger.oos_accepted_tablets == 0
+    # A sound actuator follows the stroke and is put back at once: no alarm, no diversion.
+    plant = Plant(seed=3, warm_start=True)
+    log = run(plant, Supervisor(cfg), 2400.0)
+    assert not any(a.name == "fill_depth_stiction" for a in log.alarms)
+    assert any("it followed" in a.reason for _, a, _ in log.actions)
+    assert plant.ledger.mass_diverted_on_command == 0.0
+
+
+def test_a_re_tared_load_cell_is_believed_at_once() -> None:
+    """A drifting load cell's reading of the hopper jumps back when it is re-tared: the
+    compensation is taken off in the same decision, not once the drift test clears."""
+    plant = Plant(seed=3, warm_start=True)
+    plant.inject(FaultSpec("load_cell_drift", magnitude=0.2, duration_s=1200, onset_s=ONSET_S))
+    log = run(plant, Supervisor(), ONSET_S + 1800.0)
+    end = ONSET_S + 1200.0
+    raised = [a.time for a in log.alarms if a.name == "load_cell_drift" and a.raised]
+    assert raised and raised[0] < end
+    back = [t for t, a, r in log.actions if "reads true again" in a.reason and r.accepted]
+    assert back and end <= back[0] <= end + 3.0
+    assert plant.ledger.oos_accepted_tablets == 0

@@ -10,8 +10,9 @@ import pytest
 from controller import laws
 from controller.diversion import DiversionPlanner
 from controller.estimators import (
+    FeedFactorCurve,
     RobustNir,
-    RollingStats,
+    RobustSpread,
     RtdPredictor,
     arrival_time,
     content_pct,
@@ -111,16 +112,49 @@ def test_planner_merges_windows_and_opens_early() -> None:
     assert planner.windows == []
 
 
-def test_rolling_stats_agree_with_a_two_pass_computation_over_the_window() -> None:
+def test_robust_spread_reads_gaussian_noise_as_its_sd_and_hardly_sees_a_transient() -> None:
     rng = random.Random(5)
-    stats = RollingStats(300)
+    spread = RobustSpread(300)
     window: list[float] = []
-    for i in range(2000):
-        x = rng.gauss(0.001 * (i // 500), 0.01)
-        stats.append(x)
-        window = [*window, x][-300:]
-        if i % 97 == 0 and len(window) > 1:
-            mean = sum(window) / len(window)
-            sd = math.sqrt(sum((v - mean) ** 2 for v in window) / (len(window) - 1))
-            assert stats.sd == pytest.approx(sd, rel=1e-9)
-            assert stats.mean == pytest.approx(mean, rel=1e-9, abs=1e-15)
+    for _ in range(1000):
+        x = rng.gauss(0.0, 0.02)
+        spread.append(x)
+        window = [*window, abs(x)][-300:]
+    assert len(spread) == 300
+    assert spread.sd == pytest.approx(0.02, rel=0.15)
+    ordered = sorted(window)
+    assert spread.sd == pytest.approx((ordered[149] + ordered[150]) / 2 / 0.6745)
+    quiet = spread.sd
+    # A feeder relearning its feed factor after a step: 60 s of a decaying 20 % error.
+    signed = [rng.gauss(0.0, 0.02) for _ in range(240)]
+    signed += [0.2 * math.exp(-i / 30) + rng.gauss(0.0, 0.02) for i in range(60)]
+    for x in signed:
+        spread.append(x)
+    mean = sum(signed) / len(signed)
+    sd = math.sqrt(sum((x - mean) ** 2 for x in signed) / (len(signed) - 1))
+    assert sd > 2.0 * quiet
+    assert spread.sd < 1.5 * quiet
+    # Tenfold noise for 150 s, half the window: now it shows.
+    for _ in range(150):
+        spread.append(rng.gauss(0.0, 0.2))
+    assert spread.sd > 2.0 * quiet
+
+
+def test_the_feed_factor_curve_follows_the_hopper_and_is_flat_until_it_has_a_span() -> None:
+    rng = random.Random(3)
+    curve = FeedFactorCurve(time_constant_s=7200.0, min_span_kg=0.3)
+    assert curve.at(3.0) is None
+    # A hopper at 4.4-4.5 kg: no span yet, the line is the mean.
+    for i in range(100):
+        curve.update(4.5 - 0.001 * i, 0.05 * (1.0 + rng.gauss(0.0, 0.01)), 1.0)
+    flat = curve.at(4.45)
+    assert flat is not None and curve.at(1.5) == pytest.approx(flat)
+    # Two refill cycles, 4.5 kg down to 1.5 kg: 5 % less feed factor when empty.
+    for _ in range(2):
+        for i in range(5400):
+            hopper = 4.5 - 3.0 * i / 5400
+            truth = 0.05 * (1.0 - 0.1 * (1.0 - hopper / 6.0))
+            curve.update(hopper, truth * (1.0 + rng.gauss(0.0, 0.01)), 1.0)
+    for hopper in (1.5, 3.0, 4.5):
+        truth = 0.05 * (1.0 - 0.1 * (1.0 - hopper / 6.0))
+        assert curve.at(hopper) == pytest.approx(truth, rel=0.003)

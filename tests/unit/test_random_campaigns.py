@@ -22,13 +22,9 @@ from twin import Plant
 
 SEEDS = [(1, False), (2, True), (4, True)]
 IDS = [f"{seed}{' compound' if compound else ''}" for seed, compound in SEEDS]
-MIN_DETECTED = 12  # of the 13 faults detectable in each of these campaigns (all, in seed 2)
-MAX_FALSE_ALARMS_PER_H = 1.5  # reached: 0.75-1.25; the goal is 1
-# The standard campaign's diversion: the goal (issue 13) is 1.5x the true OOS mass. The
-# controller that releases no OOS tablet on any of 31 random campaigns diverts 1.53x here (it
-# widens its guard band on noisy feeders and NIR dropout); held at 1.55x so it cannot grow
-# unnoticed, and issue 13 stays open until 1.5x is reached again.
-MAX_STANDARD_DIVERTED_RATIO = 1.55
+MIN_DETECTED = 12  # of the 13 faults detectable in each of these campaigns
+MAX_FALSE_ALARMS_PER_H = 1.0  # the goal (issue 13)
+MAX_STANDARD_DIVERTED_RATIO = 1.5  # the goal (issue 13)
 
 
 def scores(seed: int, compound: bool) -> tuple[Kpis, int, int]:
