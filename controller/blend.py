@@ -13,7 +13,7 @@ from collections import deque
 
 from controller.conditions import Conditions
 from controller.config import ControllerConfig
-from controller.estimators import Ewma, RobustNir, RobustSpread, RtdPredictor
+from controller.estimators import Ewma, RobustNir, RobustSpread, RtdPredictor, SlidingRange
 from controller.telemetry import Telemetry
 
 
@@ -53,29 +53,21 @@ class Blend:
         self.flow_noise: dict[str, RobustSpread] = {}
         self._flow_mean: dict[str, Ewma] = {}
         self.refill_peak: dict[str, float] = {}  # feeder -> largest flow error since its refill
-        # feeder -> its learnt feed factor over the last 60 decisions (a minute at one a
+        # The API feeder's learnt feed factor over the last 60 decisions (a minute at one a
         # second), and when it last moved faster than any drift does (by `bridging_fall`: a
-        # bridge forming or clearing, a density step, a drift's end): a step's transient
-        self._feed_factors: dict[str, deque[float]] = {}
-        self.stepped_at: dict[str, float] = {}
+        # bridge forming or clearing, a drift's end): a step's transient follows
+        self._api_feed_factor = SlidingRange(max(int(cfg.bridging_fall_window_s), 2))
+        self.api_stepped_at = -math.inf
         self.noise_ratio = 1.0  # the noisiest feeder's noise over its usual (FeederNoise)
         self.last_refill = -math.inf  # plant time of the last refill of any feeder
         self.failsafe_limit = math.hypot(cfg.nir_uncertainty_pct, cfg.feeder_uncertainty_pct)
         self.target_pct = 100.0 * cfg.label_claim_mg / cfg.target_weight_mg
         feeders = (cfg.api_feeder, *cfg.other_feeders)
         self._feeder_tags = [
-            (
-                f,
-                f"{f}.mass_flow_pv",
-                f"{f}.mass_flow_sp",
-                f"{f}.refill_lot",
-                f"{f}.refilling",
-                f"{f}.feed_factor",
-                f"{f}.mode",
-            )
+            (f, f"{f}.mass_flow_pv", f"{f}.mass_flow_sp", f"{f}.refill_lot", f"{f}.refilling")
             for f in feeders
         ]
-        self._step_window = max(int(cfg.bridging_fall_window_s), 2)
+        self._api_tags = (f"{cfg.api_feeder}.feed_factor", f"{cfg.api_feeder}.mode")
         self._residence_tag = f"{cfg.blender}.residence_time"
 
     @property
@@ -94,11 +86,16 @@ class Blend:
         v, raw = tel.v, tel.raw
         refilled_at, refill_peak, counts = self.refilled_at, self.refill_peak, self.flow_count
         flows = {}
-        for feeder, pv, sp, lot_tag, refilling, ff_tag, mode_tag in self._feeder_tags:
-            flow, setpoint = v(pv), v(sp)
+        nan = math.nan
+        for feeder, pv, sp, lot_tag, refilling in self._feeder_tags:
+            # (Telemetry.v and Telemetry.good, read from the raw tuples once: this is the
+            # controller's busiest loop.)
+            reading, shown = raw.get(pv), raw.get(sp)
+            flow = nan if reading is None or reading[0] is None else float(reading[0])
+            setpoint = nan if shown is None or shown[0] is None else float(shown[0])
             # While refilling, the reading is the feeder's own volumetric estimate: still the
             # best there is, as long as it is there at all.
-            flows[feeder] = flow if pv in raw else setpoint
+            flows[feeder] = flow if reading is not None else setpoint
             # A short top-up can start and end between two samples of an accelerated plant;
             # the lot number it leaves behind cannot be missed.
             lot = v(lot_tag, -1.0)
@@ -107,17 +104,7 @@ class Blend:
                 refill_peak[feeder] = 0.0
                 self.last_refill = max(self.last_refill, now)
             self.refill_lots[feeder] = lot
-            feed_factor = v(ff_tag)
-            history = self._feed_factors.get(feeder)
-            if history is None:
-                history = self._feed_factors[feeder] = deque(maxlen=self._step_window)
-            if math.isfinite(feed_factor) and v(mode_tag, 0) == 0:
-                history.append(feed_factor)
-                if max(history) - min(history) > cfg.bridging_fall * max(history):
-                    self.stepped_at[feeder] = now
-            else:
-                history.clear()  # volumetric: the feed factor is not learnt
-            if tel.good(pv):
+            if reading is not None and reading[1] == "good":
                 # Flow against its own setpoint, so the controller's trims are not noise.
                 error = flow / setpoint - 1.0 if setpoint > 0 else 0.0
                 count = counts.get(feeder)
@@ -138,6 +125,13 @@ class Blend:
                 if since_refill <= cfg.refill_peak_window_s:
                     refill_peak[feeder] = max(refill_peak.get(feeder, 0.0), abs(error))
 
+        feed_factor, span = v(self._api_tags[0]), self._api_feed_factor
+        if math.isfinite(feed_factor) and v(self._api_tags[1], 0) == 0:
+            span.append(feed_factor)
+            if span.high - span.low > cfg.bridging_fall * span.high:
+                self.api_stepped_at = now
+        else:
+            span.clear()  # volumetric: the feed factor is not learnt
         total = sum(flows.values())
         ratio = 100.0 * flows[cfg.api_feeder] / total if total > 0 else math.nan
         residence = tel.v(self._residence_tag, cfg.residence_default_s) or cfg.residence_default_s
@@ -252,7 +246,7 @@ class Blend:
         # The blend's own variation, as the NIR sees it beyond the probe's noise, between two
         # spectra the gate does not see: a very noisy feeder moves the blend by percent in
         # seconds, which no median follows.
-        spread = self.nir.noise_sd
+        spread = self.nir.spread_over(cfg.nir_uncertainty_pct)
         if spread > cfg.nir_uncertainty_pct:
             blend_sd = math.sqrt(spread * spread - cfg.nir_uncertainty_pct**2)
             lc = cfg.target_weight_mg / cfg.label_claim_mg

@@ -76,8 +76,9 @@ class Bridging:
             # Below its usual value too (the feed-factor curve's at this hopper mass): a feed
             # factor coming back from a drift falls fast as well, but toward its usual value,
             # not under it.
-            usual = sv.detectors.reconciliation.usual() or old
-            fell = ff < old * (1.0 - cfg.bridging_fall) and ff < usual * (1.0 - cfg.bridging_fall)
+            fell = ff < old * (1.0 - cfg.bridging_fall) and ff < (
+                sv.detectors.reconciliation.usual() or old
+            ) * (1.0 - cfg.bridging_fall)
             # A bridge starves the feeder: a blend the NIR reads richer than the feeders say
             # is the opposite, a load cell reading low (random campaign 6 compound: its drift
             # taken for a bridge, and the feed factor it moved not learnt while "bridged").
@@ -113,7 +114,7 @@ class Bridging:
 
 class Reconciliation:
     """Faults 2, 5 and 7 from one reconciliation: the NIR against the feeders' ratio, and the
-    API feeder's learnt feed factor against its own long-run average.
+    API feeder's learnt feed factor against its feed-factor curve (`FeedFactorCurve`).
 
     - the NIR disagrees with healthy feeders and no feeder signal explains it: the probe (7);
     - the feed factor seems to move and the NIR's gap is what that would make: a load cell (5),
@@ -156,7 +157,7 @@ class Reconciliation:
         api_refill = blend.refilled_at.get(cfg.api_feeder, -math.inf)
         # Nor by a step of the feed factor (a bridge forming or clearing, a drift's end): until
         # its transient is over, and then the recent average starts afresh.
-        stepped = blend.stepped_at.get(cfg.api_feeder, -math.inf)
+        stepped = blend.api_stepped_at
         api_quiet = (
             ctx.steady
             and now - api_refill > cfg.quiet_after_refill_s
@@ -184,7 +185,7 @@ class Reconciliation:
                 # explanation of the NIR's gap both rest on it. Nor is a diagnosed drift's
                 # the usual one: its end would read as a drift back, or as a bridge.
                 self.base.update(feed_factor, ctx.dt)
-                expected = self.curve.at(hopper) if math.isfinite(hopper) else None
+                expected = self.curve.at(hopper) if api_quiet and math.isfinite(hopper) else None
                 if (
                     api_quiet
                     and math.isfinite(hopper)
@@ -198,12 +199,11 @@ class Reconciliation:
                     # missed load cell drift's, learnt, read as a drift for hours after).
                     self.curve.update(hopper, feed_factor, ctx.dt)
         fast = self.fast.value
-        # What the feed factor should be at this hopper mass (its long-run average until the
-        # hopper has emptied and been refilled once).
-        # ...at the hopper mass of the same recent average: a refill fills the hopper at once,
-        # the recent average follows in minutes (the standard campaign: compared with the
-        # curve at a full hopper, a load cell's drift seemed to halve after a refill, and the
-        # fail-safe diverted two minutes of good tablets).
+        # The recent average against what the curve gives at the recent average's hopper mass
+        # (its long-run average until the hopper has emptied and been refilled once): a refill
+        # fills the hopper at once, the recent average follows in minutes (the standard
+        # campaign: against the curve at a full hopper, a load cell's drift seemed to halve
+        # after a refill, and the fail-safe diverted two minutes of good tablets).
         usual = self.usual(self.fast_hopper.value)
         change = fast / usual - 1.0 if usual and fast else 0.0
         c_feeders = blend.feeders_value or 0.0
@@ -351,13 +351,9 @@ class FeederNoise:
             usual = baseline.value
             noisy = usual is not None and ctx.settled and rsd > cfg.noise_ratio * usual
             self.ratio[feeder] = rsd / usual if usual else 1.0
-            if not sv.conds.update(
-                now,
-                name,
-                noisy,
-                cfg.noise_confirm_s,
-                partial(_noise_message, feeder, rsd, baseline.value),
-            ):
+            # (The message is worded only for a raise, and only a noisy feeder is raised.)
+            message = partial(_noise_message, feeder, rsd, usual) if noisy else ""
+            if not sv.conds.update(now, name, noisy, cfg.noise_confirm_s, message):
                 baseline.update(rsd, ctx.dt)
         active = sv.conds.active
         noisy_ratios = [r for f, r in self.ratio.items() if active(self.names[f])]

@@ -79,13 +79,12 @@ class Blender:
                 self._m_ref = self._holdup_per_tank * (p.speed_ref_rpm / speed) ** p.speed_exponent
             m_ref, inv_exp = self._m_ref, self._inv_exp
             capacity = self._flow_ref_kgs * dt
-            shares = [
-                min(1.0, capacity * (m / m_ref) ** inv_exp / m) if m > 0.0 else 0.0 for m in masses
-            ]
-            # Last tank first, so every tank passes on what it held at the start of the step.
+            # Last tank first, so every tank passes on what it held at the start of the step
+            # (its share is worked out before the tank above adds to it).
             last = len(tanks) - 1
             for n in range(last, -1, -1):
-                share = shares[n]
+                m = masses[n]
+                share = min(1.0, capacity * (m / m_ref) ** inv_exp / m) if m > 0.0 else 0.0
                 if share == 0.0:
                     continue
                 tank = tanks[n]

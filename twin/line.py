@@ -98,10 +98,11 @@ class Line:
             self.change(PRODUCING, "start-up material diverted")
         elif state in (PRODUCING, DIVERTING):
             diverting = any(d.position != FB_ACCEPT for d in self.diverters)
-            self.change(
-                DIVERTING if diverting else PRODUCING,
-                "diverter at reject" if diverting else "diverter at accept",
-            )
+            if (DIVERTING if diverting else PRODUCING) != state:  # (every step: checked here)
+                self.change(
+                    DIVERTING if diverting else PRODUCING,
+                    "diverter at reject" if diverting else "diverter at accept",
+                )
         if self.state in RUNNING:
             for frame in self.feed_frames:
                 if frame.level > frame.p.max_level_kg:
