@@ -14,6 +14,7 @@ from controller.estimators import (
     RobustNir,
     RobustSpread,
     RtdPredictor,
+    SlidingRange,
     arrival_time,
     content_pct,
 )
@@ -158,3 +159,16 @@ def test_the_feed_factor_curve_follows_the_hopper_and_is_flat_until_it_has_a_spa
     for hopper in (1.5, 3.0, 4.5):
         truth = 0.05 * (1.0 - 0.1 * (1.0 - hopper / 6.0))
         assert curve.at(hopper) == pytest.approx(truth, rel=0.003)
+
+
+def test_a_sliding_range_keeps_the_lowest_and_highest_of_the_last_readings() -> None:
+    rng = random.Random(1)
+    for size in (1, 2, 60):
+        span, window = SlidingRange(size), []
+        for _ in range(2000):
+            x = rng.choice([rng.random(), 0.5])  # ties too
+            span.append(x)
+            window = [*window, x][-size:]
+            assert (span.low, span.high) == (min(window), max(window))
+        span.clear()
+        assert math.isnan(span.low) and math.isnan(span.high)
