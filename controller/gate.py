@@ -250,20 +250,33 @@ class Gate:
             and position != FB_REJECT
             and now - self.gate_commanded[1] > cfg.gate_confirm_s + sv.reaction_s
         )
-        if (
-            sv.conds.update(
-                now,
-                "diverter_stuck",
-                stuck,
-                0.0,
-                "diverter does not move to reject: aborting the line",
-            )
-            and stuck
-        ):
+        # One stuck at reject lets nothing out, but rejects every tablet for as long as it
+        # sticks (random campaign 36 compound: seized while diverting, 8.5 kg of good product
+        # rejected and the fault never reported): the line is stopped, not aborted.
+        stuck_at_reject = (
+            sv.enabled
+            and self.gate_commanded is not None
+            and self.gate_commanded[0] == ACCEPT
+            and position == FB_REJECT
+            and now - self.gate_commanded[1] > cfg.gate_confirm_s + sv.reaction_s
+        )
+        active = sv.conds.update(
+            now,
+            "diverter_stuck",
+            stuck or stuck_at_reject,
+            0.0,
+            "diverter does not move to reject: aborting the line"
+            if stuck
+            else "diverter does not move to accept: stopping the line",
+        )
+        if active and stuck:
             why = "diverter stuck at accept while material must be rejected"
             actions.append(Action("line", "abort", None, why))
             since = self.gate_commanded[1] if self.gate_commanded is not None else now
             actions.append(self.quarantine(since, now, why))
+        elif active and stuck_at_reject and sv.conds.get("diverter_stuck").raised_at == now:
+            why = "diverter stuck at reject: every tablet is rejected; stopping the line"
+            actions.append(Action("line", "stop", None, why))
 
     def _time_gate_command(self, current: int) -> None:
         """How long the last gate command took to show in the gate's setpoint, in plant
