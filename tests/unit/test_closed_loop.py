@@ -296,3 +296,16 @@ def test_a_re_tared_load_cell_is_believed_at_once() -> None:
     back = [t for t, a, r in log.actions if "reads true again" in a.reason and r.accepted]
     assert back and end <= back[0] <= end + 3.0
     assert plant.ledger.oos_accepted_tablets == 0
+
+
+def test_a_gate_seized_at_reject_is_reported_and_the_line_stopped_not_aborted() -> None:
+    """Nothing escapes a gate stuck at reject, but every tablet is lost while it sticks."""
+    plant = Plant(seed=3, warm_start=True)
+    plant.inject(FaultSpec("refill_disturbance", magnitude=0.5, duration_s=180, onset_s=900))
+    plant.inject(FaultSpec("diverter_stuck", duration_s=0, onset_s=1000))  # while diverting
+    log = run(plant, Supervisor(), 1800.0)
+    lines = [(t, a) for t, a, r in log.actions if a.kind == "line" and r.accepted]
+    assert [a.target for _, a in lines] == ["stop"]
+    assert "stuck at reject" in lines[0][1].reason
+    assert any(a.name == "diverter_stuck" and a.raised for a in log.alarms)
+    assert plant.state == "stopped" and plant.ledger.oos_accepted_tablets == 0
