@@ -98,8 +98,11 @@ class Blend:
             flows[feeder] = flow if reading is not None else setpoint
             # A short top-up can start and end between two samples of an accelerated plant;
             # the lot number it leaves behind cannot be missed.
-            lot = v(lot_tag, -1.0)
-            if v(refilling, 0) or lot != self.refill_lots.get(feeder, lot):
+            shown = raw.get(lot_tag)
+            lot = -1.0 if shown is None or shown[0] is None else float(shown[0])
+            shown = raw.get(refilling)
+            busy = shown is not None and shown[0] is not None and float(shown[0])
+            if busy or lot != self.refill_lots.get(feeder, lot):
                 refilled_at[feeder] = now
                 refill_peak[feeder] = 0.0
                 self.last_refill = max(self.last_refill, now)

@@ -386,6 +386,9 @@ class Mismatch:
             present = abs(pv - sp) > cfg.turret_offset_rpm
         else:
             present = abs(sp - pv) > cfg.stiction_mm
+        cond = sv.conds.items.get(self.name)
+        if not present and cond is not None and not cond.active and cond.since is None:
+            return False  # nothing to debounce: the update would change nothing
         return sv.conds.update(
             ctx.now, self.name, present, self.delay_s, lambda: self.message.format(pv=pv, sp=sp)
         )

@@ -162,8 +162,11 @@ class FeedFactorCurve:
             self._dt, self._keep = dt, math.exp(-dt / self.tc)
         keep, new = self._keep, 1.0 - self._keep
         x, y, sums = hopper_kg, feed_factor, self._sums
-        for i, value in enumerate((1.0, x, y, x * x, x * y)):
-            sums[i] = sums[i] * keep + value * new
+        sums[0] = sums[0] * keep + 1.0 * new
+        sums[1] = sums[1] * keep + x * new
+        sums[2] = sums[2] * keep + y * new
+        sums[3] = sums[3] * keep + x * x * new
+        sums[4] = sums[4] * keep + x * y * new
 
     def at(self, hopper_kg: float) -> float | None:
         """The feed factor the line expects at this hopper mass; None before any reading."""

@@ -52,6 +52,10 @@ class Gate:
         self._rate_tag, self._level_tag = f"{p}.production_rate", f"{f}.level"
         self._sp_tag, self._pv_tag = f"{d}.position_sp", f"{d}.position_pv"
         self._depth_tags = (f"{p}.fill_depth_sp", f"{p}.fill_depth_pv")
+        # The weight guard band, and half of it, in mg (worked out once: judged every step).
+        self._w_low = cfg.target_weight_mg * (1 - cfg.weight_tolerance + cfg.weight_guard)
+        self._w_high = cfg.target_weight_mg * (1 + cfg.weight_tolerance - cfg.weight_guard)
+        self._w_half = cfg.target_weight_mg * cfg.weight_guard / 2
 
     def content_ok(self, content: float, extra: float) -> bool:
         cfg = self.cfg
@@ -161,11 +165,10 @@ class Gate:
                     )
         if level < cfg.level_low_kg:
             planner.flag(now, f"press hopper at {level:.3f} kg: die fill not assured")
-        w_low = cfg.target_weight_mg * (1 - cfg.weight_tolerance + cfg.weight_guard)
-        w_high = cfg.target_weight_mg * (1 + cfg.weight_tolerance - cfg.weight_guard)
+        w_low, w_high = self._w_low, self._w_high
         # The mean reacts to a density step a few tablets late: the newest reading alone, at
         # half the guard, catches the step itself.
-        half = cfg.target_weight_mg * cfg.weight_guard / 2
+        half = self._w_half
         if not w_low <= weight <= w_high or not w_low - half <= last <= w_high + half:
             planner.flag(now, f"tablet weight {weight:.0f} mg (last {last:.0f}) near its limit")
         elif abs(last - cfg.target_weight_mg) > cfg.weight_trend_from * cfg.target_weight_mg:
