@@ -39,6 +39,7 @@ class Blend:
         self.feeder_history: deque[tuple[float, float]] = deque(maxlen=cfg.feeder_history)
         self.judged_step: tuple[float, float] | None = None  # the NIR step last judged
         self.pending_step: tuple[float, float] | None = None  # one seen in a refill's window
+        self.retared_at = -math.inf  # the API load cell last re-tared (Reconciliation)
         self.nir_suspect = False
         self.probe_offset: float | None = None  # % w/w the probe is believed off, if suspect
         self.load_cell_gap: float | None = None  # NIR - feeders a drifting load cell explains
@@ -170,7 +171,11 @@ class Blend:
 
     def _judge_nir_step(self, now: float, c_nir: float | None, c_feeders: float | None) -> None:
         cfg = self.cfg
-        refilled = self.refilled_at.get(cfg.api_feeder, -math.inf)
+        # A re-tare changes the true blend as a refill does (the compensation comes off) and
+        # rewrites the feeders' estimate: "no change in the feeders" means nothing in its wake
+        # either (random campaign 50 compound: the blend's real fall taken for a probe step
+        # under 77 % NIR dropout, 197 tablets at 90.5 % LC released).
+        refilled = max(self.refilled_at.get(cfg.api_feeder, -math.inf), self.retared_at)
         pending = self.pending_step
         if pending is not None and now - refilled >= cfg.refill_window_s:
             # The refill's window is over: its real bump has passed, a probe's step has not.

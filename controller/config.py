@@ -151,8 +151,9 @@ class ControllerConfig:
     nir_disagrees_confirm_s: float = 60.0  # s, one reconciliation time constant
     load_cell_change: float = 0.02  # fraction of feed factor a drifting load cell shows
     load_cell_confirm_s: float = 30.0  # s
-    retare_jump_kg: float = 0.005  # kg the API hopper's reading may rise in one decision
-    # between refills before it counts as re-tared (it falls by 0.6 g a second as it feeds)
+    retare_jump_kg: float = 0.005  # kg the API hopper's reading may move in one decision
+    # between refills, beyond what the feeder feeds (0.6 g a second), before it counts as
+    # re-tared
     feed_factor_drift_change: float = 0.03  # fraction: 6x the recent average's spread about
     # the feed-factor curve (0.5 % on fault-free runs, at most 1.75 %; against a long-run
     # average, which the hopper's emptying moves, it was 1.4 % and up to 4.4 %)

@@ -242,13 +242,14 @@ class Reconciliation:
             blend.suspect_probe(gap)
             conds.alarm(now, "nir_bias", True, "NIR reconciled against the feeders: biased")
         was_drifting = conds.active("load_cell_drift")
-        # A feeding hopper's reading only falls, unless it is refilled: one that jumps up
-        # between refills is a load cell re-tared, true again at once (random campaign 5:
-        # its compensation, kept until the drift test cleared, set the API 34 % high and
-        # 400 s of tablets at 114 % LC were diverted).
-        rose = hopper - self.hopper_before if math.isfinite(self.hopper_before) else 0.0
+        # A feeding hopper's reading falls by what the feeder feeds, unless it is refilled: one
+        # that jumps, up or further down, between refills is a load cell re-tared, true again
+        # at once (random campaign 5: its compensation, kept until the drift test cleared,
+        # set the API 34 % high and 400 s of tablets at 114 % LC were diverted).
+        moved = hopper - self.hopper_before if math.isfinite(self.hopper_before) else 0.0
         self.hopper_before = hopper
-        if was_drifting and api_refill < now and rose > cfg.retare_jump_kg:
+        fed = sv.tel.v(f"{cfg.api_feeder}.mass_flow_sp", 0.0) * ctx.dt / 3600.0
+        if was_drifting and api_refill < now and abs(moved + fed) > cfg.retare_jump_kg:
             conds.update(
                 now, "load_cell_drift", False, 0.0, "", "API load cell re-tared: reads true"
             )
@@ -261,6 +262,7 @@ class Reconciliation:
             if blend.load_cell_gap is not None:
                 blend.rtd.shift(blend.load_cell_gap)
             blend.disagreement.value = None
+            blend.retared_at = now
         elif now - api_refill > cfg.quiet_after_refill_s:
             load_cell = conds.update(
                 now,
