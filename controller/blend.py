@@ -124,7 +124,7 @@ class Blend:
                     # A refill's own transient is no noise of the feeder's (random campaign
                     # 11: a refill disturbance's tail read as a noisy API feeder). Nor would a
                     # feed factor's step be, but a noisy feeder's learnt feed factor steps.
-                    self.flow_noise[feeder].append(error - mean.value)
+                    self.flow_noise[feeder].append(error - mean.value, now)
                 mean.update(error, dt)
                 if since_refill <= cfg.refill_peak_window_s:
                     refill_peak[feeder] = max(refill_peak.get(feeder, 0.0), abs(error))

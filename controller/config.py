@@ -162,7 +162,8 @@ class ControllerConfig:
     dropout_raise: float = 0.15  # share of spectra lost or spiky that raises nir_dropout
     dropout_clear: float = 0.05  # and below which it clears (hysteresis: 60-spectra counts)
     dropout_confirm_s: float = 10.0  # s, five spectra
-    flow_window: int = 300  # flow readings (s) in a feeder's noise statistic: its median
+    flow_window: int = 300  # s of flow readings in a feeder's noise statistic (and readings
+    # a feeder must have given before it is judged): its median
     # absolute value, so a transient shorter than half of it hardly counts (random campaigns:
     # an SD over it took a lot density change or a drift's end for noise, 91 false alarms)
     noise_ratio: float = 1.7  # x its usual noise that calls a feeder noisy

@@ -245,24 +245,28 @@ MEDIAN_ABS_NORMAL = 0.6745
 
 
 class RobustSpread:
-    """Spread about zero of the last `size` values, from their median absolute value.
+    """Spread about zero of the values of the last `span_s` seconds, from their median
+    absolute value.
 
     For Gaussian noise it reads as its SD. A step or a transient that fills less than half the
     window hardly moves it, where it inflates an SD: a feeder relearning its feed factor after
-    a density change or a drift's end moves its flow for a minute, which is no noise.
-    Constant time per value but for the sorted list's shift (a C-level move of `size` items).
+    a density change or a drift's end moves its flow for a minute, which is no noise. The
+    window is plant time, not a count: telemetry every 2.5 plant s would stretch 300 values
+    over 750 s, and a 5-min noise could never fill half of it (the acceptance run at 50x).
+    Constant time per value but for the sorted list's shift (a C-level move).
     """
 
-    def __init__(self, size: int) -> None:
-        self.values: deque[float] = deque(maxlen=size)  # absolute values, oldest first
+    def __init__(self, span_s: float) -> None:
+        self.span_s = span_s
+        self.values: deque[tuple[float, float]] = deque()  # (time, absolute value), oldest first
         self._sorted: list[float] = []
 
-    def append(self, x: float) -> None:
+    def append(self, x: float, time: float) -> None:
         values, ordered = self.values, self._sorted
-        if len(values) == values.maxlen:
-            del ordered[bisect_left(ordered, values[0])]
+        while values and values[0][0] <= time - self.span_s:
+            del ordered[bisect_left(ordered, values.popleft()[1])]
         magnitude = abs(x)
-        values.append(magnitude)
+        values.append((time, magnitude))
         insort(ordered, magnitude)
 
     def __len__(self) -> int:

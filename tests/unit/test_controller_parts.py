@@ -115,11 +115,13 @@ def test_planner_merges_windows_and_opens_early() -> None:
 
 def test_robust_spread_reads_gaussian_noise_as_its_sd_and_hardly_sees_a_transient() -> None:
     rng = random.Random(5)
-    spread = RobustSpread(300)
+    spread = RobustSpread(300.0)
     window: list[float] = []
+    t = 0.0
     for _ in range(1000):
         x = rng.gauss(0.0, 0.02)
-        spread.append(x)
+        t += 1.0
+        spread.append(x, t)
         window = [*window, abs(x)][-300:]
     assert len(spread) == 300
     assert spread.sd == pytest.approx(0.02, rel=0.15)
@@ -130,15 +132,22 @@ def test_robust_spread_reads_gaussian_noise_as_its_sd_and_hardly_sees_a_transien
     signed = [rng.gauss(0.0, 0.02) for _ in range(240)]
     signed += [0.2 * math.exp(-i / 30) + rng.gauss(0.0, 0.02) for i in range(60)]
     for x in signed:
-        spread.append(x)
+        t += 1.0
+        spread.append(x, t)
     mean = sum(signed) / len(signed)
     sd = math.sqrt(sum((x - mean) ** 2 for x in signed) / (len(signed) - 1))
     assert sd > 2.0 * quiet
     assert spread.sd < 1.5 * quiet
     # Tenfold noise for 150 s, half the window: now it shows.
     for _ in range(150):
-        spread.append(rng.gauss(0.0, 0.2))
+        t += 1.0
+        spread.append(rng.gauss(0.0, 0.2), t)
     assert spread.sd > 2.0 * quiet
+    # The window is plant time: readings every 2.5 s, five minutes of noise fill it.
+    for _ in range(120):
+        t += 2.5
+        spread.append(rng.gauss(0.0, 0.06), t)
+    assert len(spread) == 120 and spread.sd > 2.0 * quiet
 
 
 def test_the_feed_factor_curve_follows_the_hopper_and_is_flat_until_it_has_a_span() -> None:
