@@ -47,6 +47,7 @@ from apps.launcher import free_port
 from bench.settings import differing
 from bridge.edge.opcua import EVENT_QUEUE, items_per_call
 from bridge.edge.settings import EdgeSettings
+from core import gc_policy
 from opcua_server import OpcUaSettings, PlantServer
 from opcua_server.address_space import tag_node_name
 from opcua_server.synthetic import synthetic_tags
@@ -75,7 +76,9 @@ async def _serve(tags: int, rate: float, port: int, cert_dir: Path) -> None:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    gc_policy.for_service()  # as `plant opcua serve` runs it
     async with PlantServer(settings) as server:
+        gc_policy.freeze_startup()
         print(json.dumps({"ready": True, "settings": differing(settings)}), flush=True)
         while line := (await reader.readline()).decode().strip():
             if line == "quit":

@@ -96,6 +96,7 @@ from apps.launcher import Child
 from bench.settings import differing
 from bridge.edge.settings import EdgeSettings
 from bridge.historian.settings import HistorianSettings
+from core import gc_policy
 from core.payload import Sample, TelemetryBatch, encode_batch
 from core.timebase import to_ns
 from core.topics import SiteTopics
@@ -158,7 +159,9 @@ async def _serve(tags: int, rate: float, seconds: float, folder: Path, site: str
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    gc_policy.for_service()  # as `plant opcua serve` runs it
     async with PlantServer(settings) as server:
+        gc_policy.freeze_startup()
         nodes, clock = server.nodes, server.clock
         ready = {
             "url": server.endpoint,

@@ -19,6 +19,7 @@ from bridge.edge.cli import edge
 from bridge.historian import service
 from bridge.historian.settings import HistorianSettings
 from bridge.spool import SpoolError
+from core import gc_policy
 
 app = typer.Typer(help="Bridge services between OPC UA, MQTT and InfluxDB.", no_args_is_help=True)
 app.command(name="edge")(edge)
@@ -55,6 +56,8 @@ def historian() -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    gc_policy.for_service()
+    gc_policy.freeze_startup()  # the imported modules
     try:
         service.run(settings, stop)
     except SpoolError as error:  # a full disk included: one line, exit 2

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
+from core import gc_policy
 from core.layout import LayoutError
 from opcua_server.security import SecurityError
 from opcua_server.server import PlantServer
@@ -66,6 +67,8 @@ def serve(
 
 
 async def _serve(server: PlantServer) -> None:
+    gc_policy.for_service()
     async with server:
+        gc_policy.freeze_startup()  # the address space lives as long as the process
         err.print(f"serving {server.endpoint} (Ctrl-C stops)", highlight=False)
         await server.wait_closed()

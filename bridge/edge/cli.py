@@ -18,6 +18,7 @@ from bridge.edge.sequence import SequenceError
 from bridge.edge.service import Edge, EdgeFailedError
 from bridge.edge.settings import EdgeSettings
 from bridge.spool import SpoolError
+from core import gc_policy
 from core.layout import LayoutError
 
 app = typer.Typer(
@@ -55,6 +56,8 @@ def edge() -> None:
         edge_service = Edge(settings)
     except (SpoolError, SequenceError, LayoutError) as error:
         raise _fail(str(error)) from None
+    gc_policy.for_service()
+    gc_policy.freeze_startup()  # the imported modules (asyncua's types: most of the heap)
     try:
         asyncio.run(_run(edge_service))
     except SpoolError as error:  # a full disk: one line, as at start-up
