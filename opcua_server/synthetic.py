@@ -45,11 +45,21 @@ class SyntheticSource:
     def __init__(self, tags: list[Tag], hz: float = 0.0) -> None:
         self.ids = [tag.id for tag in tags]
         self.hz = hz
+        self._instant = float("nan")
 
     def values(self, now: float) -> dict[str, TagValue]:
+        """The samples new at plant time `now`: none between two sampling instants.
+
+        A tick between two instants hands the publisher nothing: building 20,000 unchanged
+        values on each of ten ticks a second, for the publisher to skip them, was 22 % of
+        the server's samples at 20,000 tags at 1 Hz (py-spy, bench.opcua, issue 17).
+        """
         if self.hz > 0:
             # The last sampling instant at or before now (the 1e-9 absorbs float error).
             now = math.floor(now * self.hz + 1e-9) / self.hz
+            if now == self._instant:
+                return {}
+            self._instant = now
         good = Quality.GOOD
         return {
             tag_id: TagValue((now + i) % 1000.0, good, now) for i, tag_id in enumerate(self.ids)
