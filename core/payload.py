@@ -220,7 +220,20 @@ def encode_batch(batch: TelemetryBatch) -> bytes:
             "site": batch.site,
             "module": batch.module,
             "sent_ns": batch.sent_ns,
-            "samples": [asdict(s) for s in batch.samples],
+            # Field by field, in field order: `asdict` copies every value recursively, 35 times
+            # the cost (10.8 us against 0.3 us a sample), 8 % of the edge's CPU at 20,000
+            # samples/s (py-spy, bench.pipeline --tags 20000, issue 17).
+            "samples": [
+                {
+                    "tag": s.tag,
+                    "value": s.value,
+                    "quality": s.quality,
+                    "source_ns": s.source_ns,
+                    "server_ns": s.server_ns,
+                    "seq": s.seq,
+                }
+                for s in batch.samples
+            ],
         }
     )
 
