@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -44,6 +45,15 @@ class PlantClock:
     def target(self) -> float:
         """The plant time the twin should have reached now."""
         return self._plant0 + (self._monotonic() - self._wall0) * self.speed
+
+    def wall_delay(self, plant_s: float) -> float:
+        """Wall seconds until `target()` reaches `plant_s` (negative once it has)."""
+        return self._wall0 + (plant_s - self._plant0) / self.speed - self._monotonic()
+
+    def next_instant(self, plant_now: float, step_s: float) -> float:
+        """The first whole multiple of `step_s` (plant seconds) after `plant_now`."""
+        # The 1e-9 absorbs float error: at 0.30000000000000004 the next is 0.4, not 0.3.
+        return (math.floor(plant_now / step_s + 1e-9) + 1) * step_s
 
     def utc(self, plant_s: float) -> datetime:
         """The UTC time a plant time stands for."""

@@ -6,10 +6,10 @@
 
 Everything runs on one event loop. A tick task advances the twin to the plant time the clock
 asks for (`speed` plant seconds per wall second), then publishes the changed tags, checks the
-alarms and sleeps until the next `publish_period_s`. Writes and method calls are served by
-`async def` handlers between ticks, so nothing ever races the twin. When a tick takes longer
-than the period the loop does not try to catch up with a burst: the twin simply advances
-further on the next tick.
+alarms and sleeps until the next plant instant a `publish_period_s` of wall time on. Writes and
+method calls are served by `async def` handlers between ticks, so nothing ever races the twin.
+When a tick takes longer than the period the loop does not try to catch up with a burst: the
+twin simply advances further on the next tick.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator
 from types import TracebackType
 
@@ -47,6 +46,10 @@ from opcua_server.writes import SetpointWriter
 from twin import Plant
 
 log = logging.getLogger(__name__)
+
+# A tick wakes this long after its instant: asyncio may wake a sleeper up to its clock's
+# resolution early, and a tick a hair before the instant would leave its samples to the next.
+TICK_MARGIN_S = 0.001
 
 
 class PlantServer:
@@ -275,13 +278,15 @@ class PlantServer:
             self.ticks += 1
 
     async def _run_clock(self) -> None:
-        period = self.settings.publish_period_s
-        due = time.monotonic()
+        # Ticks fall on the plant instants k * step (`publish_period_s` of wall time), just
+        # after each, so a value sampled at an instant (a module's update, a synthetic tag's
+        # sample) is published at once: ticking at an arbitrary phase made a sample wait up to
+        # a period (0-100 ms, the server stage of bench.pipeline's latency, issue 17). Behind
+        # schedule, the next tick is the next instant still ahead: no burst to catch up, the
+        # twin just jumps further.
+        clock = self.clock
+        step = self.settings.publish_period_s * clock.speed
         while True:
-            due += period
-            delay = due - time.monotonic()
-            if delay < 0:  # behind: do not burst to catch up, the twin just jumps further
-                due = time.monotonic()
-                delay = 0.0
-            await asyncio.sleep(delay)
+            delay = clock.wall_delay(clock.next_instant(self.plant.now, step)) + TICK_MARGIN_S
+            await asyncio.sleep(max(0.0, delay))
             await self.tick()
