@@ -197,6 +197,27 @@ def certificate_uri(path: Path) -> str | None:
     return uris[0] if uris else None
 
 
+async def sign_and_encrypt(
+    client: Client, cert: Path, key: Path, server_cert: Path | None = None
+) -> None:
+    """Set up `client`'s secure channel as the plant's server asks (Basic256Sha256,
+    SignAndEncrypt) with this certificate and key; the one way every OPC UA client here does.
+
+    Raises OSError when a file cannot be read, ValueError when it is not a usable key or
+    certificate.
+    """
+    uri = certificate_uri(cert)
+    if uri:  # the session's application URI must be the one in the certificate
+        client.application_uri = uri
+    await client.set_security(
+        SecurityPolicyBasic256Sha256,
+        str(cert),
+        str(key),
+        server_certificate=str(server_cert) if server_cert else None,
+        mode=ua.MessageSecurityMode.SignAndEncrypt,
+    )
+
+
 class OperatorClient:
     """A session with the plant's OPC UA server (use it as an async context manager)."""
 
@@ -215,16 +236,7 @@ class OperatorClient:
             if t.cert is not None or t.key is not None:
                 if t.cert is None or t.key is None:
                     raise PlantError("a client certificate needs both --cert and --key")
-                uri = certificate_uri(t.cert)
-                if uri:
-                    client.application_uri = uri
-                await client.set_security(
-                    SecurityPolicyBasic256Sha256,
-                    str(t.cert),
-                    str(t.key),
-                    server_certificate=str(t.server_cert) if t.server_cert else None,
-                    mode=ua.MessageSecurityMode.SignAndEncrypt,
-                )
+                await sign_and_encrypt(client, t.cert, t.key, t.server_cert)
         except OSError as error:
             raise PlantError(f"cannot read the certificate or key: {error}") from None
         except ValueError as error:

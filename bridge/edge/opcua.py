@@ -31,13 +31,12 @@ from typing import Any
 
 from asyncua import Client, Node, ua
 from asyncua.common.subscription import DataChangeEvent, OpcEvent, OverflowPolicy
-from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 
 from bridge.counters import Counters
 from bridge.edge.audit import AuditTrail
 from bridge.edge.settings import EdgeSettings
 from bridge.edge.telemetry import Batcher, RawSample, TagInfo, Watermarks
-from bridge.operator import certificate_uri
+from bridge.operator import sign_and_encrypt
 from core.backoff import Backoff
 from core.payload import Scalar
 from core.timebase import from_ns, to_ns
@@ -183,16 +182,7 @@ class OpcUaSource:
             client.set_password(password)
         if s.opcua_security != "None":
             assert s.opcua_cert is not None and s.opcua_key is not None  # the settings check it
-            # The session's application URI must be the one in the certificate.
-            uri = certificate_uri(s.opcua_cert)
-            if uri:
-                client.application_uri = uri
-            await client.set_security(
-                SecurityPolicyBasic256Sha256,
-                str(s.opcua_cert),
-                str(s.opcua_key),
-                server_certificate=str(s.opcua_server_cert) if s.opcua_server_cert else None,
-            )
+            await sign_and_encrypt(client, s.opcua_cert, s.opcua_key, s.opcua_server_cert)
         return client
 
     async def _serve(self, client: Client, lost: asyncio.Event) -> None:

@@ -19,10 +19,10 @@ from typing import Any, TypeVar
 import pytest
 from asyncua import Client
 from asyncua.crypto.cert_gen import setup_self_signed_certificate
-from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from apps.launcher import free_port
+from bridge.operator import sign_and_encrypt
 from opcua_server import OpcUaSettings, PlantServer
 from opcua_server.security import hash_password
 from twin import Plant
@@ -165,6 +165,6 @@ async def secure_client(
         (running.cert_dir / "trusted" / cert.name).write_bytes(cert.read_bytes())
     url = running.url
     c = client(url, user)
-    c.application_uri = app_uri
-    await c.set_security(SecurityPolicyBasic256Sha256, str(cert), str(key))
+    await sign_and_encrypt(c, cert, key)  # the product's own setup: the URI from the certificate
+    assert c.application_uri == app_uri
     return c
