@@ -138,39 +138,41 @@ async def build_address_space(
 def _folder(
     nodeid: ua.NodeId, parent: ua.NodeId, ns: int, name: str, description: str
 ) -> ua.AddNodesItem:
-    return _object(
-        nodeid, parent, ns, name, description, ua.ObjectIds.FolderType, ua.ObjectIds.Organizes
+    return object_item(
+        nodeid, name, ns, parent, ua.NodeId(ua.ObjectIds.FolderType), description=description
     )
 
 
 def _module(
     nodeid: ua.NodeId, parent: ua.NodeId, ns: int, name: str, description: str
 ) -> ua.AddNodesItem:
-    return _object(
-        nodeid, parent, ns, name, description, ua.ObjectIds.BaseObjectType, ua.ObjectIds.Organizes
+    return object_item(
+        nodeid, name, ns, parent, ua.NodeId(ua.ObjectIds.BaseObjectType), description=description
     )
 
 
-def _object(
+def object_item(
     nodeid: ua.NodeId,
-    parent: ua.NodeId,
-    ns: int,
     name: str,
-    description: str,
-    type_id: int,
-    ref_id: int,
+    name_ns: int,
+    parent: ua.NodeId,
+    typedef: ua.NodeId,
+    reference: int = ua.ObjectIds.Organizes,
+    description: str | None = None,
 ) -> ua.AddNodesItem:
+    """An object node to add in one `add_nodes` call (folders, modules, alarm conditions)."""
     attrs = ua.ObjectAttributes()
     attrs.DisplayName = ua.LocalizedText(name)
-    attrs.Description = ua.LocalizedText(description)
+    if description is not None:
+        attrs.Description = ua.LocalizedText(description)
     attrs.EventNotifier = 0
     item = ua.AddNodesItem()
     item.RequestedNewNodeId = nodeid
-    item.BrowseName = ua.QualifiedName(name, ns)
+    item.BrowseName = ua.QualifiedName(name, name_ns)
     item.NodeClass = ua.NodeClass.Object
     item.ParentNodeId = parent
-    item.ReferenceTypeId = ua.NodeId(ref_id)
-    item.TypeDefinition = ua.NodeId(type_id)
+    item.ReferenceTypeId = ua.NodeId(reference)
+    item.TypeDefinition = typedef
     item.NodeAttributes = attrs
     return item
 

@@ -61,7 +61,7 @@ from core.alarms import (
     Transition,
 )
 from core.text import MAX_NAME_CHARS, MAX_REASON_CHARS, clip, shown
-from opcua_server.address_space import PlantNodes
+from opcua_server.address_space import PlantNodes, object_item
 from opcua_server.audit_events import AUDIT_PAGE_BYTES, AUDIT_PAGE_MAX
 from opcua_server.clock import PlantClock
 from opcua_server.methods import add_audit_since
@@ -265,10 +265,10 @@ class AlarmConditions:
         for alarm in self.alarms:
             nodeid = self.condition_id(alarm.id)
             etype = level_type if alarm.kind is Kind.LIMIT else discrete_type
-            items.append(_object_item(nodeid, alarm.id, ns, self.folder, etype.nodeid))
+            items.append(object_item(nodeid, alarm.id, ns, self.folder, etype.nodeid))
             shelving = ua.NodeId(f"{nodeid.Identifier}.ShelvingState", ns)
             items.append(
-                _object_item(
+                object_item(
                     shelving,
                     "ShelvingState",
                     0,
@@ -690,28 +690,6 @@ def _arguments(name: str, params: tuple[str, ...], args: Sequence[ua.Variant]) -
                 raise _Refused(ua.StatusCodes.BadTypeMismatch, "OnBehalfOf must be a String")
             values[param] = value or ""
     return values
-
-
-def _object_item(
-    nodeid: ua.NodeId,
-    name: str,
-    name_ns: int,
-    parent: ua.NodeId,
-    typedef: ua.NodeId,
-    reference: int = ua.ObjectIds.Organizes,
-) -> ua.AddNodesItem:
-    attrs = ua.ObjectAttributes()
-    attrs.DisplayName = ua.LocalizedText(name)
-    attrs.EventNotifier = 0
-    item = ua.AddNodesItem()
-    item.RequestedNewNodeId = nodeid
-    item.BrowseName = ua.QualifiedName(name, name_ns)
-    item.NodeClass = ua.NodeClass.Object
-    item.ParentNodeId = parent
-    item.ReferenceTypeId = ua.NodeId(reference)
-    item.TypeDefinition = typedef
-    item.NodeAttributes = attrs
-    return item
 
 
 def _reference(source: ua.NodeId, target: ua.NodeId, kind: int) -> ua.AddReferencesItem:
