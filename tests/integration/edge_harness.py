@@ -24,7 +24,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from apps.launcher import Child
+from apps.launcher import Child, free_port
 from core.payload import CommandReply, CommandRequest, decode_reply, encode_command
 from core.timebase import to_ns
 from core.topics import SiteTopics
@@ -34,7 +34,7 @@ from testkit.servers import InfluxDB, Mosquitto
 from tests.support.mqtt import client as mqtt_client
 from tests.support.mqtt import wait_until
 
-from .conftest import RunningServer, free_port, serve
+from .conftest import RunningServer, serve
 
 SITE = "site1"
 EDGE_PASSWORD = "edge-secret"
@@ -113,7 +113,7 @@ class Requester:
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         correlation = getattr(msg.properties, "CorrelationData", None)
         if correlation is not None:
-            self.replies[bytes(correlation)] = decode_reply(msg.payload)
+            self.replies[bytes(correlation)] = decode_reply(bytes(msg.payload))
 
     def send(self, request: CommandRequest, as_user: str | None = None) -> bytes:
         correlation = uuid.uuid4().bytes
