@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from apps.alarm_kpi import alarm_json, alarm_rows, campaign_alarms
 from apps.campaign import run_campaign
 from apps.kpi import Kpis, compute
 from apps.scenario import STANDARD_CAMPAIGN, ScenarioError, load_scenario
@@ -28,8 +29,7 @@ from apps.stored import (
     score,
 )
 from bridge.historian.influxql import InfluxQueryError, historian_influx
-from core.alarm_measures import AlarmMeasures, AlarmRecord, measures
-from core.alarms import Transition
+from core.alarm_measures import AlarmMeasures
 
 console = Console(highlight=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True)  # an error stays one line
@@ -39,39 +39,6 @@ def _number(value: float | None, digits: int) -> float | None:
     if value is None or not math.isfinite(value):
         return None
     return round(value, digits)
-
-
-#: A campaign lasts hours: an alarm active this long is stale here (ISA-18.2 says 24 h).
-CAMPAIGN_STALE_S = 3600.0
-
-
-def alarm_measures(transitions: list[Transition], hours: float) -> AlarmMeasures:
-    """The alarm load of a campaign (core.alarm_measures) from its alarm transitions."""
-    records = [
-        AlarmRecord(t.time, t.alarm, t.action, int(t.state.priority), t.state.suppressed_or_shelved)
-        for t in transitions
-    ]
-    return measures(records, 0.0, hours * 3600.0, stale_after_s=CAMPAIGN_STALE_S)
-
-
-def alarm_json(m: AlarmMeasures) -> dict[str, Any]:
-    return {
-        "annunciated": m.annunciated,
-        "per_10min_avg": _number(m.per_10min_avg, 2),
-        "per_10min_max": m.per_10min_max,
-        "flood_windows": m.flood_windows,
-        "flood_time_pct": _number(m.flood_time_pct, 2),
-        "chattering": list(m.chattering),
-        "stale": list(m.stale),
-        "stale_after_s": CAMPAIGN_STALE_S,
-        "acknowledged": m.acknowledged,
-        "unacknowledged": m.unacknowledged,
-        "ack_median_s": _number(m.ack_median_s, 1),
-        "ack_p90_s": _number(m.ack_p90_s, 1),
-        "top10": [[alarm, n] for alarm, n in m.top10],
-        "top10_share_pct": _number(m.top10_share_pct, 1),
-        "by_priority": {str(p): n for p, n in m.by_priority.items()},
-    }
 
 
 def kpi_json(
@@ -151,30 +118,7 @@ def kpi_table(data: dict[str, Any]) -> Table:
     ]
     alarms = data.get("alarms")
     if alarms is not None:
-        top = ", ".join(f"{a} {n}" for a, n in alarms["top10"][:3]) or "none"
-        rows += [
-            ("alarms annunciated", show(alarms["annunciated"])),
-            (
-                "alarms per 10 min (avg / max)",
-                f"{alarms['per_10min_avg']} / {alarms['per_10min_max']}",
-            ),
-            (
-                "alarm floods (>10 in 10 min)",
-                f"{alarms['flood_windows']} ({alarms['flood_time_pct']} % of the time)",
-            ),
-            ("chattering alarms", ", ".join(alarms["chattering"]) or "none"),
-            (
-                f"stale alarms (> {alarms['stale_after_s']:g} s)",
-                ", ".join(alarms["stale"]) or "none",
-            ),
-            (
-                "time to acknowledge",
-                "no operator in a campaign"
-                if not alarms["acknowledged"]
-                else f"median {alarms['ack_median_s']} s",
-            ),
-            ("top alarms", f"{top} ({alarms['top10_share_pct']} % for the top 10)"),
-        ]
+        rows += alarm_rows(alarms, show, unacknowledged="no operator in a campaign")
     for name, value in rows:
         table.add_row(name, value)
     return table
@@ -242,7 +186,7 @@ def kpi(
         seed=loaded.seed if seed is None else seed,
         hours=loaded.hours,
         controlled=controller,
-        alarms=alarm_measures(result.alarm_transitions, loaded.hours),
+        alarms=campaign_alarms(result.alarm_transitions, loaded.hours),
     )
     if as_json:
         print(json.dumps(data))

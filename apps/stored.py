@@ -39,9 +39,11 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from apps.alarm_kpi import STORED_STALE_S, alarm_json, alarm_rows, stored_alarms
 from apps.kpi import detection
 from bridge.historian.influxql import query_rows
 from controller import Alarm
+from core.alarm_measures import AlarmMeasures
 
 MAX_NS = 2**62  # "until the end": far beyond any run, inside InfluxDB's range
 OOS_RELEASED = "diverter.true_oos_accepted"
@@ -335,6 +337,7 @@ class StoredKpis:
     actions: int = 0
     actions_accepted: int = 0
     completeness: Completeness | None = None
+    alarms: AlarmMeasures | None = None  # the alarm load (ISA-18.2), from the stored transitions
 
     @property
     def hours(self) -> float:
@@ -415,6 +418,7 @@ def score(source: Source, event_rows: list[dict[str, Any]] | None = None) -> Sto
         actions=len(actions),
         actions_accepted=sum(1 for a in actions if a.get("accepted") is True),
         completeness=completeness(source),
+        alarms=stored_alarms(rows, zero, hours),
     )
 
 
@@ -455,6 +459,7 @@ def kpis_json(k: StoredKpis) -> dict[str, Any]:
         "samples_lost": c.lost if c else 0,
         "samples_duplicated": c.duplicates if c else 0,
         "stored_per_tag": c.stored_per_tag if c else {},
+        **({"alarms": alarm_json(k.alarms, STORED_STALE_S)} if k.alarms is not None else {}),
     }
 
 
@@ -491,4 +496,6 @@ def kpi_rows(data: dict[str, Any]) -> list[tuple[str, str]]:
         (f"detected {fault}", "missed" if delay is None else f"after {delay:g} s")
         for fault, delay in data["detection_delay_s"].items()
     ]
+    if "alarms" in data:
+        rows += alarm_rows(data["alarms"], show)
     return rows

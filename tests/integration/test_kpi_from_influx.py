@@ -27,8 +27,10 @@ from pathlib import Path
 import pytest
 
 from apps.kpi import detection
-from apps.stored import Source, controller_alarms, events, score
+from apps.stored import Source, controller_alarms, events, kpis_json, score
 from controller import Alarm
+from core.alarm_measures import AlarmRecord, measures
+from core.alarms import Transition
 from core.commands import CommandResult, LineCommand
 from core.faults import FaultSpec
 from testkit.historian import HistorianProcess, historian_env
@@ -208,6 +210,27 @@ def test_scores_from_influxdb_match_the_twins_own_for_a_campaign_through_the_sta
         assert delay is None or twin_delay is None or abs(delay - twin_delay) < 0.01
     assert k.detection_delay_s[next(iter(k.detection_delay_s))] is not None  # bridging seen
 
+    # Alarm load (ISA-18.2): the stored transitions measure as the server's own record of them.
+    zero = whole.start_ns / 1e9
+    transitions = running.run(lambda: _transitions(running))
+    theirs = measures(
+        [
+            AlarmRecord(
+                plant_ns(running, t.time) / 1e9 - zero,
+                t.alarm,
+                t.action,
+                int(t.state.priority),
+                t.state.suppressed_or_shelved,
+            )
+            for t in transitions
+        ],
+        0.0,
+        whole.hours * 3600.0,
+    )
+    assert whole.alarms is not None and theirs.annunciated > 0  # the bridging raised alarms
+    assert whole.alarms == theirs
+    assert kpis_json(whole)["alarms"]["annunciated"] == theirs.annunciated
+
     # Controller actions: every command the plant carried out for the controller, once.
     carried_out = [r for r in running.audit() if r.user == "controller via edge" and r.accepted]
     assert k.actions_accepted == len(carried_out) > 0
@@ -231,6 +254,10 @@ def test_scores_from_influxdb_match_the_twins_own_for_a_campaign_through_the_sta
     for tag, times in stored.items():  # the score counts what is there, per tag
         assert c.stored_per_tag[tag] == len(times), tag
     assert c.stored == sum(len(times) for times in stored.values())
+
+
+async def _transitions(running: RunningServer) -> list[Transition]:
+    return [transition for _, transition, _ in running.server.conditions.transitions]
 
 
 async def _now(running: RunningServer) -> float:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from apps.alarm_kpi import alarm_json, campaign_alarms
 from apps.campaign import run_campaign
-from apps.kpi_cli import alarm_json, alarm_measures
 from apps.scenario import parse_scenario
 
 SCENARIO = parse_scenario(
@@ -25,7 +25,7 @@ def test_a_campaign_measures_its_alarms_and_only_the_controlled_run_has_diagnose
         actions = {(t.alarm, t.action) for t in run.alarm_transitions}
         assert ("equipment.bridging", "raise") in actions
         assert ("equipment.bridging", "clear") in actions
-        data[controlled] = alarm_json(alarm_measures(run.alarm_transitions, SCENARIO.hours))
+        data[controlled] = alarm_json(campaign_alarms(run.alarm_transitions, SCENARIO.hours))
     assert any(a.startswith("controller.") for a, _ in data[True]["top10"])
     assert not any(a.startswith("controller.") for a, _ in data[False]["top10"])
     for measured in data.values():
