@@ -1,5 +1,5 @@
-"""`plant alarm`: the alarm list, and acknowledge, confirm, comment, shelve and unshelve, over
-OPC UA.
+"""`plant alarm`: the alarm list, and acknowledge, confirm, comment, shelve, unshelve, and take
+out of and place back in service, over OPC UA.
 
 It is an OPC UA client like any other: `list` subscribes to condition events and asks for
 ConditionRefresh; the actions call the standard Part 9 methods on the alarm's condition (or its
@@ -160,3 +160,28 @@ def unshelve(
 ) -> None:
     """Unshelve an alarm."""
     _act(alarm, "unshelve", comment, None, connection)
+
+
+@plant_command("out-of-service", on=app)
+def out_of_service(
+    alarm: AlarmId,
+    comment: Comment = "",
+    *,
+    connection: Connection,
+) -> None:
+    """Take an alarm out of service (ISA-18.2: not annunciated until placed back; a reason is
+    required, it goes into the audit trail)."""
+    if not comment.strip():
+        raise fail("taking an alarm out of service needs --reason TEXT")
+    _act(alarm, "remove_from_service", comment, None, connection)
+
+
+@plant_command("in-service", on=app)
+def in_service(
+    alarm: AlarmId,
+    comment: Comment = "",
+    *,
+    connection: Connection,
+) -> None:
+    """Place an alarm back in service."""
+    _act(alarm, "place_in_service", comment, None, connection)

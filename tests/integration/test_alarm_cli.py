@@ -115,3 +115,20 @@ def test_acknowledging_twice_or_an_unknown_alarm_is_one_line_and_exit_1(
     assert twice.returncode == 1 and "BadConditionBranchAlreadyAcked" in one_line_error(twice)
     unknown = alarm(server, "shelve", "no.such_alarm")
     assert unknown.returncode == 1 and "no such alarm" in one_line_error(unknown)
+
+
+def test_out_of_service_needs_a_reason_and_is_audited_and_undone(server: RunningServer) -> None:
+    raise_fault(server, "nir_bias", 0.5)
+    bare = alarm(server, "out-of-service", "equipment.nir_bias")
+    assert bare.returncode == 2 and "needs --reason" in one_line_error(bare)
+    done = alarm(server, "out-of-service", "equipment.nir_bias", "--reason", "probe recalibration")
+    assert done.returncode == 0, done.stderr
+    assert server.server.conditions.state("equipment.nir_bias").out_of_service
+    assert listed(server)["equipment.nir_bias"]["state"] == "out_of_service"
+    assert alarm(server, "in-service", "equipment.nir_bias").returncode == 0
+    assert not server.server.conditions.state("equipment.nir_bias").out_of_service
+    actions = {
+        (r.user, r.action, r.reason) for r in server.audit() if r.target == "equipment.nir_bias"
+    }
+    assert ("alice", "alarm_out_of_service", "probe recalibration") in actions
+    assert any(action == "alarm_in_service" for _, action, _ in actions)
