@@ -1,25 +1,46 @@
 """Fault events, emitted by the Server object.
 
 Faults raised and cleared are `PlantFaultEventType` events (a BaseEventType subtype with
-FaultId, FaultKind, FaultTarget, Magnitude and FaultState fields). Alarms are conditions with
-a lifecycle (acknowledge, confirm, shelve): `opcua_server.conditions`.
+FaultId, FaultKind, FaultTarget, Magnitude and FaultState fields, and FaultSeq and FaultLog,
+which number them). OPC UA events are not historized, so a client that was not subscribed
+when one fired (an edge reconnecting) reads it back with `Objects/<site>/FaultsSince`, the
+paged reader of the audit trail (`methods.add_audit_since`) over the newest MAX_FAULT_EVENTS.
+These are the simulation's ground truth (which fault really happened when): the scoring
+reads them, the controller never does. Alarms are conditions with a lifecycle (acknowledge,
+confirm, shelve): `opcua_server.conditions`.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
 from asyncua import Server, ua
 
 from opcua_server.address_space import PlantNodes
+from opcua_server.audit_events import json_page
 from opcua_server.clock import PlantClock
 from twin.faults import ActiveFault
 
 log = logging.getLogger(__name__)
 
 FAULT_EVENT_TYPE = "PlantFaultEventType"
+FAULTS_SINCE = "FaultsSince"
+MAX_FAULT_EVENTS = 10_000  # kept for FaultsSince: a campaign has tens
+#: The fields of a fault event's record (`FaultsSince`), as the live event names them.
+RECORD_FIELDS = (
+    "FaultSeq",
+    "FaultLog",
+    "FaultId",
+    "FaultKind",
+    "FaultTarget",
+    "Magnitude",
+    "FaultState",
+    "Severity",
+)
 SEVERITY_NORMAL = 200
 SEVERITY_FAULT = 800
 
@@ -40,6 +61,10 @@ class Alarms:
         self._fault_events: Any = None
         self._fault_status: dict[int, str] = {}
         self.fired = 0
+        self.last_seq = 0
+        #: Names this server's sequence of fault events (a restarted server counts from 1).
+        self.log_id = uuid.uuid4().hex
+        self.records: deque[tuple[int, dict[str, Any]]] = deque(maxlen=MAX_FAULT_EVENTS)
 
     async def init(self) -> None:
         """Create the event type and its generator."""
@@ -54,6 +79,8 @@ class Alarms:
                 ("FaultTarget", ua.VariantType.String),
                 ("Magnitude", ua.VariantType.Double),
                 ("FaultState", ua.VariantType.String),
+                ("FaultSeq", ua.VariantType.UInt64),
+                ("FaultLog", ua.VariantType.String),
             ],
         )
         self._fault_events = await self.server.get_event_generator(fault_type, ua.ObjectIds.Server)
@@ -81,6 +108,18 @@ class Alarms:
                     f"fault {fault.id} {fault.kind} on {fault.target} "
                     f"{'raised' if raised else 'cleared'}"
                 )
-                await self._fault_events.trigger(self.clock.utc(when), message)
+                self.last_seq += 1
+                event.FaultSeq = self.last_seq
+                event.FaultLog = self.log_id
+                time = self.clock.utc(when)
+                await self._fault_events.trigger(time, message)
+                record = {name: getattr(event, name) for name in RECORD_FIELDS}
+                record.update(Message=message, Time=time.isoformat())
+                self.records.append((self.last_seq, record))
                 self.fired += 1
                 log.info("event: %s", message)
+
+    def since(self, after_seq: int, max_records: int) -> tuple[list[str], int]:
+        """Fault events after `after_seq` as JSON records (paged as `AuditEvents.since`), and
+        the last seq; the oldest are no longer kept past MAX_FAULT_EVENTS."""
+        return json_page(self.records, after_seq, max_records), self.last_seq

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -41,6 +42,27 @@ AUDIT_PAGE_MAX = 500  # records per AuditSince answer at most
 # ... and about this many bytes of JSON (at least one record): a page of records with long
 # text (twin.audit cuts each field at about 1,000 characters) stays well below 1 MB too.
 AUDIT_PAGE_BYTES = 256 * 1024
+
+
+def json_page(
+    records: Iterable[tuple[int, dict[str, Any]]], after_seq: int, max_records: int
+) -> list[str]:
+    """One page of a `...Since` answer: the records numbered above `after_seq`, as JSON, at
+    most `max_records` (capped at AUDIT_PAGE_MAX) and about AUDIT_PAGE_BYTES (at least one);
+    the reader asks again after the last record it got."""
+    limit = min(max_records or AUDIT_PAGE_MAX, AUDIT_PAGE_MAX)
+    out: list[str] = []
+    size = 0
+    for seq, fields in records:
+        if seq <= after_seq:
+            continue
+        text = json.dumps(fields, separators=(",", ":"), allow_nan=False)
+        size += len(text)
+        if len(out) >= limit or (out and size > AUDIT_PAGE_BYTES):
+            break
+        out.append(text)
+    return out
+
 
 #: Field name and type of every property of the event type, in order.
 AUDIT_FIELDS = (
@@ -143,16 +165,12 @@ class AuditEvents:
         keeps only its newest records (`twin.audit.MAX_RECORDS`): when the first record of
         the answer is above `after_seq + 1`, the ones between are no longer kept.
         """
-        limit = min(max_records or AUDIT_PAGE_MAX, AUDIT_PAGE_MAX)
-        page = self.plant.audit.since(after_seq, limit)
-        out: list[str] = []
-        size = 0
-        for record in page:
-            fields = record_fields(record, self.clock.utc(record.time), self.log_id)
-            fields["Time"] = fields["Time"].isoformat()
-            text = json.dumps(fields, separators=(",", ":"), allow_nan=False)
-            size += len(text)
-            if out and size > AUDIT_PAGE_BYTES:
-                break  # the reader asks again after the last record it got
-            out.append(text)
-        return out, self.plant.audit.last_seq
+        page = self.plant.audit.since(after_seq, min(max_records or AUDIT_PAGE_MAX, AUDIT_PAGE_MAX))
+        return json_page(
+            ((record.seq, self._record(record)) for record in page), after_seq, max_records
+        ), self.plant.audit.last_seq
+
+    def _record(self, record: AuditRecord) -> dict[str, Any]:
+        fields = record_fields(record, self.clock.utc(record.time), self.log_id)
+        fields["Time"] = fields["Time"].isoformat()
+        return fields

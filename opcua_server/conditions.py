@@ -40,7 +40,6 @@ behind Acknowledge, Confirm, AddComment, shelving or out of service: this module
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import math
 import uuid
@@ -62,7 +61,7 @@ from core.alarms import (
 )
 from core.text import MAX_NAME_CHARS, MAX_REASON_CHARS, clip, shown
 from opcua_server.address_space import PlantNodes, object_item
-from opcua_server.audit_events import AUDIT_PAGE_BYTES, AUDIT_PAGE_MAX
+from opcua_server.audit_events import json_page
 from opcua_server.clock import PlantClock
 from opcua_server.methods import add_audit_since
 from opcua_server.sessions import current_user
@@ -585,18 +584,8 @@ class AlarmConditions:
     def since(self, after_seq: int, max_records: int) -> tuple[list[str], int]:
         """Transitions after `after_seq` as JSON records (paged as `AuditEvents.since`) and
         the last seq; the oldest are no longer kept past MAX_TRANSITIONS."""
-        limit = min(max_records or AUDIT_PAGE_MAX, AUDIT_PAGE_MAX)
-        out: list[str] = []
-        size = 0
-        for seq, _, record in self.transitions:
-            if seq <= after_seq:
-                continue
-            text = json.dumps(record, separators=(",", ":"), allow_nan=False)
-            size += len(text)
-            if len(out) >= limit or (out and size > AUDIT_PAGE_BYTES):
-                break
-            out.append(text)
-        return out, self.last_seq
+        records = ((seq, record) for seq, _, record in self.transitions)
+        return json_page(records, after_seq, max_records), self.last_seq
 
     def state(self, alarm_id: str) -> AlarmState:
         return self._conditions[alarm_id].state

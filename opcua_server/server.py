@@ -25,7 +25,7 @@ from asyncua import Server, ua
 from core.alarms import build_alarms
 from opcua_server import fast_values
 from opcua_server.address_space import PlantNodes, build_address_space
-from opcua_server.alarms import Alarms
+from opcua_server.alarms import FAULTS_SINCE, Alarms
 from opcua_server.audit_events import AuditEvents
 from opcua_server.clock import PlantClock
 from opcua_server.conditions import AlarmConditions
@@ -201,6 +201,17 @@ class PlantServer:
             self._nodes,
             s.site_id,
             lambda after, most: (*audit.since(after, most), audit.log_id),
+        )
+        alarms = self._alarms
+        await add_audit_since(
+            server,
+            self._nodes,
+            s.site_id,
+            lambda after, most: (*alarms.since(after, most), alarms.log_id),
+            name=FAULTS_SINCE,
+            records="One JSON object per fault event, in order, with the PlantFaultEventType "
+            "field names (FaultSeq, FaultLog, FaultId, FaultKind, FaultTarget, Magnitude, "
+            "FaultState, Severity, Message) and Time (ISO 8601 UTC)",
         )
         writer = SetpointWriter(plant, self._nodes, self._publisher.publish_one)
         methods = CommandMethods(plant, self.tick, writer.apply, self.clock)

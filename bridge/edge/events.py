@@ -11,8 +11,8 @@
   (An older server's `ExclusiveLimitAlarmType` event -> an `alarm` event active or normal.)
 
 Audit events keep the twin's sequence number, its audit log and hash chain
-(`core.audit_chain`); alarm transitions the server's AlarmSeq; faults carry none, so the
-edge numbers them from its persistent event counter.
+(`core.audit_chain`); alarm transitions the server's AlarmSeq; faults the server's FaultSeq
+(an older server's carry none: the edge numbers them from its persistent event counter).
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def to_event(site: str, kind: str, fields: dict[str, Any], seq: int) -> Event:
         return Event(
             site=site,
             kind="fault",
-            seq=seq,
+            seq=int(fields.get("FaultSeq") or seq),
             time_ns=time_ns,
             source="twin",
             action=f"fault_{_text(fields.get('FaultState'))}",

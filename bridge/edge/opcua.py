@@ -10,8 +10,9 @@ large queue whose overflow forces a reconnect (and so a backfill), monitored ite
 (`queue_size`) so a tag written twice between two publications keeps both samples, and the data
 change trigger is StatusValueTimestamp, so a sample whose value did not change still counts.
 
-Audit records: after subscribing, before the telemetry backfill, `AuditTrail.backfill` reads
-the audit records missed while not subscribed (see `bridge.edge.audit`).
+Numbered records: after subscribing, before the telemetry backfill, `AuditTrail.backfill` reads
+what was missed while not subscribed of the audit trail (`AuditSince`), the alarm transitions
+(`Alarms.TransitionsSince`) and the fault events (`FaultsSince`); see `bridge.edge.audit`.
 
 Backfill: for each tag, the watermark (source time up to which every sample is in the outbox,
 persisted across restarts) is where the gap starts. After the subscription is live, the edge
@@ -25,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -102,8 +103,7 @@ class OpcUaSource:
         counters: Counters,
         on_event: EventCallback,
         flush: Callable[[], Awaitable[None]],
-        audit: AuditTrail | None = None,
-        alarms: AuditTrail | None = None,
+        trails: Sequence[AuditTrail] = (),
     ) -> None:
         self._settings = settings
         self._batcher = batcher
@@ -111,8 +111,9 @@ class OpcUaSource:
         self._counters = counters
         self._on_event = on_event
         self._flush = flush
-        self._audit = audit
-        self._alarms = alarms  # the alarm transitions, forwarded and backfilled as the audit
+        # The server's numbered records (audit trail, alarm transitions, fault events):
+        # forwarded once each and backfilled after every (re)connection.
+        self._trails = tuple(trails)
         self._log = logging.getLogger("bridge.edge.opcua")
         self.client: Client | None = None  # the connected client, for commands
         self.namespace = 0
@@ -195,9 +196,8 @@ class OpcUaSource:
         # Hold the watermarks of the tags with a gap before the first live sample arrives.
         self._batcher.holding |= set(cutoffs)
         self._seen = {tag: set() for tag in cutoffs}
-        for trail in (self._audit, self._alarms):
-            if trail is not None:
-                trail.connecting()  # park live records until their backfill
+        for trail in self._trails:
+            trail.connecting()  # park live records until their backfill
         sub = await client.create_subscription(
             s.publishing_interval_ms,
             queue_maxsize=EVENT_QUEUE,
@@ -210,9 +210,8 @@ class OpcUaSource:
             self.connected.set()
             # After `connected`: a command waiting for the link need not wait for this too.
             await self._refresh_conditions(client, sub)
-            for trail in (self._audit, self._alarms):
-                if trail is not None:
-                    await trail.backfill(client, self.namespace, s.site_id)
+            for trail in self._trails:
+                await trail.backfill(client, self.namespace, s.site_id)
             if cutoffs:
                 await self._backfill(client, cutoffs)
             lost_wait = asyncio.create_task(lost.wait(), name="opcua-lost")

@@ -54,6 +54,7 @@ from core.topics import SiteTopics
 
 EVENT_COUNTER = "event"
 ALARM_TRANSITIONS = "Alarms.TransitionsSince"
+FAULTS_SINCE = "FaultsSince"
 AUDIT_COUNTER = "audit"  # the edge's own audit records (not the twin's, numbered by the twin)
 WATERMARK_PERIOD_S = 1.0
 JOIN_TIMEOUT_S = 5.0
@@ -149,9 +150,19 @@ class Edge:
             seq_field="AlarmSeq",
             what="alarm transitions",
         )
+        # The fault events (the simulation's truth, for scoring), each once by its FaultSeq,
+        # backfilled by FaultsSince as the audit trail.
+        self.fault_trail = AuditTrail(
+            mark_path(settings.spool_path, "faults"),
+            self._forward_faults,
+            method=FAULTS_SINCE,
+            seq_field="FaultSeq",
+            what="fault events",
+        )
         # The edge's own audit records (commands it carried out): one chained log per run,
         # numbered by their own persistent counter, so a gap in a log is a lost record.
         self.own_audit = AuditChain(uuid.uuid4().hex)
+        self._trails = (self.audit, self.alarm_trail, self.fault_trail)
         self.source = OpcUaSource(
             settings,
             self.batcher,
@@ -159,8 +170,7 @@ class Edge:
             self.counters,
             self._on_event,
             self.flush,
-            audit=self.audit,
-            alarms=self.alarm_trail,
+            trails=self._trails,
         )
         self.executor = CommandExecutor(settings.site_id, registry_for(settings), self.source)
         self._other: list[Message] = []  # events, replies, metrics waiting for the next flush
@@ -178,15 +188,14 @@ class Edge:
             if self._other:
                 messages.extend(self._other)
                 self._other = []
-            audit_mark = self.audit.changes()  # covers the audit records just taken
-            alarm_mark = self.alarm_trail.changes()
+            # The marks cover the records just taken: written once these are committed.
+            marks = [(trail, trail.changes()) for trail in self._trails]
             if messages:
                 await asyncio.to_thread(self.outbox.put, messages)
             self.batcher.committed(samples)
-            if audit_mark is not None:
-                await asyncio.to_thread(self.audit.write, audit_mark)
-            if alarm_mark is not None:
-                await asyncio.to_thread(self.alarm_trail.write, alarm_mark)
+            for trail, mark in marks:
+                if mark is not None:
+                    await asyncio.to_thread(trail.write, mark)
 
     async def _flusher(self) -> None:
         interval = self.settings.batch_interval_s
@@ -211,7 +220,10 @@ class Edge:
             self._queue_audit(self.audit.live(dict(fields)))
             return
         if kind == "alarm" and fields.get("AlarmSeq"):  # a transition, numbered by the server
-            self._queue_alarms(self.alarm_trail.live(dict(fields)))
+            self._queue_events("alarm", self.alarm_trail.live(dict(fields)))
+            return
+        if kind == "fault" and fields.get("FaultSeq"):  # numbered by the server (older: not)
+            self._queue_events("fault", self.fault_trail.live(dict(fields)))
             return
         seq = self.sequences.take(EVENT_COUNTER)
         event = to_event(self.settings.site_id, kind, dict(fields), seq)
@@ -222,14 +234,20 @@ class Edge:
             event = to_event(self.settings.site_id, "audit", fields, 0)
             self._other.append(Message(self.topics.audit("twin"), encode_event(event)))
 
-    def _queue_alarms(self, records: list[dict[str, Any]]) -> None:
+    def _queue_events(self, kind: str, records: list[dict[str, Any]]) -> None:
+        """Alarm transitions or fault events, each numbered by the server."""
         for fields in records:
-            event = to_event(self.settings.site_id, "alarm", fields, 0)
-            self._other.append(Message(self.topics.event("alarm"), encode_event(event)))
+            event = to_event(self.settings.site_id, kind, fields, 0)
+            self._other.append(Message(self.topics.event(kind), encode_event(event)))
 
     async def _forward_alarms(self, records: list[dict[str, Any]]) -> None:
         """Backfilled alarm transitions: queue them and commit them at once."""
-        self._queue_alarms(records)
+        self._queue_events("alarm", records)
+        await self.flush()
+
+    async def _forward_faults(self, records: list[dict[str, Any]]) -> None:
+        """Backfilled fault events: queue them and commit them at once."""
+        self._queue_events("fault", records)
         await self.flush()
 
     async def _forward_audit(self, records: list[dict[str, Any]]) -> None:

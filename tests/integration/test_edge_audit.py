@@ -14,11 +14,14 @@ import re
 import subprocess
 import time
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
+from apps.stored import faults
 from core.commands import SetpointCommand
+from core.faults import FaultSpec
 from core.payload import decode_event
 from core.timebase import to_ns
 from core.topics import SiteTopics
@@ -162,3 +165,61 @@ def test_audit_records_made_while_no_edge_listened_arrive_once_without_a_gap(
             historian.kill()
             audit.client.disconnect()
             print(edge.text()[-4000:])
+
+
+def test_fault_events_fired_while_no_edge_listened_are_stored_once(
+    tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxDB
+) -> None:
+    """The simulation's fault events (what the scoring reads) come back by FaultsSince: a fault
+    raised and cleared while the edge was dead is stored, and none twice."""
+    with opcua_with_edge_user(tmp_path) as running:
+        historian = HistorianProcess(
+            historian_env(mosquitto, influxdb, tmp_path, "historian-faults", FLUSH_INTERVAL_S=0.1),
+            tmp_path / "historian.log",
+        )
+        historian.start()
+        edge = EdgeProcess(edge_env(running, mosquitto, tmp_path), tmp_path / "edge.log")
+        query = f"SELECT * FROM events WHERE site = '{SITE}' AND kind = 'fault'"
+        alarms = running.server._alarms  # the server's own record of its fault events
+        assert alarms is not None
+
+        def inject(kind: str, duration_s: float) -> None:
+            async def go() -> None:
+                spec = FaultSpec(kind, duration_s=duration_s, onset_s=running.plant.now, user="t")
+                assert running.plant.inject(spec).accepted
+
+            running.run(go)
+
+        def fired() -> int:
+            return alarms.last_seq
+
+        try:
+            inject("punch_wear", 20.0)  # before the edge first connects
+            wait_until(lambda: fired() == 2, 30, "raised and cleared before the edge")
+            edge.start()
+            wait_until(lambda: len(influxdb.query(query)) >= 2, 60, "the two backfilled")
+            inject("nir_bias", 20.0)  # live
+            wait_until(lambda: len(influxdb.query(query)) >= 4, 30, "the two live ones")
+            edge.kill()
+            inject("bridging", 20.0)  # while the edge is dead
+            wait_until(lambda: fired() == 6, 30, "raised and cleared while the edge is dead")
+            edge.start()
+            wait_until(lambda: len(influxdb.query(query)) >= 6, 60, "the two after the restart")
+            time.sleep(1.0)  # anything sent twice would be stored by now
+
+            rows = influxdb.query(query)
+            clock = running.server.clock
+            truth = {
+                seq: (to_ns(datetime.fromisoformat(r["Time"])), f"fault_{r['FaultState']}")
+                for seq, r in alarms.records
+            }
+            stored = {int(str(r["seq"])): (r["time"], r["action"]) for r in rows}
+            assert len(rows) == 6 and stored == truth, (rows, truth)
+            scored = [(f.kind, f.ended_s is not None) for f in faults(rows)]
+            assert scored == [("punch_wear", True), ("nir_bias", True), ("bridging", True)]
+            assert clock.utc(0) <= datetime.fromisoformat(str(alarms.records[0][1]["Time"]))
+            backfills = re.findall(r"backfilled (\d+) fault events", edge.text())
+            assert backfills == ["2", "2"], edge.text()[-3000:]
+        finally:
+            edge.kill()
+            historian.kill()

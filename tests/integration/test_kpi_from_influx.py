@@ -55,8 +55,7 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 SPEED = 20.0
 # A shared, loaded machine stalls processes for seconds: the edge's default test watchdog
-# (1 s) would drop the OPC UA session, and the twin's fault events are not replayed after a
-# reconnect (only its audit records are, by AuditSince).
+# (1 s) would drop the OPC UA session again and again.
 WATCHDOG_S = 15.0
 
 
@@ -130,7 +129,7 @@ def test_scores_from_influxdb_match_the_twins_own_for_a_campaign_through_the_sta
     plant = running.plant
     wait_until(lambda: len(influx_times(influxdb)) >= len(plant.registry), 60, "every tag stored")
     # The edge subscribes to the twin's events after its tags, then backfills the audit trail:
-    # a twin audit record stored means fault events are subscribed (they are not replayed).
+    # a twin audit record stored means its event subscription is live.
     source = Source(influxdb.url, influxdb.db, SITE)
     wait_until(
         lambda: any(r.get("source") == "twin" for r in events(source)), 60, "events subscribed"
