@@ -238,8 +238,13 @@ class MqttSession:
             self._log.warning("disconnected from the broker: %s", reason)
         self._connected = False
 
-    def run(self, stop: threading.Event, turn: Turn | None = None) -> None:
-        """Connect, poll and let `turn` work until `stop`; reconnect after the backoff."""
+    def run(self, stop: threading.Event, turn: Turn | None = None, *, once: bool = False) -> None:
+        """Connect, poll and let `turn` work until `stop`; reconnect after the backoff.
+
+        `once`: one connection only; the loop ends when it is refused, lost or closed, or
+        the broker cannot be reached (a session borrowed for a while: a historian's takeover
+        of a dead peer's session, which the peer's return ends and must not be fought for).
+        """
         turn = turn or Idle()
         failing = False
         # From reconnect() until loop() reports the connection lost. Not is_connected(): it is
@@ -252,6 +257,9 @@ class MqttSession:
                     self.client.reconnect()
                     socket_open = True
                 except OSError as error:
+                    if once:
+                        self._log.warning("broker %s unreachable: %s", self.login.where, error)
+                        return
                     if not failing:
                         self._log.warning(
                             "broker %s unreachable, retrying: %s", self.login.where, error
@@ -267,6 +275,8 @@ class MqttSession:
                     failing = False
                     self.backoff.reset()
                 continue
+            if once:
+                return
             # Refused or lost: open the socket again after a pause.
             socket_open, failing = False, True
             self._wait(stop)
@@ -275,6 +285,13 @@ class MqttSession:
         if self._counters is not None:
             self._counters.add("mqtt_reconnects")
         stop.wait(self.backoff.next())
+
+    def end(self, properties: Properties | None = None) -> None:
+        """Disconnect on purpose, from the loop's thread, saying nothing on the status topic:
+        a DISCONNECT with `properties` (e.g. a session expiry of 0: the broker drops the
+        session) that the loop's next poll sends. Not logged as a lost connection."""
+        self._connected = False
+        self.client.disconnect(properties=properties)
 
     def close(self) -> None:
         """Say offline (retained, if there is a status topic) and disconnect cleanly."""

@@ -464,8 +464,17 @@ class Demo:
             return None
         central = {}
         if name != "historian":
-            # Its own status topic, so that each says online or offline for itself.
-            central = {"PLANT_HISTORIAN_SITE_ID": name.replace("historian", "central")}
+            # Its own status topic, so that each says online or offline for itself, and the
+            # others' sessions to take over if one dies for good (bridge/historian/takeover.py).
+            others = (f"historian-{n}" for n in range(1, CENTRAL_HISTORIANS + 1))
+            central = {
+                "PLANT_HISTORIAN_SITE_ID": name.replace("historian", "central"),
+                "PLANT_HISTORIAN_TAKEOVER_PEERS": ",".join(
+                    f"{other}@{other.replace('historian', 'central')}"
+                    for other in others
+                    if other != name
+                ),
+            }
         return self._plant(
             name,
             ["bridge", "historian"],

@@ -26,6 +26,10 @@ With a shared subscription each historian runs a second `MqttIngest`, the witnes
 subscriptions to the same filters on a session of its own, kept only while the shared one may
 be missing on the broker (after a broker restart); `coverage.py` says why and how.
 
+With `takeover_peers`, the main session also watches those peers' retained status, and a
+third kind of `MqttIngest` borrows a dead peer's session (its client id) for as long as it
+takes to drain its queue through the same path, then ends it; `takeover.py` says why and how.
+
 The network loop is `bridge.mqtt_session.MqttSession`'s explicit one: connect, poll, and on a
 lost connection wait with capped backoff and reconnect; only changes of state are logged. Its
 turn (`poll_timeout`, `after_poll`) is where groups are committed and dead letters announced.
@@ -34,6 +38,7 @@ turn (`poll_timeout`, `after_poll`) is where groups are committed and dead lette
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -50,6 +55,7 @@ from bridge.counters import Counters
 from bridge.deadletter import DeadLetterStore
 from bridge.historian.coverage import Coverage
 from bridge.historian.settings import HistorianSettings
+from bridge.historian.takeover import Peer, PeerWatch
 from bridge.mqtt_session import MqttConfig, MqttSession
 from bridge.spool import Spool
 from core import topics
@@ -62,6 +68,9 @@ COMMIT_MAX_BYTES = 16 * 1024 * 1024  # payload bytes held for one commit at most
 ANNOUNCE_WINDOW = 50  # dead-letter announcements in flight at most
 # Room left in a packet for the fixed header, topic and properties of an announcement.
 PACKET_OVERHEAD = 1024
+# A takeover publishes its drain marker again when nothing arrived for this long after it
+# (a marker the broker dropped, e.g. a full queue, must not leave the takeover waiting).
+MARKER_RETRY_S = 5.0
 
 Convert = Callable[[str, bytes], list[bytes]]
 
@@ -69,6 +78,14 @@ Convert = Callable[[str, bytes], list[bytes]]
 def witness_client_id(client_id: str) -> str:
     """The witness's session: the historian's client id and a suffix (both persistent)."""
     return f"{client_id}-witness"
+
+
+def _historians_own(topic: str) -> bool:
+    """A historian's status or sync topic (`pcmm/v1/<site>/status|sync/historian`): a peer's
+    status (watched, or watched once and still in the persistent session), a takeover's
+    marker, or in a taken-over session the peer's own watch; never data."""
+    levels = topic.split("/")
+    return len(levels) == 5 and levels[3] in ("status", "sync") and levels[4] == SERVICE
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +110,9 @@ class MqttIngest:
 
     `coverage`: the gate shared with the witness (None: no witness, as with a plain
     subscription). `witness`: this is the witness session (client id `<id>-witness`, plain
-    subscriptions, no status; its counters are named `witness_*`).
+    subscriptions, no status; its counters are named `witness_*`). `watch`: the peers whose
+    status the main session follows for the takeover. `takeover`: this session is that
+    peer's, borrowed to drain it (one connection, no status; counters `takeover_*`).
     """
 
     def __init__(
@@ -107,12 +126,18 @@ class MqttIngest:
         *,
         coverage: Coverage | None = None,
         witness: bool = False,
+        watch: PeerWatch | None = None,
+        takeover: Peer | None = None,
     ) -> None:
         if witness and coverage is None:
             raise ValueError("a witness needs the coverage it shares with the main session")
+        if takeover is not None and (witness or coverage is not None or watch is not None):
+            raise ValueError("a takeover is a session of its own: no witness, no watch")
         self._coverage = coverage
         self._witness = witness
-        self._prefix = "witness_" if witness else ""
+        self._watch = watch
+        self._takeover = takeover
+        self._prefix = "witness_" if witness else "takeover_" if takeover else ""
         self._sync_topic = topics.SiteTopics(settings.site_id).sync(SERVICE)
         self._settings = settings
         self._spool = spool
@@ -132,6 +157,8 @@ class MqttIngest:
         self._log = logging.getLogger("bridge.historian.mqtt")
         self.status_topic = topics.SiteTopics(settings.site_id).status(SERVICE)
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        # A takeover asks for the peer's own expiry: if it dies mid-drain, the rest of the
+        # queue stays on the broker (the session is ended with expiry 0 once drained).
         props.SessionExpiryInterval = (
             settings.mqtt_witness_session_expiry_s if witness else settings.mqtt_session_expiry_s
         )
@@ -140,10 +167,13 @@ class MqttIngest:
         if witness:
             login = replace(login, client_id=witness_client_id(settings.mqtt_client_id))
             self._log = logging.getLogger("bridge.historian.witness")
+        if takeover is not None:
+            login = replace(login, client_id=takeover.client_id)
+            self._log = logging.getLogger("bridge.historian.takeover")
         self.session = MqttSession(
             login,
             log=self._log,
-            status_topic=None if witness else self.status_topic,
+            status_topic=None if witness or takeover else self.status_topic,
             counters=counters,
             clean_start=False,
             properties=props,
@@ -156,6 +186,13 @@ class MqttIngest:
         self.client.on_subscribe = self._on_subscribe
         self._subscribe_mid: int | None = None
         self._marker_mid: int | None = None
+        # The takeover's drain: its markers, when the last was sent, when a message last came.
+        self._markers: set[bytes] = set()
+        self._marker_at = 0.0
+        self._message_at = 0.0
+        self._drained = False  # the marker came back (or there was no session to drain)
+        self._taken = 0  # messages received from the peer's session
+        self.ended = False  # the peer's session was ended (DISCONNECT, session expiry 0)
 
     # paho callbacks, on the thread running `run` ------------------------------------------
 
@@ -176,11 +213,30 @@ class MqttIngest:
         )
         options = SubscribeOptions(qos=1)
         group = self._settings.mqtt_share_group
+        if self._takeover is not None:
+            self._begin_drain(client, flags, options)
+            return
         if self._witness:
             filters = [*FILTERS, self._sync_topic]
         else:
             filters = [topics.shared(group, f) if group else f for f in FILTERS]
+            if self._watch is not None:
+                filters += self._watch.status_topics  # retained: the state now, then changes
         _, self._subscribe_mid = client.subscribe([(f, options) for f in filters])
+
+    def _begin_drain(
+        self, client: mqtt.Client, flags: mqtt.ConnectFlags, options: SubscribeOptions
+    ) -> None:
+        """The peer's session is ours: route nothing new to it, then ask for a marker."""
+        if not flags.session_present:
+            self._log.info("%s has no session on the broker: nothing to drain", self._takeover)
+            self._drained = True
+            return
+        group = self._settings.mqtt_share_group
+        # In this order on one connection: the broker has removed the group's filters from
+        # the session before it routes the marker, so the marker is the last message queued.
+        client.unsubscribe([topics.shared(group, f) for f in FILTERS])
+        _, self._subscribe_mid = client.subscribe([(self._sync_topic, options)])
 
     def _on_subscribe(
         self,
@@ -196,6 +252,9 @@ class MqttIngest:
         if refused:  # the ACL: nothing will arrive; say so, and keep covering
             self._log.error("the broker refused a subscription: %s", ", ".join(refused))
             return
+        if self._takeover is not None:
+            self._send_marker()
+            return
         if self._coverage is not None:
             self._coverage.subscribed(witness=self._witness)
 
@@ -206,6 +265,17 @@ class MqttIngest:
         except UnicodeDecodeError:  # the broker checks UTF-8; keep what came anyway
             topic = bytes(msg._topic).decode("utf-8", "backslashreplace")
         payload = bytes(msg.payload)
+        if self._takeover is not None:
+            self._message_at = time.monotonic()
+        if not self._witness and _historians_own(topic):
+            client.ack(msg.mid, msg.qos)
+            if self._watch is not None and self._watch.watches(topic):
+                self._watch.status(topic, payload, time.monotonic())
+            elif payload in self._markers:  # everything queued before it has arrived
+                self._drained = True
+            return
+        if self._takeover is not None:
+            self._taken += 1
         if self._witness and not self._keep(topic, payload):
             client.ack(msg.mid, msg.qos)  # the group has it: received, not kept
             self._counters.add("witness_skipped")
@@ -248,9 +318,30 @@ class MqttIngest:
     # the loop ----------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
-        """Connect, receive and commit until `stop`; reconnect with capped backoff."""
-        self.session.run(stop, self)
+        """Connect, receive and commit until `stop`; reconnect with capped backoff.
+
+        A takeover connects once: it returns when the peer's session is ended, or when its
+        connection ends for any other reason (the peer is back: it gives up at once)."""
+        self.session.run(stop, self, once=self._takeover is not None)
         self._commit_if_due(force=True)
+        if self._takeover is not None:
+            if stop.is_set() and not self.ended:
+                self._log.info(
+                    "stopped mid-takeover of %s: the rest stays in its session", self._takeover
+                )
+                self.session.close()
+            elif self.ended:
+                self._counters.add("takeovers")
+                self._log.info(
+                    "drained %s's session (%d messages) and ended it", self._takeover, self._taken
+                )
+            else:
+                self._log.warning(
+                    "gave up the takeover of %s after %d messages: the connection ended "
+                    "(the peer is back, or the broker went away)",
+                    self._takeover,
+                    self._taken,
+                )
 
     def poll_timeout(self) -> float:
         # While a group is open, only look for more of it (no wait): a look that finds
@@ -261,6 +352,9 @@ class MqttIngest:
     def after_poll(self, ok: bool) -> None:
         """After each network poll: commit the group if it is due, announce dead letters."""
         over = len(self._pending) == self._waiting
+        if self._takeover is not None:
+            self._drain_turn(ok, over)
+            return
         self._commit_if_due(force=over or not ok)
         if not self._witness:
             self._announce()
@@ -269,6 +363,28 @@ class MqttIngest:
                 self._coverage.lost(witness=self._witness)
             elif not self._witness and self.session.connected:
                 self._publish_marker(self._coverage)
+
+    def _drain_turn(self, ok: bool, over: bool) -> None:
+        """The takeover's turn: commit; once the marker is back and all is committed, end."""
+        self._commit_if_due(force=over or not ok or self._drained)
+        if not ok or self.ended or not self.session.connected:
+            return
+        if self._drained and not self._pending:
+            props = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = 0  # the broker drops the session and its queue
+            self.session.end(props)
+            self.ended = True
+            return
+        quiet = time.monotonic() - max(self._marker_at, self._message_at)
+        if self._markers and not self._drained and quiet > MARKER_RETRY_S:
+            self._send_marker()
+
+    def _send_marker(self) -> None:
+        """A drain marker on this historian's sync topic, to the borrowed session itself."""
+        marker = b"takeover:" + secrets.token_hex(16).encode()
+        self._markers.add(marker)
+        self._marker_at = time.monotonic()
+        self.client.publish(self._sync_topic, marker, qos=1)
 
     def _publish_marker(self, coverage: Coverage) -> None:
         """After the shared subscription's SUBACK: tell the witness where the group took over."""

@@ -4,6 +4,8 @@ Three threads, each with one job, joined with a deadline on shutdown: the MQTT l
 blocking and single-threaded by design), the writer (influxdb-client's synchronous API), and a
 ticker that writes the historian's own metrics into the spool every `metrics_period_s`, so
 they reach InfluxDB even while the broker is down. Everything in the spool survives a stop.
+With a share group, a fourth runs the witness (coverage.py); with takeover peers, a fifth
+takes over the session of a peer that stays offline (takeover.py), one connection at a time.
 
 A thread that ends with an exception stops the others, and `run` raises it: a full disk
 (`DiskFullError`) or another spool failure as it is, anything else as `ThreadDiedError`. The
@@ -26,6 +28,7 @@ from bridge.historian.influx_api import sink_from_settings
 from bridge.historian.ingest import SERVICE, MqttIngest
 from bridge.historian.points import convert, metrics_line, timestamps
 from bridge.historian.settings import HistorianSettings
+from bridge.historian.takeover import Peer, PeerWatch, run_takeovers
 from bridge.metrics import Metrics
 from bridge.runner import RunningOutput
 from bridge.spool import Spool, SpoolError
@@ -97,7 +100,11 @@ def run(settings: HistorianSettings, stop: threading.Event) -> None:
         output.notify()
 
     coverage = Coverage() if settings.mqtt_share_group and settings.mqtt_witness else None
-    ingest = MqttIngest(settings, spool, convert, counters, deadletters, notify, coverage=coverage)
+    peers = settings.peers
+    watch = PeerWatch(peers, settings.takeover_grace_s) if peers else None
+    ingest = MqttIngest(
+        settings, spool, convert, counters, deadletters, notify, coverage=coverage, watch=watch
+    )
     witness = None
     if coverage is not None:
         witness = MqttIngest(
@@ -123,6 +130,14 @@ def run(settings: HistorianSettings, stop: threading.Event) -> None:
             report = self_metrics(settings, counters, spool, deadletters)
             spool.put_many([metrics_line(report)])
 
+    def take_over(peer: Peer) -> bool:
+        """Drain `peer`'s session through this historian's spool; True if it was ended."""
+        borrowed = MqttIngest(
+            settings, spool, convert, counters, deadletters, notify, takeover=peer
+        )
+        borrowed.run(stop)
+        return borrowed.ended
+
     failures: list[tuple[str, BaseException]] = []
 
     def guarded(name: str, target: Callable[[], None]) -> threading.Thread:
@@ -144,6 +159,8 @@ def run(settings: HistorianSettings, stop: threading.Event) -> None:
     ]
     if witness is not None:
         threads.append(guarded("mqtt-witness", lambda: witness.run(stop)))
+    if watch is not None:
+        threads.append(guarded("takeover", lambda: run_takeovers(watch, take_over, stop)))
     _log.info(
         "historian %s: %s:%d -> %s bucket %s, spool %s (%d waiting), dead letters %s",
         settings.mqtt_client_id,

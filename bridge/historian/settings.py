@@ -11,6 +11,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bridge.historian.takeover import Peer, parse_peers
+
 #: The outage of the historian (or of its link to the broker) that is replayed with nothing
 #: lost: the default session expiry, and what the broker's queue is sized for.
 REPLAYABLE_OUTAGE_S = 12 * 3600
@@ -56,6 +58,17 @@ class HistorianSettings(BaseSettings):
     # session holds the historian's share already) and replay it twice on return.
     mqtt_witness_session_expiry_s: int = Field(default=300, ge=10)
     mqtt_receive_maximum: int = Field(default=1000, ge=1, le=65535)  # unacked messages in flight
+    # The takeover (takeover.py): the other historians of the share group whose session this
+    # one drains and ends when they die for good, as "<client id>@<site id>, ..." (their
+    # MQTT_CLIENT_ID and SITE_ID: the session to take and the status topic to watch). A list,
+    # not a convention: client ids and site ids are named freely (compose: historian-central-1
+    # and central-1), and a list says who watches whom. Empty: no takeover (a dead
+    # historian's share waits on the broker until its session expires).
+    takeover_peers: str = ""
+    # How long a peer stays offline before it is taken over: time for its supervisor to
+    # restart it (Docker's restart policy: seconds), which then drains its own session. A
+    # peer back within this is left alone; one back after is not harmed (takeover.py).
+    takeover_grace_s: float = Field(default=30.0, ge=0)
 
     # InfluxDB. `influx_api`: "v2" (/api/v2/write: 2.x, 3.x, 1.8+), "v1" (1.x's /write), or
     # "auto": the version the server reports on /ping decides (influx_api.py).
@@ -106,6 +119,11 @@ class HistorianSettings(BaseSettings):
         """Where the dead letters are kept."""
         return self.deadletter_path or self.spool_path.with_suffix(".deadletters.sqlite")
 
+    @property
+    def peers(self) -> tuple[Peer, ...]:
+        """The historians this one takes over (`takeover_peers`)."""
+        return parse_peers(self.takeover_peers)
+
     @field_validator("mqtt_tls_ca", "deadletter_path", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
@@ -117,4 +135,9 @@ class HistorianSettings(BaseSettings):
             raise ValueError("retry_max_s must be at least retry_initial_s")
         if not self.influx_url.startswith(("http://", "https://")):
             raise ValueError("influx_url must start with http:// or https://")
+        peers = parse_peers(self.takeover_peers)  # ValueError: the entry that is wrong
+        if peers and not self.mqtt_share_group:
+            raise ValueError("takeover_peers needs a share group (mqtt_share_group)")
+        if any(p.client_id == self.mqtt_client_id for p in peers):
+            raise ValueError("takeover_peers names this historian's own client id")
         return self

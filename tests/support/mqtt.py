@@ -72,6 +72,24 @@ def connect_reason(broker: Mosquitto, user: str | None, password: str | None = N
     return str(reasons[0])
 
 
+def session_present(broker: Mosquitto, user: str, client_id: str) -> bool:
+    """Whether the broker holds a session for `client_id`; asked with a session expiry of 0,
+    so the look leaves none behind (it takes over and ends one that was there)."""
+    found: list[bool] = []
+    c = client(broker, user, client_id, connect=False)
+    c.on_connect = lambda cl, ud, flags, reason, props: found.append(flags.session_present)
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = 0
+    c.connect(broker.host, broker.port, clean_start=False, properties=props)
+    c.loop_start()
+    try:
+        wait_until(lambda: bool(found), 10, f"a CONNACK for {client_id}")
+    finally:
+        c.disconnect()
+        c.loop_stop()
+    return found[0]
+
+
 @dataclass
 class Collector:
     """Subscribes and keeps every message (topic, payload)."""
