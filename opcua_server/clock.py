@@ -55,6 +55,15 @@ class PlantClock:
         # The 1e-9 absorbs float error: at 0.30000000000000004 the next is 0.4, not 0.3.
         return (math.floor(plant_now / step_s + 1e-9) + 1) * step_s
 
+    def missed_instants(
+        self, plant_now: float, target: float, step_s: float, most: int
+    ) -> list[float]:
+        """The instants (whole multiples of `step_s`) after `plant_now` and before the last one
+        at or before `target`: those a late clock passed without a tick; the newest `most`."""
+        first = math.floor(plant_now / step_s + 1e-9) + 1
+        last = math.floor(target / step_s + 1e-9)  # the tick at `target` covers this one
+        return [k * step_s for k in range(max(first, last - most), last)]
+
     def utc(self, plant_s: float) -> datetime:
         """The UTC time a plant time stands for."""
         return self.start_utc + timedelta(seconds=plant_s)

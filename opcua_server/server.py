@@ -8,8 +8,8 @@ Everything runs on one event loop. A tick task advances the twin to the plant ti
 asks for (`speed` plant seconds per wall second), then publishes the changed tags, checks the
 alarms and sleeps until the next plant instant a `publish_period_s` of wall time on. Writes and
 method calls are served by `async def` handlers between ticks, so nothing ever races the twin.
-When a tick takes longer than the period the loop does not try to catch up with a burst: the
-twin simply advances further on the next tick.
+Woken late, the clock first ticks the instants it passed over, up to MAX_CATCH_UP; a longer
+stall is not made up: the twin simply advances further on the next tick.
 """
 
 from __future__ import annotations
@@ -50,6 +50,10 @@ log = logging.getLogger(__name__)
 # A tick wakes this long after its instant: asyncio may wake a sleeper up to its clock's
 # resolution early, and a tick a hair before the instant would leave its samples to the next.
 TICK_MARGIN_S = 0.001
+# Instants a late clock ticks one by one before the current one: 2 s of wall time at the
+# default period. A 20,000-tag tick costs about 0.3 CPU-s, so two seconds of them are made up
+# within a few seconds, and a machine that cannot keep up at all is not dug deeper.
+MAX_CATCH_UP = 20
 
 
 class PlantServer:
@@ -76,6 +80,7 @@ class PlantServer:
         self.server: Server | None = None
         self.clock = PlantClock(settings.speed, settings.start_utc, self.plant.now)
         self.ticks = 0
+        self.caught_up = 0  # ticks made up after the clock woke late
         self._nodes: PlantNodes | None = None
         self._publisher: Publisher | None = None
         self._alarms: Alarms | None = None
@@ -269,12 +274,13 @@ class PlantServer:
         async with self._tick_lock:
             yield
 
-    async def tick(self) -> None:
-        """Advance the twin to the clock's plant time and publish what changed."""
+    async def tick(self, until: float | None = None) -> None:
+        """Advance the twin to the clock's plant time (or to `until`) and publish what
+        changed."""
         assert self._publisher is not None and self._alarms is not None
         async with self._tick_lock:
             plant = self.plant
-            plant.advance(self.clock.target())
+            plant.advance(self.clock.target() if until is None else until)
             now = plant.now
             values = plant.snapshot()
             if self._synthetic is not None:
@@ -292,12 +298,18 @@ class PlantServer:
         # Ticks fall on the plant instants k * step (`publish_period_s` of wall time), just
         # after each, so a value sampled at an instant (a module's update, a synthetic tag's
         # sample) is published at once: ticking at an arbitrary phase made a sample wait up to
-        # a period (0-100 ms, the server stage of bench.pipeline's latency, issue 17). Behind
-        # schedule, the next tick is the next instant still ahead: no burst to catch up, the
-        # twin just jumps further.
+        # a period (0-100 ms, the server stage of bench.pipeline's latency, issue 17).
+        # Woken late (a stall: the machine's other work, a long request), the instants passed
+        # over are ticked one by one first, up to MAX_CATCH_UP_TICKS of them, so a stall does
+        # not drop a module's update or a sampled value; a longer one is not made up (the
+        # twin jumps, rather than fall further behind doing the past).
         clock = self.clock
         step = self.settings.publish_period_s * clock.speed
         while True:
             delay = clock.wall_delay(clock.next_instant(self.plant.now, step)) + TICK_MARGIN_S
             await asyncio.sleep(max(0.0, delay))
+            missed = clock.missed_instants(self.plant.now, clock.target(), step, MAX_CATCH_UP)
+            for instant in missed:
+                await self.tick(until=instant)
+            self.caught_up += len(missed)
             await self.tick()

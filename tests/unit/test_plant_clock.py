@@ -43,3 +43,21 @@ def test_the_next_tick_is_the_next_instant_ahead(
 ) -> None:
     clock = PlantClock(speed=1.0, monotonic=FakeWall())
     assert clock.next_instant(plant_now, step) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("plant_now", "target", "most", "expected"),
+    [
+        (1.0, 1.1005, 20, []),  # on time: the tick at the target is the instant's own
+        (1.0, 1.0995, 20, []),  # woken a hair early: nothing passed over either
+        (1.0, 1.3005, 20, [1.1, 1.2]),  # two instants passed over, the third is the target's
+        (1.0001, 1.2005, 20, [1.1]),  # a tick just after an instant
+        (1.0, 5.0005, 5, [4.5, 4.6, 4.7, 4.8, 4.9]),  # a long stall: only the newest few
+        (0.30000000000000004, 0.6001, 20, [0.4, 0.5]),  # float error on an instant
+    ],
+)
+def test_a_late_clock_ticks_the_instants_it_passed_over_and_no_more(
+    plant_now: float, target: float, most: int, expected: list[float]
+) -> None:
+    clock = PlantClock(speed=1.0, monotonic=FakeWall())
+    assert clock.missed_instants(plant_now, target, 0.1, most) == pytest.approx(expected)
