@@ -112,10 +112,29 @@ class ControllerConfig:
     load_cell_follow: float = 0.01  # the compensation follows the drift in 1 % steps
     # Detection
     nir_stale_s: float = 8.0  # no good spectrum for this long: NIR unavailable
+    nir_hold_s: float = 60.0  # s the last NIR estimate stays a second opinion beside the
+    # feeders once the probe is unavailable: one mean residence time, within which the blend
+    # at the outlet cannot have moved far from it
     nir_step_window_s: float = 30.0  # feeders' movement around a NIR step that explains it
     nir_step_explained: float = 0.3  # a step is the blend when the feeders moved 30 % of it
     nir_spike_allowance: float = 3.0  # x what the feeders' prediction moves between spectra
     # that a reading may move before it is a spike
+    # A probe step smaller than the spike test sees (fouling, a recalibration slip): the NIR
+    # less the feeders' estimate, its mean over the last seconds against a flat stretch before.
+    small_step_pct: float = 0.25  # % w/w: five times the probe's SD (0.05), fifteen times that
+    # of a mean of ten spectra; the smallest bias the random campaigns score (0.5 % LC x 6 =
+    # 0.3 % w/w) passes it
+    small_step_recent_s: float = 10.0  # s of gap averaged after the step (five spectra)
+    small_step_gap_s: float = 20.0  # s left out between the two: the median of three and the
+    # RTD's fastest real ramp (a refill's) show within them
+    small_step_before_s: float = 30.0  # s of gap before, in two halves that must agree within
+    # a quarter of the step: a ramp running into it is no step (a load cell's, a drift's)
+    small_step_feed_factor_range: float = 0.04  # fraction: the API feeder's learnt feed
+    # factor must stay within this over the last minute (its own noise spans 2-3 %; a load
+    # cell drifting enough to step the blend by 0.25 % w/w in half a minute moves it 5 % and
+    # more)
+    small_step_confirm_s: float = 10.0  # s it must hold as the window slides: a ramp soon
+    # enters the stretch before and fails the flatness
     reconcile_window_s: float = 60.0  # time constant of the NIR-feeder reconciliation
     reconcile_limit_pct: float = 0.3  # % w/w disagreement that calls for a diagnosis
     bridging_stop_s: float = 900.0  # stop the line if the API feeder has not recovered by then
@@ -159,6 +178,23 @@ class ControllerConfig:
     # average, which the hopper's emptying moves, it was 1.4 % and up to 4.4 %)
     feed_factor_drift_confirm_s: float = 60.0  # s, half the fast average's time constant: the
     # curve, not the confirmation, keeps the hopper's emptying out
+    # A fast drift outruns the recent average (its 120 s lag, then a minute's confirmation:
+    # 5 min at 1 %/min). The learnt feed factor itself, against the curve, is summed beyond an
+    # allowance (a CUSUM, Page 1954), upward and downward apart:
+    feed_factor_cusum_allowance: float = 0.025  # fraction: 2.5 SDs of the learnt feed
+    # factor about its curve on fault-free stretches (1.0-1.1 %: its 30-s learning on 2 % flow
+    # noise)
+    feed_factor_cusum_limit: float = 1.5  # fraction x s the sum must pass: on the fault-free
+    # stretches of random campaigns 1-6, 13 and 54 it reached at most 0.64; a drift of
+    # 1.25 %/min (0.75 /h) passes it three to four minutes after onset, 0.1 /h in 20 minutes
+    feed_factor_cusum_quiet_s: float = 150.0  # s after an API refill or a feed-factor step
+    # before the sums gather again: the densified powder's 4 % decays with 60 s (0.3 % left,
+    # an eighth of the allowance) and the learnt feed factor settles in 30 s; the recent
+    # average's 300 s would hide most of a short drift that a refill interrupts (random
+    # campaign 17: a 0.55 /h drift with a refill in its middle, over before it was quiet)
+    feed_factor_cusum_confirm_s: float = 30.0  # s with the NIR agreeing with the feeders: a
+    # load cell's drift moves the feed factor the feeder seems to have as fast as a fast
+    # drift, and its gap shows in the NIR within the RTD's half-minute
     dropout_raise: float = 0.15  # share of spectra lost or spiky that raises nir_dropout
     dropout_clear: float = 0.05  # and below which it clears (hysteresis: 60-spectra counts)
     dropout_confirm_s: float = 10.0  # s, five spectra
@@ -188,6 +224,11 @@ class ControllerConfig:
     # beside the weight loop's own steps) holds it; 2 mg of weight, a fifth of the weight
     # guard, for the second the actuator takes to follow
     density_shift: float = 0.02  # fraction of weight per mm of fill depth: a new density
+    density_shift_disturbed: float = 0.08  # fraction of weight per mm that is a new density
+    # even while the blend is disturbed or the line diverts: the API (0.35 g/cm3) is a tenth
+    # of the blend's mass and the excipient 0.55 g/cm3, so a bridge that takes all the API out
+    # moves the blend's bulk density 5 %, a refill's bump or a load cell's drift far less; the
+    # weight loop's own transients (ten tablets' weight against the fill depth now) add 2-3 %
     density_confirm_s: float = 30.0  # s, three weight-loop periods
     density_base_s: float = 1800.0  # s, time constant of the usual weight per mm
     wear_mm: float = 0.02  # mm thicker than the punch gap explains: wear

@@ -42,13 +42,29 @@ class RobustNir:
         self.latest: float | None = None  # the newest accepted reading (no spike, no step)
         self.last_step: tuple[float, float] | None = None  # (time, size in % w/w)
 
+    MAX_GAP_SPECTRA = 10  # a longer gap is a stopped line or a lost link, not lost spectra
+
     def update(
-        self, value: float, good: bool, source_time: float, expected_move: float = 0.0
+        self,
+        value: float,
+        good: bool,
+        source_time: float,
+        expected_move: float = 0.0,
+        period_s: float = 0.0,
     ) -> None:
         """Take one reading; `expected_move` (% w/w) is how far the blend may have moved since
-        the last one by what the feeders say, which widens the spike test while it is moving."""
+        the last one by what the feeders say, which widens the spike test while it is moving.
+        `period_s` (s between spectra), when given, counts the spectra a gap in source times
+        skipped as lost; give it only when telemetry shows every spectrum."""
         if source_time <= self._last_time:
             return
+        if period_s and source_time - self._last_time > 1.5 * period_s:
+            # Spectra lost without a trace (the probe left its last value, and its source time,
+            # standing): seen only as the gap, when telemetry comes faster than the spectra.
+            missing = round((source_time - self._last_time) / period_s) - 1
+            if missing <= self.MAX_GAP_SPECTRA:
+                for _ in range(missing):
+                    self._note(False)
         self._last_time = source_time
         if not good:
             self._note(False)
@@ -56,10 +72,7 @@ class RobustNir:
         if source_time - self.last_good > self.restart_s:
             # The probe saw nothing for a while (a stopped line): the blend it sees now is not
             # a step from the one it saw before.
-            self.latest = None
-            self._recent.clear()
-            self._median = None
-            self._outliers.clear()
+            self.restart()
         if len(self._recent) == self.window:
             centre = self._centre()
             if abs(value - centre) > self.spike_pct + abs(expected_move):
@@ -88,6 +101,13 @@ class RobustNir:
         self._median = None
         self.latest = value
         self.last_good = source_time
+
+    def restart(self) -> None:
+        """Start afresh: the next good reading is not compared with the ones before."""
+        self.latest = None
+        self._recent.clear()
+        self._median = None
+        self._outliers.clear()
 
     def _note(self, ok: bool) -> None:
         quality = self._quality
