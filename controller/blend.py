@@ -274,7 +274,9 @@ class Blend:
             else:
                 around = [c for t, c in self.feeder_history if t >= horizon]
                 moved = max(around) - min(around) if around else 0.0
-                if moved >= cfg.nir_step_explained * abs(step):
+                # (The gap nets the feeders' movement out already; what is left to rule out is
+                # their own estimate stepping, which moves them by most of the step.)
+                if moved >= cfg.explained_share * abs(step):
                     step = 0.0
         if abs(step) < cfg.small_step_pct:
             self._small_step_since = None

@@ -85,6 +85,17 @@ def test_robust_nir_accepts_fast_moves_the_feeders_explain() -> None:
     assert nir.last_step is None
 
 
+def test_robust_nir_counts_spectra_lost_without_a_reading_from_the_gap() -> None:
+    seen, blind = RobustNir(), RobustNir()
+    t = 0.0
+    for i in range(40):
+        t += 4.0 if i % 2 else 2.0  # every other spectrum lost, its reading left standing
+        seen.update(10.0, True, t, period_s=2.0)
+        blind.update(10.0, True, t)  # telemetry too sparse to show every spectrum
+    assert seen.bad_fraction == pytest.approx(1 / 3, abs=0.02)
+    assert blind.bad_fraction == 0.0
+
+
 def test_rtd_predictor_has_the_tanks_in_series_step_response() -> None:
     rtd = RtdPredictor(5)
     rtd.update(10.0, 60.0, 1.0)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from apps.campaign import run_campaign
-from apps.closed_loop import run
+from apps.closed_loop import LoopLog, run
 from apps.kpi import Kpis, compute
 from apps.random_campaign import random_campaign
 from apps.scenario import STANDARD_CAMPAIGN, load_scenario
@@ -20,9 +20,11 @@ from controller import ControllerConfig, Supervisor
 from core.faults import FaultSpec
 from twin import Plant
 
-SEEDS = [(1, False), (2, True), (4, True)]
+# 48 compound: a load cell's drift and a small NIR bias hiding it (181 OOS tablets released
+# before the probe's suspicion had to last); 4 compound: an excipient feeder's noise under the
+# API feeder's bridge
+SEEDS = [(1, False), (2, True), (4, True), (48, True)]
 IDS = [f"{seed}{' compound' if compound else ''}" for seed, compound in SEEDS]
-MIN_DETECTED = 12  # of the 13 faults detectable in each of these campaigns
 MAX_FALSE_ALARMS_PER_H = 1.0  # the goal (issue 13)
 MAX_STANDARD_DIVERTED_RATIO = 1.5  # the goal (issue 13)
 
@@ -56,7 +58,7 @@ def test_the_goals_hold_on_a_random_campaign(
     kpis, detected, detectable = outcomes[seed, compound]
     assert kpis.oos_accepted == 0  # quarantined tablets are not released
     assert kpis.diverted_kg <= 3.0 * kpis.true_oos_kg
-    assert detected >= min(MIN_DETECTED, detectable)
+    assert detected == detectable  # every fault detectable at its magnitude
     assert kpis.false_alarms_per_h <= MAX_FALSE_ALARMS_PER_H
 
 
@@ -109,3 +111,40 @@ def test_the_standard_campaign_keeps_its_goals() -> None:
     assert kpis.diverted_kg <= MAX_STANDARD_DIVERTED_RATIO * kpis.true_oos_kg
     assert kpis.detection_rate == 1.0
     assert kpis.false_alarms_per_h <= 1.0
+
+
+def _raised(log: LoopLog, name: str) -> list[float]:
+    return [a.time for a in log.alarms if a.name == name and a.raised]
+
+
+def test_a_fast_feed_factor_drift_over_in_minutes_is_seen_while_it_lasts() -> None:
+    """0.8 /h for 330 s moves the feed factor 7 %: its recent average, 3 % off for a minute,
+    came too late; the cumulative sum of its excess over the curve does not."""
+    plant = Plant(seed=3, warm_start=True)
+    plant.inject(FaultSpec("feed_factor_drift", magnitude=0.8, duration_s=330, onset_s=900))
+    log = run(plant, Supervisor(), 2400.0)
+    assert [t for t in _raised(log, "feed_factor_drift") if 900 < t < 900 + 330 + 60]
+
+
+def test_a_probe_step_smaller_than_the_spike_test_is_a_probe_fault() -> None:
+    """-0.3 % w/w: under the spike test's 0.5, found against feeders that did not move, and the
+    blend judged without it (no tablet diverted for the 3 % LC it seems to lose)."""
+    results = {}
+    for bias in (0.0, -0.3):
+        plant = Plant(seed=3, warm_start=True)
+        if bias:
+            plant.inject(FaultSpec("nir_bias", magnitude=bias, duration_s=1200, onset_s=900))
+        log = run(plant, Supervisor(), 2400.0)
+        results[bias] = (plant, log)
+    plant, log = results[-0.3]
+    assert [t for t in _raised(log, "nir_bias") if 900 < t < 960]
+    assert not _raised(results[0.0][1], "nir_bias")
+    assert plant.ledger.oos_accepted_tablets == 0
+
+
+def test_a_new_lot_is_judged_while_a_bridge_has_the_line_diverting() -> None:
+    plant = Plant(seed=3, warm_start=True)
+    plant.inject(FaultSpec("bridging", magnitude=0.9, duration_s=900, onset_s=900))
+    plant.inject(FaultSpec("lot_density_change", magnitude=-0.2, duration_s=500, onset_s=1000))
+    log = run(plant, Supervisor(), 2400.0)
+    assert [t for t in _raised(log, "lot_density_change") if 1000 < t < 1500]
