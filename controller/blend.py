@@ -235,6 +235,8 @@ class Blend:
         horizon = now - cfg.small_step_recent_s - cfg.small_step_gap_s - cfg.small_step_before_s
         while history and history[0][0] < horizon:
             history.popleft()
+        if self._small_step_since is None and abs(gap - history[0][1]) < cfg.small_step_pct / 2:
+            return  # nothing like a step since the oldest: nothing else need be worked out
         refilled = max(
             self.refilled_at.get(cfg.api_feeder, -math.inf), self.retared_at, self.started_at
         )
@@ -250,8 +252,6 @@ class Blend:
             # included: random campaign 21, a probe believed again taken for a new step).
             self._small_step_since = None
             return
-        if self._small_step_since is None and abs(gap - history[0][1]) < cfg.small_step_pct / 2:
-            return  # nothing like a step since the oldest: the means need not be worked out
         recent_from = now - cfg.small_step_recent_s
         before_to = recent_from - cfg.small_step_gap_s
         middle = before_to - cfg.small_step_before_s / 2

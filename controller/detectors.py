@@ -47,6 +47,18 @@ class Bridging:
         self.before: float | None = None  # the feed factor before a fast fall, while it lasts
         self.fell_at = -math.inf
 
+    def _rich(self) -> bool:
+        """A bridge starves the feeder: a blend the NIR reads richer than the feeders say is
+        the opposite, a load cell reading low (random campaign 6 compound: its drift taken for
+        a bridge, and the feed factor it moved not learnt while "bridged"). The gap now as well
+        as its average: the average lags a fast drift by its minute (random campaign 25: a
+        -42 % load cell taken for a bridge, never diagnosed)."""
+        blend = self.sv.blend
+        c_nir, c_feeders = blend.nir_value, blend.feeders_value
+        gap_now = c_nir - c_feeders if c_nir is not None and c_feeders is not None else 0.0
+        gap = blend.unexplained(max(blend.disagreement.value or 0.0, gap_now))
+        return gap > self.sv.cfg.reconcile_limit_pct
+
     def _fell(self, now: float) -> bool:
         """Whether the learnt feed factor fell fast and has not come back."""
         sv, cfg = self.sv, self.sv.cfg
@@ -58,20 +70,10 @@ class Bridging:
         history.append((now, ff))
         while history and history[0][0] < now - cfg.bridging_fall_window_s:
             history.popleft()
-        blend = sv.blend
-        c_nir, c_feeders = blend.nir_value, blend.feeders_value
-        gap_now = c_nir - c_feeders if c_nir is not None and c_feeders is not None else 0.0
-        # A bridge starves the feeder: a blend the NIR reads richer than the feeders say is
-        # the opposite, a load cell reading low (random campaign 6 compound: its drift
-        # taken for a bridge, and the feed factor it moved not learnt while "bridged"). The
-        # gap now as well as its average: the average lags a fast drift by its minute
-        # (random campaign 25: a -42 % load cell taken for a bridge, never diagnosed).
-        gap = blend.unexplained(max(blend.disagreement.value or 0.0, gap_now))
-        rich = gap > cfg.reconcile_limit_pct
         if self.before is not None:
             recovered = ff > self.before * (1.0 - cfg.bridging_fall / 2)
             # And a "bridge" the blend then proves rich was none.
-            if recovered or rich or now - self.fell_at > cfg.bridging_fall_hold_s:
+            if recovered or self._rich() or now - self.fell_at > cfg.bridging_fall_hold_s:
                 self.before = None
         else:
             refill = sv.blend.refilled_at.get(cfg.api_feeder, -math.inf)
@@ -90,7 +92,7 @@ class Bridging:
             fell = ff < old * (1.0 - cfg.bridging_fall) and ff < (
                 sv.detectors.reconciliation.usual() or old
             ) * (1.0 - cfg.bridging_fall)
-            if quiet and old > 0 and fell and not rich:
+            if quiet and old > 0 and fell and not self._rich():
                 self.before, self.fell_at = old, now
         return self.before is not None
 
@@ -337,13 +339,11 @@ class Reconciliation:
         # 3 % off for a minute).
         # A load cell moves the feed factor the feeder seems to have as fast or faster: the
         # NIR must agree with the feeders now too, not only on average.
-        c_nir, c_feeders = blend.nir_value, blend.feeders_value
-        gap_now = (
-            blend.unexplained(c_nir - c_feeders)
-            if c_nir is not None and c_feeders is not None
-            else 0.0
-        )
-        summed = cusum > cfg.feed_factor_cusum_limit and abs(gap_now) < limit
+        summed = cusum > cfg.feed_factor_cusum_limit
+        if summed:
+            c_nir, c_feeders = blend.nir_value, blend.feeders_value
+            if c_nir is not None and c_feeders is not None:
+                summed = abs(blend.unexplained(c_nir - c_feeders)) < limit
         conds.update(
             now,
             "feed_factor_drift",
