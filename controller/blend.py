@@ -240,10 +240,12 @@ class Blend:
         refilled = max(
             self.refilled_at.get(cfg.api_feeder, -math.inf), self.retared_at, self.started_at
         )
-        offset = self.probe_offset if self.nir_suspect else None
-        if (self.nir_suspect and offset is None) or (
-            now - refilled < cfg.refill_window_s + cfg.small_step_before_s
-        ):
+        # A suspect probe is not judged again by small steps: one back by its offset is as
+        # like a drift the feeders cannot see (random campaign 48 compound: a load cell's
+        # drift making the blend richer by 0.28 % w/w in half a minute, taken for a -0.25 %
+        # w/w probe stepping back, 167 tablets at 105 % LC released). It is believed again on
+        # agreement that lasts, or on a step back the spike test sees.
+        if self.nir_suspect or now - refilled < cfg.refill_window_s + cfg.small_step_before_s:
             self._small_step_since = None
             return
         big = self.nir.last_step
@@ -290,18 +292,6 @@ class Blend:
         if now - self._small_step_since >= cfg.small_step_confirm_s:
             self._small_step_since = None
             self.small_step_at = now
-            if offset is not None:
-                # Suspect already: a step back by its offset is the probe reading true again;
-                # any other keeps the suspicion as it is.
-                if step * offset < 0 and abs(step + offset) <= cfg.explained_share * abs(offset):
-                    self.probe_stepped_back()
-                    self.conds.alarm(
-                        now,
-                        "nir_bias",
-                        False,
-                        f"NIR stepped back by {step:+.2f} % w/w: reads true again",
-                    )
-                return
             self.suspect_probe(step)
             self.conds.alarm(
                 now,
