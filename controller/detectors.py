@@ -341,9 +341,9 @@ class Reconciliation:
         # NIR must agree with the feeders now too, not only on average.
         summed = cusum > cfg.feed_factor_cusum_limit
         if summed:
-            c_nir, c_feeders = blend.nir_value, blend.feeders_value
-            if c_nir is not None and c_feeders is not None:
-                summed = abs(blend.unexplained(c_nir - c_feeders)) < limit
+            nir_now, feeders_now = blend.nir_value, blend.feeders_value
+            if nir_now is not None and feeders_now is not None:
+                summed = abs(blend.unexplained(nir_now - feeders_now)) < limit
         conds.update(
             now,
             "feed_factor_drift",

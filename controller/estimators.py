@@ -58,10 +58,11 @@ class RobustNir:
         skipped as lost; give it only when telemetry shows every spectrum."""
         if source_time <= self._last_time:
             return
-        if period_s and source_time - self._last_time > 1.5 * period_s:
+        gap = source_time - self._last_time  # inf before the first reading
+        if period_s and 1.5 * period_s < gap < math.inf:
             # Spectra lost without a trace (the probe left its last value, and its source time,
             # standing): seen only as the gap, when telemetry comes faster than the spectra.
-            missing = round((source_time - self._last_time) / period_s) - 1
+            missing = round(gap / period_s) - 1
             if missing <= self.MAX_GAP_SPECTRA:
                 for _ in range(missing):
                     self._note(False)
