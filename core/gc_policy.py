@@ -12,7 +12,7 @@ probe in the server process, 2 cores, load about 2):
   oldest generation, which holds the address space and the monitored items (320,000 tracked
   objects at 20,000 tags, 2 million with the server's start-up objects), was scanned whole
   every second or two: 12.7 s of collection in a 40 s run, pauses up to 1.85 s. A pause that
-  long makes the server skip a whole second of 1 Hz samples (a tick does not catch up).
+  long makes the server skip a whole second of 1 Hz samples (it made up no late tick then).
 - `freeze_startup` moves what start-up built to the permanent generation, which collections
   never scan; the objects still die by reference counting (only cycles among them would stay).
 - A middle threshold of 1,000 collects the middle generation every 700,000 allocations (about

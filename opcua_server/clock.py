@@ -52,16 +52,15 @@ class PlantClock:
 
     def next_instant(self, plant_now: float, step_s: float) -> float:
         """The first whole multiple of `step_s` (plant seconds) after `plant_now`."""
-        # The 1e-9 absorbs float error: at 0.30000000000000004 the next is 0.4, not 0.3.
-        return (math.floor(plant_now / step_s + 1e-9) + 1) * step_s
+        return (_instant_index(plant_now, step_s) + 1) * step_s
 
     def missed_instants(
         self, plant_now: float, target: float, step_s: float, most: int
     ) -> list[float]:
         """The instants (whole multiples of `step_s`) after `plant_now` and before the last one
         at or before `target`: those a late clock passed without a tick; the newest `most`."""
-        first = math.floor(plant_now / step_s + 1e-9) + 1
-        last = math.floor(target / step_s + 1e-9)  # the tick at `target` covers this one
+        first = _instant_index(plant_now, step_s) + 1
+        last = _instant_index(target, step_s)  # the tick at `target` covers this one
         return [k * step_s for k in range(max(first, last - most), last)]
 
     def utc(self, plant_s: float) -> datetime:
@@ -71,3 +70,9 @@ class PlantClock:
     def plant_time(self, when: datetime) -> float:
         """The plant time a UTC time stands for (the inverse of `utc`)."""
         return (when - self.start_utc).total_seconds()
+
+
+def _instant_index(plant_s: float, step_s: float) -> int:
+    """k of the last instant k * step_s at or before `plant_s`; the 1e-9 absorbs float error
+    (0.30000000000000004 is on the instant 0.3, its next is 0.4)."""
+    return math.floor(plant_s / step_s + 1e-9)

@@ -80,7 +80,6 @@ class PlantServer:
         self.server: Server | None = None
         self.clock = PlantClock(settings.speed, settings.start_utc, self.plant.now)
         self.ticks = 0
-        self.caught_up = 0  # ticks made up after the clock woke late
         self._nodes: PlantNodes | None = None
         self._publisher: Publisher | None = None
         self._alarms: Alarms | None = None
@@ -300,7 +299,7 @@ class PlantServer:
         # sample) is published at once: ticking at an arbitrary phase made a sample wait up to
         # a period (0-100 ms, the server stage of bench.pipeline's latency, issue 17).
         # Woken late (a stall: the machine's other work, a long request), the instants passed
-        # over are ticked one by one first, up to MAX_CATCH_UP_TICKS of them, so a stall does
+        # over are ticked one by one first, up to MAX_CATCH_UP of them, so a stall does
         # not drop a module's update or a sampled value; a longer one is not made up (the
         # twin jumps, rather than fall further behind doing the past).
         clock = self.clock
@@ -311,5 +310,4 @@ class PlantServer:
             missed = clock.missed_instants(self.plant.now, clock.target(), step, MAX_CATCH_UP)
             for instant in missed:
                 await self.tick(until=instant)
-            self.caught_up += len(missed)
             await self.tick()
