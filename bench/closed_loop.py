@@ -1,0 +1,96 @@
+"""How fast the closed loop runs in process: the twin and the supervisor, 1 s steps.
+
+Issue 13 asks for many campaigns cheaply: twin + controller at 10,000x real time or more (an
+8-h campaign in under 3 s of CPU). This runs the standard campaign the way `bench.control`
+scores it (its faults, the operator policy, the pod's alarm board every step) with the
+controller, and the same campaign without it as the baseline of the same run, alternating,
+best of `--repeat`. Bare SimPy (a dozen empty 1 s processes, as in `bench.twin`) says what the
+machine allows, so figures from a loaded machine can be compared as ratios.
+
+CPU time (`time.process_time`) is the figure: a shared machine's other work lengthens the wall
+time, not the CPU time, of a single-threaded run. Wall time is reported beside it.
+
+    python -m bench.closed_loop [--hours 8] [--repeat 3] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import pstats
+import time
+from dataclasses import replace
+from typing import Any
+
+from apps.campaign import run_campaign
+from apps.scenario import STANDARD_CAMPAIGN, Scenario, load_scenario
+from bench.twin import bare_simpy
+
+GOAL_X_REAL_TIME = 10_000
+
+
+def timed(scenario: Scenario, controlled: bool) -> tuple[float, float]:
+    """CPU and wall seconds of one campaign run."""
+    cpu, wall = time.process_time(), time.perf_counter()
+    run_campaign(scenario, controlled=controlled)
+    return time.process_time() - cpu, time.perf_counter() - wall
+
+
+def profile_top(scenario: Scenario, top: int = 12) -> list[dict[str, Any]]:
+    """The functions with the most own time in a controlled run."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    run_campaign(scenario, controlled=True)
+    profiler.disable()
+    stats = pstats.Stats(profiler)
+    table = stats.stats  # type: ignore[attr-defined]
+    total = sum(row[2] for row in table.values())
+    rows = sorted(table.items(), key=lambda item: item[1][2], reverse=True)
+    return [
+        {"function": f"{path.split('/')[-1]}:{line}:{name}", "own_pct": round(100 * r[2] / total, 1)}
+        for (path, line, name), r in rows[:top]
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hours", type=float, default=8.0)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--profile", action="store_true", help="and where the time goes")
+    args = parser.parse_args()
+    scenario = replace(load_scenario(STANDARD_CAMPAIGN), hours=args.hours)
+    plant_s = args.hours * 3600.0
+    best: dict[str, tuple[float, float]] = {}
+    bare = min(bare_simpy(args.hours) for _ in range(args.repeat))
+    for _ in range(args.repeat):
+        for name, controlled in (("closed_loop", True), ("twin_only", False)):
+            cpu, wall = timed(scenario, controlled)
+            if name not in best or cpu < best[name][0]:
+                best[name] = (cpu, wall)
+    loop_cpu, loop_wall = best["closed_loop"]
+    twin_cpu, _ = best["twin_only"]
+    result: dict[str, Any] = {
+        "scenario": scenario.name,
+        "plant_hours": args.hours,
+        "step_s": 1.0,
+        "repeat": args.repeat,
+        "closed_loop_cpu_s": round(loop_cpu, 3),
+        "closed_loop_wall_s": round(loop_wall, 3),
+        "speed_x_real_time": round(plant_s / loop_cpu),
+        "goal_x_real_time": GOAL_X_REAL_TIME,
+        "goal_met": plant_s / loop_cpu >= GOAL_X_REAL_TIME,
+        "twin_only_cpu_s": round(twin_cpu, 3),
+        "twin_only_x_real_time": round(plant_s / twin_cpu),
+        "controller_us_per_step": round(1e6 * (loop_cpu - twin_cpu) / plant_s, 1),
+        "bare_simpy_x_real_time": round(plant_s / bare),
+        "closed_loop_over_bare_simpy": round(bare / loop_cpu, 4),
+        "settings_changed": {},  # the controller's and the twin's defaults
+    }
+    if args.profile:
+        result["profile_top"] = profile_top(replace(scenario, hours=min(args.hours, 2.0)))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
