@@ -52,7 +52,10 @@ def run_campaign(
     restart_after_s: float = 600.0,
     step_s: float = 1.0,
     link: Link | None = None,
+    alarm_board: bool = True,
 ) -> CampaignRun:
+    """Run `scenario`; without `alarm_board` the pod's alarms are not evaluated (no
+    `alarm_transitions`: `bench.closed_loop` times the loop of twin and controller alone)."""
     plant = Plant(
         seed=scenario.seed if seed is None else seed,
         warm_start=scenario.warm_start,
@@ -91,7 +94,8 @@ def run_campaign(
         reported[0] = len(log.alarms)
 
     def each_step(now: float) -> None:
-        alarms(now)
+        if alarm_board:
+            alarms(now)
         while pending and pending[0].at_s <= now:
             event = pending.pop(0)
             results.append((now, event, carry_out_now(target, event)))
@@ -123,7 +127,8 @@ def run_campaign(
         log=log,
         link=link,
     )
-    alarms(plant.now)
+    if alarm_board:
+        alarms(plant.now)
     return CampaignRun(
         scenario=scenario,
         controlled=controlled,
