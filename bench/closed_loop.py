@@ -60,8 +60,11 @@ def profile_top(scenario: Scenario, top: int = 12) -> list[dict[str, Any]]:
     total = sum(row[2] for row in table.values())
     rows = sorted(table.items(), key=lambda item: item[1][2], reverse=True)
     return [
-        {"function": f"{path.split('/')[-1]}:{line}:{name}", "own_pct": round(100 * r[2] / total, 1)}
-        for (path, line, name), r in rows[:top]
+        {
+            "function": f"{path.split('/')[-1]}:{line}:{name}",
+            "own_pct": round(100 * row[2] / total, 1),
+        }
+        for (path, line, name), row in rows[:top]
     ]
 
 

@@ -586,11 +586,14 @@ class RefillDisturbance:
 
 
 class Detectors:
-    """Every detector, run in order once a decision."""
+    """Every detector, run in order every `detector_period_s` of production (and at its
+    first decision)."""
 
     def __init__(self, sv: Supervisor) -> None:
         self.sv = sv
         cfg = sv.cfg
+        self.last_run = -math.inf
+        self.owed_dt = 0.0  # plant s of decisions since the last run, in this production run
         b, p, api = cfg.blender, cfg.press, cfg.api_feeder
         self.drive_tag = f"{api}.drive_command"
         self.bridging = Bridging(sv)
@@ -634,6 +637,14 @@ class Detectors:
     def run(self, now: float, dt: float, actions: list[Action]) -> None:
         sv, cfg = self.sv, self.sv.cfg
         since = sv.producing_since
+        if since is not None and self.last_run >= since:  # ran already in this production run
+            self.owed_dt += dt
+            if now - self.last_run < cfg.detector_period_s - 1e-6:
+                return
+            dt, self.owed_dt = self.owed_dt, 0.0
+        else:
+            self.owed_dt = 0.0
+        self.last_run = now
         settled = since is not None and now - since > cfg.settle_s
         ctx = Context(now, dt, settled, steady=False, quiet=False)
         self.bridging.update(ctx, actions)
