@@ -19,6 +19,7 @@ plant would have from its instruments' specifications; the controller never read
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,7 @@ import yaml
 
 from apps.scenario import Scenario, ScenarioEvent
 from core.faults import CATALOGUE
+from twin.ledger import Ledger
 
 HOURS = 8.0  # h, one shift: 13 faults with room to recover between them
 LEAD_S = 300.0  # s of steady production before the first slot
@@ -93,6 +95,36 @@ class RandomCampaign:
                 return fault.detectable
         return True
 
+    def scored(self, delays: Mapping[str, float | None], ledger: Ledger) -> dict[str, float | None]:
+        """The detection delays (`kind@onset` -> s, None when missed) of the faults a run is
+        scored on: those detectable at their magnitude, but a stuck gate's companion when
+        the gate seized at reject. The companion is there to make a gate seized at accept
+        show; one seized at reject shows by itself (it does not go back to accept) and the
+        line is stopped at once, as the catalogue asks: the disturbance then falls on a
+        stopped line and has nothing to show on (random campaign 36 compound). Where the gate
+        stood is the run's ground truth (`ledger`), known only after it."""
+        companions = {f.onset_s for f in self.faults if f.companion}
+        counted: dict[str, float | None] = {}
+        for key, delay in delays.items():
+            kind, onset = key.split("@")[0], float(key.split("@")[1])
+            if not self.detectable(kind, onset):
+                continue
+            seized_at = onset - COMPANION_DELAY_S
+            if any(abs(onset - c) < 0.5 for c in companions) and _rejecting(ledger, seized_at):
+                continue
+            counted[key] = delay
+        return counted
+
+
+def _rejecting(ledger: Ledger, at_s: float) -> bool:
+    """Whether the gate stood at reject at plant time `at_s`: the first tablets pressed from
+    then on were diverted, or none were pressed (the line holds the gate at reject when it
+    does not produce)."""
+    for piece in ledger.slices:
+        if piece.time >= at_s:
+            return piece.time > at_s + COMPANION_DELAY_S or piece.diverted
+    return True
+
 
 def detectability(kind: str, magnitude: float, duration_s: float) -> tuple[bool, str]:
     """Whether a fault of this size shows in a measured variable clear of its noise, and why."""
@@ -108,7 +140,10 @@ def detectability(kind: str, magnitude: float, duration_s: float) -> tuple[bool,
         )
     if kind == "feed_factor_drift":
         change = abs(m) * min(duration_s, 1800.0) / 3600.0
-        need = 5 * FEED_FACTOR_SD
+        # As clear of the spread as every other fault (it was 5 SDs: random campaign 33, a
+        # 0.25 /h drift of 13 min, 5.5 % at its very end, seen 4.8 % by the learnt feed factor
+        # and 2.7 % by its 2-min average, was scored a miss).
+        need = CLEAR_SIGMAS * FEED_FACTOR_SD
         return change >= need, (
             f"feed factor moves {change:.1%} within 30 min against its {FEED_FACTOR_SD:.0%} "
             f"spread (needs {need:.0%})"

@@ -25,14 +25,13 @@ import argparse
 import json
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from apps.campaign import run_campaign
 from apps.closed_loop import Link
 from apps.kpi import Kpis, compute
-from apps.random_campaign import random_campaign
+from apps.random_campaign import RandomCampaign, random_campaign
 from apps.scenario import STANDARD_CAMPAIGN, Scenario, load_scenario
 
 MAX_DIVERTED_RATIO_TOTAL = 1.5
@@ -69,28 +68,27 @@ class Outcome:
 def run_one(
     scenario: Scenario,
     seed: int | None,
-    detectable: Callable[[str, float], bool] | None = None,
+    campaign: RandomCampaign | None = None,
     link: Link | None = None,
 ) -> Outcome:
-    """Run `scenario` with and without the controller; `detectable(kind, onset_s)` says which
-    faults count for the detection rate (all, when None)."""
+    """Run `scenario` with and without the controller; a random `campaign` says which faults
+    count for the detection rate (all, when None)."""
     scores = {}
     start = time.perf_counter()
+    counted: dict[str, float | None] = {}
     for controlled in (True, False):
         result = run_campaign(scenario, controlled=controlled, seed=seed, link=link)
-        scores[controlled] = compute(
+        scores[controlled] = kpis = compute(
             result.plant.ledger,
             result.plant.faults(include_ended=True),
             result.log.alarms,
             scenario.hours,
         )
+        if controlled:
+            delays = kpis.detection_delay_s
+            counted = campaign.scored(delays, result.plant.ledger) if campaign else dict(delays)
     wall = time.perf_counter() - start
     on = scores[True]
-    counted = {
-        key: delay
-        for key, delay in on.detection_delay_s.items()
-        if detectable is None or detectable(key.split("@")[0], float(key.split("@")[1]))
-    }
     return Outcome(
         name=scenario.name,
         seed=scenario.seed if seed is None else seed,
@@ -260,7 +258,7 @@ def main() -> None:
     ]
     for seed in picked:
         campaign = random_campaign(seed, compound=(seed - args.first_seed) % 2 == 1)
-        outcome = run_one(campaign.scenario, None, campaign.detectable, link=link)
+        outcome = run_one(campaign.scenario, None, campaign, link=link)
         outcomes.append(outcome)
         rows.append(campaign_row(outcome))
         _print_rows(rows[-1:])

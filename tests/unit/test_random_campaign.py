@@ -11,6 +11,7 @@ from apps.cli import app
 from apps.random_campaign import SENSOR_FAULTS, detectability, random_campaign, to_yaml
 from apps.scenario import parse_scenario
 from core.faults import CATALOGUE
+from twin.ledger import Ledger, TabletSlice
 
 
 def test_a_campaign_is_a_scenario_file_of_the_usual_format_and_reads_back_the_same() -> None:
@@ -61,6 +62,37 @@ def test_detectability_weighs_the_effect_against_the_noise_of_what_shows_it() ->
     assert not detectability("punch_wear", 0.01, 600)[0]  # 0.002 mm in ten minutes
     ok, why = detectability("turret_speed_step", -3.0, 600)
     assert ok and "rpm" in why
+
+
+def test_a_feed_factor_drift_must_stand_as_clear_of_its_spread_as_every_other_fault() -> None:
+    # 0.25 /h for 13 min moves it 5.5 %: under the 6 SDs (1 % each) the others need
+    assert not detectability("feed_factor_drift", 0.2478, 793)[0]
+    assert detectability("feed_factor_drift", 0.25, 900)[0]  # 6.25 %
+
+
+def _ledger(gate_rejecting_from: float | None, pressed_until: float) -> Ledger:
+    """Tablets pressed every second up to `pressed_until`, diverted from `gate_rejecting_from`."""
+    ledger = Ledger(keep=None)
+    for second in range(int(pressed_until)):
+        diverted = gate_rejecting_from is not None and second >= gate_rejecting_from
+        ledger.record(TabletSlice(second, "press", 10, 0.004, 400, 100, 120, False, diverted))
+    return ledger
+
+
+def test_a_stuck_gates_companion_is_scored_only_when_the_gate_seized_at_accept() -> None:
+    campaign = random_campaign(1)
+    stuck = next(f for f in campaign.faults if f.kind == "diverter_stuck")
+    companion = next(f for f in campaign.faults if f.companion)
+    assert companion.onset_s == stuck.onset_s + 5
+    key = f"{companion.kind}@{companion.onset_s:g}"
+    delays: dict[str, float | None] = {key: None, f"diverter_stuck@{stuck.onset_s:g}": 60.0}
+    end = stuck.onset_s + 600
+    # Seized at accept: the disturbance reaches accept, and a miss is a miss.
+    assert key in campaign.scored(delays, _ledger(None, end))
+    # Seized while diverting, or on a line that was not producing: nothing to show on.
+    assert key not in campaign.scored(delays, _ledger(stuck.onset_s - 30, end))
+    assert key not in campaign.scored(delays, _ledger(None, stuck.onset_s - 60))
+    assert f"diverter_stuck@{stuck.onset_s:g}" in campaign.scored(delays, _ledger(None, end))
 
 
 def test_the_cli_writes_the_campaign_and_says_what_is_detectable(tmp_path: object) -> None:

@@ -38,12 +38,8 @@ def scores(seed: int, compound: bool) -> tuple[Kpis, int, int]:
         result.log.alarms,
         campaign.scenario.hours,
     )
-    counted = [
-        delay
-        for key, delay in kpis.detection_delay_s.items()
-        if campaign.detectable(key.split("@")[0], float(key.split("@")[1]))
-    ]
-    return kpis, sum(d is not None for d in counted), len(counted)
+    counted = campaign.scored(kpis.detection_delay_s, result.plant.ledger)
+    return kpis, sum(d is not None for d in counted.values()), len(counted)
 
 
 @pytest.fixture(scope="module")
