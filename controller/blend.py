@@ -31,7 +31,14 @@ class Blend:
 
     def __init__(self, cfg: ControllerConfig, telemetry: Telemetry, conditions: Conditions) -> None:
         self.cfg, self.tel, self.conds = cfg, telemetry, conditions
-        self.nir = RobustNir(stale_s=cfg.nir_stale_s)
+        self.nir = RobustNir(
+            window=cfg.nir_median_of,
+            spike_pct=cfg.nir_spike_pct,
+            stale_s=cfg.nir_stale_s,
+            step_count=cfg.nir_step_count,
+            restart_s=cfg.nir_restart_s,
+            gap_spectra=cfg.nir_gap_spectra,
+        )
         self.rtd = RtdPredictor(cfg.blender_tanks)
         self.disagreement = Ewma(cfg.reconcile_window_s)  # NIR - feeders, % w/w
         self.nir_slow = Ewma(cfg.nir_slow_s)
@@ -261,7 +268,8 @@ class Blend:
         early = [g for t, g in history if t < middle]
         late = [g for t, g in history if middle <= t < before_to]
         step = 0.0
-        if len(recent) >= 5 and len(early) >= 5 and len(late) >= 5:
+        least = cfg.small_step_min_readings
+        if len(recent) >= least and len(early) >= least and len(late) >= least:
             before = (sum(early) + sum(late)) / (len(early) + len(late))
             step = sum(recent) / len(recent) - before
             # Flat before it (no ramp running into it), and not explained by the feeders.

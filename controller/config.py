@@ -57,6 +57,8 @@ class ControllerConfig:
     # newest weight is this far off target (2.5 checkweigher SDs, a quarter of the way to the
     # guard band): a ramp toward the limit passes there first, and the fit costs CPU
     weight_trend_min: int = 6  # readings at least in that span (one every 2.5 plant s at 50x)
+    weight_trend_sigmas: float = 2.0  # the trend's rise over the horizon must beat its own
+    # standard error this many times (95 %): a flat weight's noise fits slopes too
     weight_step: float = 0.01  # fraction: the newest weight this far off the mean of ten is a
     # step (a slip, a density change), 2.5 checkweigher SDs: the blend at the dies is judged
     # again at it
@@ -112,6 +114,17 @@ class ControllerConfig:
     load_cell_follow: float = 0.01  # the compensation follows the drift in 1 % steps
     # Detection
     nir_stale_s: float = 8.0  # no good spectrum for this long: NIR unavailable
+    nir_median_of: int = 3  # spectra in the robust median: one spike among three is outvoted,
+    # and the median lags a real ramp by one spectrum (2 s) only
+    nir_spike_pct: float = 0.5  # % w/w a spectrum may stand off the median before it is set
+    # aside: ten probe SDs (0.05), while the blender's RTD moves a real blend a few hundredths
+    # between two spectra (more on a fast ramp: `nir_spike_allowance`)
+    nir_step_count: int = 4  # set-aside spectra agreeing within half the spike width that make
+    # a probe step (8 s): fewer, and two spikes of a noisy feeder's blend could
+    nir_restart_s: float = 60.0  # s without a good spectrum before the median starts afresh:
+    # one mean residence time, after which the blend owes nothing to the last one seen
+    nir_gap_spectra: float = 1.5  # periods between two readings' source times beyond which
+    # the spectra between them were lost (telemetry jitters by under half a period)
     nir_hold_s: float = 60.0  # s the last NIR estimate stays a second opinion beside the
     # feeders once the probe is unavailable: one mean residence time, within which the blend
     # at the outlet cannot have moved far from it
@@ -129,6 +142,8 @@ class ControllerConfig:
     # RTD's fastest real ramp (a refill's) show within them
     small_step_before_s: float = 30.0  # s of gap before, in two halves that must agree within
     # a quarter of the step: a ramp running into it is no step (a load cell's, a drift's)
+    small_step_min_readings: int = 5  # gaps at least in each of the three stretches: a mean of
+    # five spectra has under half the probe's SD, a step of 0.25 % w/w stands ten of those clear
     small_step_feed_factor_range: float = 0.04  # fraction: the API feeder's learnt feed
     # factor must stay within this over the last minute (its own noise spans 2-3 %; a load
     # cell drifting enough to step the blend by 0.25 % w/w in half a minute moves it 5 % and

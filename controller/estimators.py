@@ -25,9 +25,12 @@ class RobustNir:
         stale_s: float = 8.0,
         step_count: int = 4,
         restart_s: float = 60.0,
+        gap_spectra: float = 1.5,
     ) -> None:
+        """The defaults are `ControllerConfig`'s, where each is explained."""
         self.window, self.spike_pct, self.stale_s = window, spike_pct, stale_s
         self.restart_s = restart_s  # no good spectrum for this long: start afresh
+        self.gap_spectra = gap_spectra  # periods between readings that mean spectra were lost
         self.step_count = step_count
         self._recent: deque[float] = deque(maxlen=window)
         self._median: float | None = None  # of `_recent`, until it changes
@@ -59,7 +62,7 @@ class RobustNir:
         if source_time <= self._last_time:
             return
         gap = source_time - self._last_time  # inf before the first reading
-        if period_s and 1.5 * period_s < gap < math.inf:
+        if period_s and self.gap_spectra * period_s < gap < math.inf:
             # Spectra lost without a trace (the probe left its last value, and its source time,
             # standing): seen only as the gap, when telemetry comes faster than the spectra.
             missing = round(gap / period_s) - 1

@@ -220,7 +220,7 @@ class Gate:
         )
         rise = slope * horizon_s
         # Significant: the rise over the horizon beats the slope's own error over it, twice.
-        if abs(rise) < 2.0 * residual / math.sqrt(stt) * horizon_s:
+        if abs(rise) < cfg.weight_trend_sigmas * residual / math.sqrt(stt) * horizon_s:
             return None
         if (now_w - cfg.target_weight_mg) * rise < 0:
             return None  # coming back toward target: the loop is working
