@@ -30,6 +30,8 @@ class Loops:
         self.depth_pv = math.nan  # the fill depth's position when last seen to move...
         self.still_since = -math.inf  # ...and since when it has not
         self.stroke: tuple[float, float] | None = None  # (started, setpoint before) of a test
+        self.draining = False  # the impeller is held down while the blender's hold-up drains
+        self.drain_set_at = 0.0  # when the drain last set the impeller (its ramp runs from it)
         self._depth_tags = (f"{cfg.press}.fill_depth_sp", f"{cfg.press}.fill_depth_pv")
 
     def _due(self, loop: str, now: float, period: float) -> bool:
@@ -41,6 +43,7 @@ class Loops:
     def run(self, now: float, actions: list[Action]) -> None:
         cfg, sv = self.cfg, self.sv
         gate = sv.gate
+        draining = self._drain(now, actions)
         stroking = self._stroke_test(now, actions)
         if (
             self._due("weight", now, cfg.weight_period_s)
@@ -56,7 +59,7 @@ class Loops:
             cfg.hardness_samples
         ):
             self._hardness(actions)
-        if self._due("speed", now, cfg.speed_period_s):
+        if self._due("speed", now, cfg.speed_period_s) and not draining:
             self._speed(actions)
 
     def _stroke_test(self, now: float, actions: list[Action]) -> bool:
@@ -101,10 +104,45 @@ class Loops:
         press and the impeller at 400 rpm, the feed frame overflowed in start-up, and every
         restart after that tripped at once). Start-up material is diverted by the line; the
         other loops wait for production."""
+        draining = self._drain(now, actions)
         if self._due("rate", now, self.cfg.rate_period_s):
             self._rate(actions)
-        if self._due("speed", now, self.cfg.speed_period_s):
+        if self._due("speed", now, self.cfg.speed_period_s) and not draining:
             self._speed(actions)
+
+    def _drain(self, now: float, actions: list[Action]) -> bool:
+        """Hold the impeller down while the blender passes more than `drain_flow_ratio` of the
+        feed (its hold-up from a slow impeller draining), so that it passes about that much and
+        the press can take it; bring it back at `drain_ramp_rpm_s` as it passes less. True while
+        it drains (the speed loop waits). Every decision: the dump takes seconds."""
+        cfg, tel = self.cfg, self.sv.tel
+        b = cfg.blender
+        outflow = tel.v(f"{b}.throughput", 0.0)
+        limit = cfg.drain_flow_ratio * sum(tel.v(f"{f}.mass_flow_sp", 0.0) for f in self.feeders)
+        if not self.draining:
+            if limit <= 0.0 or outflow <= limit:
+                return False
+            self.draining, self.drain_set_at = True, now
+            self.last_run.pop("rate", None)  # the press follows the blender's outflow now
+        sp, pv = tel.v(f"{b}.speed_sp"), tel.v(f"{b}.speed_pv")
+        if not (math.isfinite(sp) and math.isfinite(pv)) or pv <= 1.0:
+            return True  # the impeller stands (the line stopped): nothing leaves
+        # Outflow grows about as the impeller speed: ask for the speed that passes the limit.
+        wanted = pv * limit / outflow if outflow > 0.0 else cfg.blender_speed_rpm
+        wanted = min(wanted, sp + cfg.drain_ramp_rpm_s * (now - self.drain_set_at))
+        wanted = laws.clamp(wanted, cfg.blender_speed_min_rpm, cfg.blender_speed_rpm)
+        if wanted >= cfg.blender_speed_rpm and outflow <= limit:
+            self.draining = False
+            why = f"blender passes {outflow:.1f} kg/h at the validated speed: hold-up drained"
+        else:
+            why = (
+                f"blender passes {outflow:.1f} kg/h of a {limit / cfg.drain_flow_ratio:.1f} kg/h "
+                f"feed: impeller held at {wanted:.0f} rpm while its hold-up drains"
+            )
+        if abs(wanted - sp) >= cfg.drain_step_rpm or (not self.draining and wanted != sp):
+            actions.append(Action("setpoint", f"{b}.speed_sp", round(wanted, 1), why))
+            self.drain_set_at = now
+        return self.draining
 
     def _speed(self, actions: list[Action]) -> None:
         cfg, tel = self.cfg, self.sv.tel
@@ -186,6 +224,8 @@ class Loops:
         outflow = tel.v(f"{cfg.blender}.throughput", total)
         if self.sv.conds.active("impeller_slowdown") and 0.0 < outflow < total:
             total = outflow
+        elif self.draining and outflow > total:
+            total = outflow  # and more while its hold-up drains
         level = tel.v(f"{cfg.feed_frame}.level", cfg.level_sp_kg)
         error = level - cfg.level_sp_kg
         limit = cfg.level_integral_limit

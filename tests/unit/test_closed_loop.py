@@ -16,7 +16,7 @@ import pytest
 
 from apps.campaign import run_campaign
 from apps.closed_loop import Link, LoopLog, run
-from apps.scenario import load_scenario
+from apps.scenario import Scenario, ScenarioEvent, load_scenario
 from controller import Action, ControllerConfig, Supervisor
 from core.commands import LineCommand
 from core.faults import FaultSpec
@@ -309,3 +309,23 @@ def test_a_gate_seized_at_reject_is_reported_and_the_line_stopped_not_aborted() 
     assert "stuck at reject" in lines[0][1].reason
     assert any(a.name == "diverter_stuck" and a.raised for a in log.alarms)
     assert plant.state == "stopped" and plant.ledger.oos_accepted_tablets == 0
+
+
+def test_a_slow_impellers_hold_up_is_drained_without_overflowing_the_feed_frame() -> None:
+    """A 90 % impeller slowdown builds the blender's hold-up 3.5-fold (the restart after the
+    starved press's trip runs on with it); when the impeller comes back the controller holds it
+    down so the hold-up drains at what the press takes. Random campaign 3: without that the
+    feed frame overflowed within 18 s, and every restart tripped again on it."""
+    faults = (
+        ScenarioEvent(at_s=300.0, action="fault", kind="impeller_slowdown", magnitude=0.9),
+        ScenarioEvent(at_s=1500.0, action="clear", kind="impeller_slowdown"),
+    )
+    scenario = Scenario(name="impeller", seed=3, hours=2400.0 / 3600.0, events=faults)
+    result = run_campaign(scenario, controlled=True, restart_after_s=120.0)
+    states = [e for e in result.plant.events if e.kind == "state"]
+    assert not any("overflow" in e.message for e in states), states
+    assert result.plant.state in ("producing", "diverting")
+    drained = [t for t, a, r in result.log.actions if "hold-up drains" in a.reason and r.accepted]
+    assert drained and 1500.0 <= drained[0] <= 1503.0
+    assert result.plant.read("blender.speed_sp") == ControllerConfig().blender_speed_rpm
+    assert result.plant.ledger.oos_accepted_tablets == 0
