@@ -86,6 +86,21 @@ class ControllerConfig:
     weight_gain_mm_per_mg: float = 0.006
     weight_deadband_mg: float = 1.0
     fill_depth_step_mm: float = 0.002  # mm: smaller fill-depth changes are not worth a command
+    fill_depth_min_mm: float = 7.0  # mm, the press's fill-depth range (Natoli NP-400 tooling)
+    fill_depth_max_mm: float = 13.0
+    fill_depth_max_step_mm: float = 0.3  # mm one weight correction may move the fill depth:
+    # 12 mg at 40 mg/mm, inside the 20-mg tolerance, so no single outlying mean weight can move
+    # tablets made at target out of spec
+    main_gap_min_mm: float = 2.0  # mm, the main compression's punch-gap range
+    main_gap_max_mm: float = 6.0
+    main_gap_max_step_mm: float = 0.05  # mm one hardness correction may move the gap: the
+    # gain's answer to a 50-N error, so one outlying hardness reading cannot move it far
+    main_gap_step_mm: float = 0.002  # mm: smaller gap changes are not worth a command
+    speed_step_rpm: float = 2.0  # rpm: smaller impeller changes are not worth a command (under
+    # 1 % of the validated speed, inside the tachometer's own scatter)
+    concentration_max_step: float = 0.05  # fraction of the API setpoint one trim may move: a
+    # 0.5 % w/w step of the blend, which the NIR sees within a residence time before the next
+    api_step_kgh: float = 0.001  # kg/h: smaller API setpoint changes are not worth a command
     rate_period_s: float = 10.0
     level_gain: float = 0.5  # fraction of turret speed per kg of level error
     level_integral_gain: float = 0.003  # 1/(kg s): slow integral on the level error, so a

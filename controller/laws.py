@@ -1,7 +1,8 @@
 """Control laws: small pure functions from measurements to the next setpoint.
 
 Each returns the new setpoint, or None when the loop should leave it alone (inside its deadband
-or its change too small to be worth a command and an audit record).
+or its change too small to be worth a command and an audit record). Every limit comes from
+`ControllerConfig`, where its reason is written.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ def weight_trim(
     target_mg: float,
     gain_mm_per_mg: float,
     deadband_mg: float,
-    low: float = 7.0,
-    high: float = 13.0,
-    max_step_mm: float = 0.3,
+    *,
+    low: float,
+    high: float,
+    max_step_mm: float,
+    min_step_mm: float,
 ) -> float | None:
     """L1 weight loop: integral action on fill depth from the checkweigher."""
     error = target_mg - weight_mg
@@ -27,7 +30,7 @@ def weight_trim(
         return None
     step = clamp(gain_mm_per_mg * error, -max_step_mm, max_step_mm)
     new = clamp(fill_depth_sp + step, low, high)
-    return new if abs(new - fill_depth_sp) >= 0.002 else None
+    return new if abs(new - fill_depth_sp) >= min_step_mm else None
 
 
 def turret_speed(
@@ -37,8 +40,9 @@ def turret_speed(
     level_kg: float,
     level_sp_kg: float,
     level_gain: float,
-    low: float = 11.0,
-    high: float = 35.0,
+    *,
+    low: float,
+    high: float,
 ) -> float:
     """L1 rate loop: press consumption matched to the feed, trimmed to hold the hopper level."""
     tablets_per_h = total_feed_kgh / (weight_mg * 1e-6)
@@ -53,7 +57,9 @@ def concentration_trim(
     target_pct: float,
     gain: float,
     deadband_pct: float,
-    max_step: float = 0.05,
+    *,
+    max_step: float,
+    min_step_kgh: float,
 ) -> float | None:
     """L2 loop: the API feeder's share of a constant total, corrected toward the target.
 
@@ -65,7 +71,7 @@ def concentration_trim(
         return None
     step = clamp(gain * error / target_pct, -max_step, max_step)
     new = clamp(api_sp_kgh * (1.0 + step), 0.0, total_sp_kgh)
-    return new if abs(new - api_sp_kgh) >= 0.001 else None
+    return new if abs(new - api_sp_kgh) >= min_step_kgh else None
 
 
 def hardness_trim(
@@ -74,9 +80,11 @@ def hardness_trim(
     target_n: float,
     gain_mm_per_n: float,
     deadband_n: float,
-    low: float = 2.0,
-    high: float = 6.0,
-    max_step_mm: float = 0.05,
+    *,
+    low: float,
+    high: float,
+    max_step_mm: float,
+    min_step_mm: float,
 ) -> float | None:
     """L1 hardness loop: a softer tablet asks for a tighter punch gap (more compaction)."""
     error = target_n - hardness_n
@@ -84,12 +92,14 @@ def hardness_trim(
         return None
     step = clamp(-gain_mm_per_n * error, -max_step_mm, max_step_mm)
     new = clamp(gap_sp_mm + step, low, high)
-    return new if abs(new - gap_sp_mm) >= 0.002 else None
+    return new if abs(new - gap_sp_mm) >= min_step_mm else None
 
 
-def speed_restore(speed_sp: float, speed_pv: float, nominal: float, maximum: float) -> float | None:
+def speed_restore(
+    speed_sp: float, speed_pv: float, nominal: float, maximum: float, *, min_step_rpm: float
+) -> float | None:
     """Ask for more impeller speed while the drive falls short of the validated speed."""
     if speed_pv <= 1.0:
-        return None
+        return None  # standing still: a stopped line, or a drive no setpoint would move
     wanted = clamp(speed_sp * nominal / speed_pv, nominal, maximum)
-    return wanted if abs(wanted - speed_sp) >= 2.0 else None
+    return wanted if abs(wanted - speed_sp) >= min_step_rpm else None

@@ -147,7 +147,13 @@ class Loops:
     def _speed(self, actions: list[Action]) -> None:
         cfg, tel = self.cfg, self.sv.tel
         sp, pv = tel.v(f"{cfg.blender}.speed_sp"), tel.v(f"{cfg.blender}.speed_pv")
-        new = laws.speed_restore(sp, pv, cfg.blender_speed_rpm, cfg.blender_speed_max_rpm)
+        new = laws.speed_restore(
+            sp,
+            pv,
+            cfg.blender_speed_rpm,
+            cfg.blender_speed_max_rpm,
+            min_step_rpm=cfg.speed_step_rpm,
+        )
         if new is not None:
             actions.append(
                 Action(
@@ -164,7 +170,15 @@ class Loops:
         weight = self.sv.gate.weight_mean
         sp = self.sv.tel.v(f"{cfg.press}.fill_depth_sp")
         new = laws.weight_trim(
-            sp, weight, cfg.target_weight_mg, cfg.weight_gain_mm_per_mg, self.weight_deadband
+            sp,
+            weight,
+            cfg.target_weight_mg,
+            cfg.weight_gain_mm_per_mg,
+            self.weight_deadband,
+            low=cfg.fill_depth_min_mm,
+            high=cfg.fill_depth_max_mm,
+            max_step_mm=cfg.fill_depth_max_step_mm,
+            min_step_mm=cfg.fill_depth_step_mm,
         )
         pv = self.sv.tel.v(f"{cfg.press}.fill_depth_pv")
         if new is not None and weight > 0 and pv > 0 and abs(sp - pv) > cfg.stiction_mm:
@@ -193,7 +207,15 @@ class Loops:
         hardness = sum(readings) / len(readings)
         gap = self.sv.tel.v(f"{cfg.press}.main_gap_sp")
         new = laws.hardness_trim(
-            gap, hardness, cfg.hardness_sp_n, cfg.hardness_gain_mm_per_n, cfg.hardness_deadband_n
+            gap,
+            hardness,
+            cfg.hardness_sp_n,
+            cfg.hardness_gain_mm_per_n,
+            cfg.hardness_deadband_n,
+            low=cfg.main_gap_min_mm,
+            high=cfg.main_gap_max_mm,
+            max_step_mm=cfg.main_gap_max_step_mm,
+            min_step_mm=cfg.main_gap_step_mm,
         )
         if new is not None:
             actions.append(
@@ -233,7 +255,14 @@ class Loops:
             self.level_integral + cfg.level_integral_gain * error * cfg.rate_period_s, -limit, limit
         )
         speed = laws.turret_speed(
-            total, weight, cfg.stations, level, cfg.level_sp_kg, cfg.level_gain
+            total,
+            weight,
+            cfg.stations,
+            level,
+            cfg.level_sp_kg,
+            cfg.level_gain,
+            low=cfg.turret_min_rpm,
+            high=cfg.turret_max_rpm,
         ) * (1.0 + self.level_integral)
         speed = laws.clamp(speed, cfg.turret_min_rpm, cfg.turret_max_rpm)
         sp = tel.v(f"{cfg.press}.turret_speed_sp")
@@ -282,7 +311,14 @@ class Loops:
         others = {f: tel.v(f"{f}.mass_flow_sp") for f in cfg.other_feeders}
         total = api_sp + sum(others.values())
         new = laws.concentration_trim(
-            api_sp, total, slow, target, cfg.concentration_gain, cfg.concentration_deadband_pct
+            api_sp,
+            total,
+            slow,
+            target,
+            cfg.concentration_gain,
+            cfg.concentration_deadband_pct,
+            max_step=cfg.concentration_max_step,
+            min_step_kgh=cfg.api_step_kgh,
         )
         if new is None:
             return

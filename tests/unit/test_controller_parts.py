@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from controller import laws
+from controller import ControllerConfig, laws
 from controller.diversion import DiversionPlanner
 from controller.estimators import (
     FeedFactorCurve,
@@ -20,41 +20,66 @@ from controller.estimators import (
 )
 from core.rtd import tanks_in_series_cdf
 
+CFG = ControllerConfig()
+FILL = {
+    "low": CFG.fill_depth_min_mm,
+    "high": CFG.fill_depth_max_mm,
+    "max_step_mm": CFG.fill_depth_max_step_mm,
+    "min_step_mm": CFG.fill_depth_step_mm,
+}
+TURRET = {"low": CFG.turret_min_rpm, "high": CFG.turret_max_rpm}
+API = {"max_step": CFG.concentration_max_step, "min_step_kgh": CFG.api_step_kgh}
+GAP = {
+    "low": CFG.main_gap_min_mm,
+    "high": CFG.main_gap_max_mm,
+    "max_step_mm": CFG.main_gap_max_step_mm,
+    "min_step_mm": CFG.main_gap_step_mm,
+}
+
 
 def test_weight_trim_moves_fill_depth_toward_target() -> None:
-    assert laws.weight_trim(10.0, 390.0, 400.0, 0.006, 1.0) == pytest.approx(10.06)
-    assert laws.weight_trim(10.0, 410.0, 400.0, 0.006, 1.0) == pytest.approx(9.94)
-    assert laws.weight_trim(10.0, 400.5, 400.0, 0.006, 1.0) is None  # inside the deadband
-    assert laws.weight_trim(12.95, 300.0, 400.0, 0.006, 1.0) == 13.0  # clamped to the range
-    assert laws.weight_trim(10.0, 200.0, 400.0, 0.006, 1.0) == pytest.approx(10.3)  # rate limit
+    assert laws.weight_trim(10.0, 390.0, 400.0, 0.006, 1.0, **FILL) == pytest.approx(10.06)
+    assert laws.weight_trim(10.0, 410.0, 400.0, 0.006, 1.0, **FILL) == pytest.approx(9.94)
+    assert laws.weight_trim(10.0, 400.5, 400.0, 0.006, 1.0, **FILL) is None  # inside the deadband
+    assert laws.weight_trim(12.95, 300.0, 400.0, 0.006, 1.0, **FILL) == 13.0  # clamped to the range
+    assert laws.weight_trim(10.0, 200.0, 400.0, 0.006, 1.0, **FILL) == pytest.approx(
+        10.3
+    )  # rate limit
 
 
 def test_turret_speed_matches_feed_and_holds_level() -> None:
-    nominal = laws.turret_speed(20.0, 400.0, 36, 0.25, 0.25, 0.5)
+    nominal = laws.turret_speed(20.0, 400.0, 36, 0.25, 0.25, 0.5, **TURRET)
     assert nominal == pytest.approx(50_000 / 36 / 60)
-    assert laws.turret_speed(20.0, 400.0, 36, 0.35, 0.25, 0.5) > nominal  # high level: faster
-    assert laws.turret_speed(20.0, 400.0, 36, 0.15, 0.25, 0.5) < nominal
-    assert laws.turret_speed(100.0, 400.0, 36, 0.25, 0.25, 0.5) == 35.0
+    assert (
+        laws.turret_speed(20.0, 400.0, 36, 0.35, 0.25, 0.5, **TURRET) > nominal
+    )  # high level: faster
+    assert laws.turret_speed(20.0, 400.0, 36, 0.15, 0.25, 0.5, **TURRET) < nominal
+    assert laws.turret_speed(100.0, 400.0, 36, 0.25, 0.25, 0.5, **TURRET) == 35.0
 
 
 def test_concentration_trim_keeps_direction_and_limits() -> None:
-    assert laws.concentration_trim(2.0, 20.0, 9.0, 10.0, 0.1, 0.08) == pytest.approx(2.02)
-    assert laws.concentration_trim(2.0, 20.0, 11.0, 10.0, 0.1, 0.08) == pytest.approx(1.98)
-    assert laws.concentration_trim(2.0, 20.0, 10.05, 10.0, 0.1, 0.08) is None
-    assert laws.concentration_trim(2.0, 20.0, 1.0, 10.0, 1.0, 0.08) == pytest.approx(2.1)
+    assert laws.concentration_trim(2.0, 20.0, 9.0, 10.0, 0.1, 0.08, **API) == pytest.approx(2.02)
+    assert laws.concentration_trim(2.0, 20.0, 11.0, 10.0, 0.1, 0.08, **API) == pytest.approx(1.98)
+    assert laws.concentration_trim(2.0, 20.0, 10.05, 10.0, 0.1, 0.08, **API) is None
+    assert laws.concentration_trim(2.0, 20.0, 1.0, 10.0, 1.0, 0.08, **API) == pytest.approx(2.1)
 
 
 def test_hardness_trim_tightens_gap_for_soft_tablets() -> None:
-    assert laws.hardness_trim(3.6, 100.0, 120.0, 0.001, 4.0) == pytest.approx(3.58)
-    assert laws.hardness_trim(3.6, 140.0, 120.0, 0.001, 4.0) == pytest.approx(3.62)
-    assert laws.hardness_trim(3.6, 118.0, 120.0, 0.001, 4.0) is None
+    assert laws.hardness_trim(3.6, 100.0, 120.0, 0.001, 4.0, **GAP) == pytest.approx(3.58)
+    assert laws.hardness_trim(3.6, 140.0, 120.0, 0.001, 4.0, **GAP) == pytest.approx(3.62)
+    assert laws.hardness_trim(3.6, 118.0, 120.0, 0.001, 4.0, **GAP) is None
 
 
 def test_speed_restore_asks_for_what_the_drive_loses() -> None:
-    assert laws.speed_restore(250.0, 150.0, 250.0, 400.0) == 400.0
-    assert laws.speed_restore(250.0, 200.0, 250.0, 400.0) == pytest.approx(312.5)
-    assert laws.speed_restore(400.0, 400.0 * 250 / 250, 250.0, 400.0) == 250.0  # fault gone
-    assert laws.speed_restore(250.0, 249.5, 250.0, 400.0) is None
+    assert laws.speed_restore(250.0, 150.0, 250.0, 400.0, min_step_rpm=CFG.speed_step_rpm) == 400.0
+    assert laws.speed_restore(
+        250.0, 200.0, 250.0, 400.0, min_step_rpm=CFG.speed_step_rpm
+    ) == pytest.approx(312.5)
+    assert (
+        laws.speed_restore(400.0, 400.0 * 250 / 250, 250.0, 400.0, min_step_rpm=CFG.speed_step_rpm)
+        == 250.0
+    )  # fault gone
+    assert laws.speed_restore(250.0, 249.5, 250.0, 400.0, min_step_rpm=CFG.speed_step_rpm) is None
 
 
 def test_robust_nir_ignores_spikes_and_bad_readings() -> None:
