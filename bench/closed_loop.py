@@ -21,16 +21,14 @@ time, not the CPU time, of a single-threaded run. Wall time is reported beside i
 from __future__ import annotations
 
 import argparse
-import cProfile
 import json
-import pstats
 import time
 from dataclasses import replace
 from typing import Any
 
 from apps.campaign import run_campaign
 from apps.scenario import STANDARD_CAMPAIGN, Scenario, load_scenario
-from bench.twin import bare_simpy
+from bench.twin import bare_simpy, own_time_top
 
 GOAL_X_REAL_TIME = 10_000
 
@@ -51,21 +49,7 @@ def timed(scenario: Scenario, controlled: bool, alarm_board: bool) -> tuple[floa
 
 def profile_top(scenario: Scenario, top: int = 12) -> list[dict[str, Any]]:
     """The functions with the most own time in a controlled run, as scored."""
-    profiler = cProfile.Profile()
-    profiler.enable()
-    run_campaign(scenario, controlled=True)
-    profiler.disable()
-    stats = pstats.Stats(profiler)
-    table = stats.stats  # type: ignore[attr-defined]
-    total = sum(row[2] for row in table.values())
-    rows = sorted(table.items(), key=lambda item: item[1][2], reverse=True)
-    return [
-        {
-            "function": f"{path.split('/')[-1]}:{line}:{name}",
-            "own_pct": round(100 * row[2] / total, 1),
-        }
-        for (path, line, name), row in rows[:top]
-    ]
+    return own_time_top(lambda: run_campaign(scenario, controlled=True), top)
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ import cProfile
 import json
 import pstats
 import time
+from collections.abc import Callable
 from typing import Any
 
 import simpy
@@ -60,9 +61,14 @@ def run_twin(hours: float, seed: int) -> tuple[float, int, Plant]:
 
 def profile(hours: float, seed: int, top: int = 8) -> list[dict[str, Any]]:
     """The functions with the most own time in a profiled run."""
+    return own_time_top(lambda: run_twin(hours, seed), top)
+
+
+def own_time_top(run: Callable[[], object], top: int) -> list[dict[str, Any]]:
+    """The `top` functions with the most own time while `run()` runs, by share of it."""
     profiler = cProfile.Profile()
     profiler.enable()
-    run_twin(hours, seed)
+    run()
     profiler.disable()
     stats = pstats.Stats(profiler)
     total = sum(row[2] for row in stats.stats.values())  # type: ignore[attr-defined]
