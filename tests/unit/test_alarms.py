@@ -6,6 +6,7 @@ import pytest
 
 from core.alarms import (
     MAX_TIME_SHELVED_S,
+    AlarmBoard,
     AlarmDef,
     AlarmState,
     Kind,
@@ -146,6 +147,25 @@ def test_a_timed_shelve_expires_and_is_bounded(alarms: dict[str, AlarmDef]) -> N
     with pytest.raises(LifecycleError) as not_shelved:
         s.unshelve(601.0, "alice", "")
     assert not_shelved.value.code == "BadConditionNotShelved"
+
+
+def test_the_board_ends_timed_shelves_of_every_origin_when_their_time_is_up(
+    alarms: dict[str, AlarmDef],
+) -> None:
+    board = AlarmBoard(alarms.values())
+    board.states["controller.nir_bias"].shelve(0.0, "alice", "", 600.0)
+    board.states["equipment.punch_wear"].shelve(0.0, "alice", "", 300.0)
+    board.states["nir.api_pct"].shelve(0.0, "alice", "", 300.0)
+    assert board.evaluate({}, {}, 299.0) == []
+    ended = board.evaluate({}, {}, 300.0)
+    assert [(t.alarm, t.action) for t in ended] == [
+        ("nir.api_pct", "unshelve"),
+        ("equipment.punch_wear", "unshelve"),
+    ]
+    assert [(t.alarm, t.comment) for t in board.evaluate({}, {}, 650.0)] == [
+        ("controller.nir_bias", "shelving time elapsed")
+    ]
+    assert board.evaluate({}, {}, 700.0) == []
 
 
 def test_out_of_service_is_a_state_of_its_own(alarms: dict[str, AlarmDef]) -> None:
