@@ -97,7 +97,11 @@ class Line:
         if state == STARTING and now - self.since >= p.startup_divert_s:
             self.change(PRODUCING, "start-up material diverted")
         elif state in (PRODUCING, DIVERTING):
-            diverting = any(d.position != FB_ACCEPT for d in self.diverters)
+            diverting = False  # (a loop, not any() of a generator: 2,200 instructions a step)
+            for diverter in self.diverters:
+                if diverter.position != FB_ACCEPT:
+                    diverting = True
+                    break
             if (DIVERTING if diverting else PRODUCING) != state:  # (every step: checked here)
                 self.change(
                     DIVERTING if diverting else PRODUCING,
