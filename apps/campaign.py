@@ -87,7 +87,7 @@ def run_campaign(
         faults = {
             f.kind: f"fault {f.kind} on {f.target}" for f in plant.faults() if f.status == "active"
         }
-        transitions.extend(board.evaluate(plant.store.snapshot_of(sources), faults, now))
+        transitions.extend(board.evaluate(plant.store.samples_of(sources), faults, now))
         for alarm in log.alarms[reported[0] :]:
             with contextlib.suppress(KeyError):  # a diagnosis without an alarm of its own
                 transitions.extend(board.report(alarm.name, alarm.raised, alarm.message, now))
