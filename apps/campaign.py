@@ -101,12 +101,13 @@ def run_campaign(
             results.append((now, event, carry_out_now(target, event)))
             if event.action == "line":
                 scenario_stop[0] = event.line in ("stop", "abort", "reset")
-        aborted = plant.state == "faulted" and "abort command" in _last_state_change(plant)
+        state = plant.state  # (read once: nothing below changes it before the restart)
+        aborted = state == "faulted" and "abort command" in _last_state_change(plant)
         # A controller's stop (it says why in the audit trail) is looked into and the line
         # restarted, as after a trip; an emergency stop waits for the people who fix its cause
         # (scenario events).
-        stopped = plant.state == "stopped" and not scenario_stop[0]
-        if (plant.state != "faulted" or aborted) and not stopped:
+        stopped = state == "stopped" and not scenario_stop[0]
+        if (state != "faulted" or aborted) and not stopped:
             faulted_since.clear()
         elif not faulted_since:
             faulted_since.append(now)
