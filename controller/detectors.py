@@ -141,6 +141,7 @@ class Reconciliation:
         api = cfg.api_feeder
         self.ff_tag, self.mode_tag = f"{api}.feed_factor", f"{api}.mode"
         self.hopper_tag = f"{api}.hopper_mass"
+        self.api_sp_tag = f"{api}.mass_flow_sp"
         self.was_quiet = False
         self.hopper_before = math.nan  # the hopper's reading at the last decision
         # One-sided cumulative sums of the learnt feed factor's excess over the curve beyond
@@ -301,7 +302,7 @@ class Reconciliation:
         # set the API 34 % high and 400 s of tablets at 114 % LC were diverted).
         moved = hopper - self.hopper_before if math.isfinite(self.hopper_before) else 0.0
         self.hopper_before = hopper
-        fed = sv.tel.v(f"{cfg.api_feeder}.mass_flow_sp", 0.0) * ctx.dt / 3600.0
+        fed = sv.tel.v(self.api_sp_tag, 0.0) * ctx.dt / 3600.0
         if was_drifting and api_refill < now and abs(moved + fed) > cfg.retare_jump_kg:
             conds.update(
                 now, "load_cell_drift", False, 0.0, "", "API load cell re-tared: reads true"

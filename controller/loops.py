@@ -33,6 +33,10 @@ class Loops:
         self.draining = False  # the impeller is held down while the blender's hold-up drains
         self.drain_set_at = 0.0  # when the drain last set the impeller (its ramp runs from it)
         self._depth_tags = (f"{cfg.press}.fill_depth_sp", f"{cfg.press}.fill_depth_pv")
+        # Read every decision by the drain: named once.
+        self._feed_sp_tags = tuple(f"{f}.mass_flow_sp" for f in self.feeders)
+        b = cfg.blender
+        self._blender_tags = (f"{b}.throughput", f"{b}.speed_sp", f"{b}.speed_pv")
 
     def _due(self, loop: str, now: float, period: float) -> bool:
         if now - self.last_run.get(loop, -math.inf) >= period:
@@ -117,14 +121,18 @@ class Loops:
         it drains (the speed loop waits). Every decision: the dump takes seconds."""
         cfg, tel = self.cfg, self.sv.tel
         b = cfg.blender
-        outflow = tel.v(f"{b}.throughput", 0.0)
-        limit = cfg.drain_flow_ratio * sum(tel.v(f"{f}.mass_flow_sp", 0.0) for f in self.feeders)
+        throughput_tag, sp_tag, pv_tag = self._blender_tags
+        outflow = tel.v(throughput_tag, 0.0)
+        feed = 0.0
+        for tag in self._feed_sp_tags:
+            feed += tel.v(tag, 0.0)
+        limit = cfg.drain_flow_ratio * feed
         if not self.draining:
             if limit <= 0.0 or outflow <= limit:
                 return False
             self.draining, self.drain_set_at = True, now
             self.last_run.pop("rate", None)  # the press follows the blender's outflow now
-        sp, pv = tel.v(f"{b}.speed_sp"), tel.v(f"{b}.speed_pv")
+        sp, pv = tel.v(sp_tag), tel.v(pv_tag)
         if not (math.isfinite(sp) and math.isfinite(pv)) or pv <= 1.0:
             return True  # the impeller stands (the line stopped): nothing leaves
         # Outflow grows about as the impeller speed: ask for the speed that passes the limit.
