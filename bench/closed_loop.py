@@ -1,8 +1,8 @@
 """How fast the closed loop runs in process: the twin and the supervisor, 1 s steps.
 
 Issue 13 asks for many campaigns cheaply: twin + controller at 10,000x real time or more (an
-8-h campaign in under 3 s of CPU). This runs the standard campaign (its faults and the operator
-policy) three ways, alternating, best of `--repeat`:
+8-h campaign in under 3 s of CPU). This runs the first `--hours` of the standard campaign (its
+faults and the operator policy; 11 h in all) three ways, alternating, best of `--repeat`:
 
 - `closed_loop`: twin and controller, the figure the goal is about;
 - `twin_only`: the same campaign without the controller, the baseline of the same run;
