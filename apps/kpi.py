@@ -38,6 +38,7 @@ class Kpis:
     quarantined: int = 0
     quarantined_kg: float = 0.0
     oos_quarantined: int = 0
+    cleaned_out_kg: float = 0.0  # removed from an overfull feed frame on a reset: no tablets
 
     @property
     def detection_rate(self) -> float:
@@ -141,4 +142,5 @@ def compute(
         quarantined=round(ledger.tablets_quarantined),
         quarantined_kg=ledger.mass_quarantined,
         oos_quarantined=round(ledger.oos_quarantined_tablets),
+        cleaned_out_kg=ledger.mass_cleaned_out,
     )

@@ -65,6 +65,7 @@ def kpi_json(
         "true_oos_kg": _number(scores.true_oos_kg, 3),
         "diverted_kg": _number(scores.diverted_kg, 3),
         "forced_diverted_kg": _number(scores.forced_diverted_kg, 3),
+        "cleaned_out_kg": _number(scores.cleaned_out_kg, 3),
         "diverted_over_true_oos": (
             _number(scores.diverted_kg / scores.true_oos_kg, 3) if scores.true_oos_kg else None
         ),
@@ -105,6 +106,7 @@ def kpi_table(data: dict[str, Any]) -> Table:
         ("diverted on command", show(data["diverted_kg"], " kg")),
         ("diverted / true OOS", show(data["diverted_over_true_oos"])),
         ("diverted by the line itself", show(data["forced_diverted_kg"], " kg")),
+        ("cleaned out of an overfull feed frame", show(data["cleaned_out_kg"], " kg")),
         ("blend RSD (released)", show(data["blend_rsd_pct"], " %")),
         ("acceptance value (USP <905>)", show(data["acceptance_value"])),
         ("detection rate", show(data["detection_rate"])),

@@ -58,6 +58,7 @@ class Ledger:
         self.mass_accepted = 0.0
         self.mass_diverted = 0.0
         self.mass_diverted_forced = 0.0
+        self.mass_cleaned_out = 0.0  # powder an operator removed from an overfull feed frame
         self.oos_tablets = 0.0
         self.oos_mass = 0.0
         self.oos_accepted_tablets = 0.0

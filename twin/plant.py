@@ -288,6 +288,8 @@ class Plant:
         else:
             why = self.line.command(command.action)
             code = "state"
+            if why is None and command.action == "reset":
+                self._clean_out_overfull_frames()
         return self._audited(
             command.user,
             command.action,
@@ -490,6 +492,19 @@ class Plant:
         )
 
     # Ground truth ---------------------------------------------------------------------------
+    def _clean_out_overfull_frames(self) -> None:
+        """A reset after an overflow trip includes the frame's clean-out: no feed frame holds
+        more than its capacity, and one that tripped on overflow would trip again in the first
+        second of every start (the feeders run while the line starts). The powder removed is
+        recorded, so the material balance still closes."""
+        for module in self.modules.values():
+            if isinstance(module, FeedFrame) and module.level > module.p.max_level_kg:
+                removed, _ = module.hopper.take(module.level)
+                self.ledger.mass_cleaned_out += removed
+                self.ctx.event(
+                    module.id, "clean_out", f"{removed:.3f} kg removed on reset (overflow)"
+                )
+
     def holdup_kg(self) -> float:
         """Powder inside the line now: blenders (and their inlets) and feed frames."""
         total = 0.0
