@@ -356,6 +356,13 @@ def test_stale_telemetry_holds_and_is_audited(broker: Mosquitto) -> None:
             "the stale alarm",
         )
         assert service.state == "holding" and service.feed.stale
+        # The audit record is a message of its own, on another topic: it may come after the
+        # alarm (CI: it had not yet, the moment the alarm was seen).
+        wait_until(
+            lambda: any(e.kind == "audit" and e.action == "hold" for e in seen),
+            10,
+            "the hold's audit record",
+        )
         hold = next(e for e in seen if e.kind == "audit" and e.action == "hold")
         assert "holding the last good setpoints" in hold.reason
         commands = service.counters.commands
