@@ -256,6 +256,13 @@ def test_closed_loop_over_mqtt_diverts_a_bridging_fault(broker: Mosquitto) -> No
                     action = Action("setpoint", request.tag, request.value, request.reason)
                 carry_out(plant, action)
         wait_until(lambda: not service._pending, 5, "every reply")
+    # The watcher's events are messages of their own: waited for before it stops listening.
+    wait_until(lambda: any(e.target == "bridging" for e in seen), 5, "the bridging alarm")
+    wait_until(
+        lambda: any(e.kind == "audit" and e.target == "diverter.position_sp" for e in seen),
+        5,
+        "the gate's audit records",
+    )
     edge.close()
     watcher.loop_stop()
 
@@ -268,7 +275,6 @@ def test_closed_loop_over_mqtt_diverts_a_bridging_fault(broker: Mosquitto) -> No
     assert topic == TOPICS.command("setpoint", "controller")
     assert request.reason.startswith("predicted content")
     assert props.ResponseTopic == TOPICS.reply("controller") and props.CorrelationData
-    wait_until(lambda: any(e.target == "bridging" for e in seen), 5, "the bridging alarm")
     alarm = next(e for e in seen if e.kind == "alarm" and e.target == "bridging")
     assert alarm.source == "controller" and alarm.action == "raise" and "bridging" in alarm.reason
     audits = [e for e in seen if e.kind == "audit" and e.target == "diverter.position_sp"]
