@@ -509,8 +509,7 @@ class Density:
                         "bulk density changed; the weight loop trims fill depth"
                     ),
                 )
-            elif sv.conds.get("lot_density_change").since is not None:
-                cond = sv.conds.get("lot_density_change")
+            elif (cond := sv.conds.get("lot_density_change")).since is not None:
                 sv.conds.update(ctx.now, "lot_density_change", cond.active, 0.0, "")
             return
         if not sv.conds.update(

@@ -120,7 +120,6 @@ class Loops:
         the press can take it; bring it back at `drain_ramp_rpm_s` as it passes less. True while
         it drains (the speed loop waits). Every decision: the dump takes seconds."""
         cfg, tel = self.cfg, self.sv.tel
-        b = cfg.blender
         throughput_tag, sp_tag, pv_tag = self._blender_tags
         outflow = tel.v(throughput_tag, 0.0)
         feed = 0.0
@@ -148,7 +147,7 @@ class Loops:
                 f"feed: impeller held at {wanted:.0f} rpm while its hold-up drains"
             )
         if abs(wanted - sp) >= cfg.drain_step_rpm or (not self.draining and wanted != sp):
-            actions.append(Action("setpoint", f"{b}.speed_sp", round(wanted, 1), why))
+            actions.append(Action("setpoint", sp_tag, round(wanted, 1), why))
             self.drain_set_at = now
         return self.draining
 

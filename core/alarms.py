@@ -495,12 +495,8 @@ class AlarmState:
 
     def observe(self, now: float, value: float) -> list[Transition]:
         """A new good sample of the watched tag (limit alarms)."""
-        debounce = self.debounce
-        raw = raw_level(self.alarm, value, debounce.level)
-        if raw == debounce.level and debounce.pending is None and debounce.since == -math.inf:
-            level = raw  # all `update` would do: nothing new, nothing pending (most samples)
-        else:
-            level = debounce.update(self.alarm, raw, now)
+        raw = raw_level(self.alarm, value, self.debounce.level)
+        level = self.debounce.update(self.alarm, raw, now)
         if level == self.level:
             return []
         return self.set_level(now, level, self.describe(level, value))
