@@ -35,6 +35,10 @@ RECOVERY_S = 480.0  # s after a fault ends before the slot's end: the line settl
 MIN_DURATION_S = 300.0  # s, shortest fault drawn
 MAX_DURATION_S = 1800.0  # s, longest fault drawn
 COMPANION_DELAY_S = 5.0  # s from the gate seizing to the disturbance it should reject
+# s a refill disturbance needs the line producing after its refill to make its bump at all: the
+# over-delivery follows the refill while the feeder runs, and reaches the probe through the
+# blender's 60 s mean residence time (`BlenderParams`, 20 kg/h)
+REFILL_SHOWS_AFTER_S = 60.0
 SENSOR_FAULTS = ("load_cell_drift", "nir_bias", "nir_dropout")
 
 # Noise of the measured variables, from the instruments' data sheets (the twin's parameters).
@@ -97,12 +101,18 @@ class RandomCampaign:
 
     def scored(self, delays: Mapping[str, float | None], ledger: Ledger) -> dict[str, float | None]:
         """The detection delays (`kind@onset` -> s, None when missed) of the faults a run is
-        scored on: those detectable at their magnitude, but a stuck gate's companion when
-        the gate seized at reject. The companion is there to make a gate seized at accept
-        show; one seized at reject shows by itself (it does not go back to accept) and the
-        line is stopped at once, as the catalogue asks: the disturbance then falls on a
-        stopped line and has nothing to show on (random campaign 36 compound). Where the gate
-        stood is the run's ground truth (`ledger`), known only after it."""
+        scored on: those detectable at their magnitude, but
+        - a stuck gate's companion when the gate seized at reject. The companion is there to
+          make a gate seized at accept show; one seized at reject shows by itself (it does not
+          go back to accept) and the line is stopped at once, as the catalogue asks: the
+          disturbance then falls on a stopped line and has nothing to show on (random
+          campaign 36 compound);
+        - a refill disturbance whose line stopped within `REFILL_SHOWS_AFTER_S` of the refill:
+          the feeders stop with it, and the over-delivery that makes the bump never happens
+          (random campaign 10 compound: a 90 % impeller slowdown starved the press 17 s
+          after the refill; the press cannot run slower than its 11 rpm).
+        Where the gate stood and when the line produced are the run's ground truth
+        (`ledger`), known only after it."""
         companions = {f.onset_s for f in self.faults if f.companion}
         counted: dict[str, float | None] = {}
         for key, delay in delays.items():
@@ -111,6 +121,10 @@ class RandomCampaign:
                 continue
             seized_at = onset - COMPANION_DELAY_S
             if any(abs(onset - c) < 0.5 for c in companions) and _rejecting(ledger, seized_at):
+                continue
+            if kind == "refill_disturbance" and not _producing(
+                ledger, onset, onset + REFILL_SHOWS_AFTER_S
+            ):
                 continue
             counted[key] = delay
         return counted
@@ -124,6 +138,21 @@ def _rejecting(ledger: Ledger, at_s: float) -> bool:
         if piece.time >= at_s:
             return piece.time > at_s + COMPANION_DELAY_S or piece.diverted
     return True
+
+
+def _producing(ledger: Ledger, start_s: float, end_s: float, gap_s: float = 5.0) -> bool:
+    """Whether the line pressed tablets from `start_s` to `end_s` without stopping: no more
+    than `gap_s` between two slices (one a plant second while the press turns)."""
+    last = start_s
+    for piece in ledger.slices:
+        if piece.time < start_s:
+            continue
+        if piece.time - last > gap_s:
+            return False
+        if piece.time >= end_s:
+            return True
+        last = piece.time
+    return False
 
 
 def detectability(kind: str, magnitude: float, duration_s: float) -> tuple[bool, str]:

@@ -95,6 +95,23 @@ def test_a_stuck_gates_companion_is_scored_only_when_the_gate_seized_at_accept()
     assert f"diverter_stuck@{stuck.onset_s:g}" in campaign.scored(delays, _ledger(None, end))
 
 
+def test_a_refill_disturbance_is_scored_only_when_the_line_produced_on_after_the_refill() -> None:
+    campaign = random_campaign(10, compound=True)
+    refill = next(f for f in campaign.faults if f.kind == "refill_disturbance" and not f.companion)
+    assert refill.detectable and refill.onset_s == 12925  # the one the press starved after
+    key = f"refill_disturbance@{refill.onset_s:g}"
+    delays: dict[str, float | None] = {key: None}
+    # Pressing on for ten minutes: a miss is a miss.
+    assert key in campaign.scored(delays, _ledger(None, refill.onset_s + 600))
+    # Stopped 17 s after the refill (the feeders stop with it): no bump was ever made.
+    assert key not in campaign.scored(delays, _ledger(None, refill.onset_s + 17))
+    # A stop in between is a stop, even if the line was producing again a minute on.
+    ledger = _ledger(None, refill.onset_s + 600)
+    gap = (refill.onset_s + 20, refill.onset_s + 40)
+    ledger.slices = type(ledger.slices)(s for s in ledger.slices if not gap[0] < s.time < gap[1])
+    assert key not in campaign.scored(delays, ledger)
+
+
 def test_the_cli_writes_the_campaign_and_says_what_is_detectable(tmp_path: object) -> None:
     result = CliRunner().invoke(app, ["campaign", "random", "--seed", "3", "--compound"])
     assert result.exit_code == 0, result.output
