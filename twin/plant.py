@@ -288,8 +288,11 @@ class Plant:
         else:
             why = self.line.command(command.action)
             code = "state"
-            if why is None and command.action == "reset":
-                self._clean_out_overfull_frames()
+        # The clean-out is part of the reset, and its record says so: the audit trail (and the
+        # OPC UA audit events made from it) accounts for powder taken out of the line.
+        cleaned = (
+            self._clean_out_overfull_frames() if why is None and command.action == "reset" else ""
+        )
         return self._audited(
             command.user,
             command.action,
@@ -299,6 +302,7 @@ class Plant:
             command.reason,
             why,
             code,
+            done=f"accepted; {cleaned}" if cleaned else "accepted",
         )
 
     def _setpoint(self, command: SetpointCommand) -> CommandResult:
@@ -347,9 +351,11 @@ class Plant:
         reason: str,
         why: str | None,
         code: str = "",
+        done: str = "accepted",
     ) -> CommandResult:
+        """Record the request in the audit trail; `done` is an accepted one's result text."""
         accepted = why is None
-        result = why or "accepted"
+        result = why or done
         self.audit.record(
             self.now,
             user,
@@ -492,18 +498,21 @@ class Plant:
         )
 
     # Ground truth ---------------------------------------------------------------------------
-    def _clean_out_overfull_frames(self) -> None:
+    def _clean_out_overfull_frames(self) -> str:
         """A reset after an overflow trip includes the frame's clean-out: no feed frame holds
         more than its capacity, and one that tripped on overflow would trip again in the first
         second of every start (the feeders run while the line starts). The powder removed is
-        recorded, so the material balance still closes."""
+        recorded, so the material balance still closes; returned is what was removed, in
+        words ("" when nothing was)."""
+        removals = []
         for module in self.modules.values():
             if isinstance(module, FeedFrame) and module.level > module.p.max_level_kg:
                 removed, _ = module.hopper.take(module.level)
                 self.ledger.mass_cleaned_out += removed
-                self.ctx.event(
-                    module.id, "clean_out", f"{removed:.3f} kg removed on reset (overflow)"
-                )
+                what = f"{module.id} cleaned out, {removed:.3f} kg removed (overflow)"
+                self.ctx.event(module.id, "clean_out", what)
+                removals.append(what)
+        return "; ".join(removals)
 
     def holdup_kg(self) -> float:
         """Powder inside the line now: blenders (and their inlets) and feed frames."""

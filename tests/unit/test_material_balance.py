@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from core.commands import LineCommand
 from core.faults import FaultSpec
 from twin import Plant
@@ -63,6 +65,13 @@ def test_a_reset_after_an_overflow_cleans_the_feed_frame_out_and_the_line_runs_a
     assert removed > 0.5
     cleaned = [e for e in plant.events if e.kind == "clean_out"]
     assert cleaned and cleaned[0].module == "feed_frame"
+    # The audit trail accounts for it: the reset's record names the powder taken out.
+    resets = [r for r in plant.audit if r.action == "reset" and "cleaned out" in r.result]
+    assert resets and resets[0].accepted
+    assert resets[0].result.startswith("accepted; feed_frame cleaned out, ")
+    assert sum(float(r.result.split(", ")[1].split(" kg")[0]) for r in resets) == pytest.approx(
+        removed, abs=0.001 * len(resets)
+    )
     assert balance_error(plant) < 0.001
 
 
