@@ -15,8 +15,8 @@ at most one false alarm per hour. The last line is one JSON object either way.
 
 `--link PUBLISH:LAG:LATENCY` (plant seconds) runs the closed loop as the running stack times it
 (`apps.closed_loop.Link`): a decision per publication, on telemetry that is late, with commands
-that land later still. `--only 6,15` runs just those random campaigns (every even seed compound,
-as in `--random`).
+that land later still. `--only 6,15` (or `--only 31..60`) runs just those random campaigns
+(every even seed compound, as in `--random`).
 """
 
 from __future__ import annotations
@@ -230,16 +230,56 @@ def _print_rows(rows: list[dict[str, Any]]) -> None:
         )
 
 
+def campaign_count(text: str) -> int:
+    """`--random K`: a whole number, 0 or more."""
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if count < 0:
+        raise argparse.ArgumentTypeError(f"cannot run {count} campaigns")
+    return count
+
+
+def seed_list(text: str) -> list[int]:
+    """`--only 6,15,31..60`: seeds, and inclusive ranges of them, comma-separated."""
+    seeds: list[int] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        low, _, high = part.partition("..")
+        try:
+            first, last = int(low), int(high or low)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"not a seed or a range of seeds (6, 31..60): {part!r}"
+            ) from None
+        if last < first:
+            raise argparse.ArgumentTypeError(f"an empty range of seeds: {part!r}")
+        seeds.extend(range(first, last + 1))
+    if not seeds:
+        raise argparse.ArgumentTypeError("no seeds given (6,15 or 31..60)")
+    return seeds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--scenario", default=str(STANDARD_CAMPAIGN))
-    parser.add_argument("--random", type=int, default=0, metavar="K", help="K random campaigns too")
+    parser.add_argument(
+        "--random", type=campaign_count, default=0, metavar="K", help="K random campaigns too"
+    )
     parser.add_argument(
         "--first-seed", type=int, default=1, help="seed of the first random campaign"
     )
     parser.add_argument("--link", type=Link.parse, default=None, metavar="PUBLISH:LAG:LATENCY")
-    parser.add_argument("--only", default="", metavar="SEEDS", help="these random campaigns only")
+    parser.add_argument(
+        "--only",
+        type=seed_list,
+        default=[],
+        metavar="SEEDS",
+        help="these random campaigns only: 6,15 or 31..60",
+    )
     args = parser.parse_args()
     scenario = load_scenario(args.scenario)
     link = args.link
@@ -253,9 +293,7 @@ def main() -> None:
         outcomes.append(run_one(scenario, args.seed, link=link))
         rows.append(campaign_row(outcomes[0]))
         _print_rows(rows)
-    picked = [int(x) for x in args.only.split(",") if x] or [
-        args.first_seed + i for i in range(args.random)
-    ]
+    picked = args.only or [args.first_seed + i for i in range(args.random)]
     for seed in picked:
         campaign = random_campaign(seed, compound=(seed - args.first_seed) % 2 == 1)
         outcome = run_one(campaign.scenario, None, campaign, link=link)
