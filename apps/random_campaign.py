@@ -36,8 +36,9 @@ MIN_DURATION_S = 300.0  # s, shortest fault drawn
 MAX_DURATION_S = 1800.0  # s, longest fault drawn
 COMPANION_DELAY_S = 5.0  # s from the gate seizing to the disturbance it should reject
 # s a refill disturbance needs the line producing after its refill to make its bump at all: the
-# over-delivery follows the refill while the feeder runs, and reaches the probe through the
-# blender's 60 s mean residence time (`BlenderParams`, 20 kg/h)
+# refilled powder's densification decays with a 60 s time constant, running or not
+# (`FeederParams.densification_decay_s`), so only a feeder that runs through it over-delivers,
+# and the bump reaches the probe through the blender's 60 s mean residence time
 REFILL_SHOWS_AFTER_S = 60.0
 SENSOR_FAULTS = ("load_cell_drift", "nir_bias", "nir_dropout")
 
