@@ -92,7 +92,7 @@ def run(
             each_step(t)
         if supervisor is None:
             continue
-        supervisor.observe_all(plant.store.readings())
+        supervisor.observe_all(plant.store.readings(), plant.store.newest_shown())
         for action in supervisor.step(t):
             log.actions.append((t, action, carry_out(plant, action)))
         log.alarms.extend(supervisor.take_alarms())
@@ -108,7 +108,8 @@ def _run_linked(
     log: LoopLog,
 ) -> LoopLog:
     """`run` through a `Link`: snapshots delivered late, commands carried out later."""
-    inbox: deque[tuple[float, float, dict[str, Any]]] = deque()  # (due, source time, readings)
+    # (due, source time, readings, their newest source time)
+    inbox: deque[tuple[float, float, dict[str, Any], float]] = deque()
     outbox: list[tuple[float, int, Action]] = []  # (due, order, action)
     draw = random.Random(link.seed)
 
@@ -131,10 +132,10 @@ def _run_linked(
         if supervisor is None:
             continue
         due = max(t + jittered(link.telemetry_lag_s), inbox[-1][0] if inbox else t)
-        inbox.append((due, t, plant.store.readings()))
+        inbox.append((due, t, plant.store.readings(), plant.store.newest_shown()))
         while inbox and inbox[0][0] <= t + 1e-9:
-            _, source_time, readings = inbox.popleft()
-            supervisor.observe_all(readings)
+            _, source_time, readings, newest = inbox.popleft()
+            supervisor.observe_all(readings, newest)
             actions = supervisor.step(source_time)
             if actions:
                 # The reply comes back like telemetry: the round trip the service measures.

@@ -76,9 +76,12 @@ class Supervisor:
         if tag == self._nir_tag:
             self.blend.observe_nir(float(value), quality == "good", source_time)
 
-    def observe_all(self, readings: Mapping[str, tuple[Any, str, float]]) -> None:
-        """`observe` for a whole snapshot at once: tag -> (value, quality, source time)."""
-        self.tel.observe_all(readings)
+    def observe_all(
+        self, readings: Mapping[str, tuple[Any, str, float]], newest: float | None = None
+    ) -> None:
+        """`observe` for a whole snapshot at once: tag -> (value, quality, source time);
+        `newest`, its newest source time, when the sender knows it without a look at each."""
+        self.tel.observe_all(readings, newest)
         nir = readings.get(self._nir_tag)
         if nir is not None:
             value, quality, source_time = nir

@@ -47,11 +47,16 @@ class Telemetry:
         self.raw[tag] = (value, quality, source_time)
         self.newest = max(self.newest, source_time)
 
-    def observe_all(self, readings: Mapping[str, tuple[Any, str, float]]) -> None:
+    def observe_all(
+        self, readings: Mapping[str, tuple[Any, str, float]], newest: float | None = None
+    ) -> None:
+        """Take a snapshot; `newest` is its newest source time, when the sender knows it."""
         if readings:
             self.raw.update(readings)
-            # One pass over the snapshot, then one comparison (a third cheaper than max(a, *many)).
-            newest = max(map(_TIME, readings.values()))
+            if newest is None:
+                # One pass over the snapshot, then one comparison (a third cheaper than
+                # max(a, *many)).
+                newest = max(map(_TIME, readings.values()))
             self.newest = max(self.newest, newest)
 
     def v(self, name: str, default: float = math.nan) -> float:
