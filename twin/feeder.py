@@ -111,6 +111,10 @@ class Feeder:
             self.ctx.event(self.id, "refill", f"refill started at {self.hopper:.2f} kg (forced)")
 
     def step(self, now: float, dt: float) -> None:
+        # Every plant second: min and max of two by comparison, which Python 3.11's builtins
+        # (parsing their keywords on every call) cost 700 instructions each (measured, with the
+        # press's alike: the twin's instructions a plant second 308,500 -> 290,700). Same values,
+        # NaN included.
         p = self.p
         running = self.line.feeding
         if self.refilling:
@@ -135,12 +139,15 @@ class Feeder:
         volumetric = self.mode_sp == VOLUMETRIC or self.refilling or now < self.volumetric_until
         if running:
             if not volumetric and self.feed_factor_estimate > 0.0:
-                self.drive = min(100.0, self.setpoint / self.feed_factor_estimate)
+                drive = self.setpoint / self.feed_factor_estimate
+                self.drive = drive if drive < 100.0 else 100.0  # min(100.0, drive)
             self.noise = noise = flow_noise(
                 self.rng, self.noise, self._phi, self._innovation * p.flow_rsd * self.noise_gain
             )
             flow = self._feed_factor() * self.drive * (1.0 + noise)
-            kg = min(flow * dt / 3600.0, self.hopper) if flow > 0.0 else 0.0
+            kg = flow * dt / 3600.0 if flow > 0.0 else 0.0
+            if flow > 0.0 and self.hopper < kg:  # min(kg, hopper), as before
+                kg = self.hopper
             self.hopper -= kg
             self.true_flow = kg * 3600.0 / dt
             inlet = self.inlet
@@ -175,11 +182,11 @@ class Feeder:
             values[k[0]] = self.drive * self.feed_factor_estimate
             store.quality[k[0]] = Quality.UNCERTAIN
         else:
-            values[k[0]] = max(
-                0.0, self.filtered_flow * (1.0 + reading_noise(self.rng, self.p.pv_noise_rsd))
-            )
+            flow = self.filtered_flow * (1.0 + reading_noise(self.rng, self.p.pv_noise_rsd))
+            values[k[0]] = flow if flow > 0.0 else 0.0  # max(0.0, flow): see `step`
             store.quality.pop(k[0], None)
-        values[k[1]] = max(0.0, self.hopper + self.load_cell_offset_kg)
+        hopper = self.hopper + self.load_cell_offset_kg
+        values[k[1]] = hopper if hopper > 0.0 else 0.0
         values[k[2]] = self.drive
         values[k[3]] = self.feed_factor_estimate
         values[k[4]] = mode

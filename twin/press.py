@@ -114,7 +114,9 @@ class Press:
                 self.fill_depth = self.fill_depth_sp
             return
         limit = self.p.fill_depth_rate_mm_s * dt
-        self.fill_depth += max(-limit, min(limit, error))
+        # max(-limit, min(limit, error)) by comparison, as in `Feeder.step`
+        move = error if error < limit else limit
+        self.fill_depth += move if move > -limit else -limit
 
     def step(self, now: float, dt: float) -> None:
         p = self.p
@@ -124,7 +126,10 @@ class Press:
         running = line.pressing and (self.primed or not line.starting)
         target = self.turret_sp + self.turret_offset if running else 0.0
         limit = p.turret_accel_rpm_s * dt
-        self.turret += max(-limit, min(limit, target - self.turret))
+        # max(-limit, min(limit, change)) by comparison, as in `Feeder.step` (which says why).
+        change = target - self.turret
+        change = change if change < limit else limit
+        self.turret += change if change > -limit else -limit
         if line.faulted:
             self.turret = 0.0
         self._move_fill_depth(dt)
