@@ -181,7 +181,8 @@ class Blend:
             # a +3.07 % w/w offset believed from 5,589 s on, which then explained away a load
             # cell's drift at 25,000 s: 7,302 tablets at 130 % LC).
             stepped = self.nir.last_step[0] if self.nir.last_step is not None else -math.inf
-            stepped = max(stepped, self.small_step_at)
+            small = self.small_step_at
+            stepped = small if small > stepped else stepped  # max(...), as in Supervisor.step
             # Not in an API refill's window: the feeders read their volumetric estimate, blind
             # to the refill's real bump, and agreement then proves nothing (random campaign 16
             # compound: a -0.50 % w/w probe believed again as a refill's bump crossed its gap).
@@ -328,7 +329,9 @@ class Blend:
         # rewrites the feeders' estimate: "no change in the feeders" means nothing in its wake
         # either (random campaign 50 compound: the blend's real fall taken for a probe step
         # under 77 % NIR dropout, 197 tablets at 90.5 % LC released).
-        refilled = max(self.refilled_at.get(cfg.api_feeder, -math.inf), self.retared_at)
+        refilled = self.refilled_at.get(cfg.api_feeder, -math.inf)
+        retared = self.retared_at
+        refilled = retared if retared > refilled else refilled  # max(...): see Supervisor.step
         pending = self.pending_step
         if pending is not None and now - refilled >= cfg.refill_window_s:
             # The refill's window is over: its real bump has passed, a probe's step has not.

@@ -248,10 +248,16 @@ class Reconciliation:
         if reference:
             excess = feed_factor / reference - 1.0
             allowance, cap = cfg.feed_factor_cusum_allowance, 2 * cfg.feed_factor_cusum_limit
-            # (Capped: a long drift's sum would otherwise outlast its end by minutes.)
-            self.cusum_up = min(cap, max(0.0, self.cusum_up + (excess - allowance) * ctx.dt))
-            self.cusum_down = min(cap, max(0.0, self.cusum_down - (excess + allowance) * ctx.dt))
-        cusum = max(self.cusum_up, self.cusum_down)
+            # (Capped: a long drift's sum would otherwise outlast its end by minutes.) Min and
+            # max by comparison, as in `Supervisor.step`: min(cap, max(0.0, sum)).
+            up = self.cusum_up + (excess - allowance) * ctx.dt
+            up = up if up > 0.0 else 0.0
+            self.cusum_up = up if up < cap else cap
+            down = self.cusum_down - (excess + allowance) * ctx.dt
+            down = down if down > 0.0 else 0.0
+            self.cusum_down = down if down < cap else cap
+        up, down = self.cusum_up, self.cusum_down
+        cusum = down if down > up else up  # max(up, down)
         fast = self.fast.value
         # The recent average against what the curve gives at the recent average's hopper mass
         # (its long-run average until the hopper has emptied and been refilled once): a refill
@@ -434,9 +440,13 @@ class FeederNoise:
             message = partial(_noise_message, feeder, rsd, usual) if noisy else ""
             if not sv.conds.update(now, name, noisy, cfg.noise_confirm_s, message):
                 baseline.update(rsd, ctx.dt)
-        active = sv.conds.active
-        noisy_ratios = [r for f, r in self.ratio.items() if active(self.names[f])]
-        sv.blend.noise_ratio = max(noisy_ratios, default=1.0)
+        # The noisiest of the noisy feeders' ratios, 1.0 when none is (`max(ratios,
+        # default=1.0)`, by comparison as in `Supervisor.step`).
+        active, worst = sv.conds.active, None
+        for feeder, ratio in self.ratio.items():
+            if active(self.names[feeder]) and (worst is None or ratio > worst):
+                worst = ratio
+        sv.blend.noise_ratio = 1.0 if worst is None else worst
 
 
 class Mismatch:

@@ -217,7 +217,9 @@ class RtdPredictor:
     def update(self, ratio_pct: float, mean_residence_s: float, dt: float) -> float:
         if not self.stages:
             self.stages = [ratio_pct] * self.tanks
-        keep = math.exp(-dt / max(mean_residence_s / self.tanks, 1e-3))
+        per_tank = mean_residence_s / self.tanks
+        # max(per_tank, 1e-3), by comparison: every decision (Supervisor.step says why)
+        keep = math.exp(-dt / (1e-3 if per_tank < 1e-3 else per_tank))
         upstream = ratio_pct
         for i, value in enumerate(self.stages):
             self.stages[i] = upstream + (value - upstream) * keep

@@ -198,7 +198,8 @@ class Gate:
             return  # the same reading again
         trend.append((time, weight))
         # In plant seconds, and at least `weight_trend_min` readings however far apart they come.
-        span = max(self.cfg.weight_trend_s, self.cfg.weight_trend_min * self.sv.interval_s)
+        least, readings = self.cfg.weight_trend_s, self.cfg.weight_trend_min * self.sv.interval_s
+        span = readings if readings > least else least  # max(least, readings): see Supervisor.step
         while trend[0][0] < time - span:
             trend.popleft()
 
