@@ -604,6 +604,8 @@ class Detectors:
         cfg = sv.cfg
         self.last_run = -math.inf
         self.owed_dt = 0.0  # plant s of decisions since the last run, in this production run
+        # One context, filled in afresh at each run (no detector keeps it)
+        self._ctx = Context(0.0, 0.0, settled=False, steady=False, quiet=False)
         b, p, api = cfg.blender, cfg.press, cfg.api_feeder
         self.drive_tag = f"{api}.drive_command"
         self.bridging = Bridging(sv)
@@ -656,7 +658,8 @@ class Detectors:
             self.owed_dt = 0.0
         self.last_run = now
         settled = since is not None and now - since > cfg.settle_s
-        ctx = Context(now, dt, settled, steady=False, quiet=False)
+        ctx = self._ctx
+        ctx.now, ctx.dt, ctx.settled, ctx.steady, ctx.quiet = now, dt, settled, False, False
         self.bridging.update(ctx, actions)
         bridge = sv.conds.get("bridging")
         # Feeder statistics mean something only away from refills, bridges and a saturated drive.

@@ -25,6 +25,15 @@ REJECT, ACCEPT = 1, 0  # diverter.position_sp
 FB_REJECT = 2  # diverter.position_pv
 
 
+def _mean_of_last(values: deque[float], n: int) -> float:
+    """The mean of the last `n` values (of all, when fewer): sum(islice(values, max(len - n,
+    0), None)) / min(n, len), with min and max by comparison (every decision; as in
+    `Supervisor.step`, which says why)."""
+    count = len(values)
+    first = count - n if count - n > 0 else 0
+    return sum(islice(values, first, None)) / (count if count < n else n)
+
+
 class Gate:
     """The diversion planner, the tablets' weight and hardness, and the gate's state."""
 
@@ -104,18 +113,19 @@ class Gate:
         """Judge what reaches the press and drive the gate."""
         cfg, tel, sv = self.cfg, self.sv.tel, self.sv
         weights = self.weights
-        if tel.good(self._weight_tag):
-            weights.append(tel.v(self._weight_tag))
-            self._follow_weight(tel.raw[self._weight_tag][2], weights[-1])
-        if tel.good(self._hardness_tag):
-            self.hardness.append(tel.v(self._hardness_tag))
+        # (Each reading looked up once, not by `Telemetry.good` then `.v`: every decision.)
+        reading = tel.raw.get(self._weight_tag)
+        if reading is not None and reading[1] == "good":
+            weights.append(math.nan if reading[0] is None else float(reading[0]))
+            self._follow_weight(reading[2], weights[-1])
+        reading = tel.raw.get(self._hardness_tag)
+        if reading is not None and reading[1] == "good":
+            self.hardness.append(math.nan if reading[0] is None else float(reading[0]))
         if not weights:
             return
         # The last few tablets' mean weight: worked out once a step, for every loop and detector.
         n = cfg.mean_of_tablets
-        self.weight_mean = weight = sum(islice(weights, max(len(weights) - n, 0), None)) / min(
-            n, len(weights)
-        )
+        self.weight_mean = weight = _mean_of_last(weights, n)
         rate = tel.v(self._rate_tag, 0.0)
         draw = rate / 3600.0 * weight * 1e-6
         level = tel.v(self._level_tag, cfg.level_sp_kg)
@@ -183,10 +193,7 @@ class Gate:
                     f"tablet weight heading for {ahead:.0f} mg within {horizon:.0f} s",
                 )
         if self.hardness:
-            readings = self.hardness
-            hardness = sum(islice(readings, max(len(readings) - n, 0), None)) / min(
-                n, len(readings)
-            )
+            hardness = _mean_of_last(self.hardness, n)
             guard = cfg.hardness_guard_n
             if not cfg.hardness_low_n + guard <= hardness <= cfg.hardness_high_n - guard:
                 planner.flag(now, f"hardness {hardness:.0f} N near its limit")

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 
 def clamp(value: float, low: float, high: float) -> float:
-    return max(low, min(high, value))
+    # max(low, min(high, value)) by comparison, as in `Supervisor.step` (which says why)
+    below = value if value < high else high
+    return below if below > low else low
 
 
 def weight_trim(

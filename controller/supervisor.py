@@ -175,7 +175,7 @@ class Supervisor:
         self.blend.update(now, dt)
         self.blend.check_agreement(now)
         self.gate.divert(now, actions)
-        if self.enabled and not any(a.kind == "line" for a in actions):
+        if self.enabled and not (actions and any(a.kind == "line" for a in actions)):
             self.loops.run(now, actions)
         self.detectors.run(now, dt, actions)
         if not self.enabled:

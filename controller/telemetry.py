@@ -68,9 +68,5 @@ class Telemetry:
         value = reading[0]
         return default if value is None else float(value)
 
-    def good(self, name: str) -> bool:
-        reading = self.raw.get(name)
-        return reading is not None and reading[1] == "good"
-
     def has(self, name: str) -> bool:
         return name in self.raw
