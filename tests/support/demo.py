@@ -89,7 +89,10 @@ def demo_command(demo: DemoProcess, site: str) -> tuple[list[str], dict[str, str
     line = demo.wait_for(rf"as operator of {site}: (.*)$", 1).group(1)
     words = shlex.split(line)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PLANT_")}
-    env.update(w.split("=", 1) for w in words if ASSIGNMENT.match(w))
+    for word in words:
+        if ASSIGNMENT.match(word):
+            name, _, value = word.partition("=")
+            env[name] = value
     return [w for w in words if not ASSIGNMENT.match(w)], env
 
 

@@ -36,4 +36,5 @@ def mean(values: list[float]) -> float:
 
 def sd(values: list[float]) -> float:
     m = mean(values)
-    return (sum((v - m) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+    variance = sum((v - m) ** 2 for v in values) / (len(values) - 1)
+    return float(variance**0.5)  # float ** float is typed Any: a negative base gives a complex

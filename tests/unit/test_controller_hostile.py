@@ -8,6 +8,7 @@ import math
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from controller.feed import TelemetryFeed, observed_value
 from controller.messages import MAX_MODE_BYTES, ModeError, decode_mode
@@ -48,10 +49,15 @@ def test_a_hostile_mode_switch_is_a_mode_error_and_nothing_else(payload: bytes) 
 
 
 def service() -> tuple[ControllerService, list[Event]]:
-    settings = ControllerSettings(site_id="site1", mqtt_password="x")
+    settings = ControllerSettings(site_id="site1", mqtt_password=SecretStr("x"))
     controller = ControllerService(settings)
     published: list[Event] = []
-    controller._publish_event = published.append  # type: ignore[method-assign]
+
+    def publish_event(event: Event) -> None:
+        published.append(event)
+
+    # Its events are kept here instead of sent to a broker: a method replaced on purpose.
+    controller._publish_event = publish_event  # type: ignore[method-assign]
     return controller, published
 
 

@@ -209,7 +209,8 @@ def test_the_feed_factor_curve_follows_the_hopper_and_is_flat_until_it_has_a_spa
 def test_a_sliding_range_keeps_the_lowest_and_highest_of_the_last_readings() -> None:
     rng = random.Random(1)
     for size in (1, 2, 60):
-        span, window = SlidingRange(size), []
+        span = SlidingRange(size)
+        window: list[float] = []
         for _ in range(2000):
             x = rng.choice([rng.random(), 0.5])  # ties too
             span.append(x)

@@ -14,6 +14,7 @@ from apps.servers import mosquitto_config as broker_config
 from core.layout import load_layout
 from core.payload import Event, Sample, TelemetryBatch, encode_batch, encode_event
 from core.tags import build_registry
+from tests.support.children import env_of
 
 
 def test_broker_config_listens_on_loopback_with_the_demo_files(tmp_path: Path) -> None:
@@ -61,12 +62,13 @@ def test_services_get_secrets_as_files_and_a_stale_variable_cannot_override_them
         base_env={"PLANT_EDGE_MQTT_PASSWORD": "stale", "PATH": "/bin"},
     )
     edge = demo.edge(demo.sites[1])
-    assert edge.env["PLANT_EDGE_MQTT_PASSWORD__FILE"].endswith("mqtt_edge_password")
-    assert "PLANT_EDGE_MQTT_PASSWORD" not in edge.env
+    edge_env = env_of(edge)
+    assert edge_env["PLANT_EDGE_MQTT_PASSWORD__FILE"].endswith("mqtt_edge_password")
+    assert "PLANT_EDGE_MQTT_PASSWORD" not in edge_env
     # The edge holds commands to the ranges its server publishes (EURange), so it is not told
     # the site's equipment variation; the server is.
-    assert "PLANT_EDGE_VARIATION" not in edge.env
-    assert float(demo.opcua(demo.sites[1]).env["PLANT_OPCUA_VARIATION"]) > 0
+    assert "PLANT_EDGE_VARIATION" not in edge_env
+    assert float(env_of(demo.opcua(demo.sites[1]))["PLANT_OPCUA_VARIATION"]) > 0
     assert edge.argv[1:3] == ["-m", "apps.envfiles"]
     assert demo.historian() is None
 

@@ -52,7 +52,13 @@ def paho_packet(message: Message) -> bytes:
     )
     sent: list[bytes] = []
 
-    def capture(command: int, packet: bytes, mid: int, qos: int, info: Any = None) -> Any:
+    def capture(
+        command: int,
+        packet: bytes | bytearray,
+        mid: int,
+        qos: int,
+        info: mqtt.MQTTMessageInfo | None = None,
+    ) -> MQTTErrorCode:
         sent.append(bytes(packet))
         return MQTTErrorCode.MQTT_ERR_SUCCESS
 
@@ -120,7 +126,9 @@ class Link:
         self.published: list[str] = []
         publish = self.link.client.publish
 
-        def record(topic: str, payload: bytes, *args: Any, **kwargs: Any) -> Any:
+        def record(
+            topic: str, payload: mqtt.PayloadType = None, *args: Any, **kwargs: Any
+        ) -> mqtt.MQTTMessageInfo:
             info = publish(topic, payload, *args, **kwargs)  # paho's own checks run
             self.published.append(topic)
             return info
@@ -168,7 +176,9 @@ def test_a_row_paho_raises_on_is_a_dead_letter_and_the_loop_goes_on(tmp_path: Pa
     link = Link(tmp_path)
     record = link.link.client.publish
 
-    def publish(topic: str, payload: bytes, *args: Any, **kwargs: Any) -> Any:
+    def publish(
+        topic: str, payload: mqtt.PayloadType = None, *args: Any, **kwargs: Any
+    ) -> mqtt.MQTTMessageInfo:
         if payload == b"boom":
             raise RuntimeError("something paho did not like")
         return record(topic, payload, *args, **kwargs)

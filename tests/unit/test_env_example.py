@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from pydantic_settings import BaseSettings
+
 from apps.env_example import ROOT, render
 from apps.fault_cli import FaultCliSettings
 from bridge.edge.settings import EdgeSettings
@@ -22,7 +24,13 @@ def test_env_example_is_generated_from_the_service_examples() -> None:
 
 def test_every_settings_field_is_documented() -> None:
     keys = set(KEY.findall(render()))
-    classes = [OpcUaSettings, EdgeSettings, HistorianSettings, ControllerSettings, FaultCliSettings]
+    classes: list[type[BaseSettings]] = [
+        OpcUaSettings,
+        EdgeSettings,
+        HistorianSettings,
+        ControllerSettings,
+        FaultCliSettings,
+    ]
     for cls in classes:
         prefix = str(cls.model_config.get("env_prefix", ""))
         for name in cls.model_fields:

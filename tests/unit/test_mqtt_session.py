@@ -8,6 +8,8 @@ from pathlib import Path
 
 import certifi
 import pytest
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings
 
 from bridge.edge.settings import EdgeSettings
 from bridge.historian.settings import HistorianSettings
@@ -43,7 +45,7 @@ def test_half_jitter_draws_between_half_and_all_of_the_delay() -> None:
 
 
 @pytest.mark.parametrize("settings", [EdgeSettings, HistorianSettings, ControllerSettings])
-def test_every_service_names_its_mqtt_settings_alike(settings: type) -> None:
+def test_every_service_names_its_mqtt_settings_alike(settings: type[BaseSettings]) -> None:
     assert set(settings.model_fields) >= MQTT_KEYS
 
 
@@ -53,7 +55,7 @@ def test_the_controllers_client_id_defaults_to_its_site() -> None:
 
 
 def test_a_login_is_read_from_any_services_settings() -> None:
-    login = MqttConfig.of(EdgeSettings(mqtt_password="pw", mqtt_tls_ca=Path("/ca.pem")))
+    login = MqttConfig.of(EdgeSettings(mqtt_password=SecretStr("pw"), mqtt_tls_ca=Path("/ca.pem")))
     assert (login.username, login.password, login.client_id) == ("edge", "pw", "edge-site1")
     assert login.tls_ca == Path("/ca.pem") and login.where == "localhost:1883"
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 import math
 
 from core.layout import load_layout, parse_layout
-from core.tags import Access, DataType, build_registry
+from core.tags import Access, DataType, TagRegistry, build_registry
 
 
-def registry():
+def registry() -> TagRegistry:
     return build_registry(load_layout().modules)
 
 
@@ -56,7 +56,7 @@ def test_check_coerces_and_explains() -> None:
 
 def test_a_second_api_feeder_is_a_layout_change() -> None:
     layout = load_layout()
-    data = {
+    data: dict[str, list[dict[str, object]]] = {
         "module": [
             {"id": m.id, "type": m.type, "feeds": list(m.feeds), "observes": m.observes}
             for m in layout.modules
