@@ -245,8 +245,12 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
             for name, pod in pods.items():
                 assert pod.start is not None
                 end = pod.start + timedelta(hours=SCENARIO.hours)
+
+                def at_the_end(p: Pod = pod, t: datetime = end) -> bool:
+                    return fault_status(p.command, p.env)[0] >= t
+
                 wait_until(
-                    lambda p=pod, t=end: fault_status(p.command, p.env)[0] >= t,
+                    at_the_end,
                     to_go_s / SPEED + 60, f"the end of the scenario in {name}'s plant time",
                     step=2.0,
                 )  # fmt: skip

@@ -33,6 +33,7 @@ from asyncua import Client, ua
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from pydantic import SecretStr
 
 from apps.closed_loop import carry_out
 from bridge.edge.service import Edge as EdgeService
@@ -191,13 +192,18 @@ class Edge:
         kind = msg.topic.split("/")[-2]
         request = decode_command(bytes(msg.payload), kind)
         props = msg.properties
+        # The controller's reply route. paho sets MQTT 5 properties as attributes it does not
+        # declare, so they are read by name.
+        correlation = getattr(props, "CorrelationData", None)
+        response_topic = getattr(props, "ResponseTopic", None)
+        assert correlation is not None and response_topic is not None
         entry = (msg.topic, request, props)
         self.received.append(entry)
         self.commands.put(entry)
         reply = CommandReply(self.accept, "accepted" if self.accept else "state", "test", 0)
         out = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-        out.CorrelationData = props.CorrelationData
-        client.publish(props.ResponseTopic, encode_reply(reply), qos=1, properties=out)
+        out.CorrelationData = correlation
+        client.publish(response_topic, encode_reply(reply), qos=1, properties=out)
 
     def publish_second(self, until: float) -> int:
         """Advance the twin to `until` and publish what changed; returns how many batches."""
@@ -243,8 +249,12 @@ def test_closed_loop_over_mqtt_diverts_a_bridging_fault(broker: Mosquitto) -> No
         while plant.now < end:
             edge.publish_second(plant.now + 1.0)
             second = edge.feed.plant_ns(plant.now) / 1e9
+
             # Lock step: the controller has decided this second, and its commands are here.
-            wait_until(lambda t=second: service.feed._decided >= t, 5, f"a decision on {second}")
+            def decided(t: float = second) -> bool:
+                return service.feed._decided >= t
+
+            wait_until(decided, 5, f"a decision on {second}")
             wait_until(lambda: len(edge.received) >= service.counters.commands, 5, "the commands")
             while not edge.commands.empty():
                 _, request, _ = edge.commands.get()
@@ -456,10 +466,10 @@ def test_whole_loop_twin_opcua_edge_mqtt_controller(broker: Mosquitto, tmp_path:
         edge_settings = EdgeSettings(
             site_id=SITE,
             opcua_url=server.url,
-            opcua_password="edge-secret",
+            opcua_password=SecretStr("edge-secret"),
             mqtt_host="127.0.0.1",
             mqtt_port=broker.port,
-            mqtt_password=broker.passwords["edge"],
+            mqtt_password=SecretStr(broker.passwords["edge"]),
             mqtt_client_id=f"edge-{secrets.token_hex(3)}",
             spool_path=tmp_path / "edge.spool.sqlite",
             spool_synchronous="NORMAL",

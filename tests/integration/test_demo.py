@@ -30,8 +30,9 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from PIL import Image
 
-from apps.demo.services import LocalInflux, free_port, stop_all, wait_for_influx
+from apps.demo.services import LocalInflux, wait_for_influx
 from apps.health import Broker, require_online
+from apps.launcher import free_port, stop_all
 from apps.report import SECTIONS
 from apps.stored import Source, completeness
 from bridge.historian.influxql import query_rows
@@ -112,9 +113,9 @@ def test_demo_runs_the_loop_for_two_sites_and_leaves_nothing_running(
 
     def on_message(client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         if msg.topic.endswith("/telemetry"):
-            seen_sites.add(decode_batch(msg.payload).site)
+            seen_sites.add(decode_batch(bytes(msg.payload)).site)
         else:
-            event = decode_event(msg.payload)
+            event = decode_event(bytes(msg.payload))
             events.append((event.site, event.kind, event.action))
 
     viewer.on_message = on_message
@@ -195,6 +196,13 @@ def test_demo_without_mosquitto_says_so_in_one_line(tmp_path: Path) -> None:
     assert "no mosquitto at" in done.stderr
 
 
+def brightness(rgb: float | tuple[int, ...]) -> int:
+    """The sum of an RGB colour's channels. `getcolors` is typed for any image mode (a one-band
+    image's colour is a number); the screenshot is converted to RGB."""
+    assert isinstance(rgb, tuple), rgb
+    return sum(rgb)
+
+
 def test_demo_with_a_local_influxd_stores_every_published_sample_and_reports_the_run(
     tmp_path: Path,
 ) -> None:
@@ -229,7 +237,7 @@ def test_demo_with_a_local_influxd_stores_every_published_sample_and_reports_the
         counter.username_pw_set("historian", password)
 
         def on_message(client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
-            batch = decode_batch(msg.payload)
+            batch = decode_batch(bytes(msg.payload))
             seen.setdefault(batch.site, set()).update(s.seq for s in batch.samples)
 
         counter.on_message = on_message
@@ -331,7 +339,7 @@ def test_demo_with_a_local_influxd_stores_every_published_sample_and_reports_the
     with Image.open(shot) as image:
         pixels = image.convert("RGB").resize((140, 200))
         colours = pixels.getcolors(140 * 200) or []
-    inked = sum(count for count, rgb in colours if sum(rgb) < 600)  # not white nor near it
+    inked = sum(count for count, rgb in colours if brightness(rgb) < 600)  # not white nor near it
     assert len(colours) > 20 and inked > 140 * 200 * 0.03, (len(colours), inked)
     print(f"screenshot: {shot}")
 
@@ -359,7 +367,7 @@ def test_demo_central_tier_stores_both_sites_through_the_centre(tmp_path: Path) 
     counters: list[mqtt.Client] = []
 
     def on_message(client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
-        batch = decode_batch(msg.payload)
+        batch = decode_batch(bytes(msg.payload))
         for sample in batch.samples:
             published[batch.site].setdefault(sample.tag, set()).add(sample.source_ns)
 

@@ -131,8 +131,8 @@ def test_transitions_reach_mqtt_and_influxdb_once_and_alarm_commands_work(
             wait_until(lambda: has_all(alarms, running), 60, "the backfill", step=0.2)
             last = conditions.last_seq
             seqs = [e.seq for e in transitions(alarms)]
-            again = [seq for seq in seqs[first:] if seq <= before]
-            assert not again, f"transitions forwarded before the kill sent again: {again}"
+            resent = [seq for seq in seqs[first:] if seq <= before]
+            assert not resent, f"transitions forwarded before the kill sent again: {resent}"
             assert set(seqs) == set(range(1, last + 1))
 
             # 4. InfluxDB: every transition once, with its priority and state.

@@ -199,7 +199,11 @@ def test_hostile_commands_and_rows_never_stop_the_edge(gateway: Gateway) -> None
         good_command()
         for what, topic, payload, response_topic, codes in HOSTILE:
             correlation = publish(operator.client, topic, payload, response_topic)
-            wait_until(lambda c=correlation: c in operator.replies, 20, f"a reply to {what}")
+
+            def replied(c: bytes = correlation) -> bool:
+                return c in operator.replies
+
+            wait_until(replied, 20, f"a reply to {what}")
             reply = operator.replies[correlation]
             assert not reply.accepted and reply.code in codes, (what, reply)
             assert len(reply.reason) <= MAX_FIELD_CHARS + 40, what

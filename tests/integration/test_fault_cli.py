@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import USERS, RunningServer, free_port, serve
+from apps.launcher import free_port
+
+from .conftest import USERS, RunningServer, serve
 
 pytestmark = pytest.mark.integration
 

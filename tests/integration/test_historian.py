@@ -22,6 +22,7 @@ from core import topics
 from core.payload import Sample, TelemetryBatch, encode_batch
 from testkit.historian import HistorianProcess, historian_env, plant_executable
 from testkit.servers import InfluxDB, Mosquitto, free_port, running_influxdb
+from tests.support.children import env_of
 from tests.support.mqtt import client, collect, publish_and_wait, wait_until
 from tests.support.payloads import FEEDER_TAGS, T0, event_payload, feeder_payload, site_id
 
@@ -221,7 +222,7 @@ def test_batch_rejected_by_influxdb_is_dead_lettered_and_counted(
     influxdb.proxy.fail_next(503, count=3)
     publish_and_wait(edge, topic, feeder_payload(site, 2))
     wait_until(lambda: telemetry_seqs(influxdb, site) == list(range(5, 15)), 20, "batch 2")
-    hist_site = historian.env["PLANT_HISTORIAN_SITE_ID"]
+    hist_site = env_of(historian)["PLANT_HISTORIAN_SITE_ID"]
 
     def metrics() -> dict[str, float]:
         rows = influxdb.query(
@@ -274,7 +275,7 @@ def test_health_fails_with_a_clear_message_when_influxdb_refuses_the_historians_
     done = health(good)
     assert done.returncode == 0, done.stderr
     assert done.stderr.strip().splitlines() == [
-        f"healthy: historian of {good.env['PLANT_HISTORIAN_SITE_ID']} online, "
+        f"healthy: historian of {env_of(good)['PLANT_HISTORIAN_SITE_ID']} online, "
         f"InfluxDB {influxdb.v2_url} takes its writes to 'pcmm'"
     ]
     # Online on MQTT (start_historian waited for it) but spooling: every write refused.

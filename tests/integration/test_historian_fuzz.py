@@ -21,6 +21,7 @@ from core import topics
 from core.payload import PayloadError
 from testkit.servers import InfluxDB, Mosquitto
 from tests.integration.test_historian import StartHistorian, start_historian
+from tests.support.children import env_of
 from tests.support.mqtt import client, collect, wait_until
 from tests.support.payloads import T0, event_payload, feeder_batch, feeder_payload, site_id
 
@@ -152,7 +153,7 @@ def test_live_burst_is_dead_lettered_and_the_historian_survives(
     )
     assert len(dead.messages) == invalid
     assert historian.running
-    hist_site = historian.env["PLANT_HISTORIAN_SITE_ID"]
+    hist_site = env_of(historian)["PLANT_HISTORIAN_SITE_ID"]
     wait_until(
         lambda: any(
             row["invalid"] == invalid

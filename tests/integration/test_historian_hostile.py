@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
 
 from bridge.deadletter import DeadLetter, read_deadletters
@@ -32,6 +33,7 @@ from testkit.historian import HistorianProcess, historian_env, plant_executable
 from testkit.servers import InfluxDB, Mosquitto
 from tests.integration.test_historian import StartHistorian, health, start_historian, telemetry_seqs
 from tests.integration.test_historian_fuzz import burst
+from tests.support.children import env_of
 from tests.support.mqtt import client, collect, publish_and_wait, wait_until
 from tests.support.payloads import T0, event_payload, feeder_payload, site_id
 
@@ -151,7 +153,7 @@ def test_no_message_stops_the_historian_or_loses_a_good_one(
 
     # Every bad message is in the dead-letter store, whole, with its reason.
     store = HistorianSettings(
-        spool_path=Path(historian.env["PLANT_HISTORIAN_SPOOL_PATH"])
+        spool_path=Path(env_of(historian)["PLANT_HISTORIAN_SPOOL_PATH"])
     ).deadletters
 
     def letters() -> list[DeadLetter]:
@@ -211,9 +213,9 @@ def test_no_message_stops_the_historian_or_loses_a_good_one(
 
     # Alive, healthy, and counting what it refused.
     assert historian.running
-    done = health(historian)
-    assert done.returncode == 0, done.stderr
-    hist_site = historian.env["PLANT_HISTORIAN_SITE_ID"]
+    checked = health(historian)
+    assert checked.returncode == 0, checked.stderr
+    hist_site = env_of(historian)["PLANT_HISTORIAN_SITE_ID"]
 
     def counted() -> dict[str, float]:
         rows = influxdb.query(
@@ -270,7 +272,7 @@ def test_a_full_disk_stops_the_historian_with_one_line_and_loses_nothing(
     topic = topics.SiteTopics(site).telemetry("api_feeder")
     try:
         wait_until(lambda: b"online" in status.payloads(), 20, "the historian online")
-        infos = []
+        infos: list[mqtt.MQTTMessageInfo] = []
         while full.running and len(infos) < 3000:  # about 1000 fill 400 KiB
             infos.append(edge.publish(topic, feeder_payload(site, len(infos)), qos=1))
             if len(infos) % 50 == 0:

@@ -25,6 +25,7 @@ from paho.mqtt.properties import Properties
 from core import topics
 from testkit.servers import InfluxDB, Mosquitto
 from tests.integration.test_historian import StartHistorian, start_historian, telemetry_seqs
+from tests.support.children import env_of
 from tests.support.mqtt import OutboxPublisher, client, publish_and_wait, wait_until
 from tests.support.payloads import FEEDER_TAGS, feeder_payload, site_id
 
@@ -106,7 +107,7 @@ def test_influxdb_down_mid_stream(
     outbox.drain(30)
     assert_exactly(influxdb, site, batches, timeout=60)
     assert historian.running
-    hist_site = historian.env["PLANT_HISTORIAN_SITE_ID"]
+    hist_site = env_of(historian)["PLANT_HISTORIAN_SITE_ID"]
     wait_until(lambda: pipeline_max(influxdb, hist_site, "retries") > 0, 10, "retries metric")
     # The spool held the outage: INFLUX_OUTAGE_S x 50 batches x 1 point, plus self-metrics.
     assert pipeline_max(influxdb, hist_site, "spool_depth") > 0.8 * INFLUX_OUTAGE_S * 50

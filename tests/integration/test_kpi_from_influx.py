@@ -34,6 +34,7 @@ from core.alarms import Transition
 from core.commands import CommandResult, LineCommand
 from core.faults import FaultSpec
 from testkit.historian import HistorianProcess, historian_env
+from testkit.loss import influx_times, tally
 from testkit.servers import InfluxDB, Mosquitto
 from tests.support.mqtt import wait_until
 
@@ -42,10 +43,8 @@ from .edge_harness import (
     SITE,
     EdgeProcess,
     edge_env,
-    influx_times,
     opcua_with_edge_user,
     plant_ns,
-    tally,
     truth_times,
     wait_for_plant_time,
 )
@@ -140,8 +139,8 @@ def test_scores_from_influxdb_match_the_twins_own_for_a_campaign_through_the_sta
         FaultSpec("nir_bias", magnitude=0.8, duration_s=180, onset_s=start + 420, user="test"),
     ]
     for spec in faults:
-        result = running.run(lambda spec=spec: _inject(running, spec))  # type: ignore[misc]
-        assert result, spec
+        injected = running.run(lambda spec=spec: _inject(running, spec))  # type: ignore[misc]
+        assert injected, spec
     wait_for_plant_time(running, start + 720, timeout=120)
     states = plant.registry["line.state"].states
     done = {states.index("stopped"), states.index("faulted")}  # no tablets made in either
@@ -200,11 +199,11 @@ def test_scores_from_influxdb_match_the_twins_own_for_a_campaign_through_the_sta
     alarms = [replace(a, time=a.time - plant_ns(running, 0) / 1e9) for a in _alarms(source)]
     twin_delays, _ = detection(twin_faults, alarms, (plant.now - start) / 3600)
     assert [f.split("@")[0] for f in k.detection_delay_s] == [f.kind for f in twin_faults]
-    for (stored, delay), (theirs, twin_delay) in zip(
+    for (stored_fault, delay), (twin_fault, twin_delay) in zip(
         k.detection_delay_s.items(), twin_delays.items(), strict=True
     ):
-        onset = float(stored.split("@")[1]) + run_start
-        assert abs(onset - float(theirs.split("@")[1])) < 0.01, (stored, theirs)
+        onset = float(stored_fault.split("@")[1]) + run_start
+        assert abs(onset - float(twin_fault.split("@")[1])) < 0.01, (stored_fault, twin_fault)
         assert (delay is None) == (twin_delay is None)
         assert delay is None or twin_delay is None or abs(delay - twin_delay) < 0.01
     assert k.detection_delay_s[next(iter(k.detection_delay_s))] is not None  # bridging seen

@@ -201,11 +201,11 @@ def test_audit_since_pages_the_trail_for_any_reader_with_the_events_fields(
         assert pages[0].OutputArguments[1].Value == len(trail)
         assert {p.OutputArguments[2].Value for p in pages} == {opcua.server.audit_log_id}
     # The same record read both ways: the same fields, the same Time to the microsecond.
-    records = {json.loads(r)["AuditSeq"]: json.loads(r) for p in answers["victor"] for r in
+    by_seq = {json.loads(r)["AuditSeq"]: json.loads(r) for p in answers["victor"] for r in
                p.OutputArguments[0].Value or []}  # fmt: skip
     assert len(received) == 5
     for event in received:
-        record = records[event["AuditSeq"]]
+        record = by_seq[event["AuditSeq"]]
         for name in ("User", "Action", "Target", "OldValue", "NewValue", "Reason", "Accepted",
                      "Result", "Severity"):  # fmt: skip
             assert record[name] == event[name], name
