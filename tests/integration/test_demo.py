@@ -221,7 +221,8 @@ def test_demo_with_a_local_influxd_stores_every_published_sample_and_reports_the
     state, report = tmp_path / "demo", tmp_path / "run.html"
     args = ["--no-view", "--speed", "20", "--duration", "60", "--state-dir", str(state)]
     demo = DemoProcess([*args, "--report", str(report)], env)
-    seen: dict[str, set[int]] = {}
+    # site -> seq -> (tag, source time) of every sample a second subscriber saw published
+    seen: dict[str, dict[int, tuple[str, int]]] = {}
     counter: mqtt.Client | None = None
     try:
         influx_url = demo.wait_for(r"^influxd pid \d+: (http://\S+)", READY_TIMEOUT_S).group(1)
@@ -238,7 +239,9 @@ def test_demo_with_a_local_influxd_stores_every_published_sample_and_reports_the
 
         def on_message(client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
             batch = decode_batch(bytes(msg.payload))
-            seen.setdefault(batch.site, set()).update(s.seq for s in batch.samples)
+            seen.setdefault(batch.site, {}).update(
+                (s.seq, (s.tag, s.source_ns)) for s in batch.samples
+            )
 
         counter.on_message = on_message
         counter.on_connect = lambda c, u, f, r, p: c.subscribe(
@@ -305,19 +308,33 @@ def test_demo_with_a_local_influxd_stores_every_published_sample_and_reports_the
     assert (
         begin + timedelta(minutes=5) - timedelta(seconds=5) <= last <= begin + timedelta(minutes=5)
     )
-    published = seen.get("site1", set())
+    published = seen.get("site1", {})
     print(
         f"site1: {found.unique} samples stored, sequence numbers {found.first_seq}.."
         f"{found.last_seq}; {len(published)} seen published by a second subscriber"
     )
     assert found.first_seq == 1  # the edge's first sample (bridge/edge/sequence.py) ...
-    assert found.lost == 0 and found.gaps == ()  # ... and every one after it, to the last
+    # ... and every one after it, to the last, but where the edge republished a tag at the
+    # same source time (a status-only change): InfluxDB keeps one point per tag and time, the
+    # later one, so the earlier one's number is overwritten, not lost (testkit/loss.py; a CI
+    # run stored 41,320 of 41,322 numbers, each of its two gaps a single number).
+    missing = [seq for first, last in found.gaps for seq in range(first, last + 1)]
+    at_time: dict[tuple[str, int], list[int]] = {}
+    for seq, sample in published.items():
+        at_time.setdefault(sample, []).append(seq)
+    unexplained = [
+        (seq, published.get(seq))
+        for seq in missing
+        if seq not in published or max(at_time[published[seq]]) == seq
+    ]
+    assert found.lost == len(missing) and not unexplained, unexplained[:20]
     assert found.duplicates == 0
-    assert published and published <= set(range(1, found.unique + 1))  # all it saw published
+    assert found.last_seq is not None and published  # all it saw published, in the count
+    assert published.keys() <= set(range(1, found.last_seq + 1))
     assert found.unique > 10_000  # a minute at x20: about 1,200 plant s of every tag
     assert scored.returncode == 0, scored.stderr
     scores = json.loads(scored.stdout)
-    assert scores["samples_stored"] == found.unique and scores["samples_lost"] == 0
+    assert scores["samples_stored"] == found.unique and scores["samples_lost"] == found.lost
     assert scores["tablets_made"] > 0 and scores["controller_actions"] >= 1
     assert any(k.startswith("bridging@") for k in scores["detection_delay_s"]), scores
 
