@@ -10,6 +10,8 @@ snapshot only every `publish_s` (the OPC UA server's publication period, in plan
 `telemetry_lag_s` after its source time, and its commands reach the twin `command_latency_s`
 after the decision. The distributed acceptance run at 50x real time publishes every 2.5 plant s;
 a decision taken on a step-by-step loop and not on the plant's clock shows here, in process.
+Its stalls (`stall_every_s`, `stall_s`) are a starved controller's: nothing read for a while,
+then the backlog at once, each snapshot decided as far behind the plant as it is.
 """
 
 from __future__ import annotations
@@ -37,15 +39,36 @@ class Link:
     jitter: float = 0.0  # each period and delay drawn from (1 +- jitter) x its value: a loaded
     # machine's ticks are late, some much later (0.5: 1.25-3.75 plant s for 2.5)
     seed: int = 0  # of the jitter's draws
+    # A starved controller: every `stall_every_s` (at a phase drawn from the seed) it reads
+    # nothing for `stall_s`, then everything that came meanwhile at once (a CI machine's
+    # neighbours took both cores for 2 wall s: 100 plant s at 50x).
+    stall_every_s: float = 0.0
+    stall_s: float = 0.0
 
     @classmethod
     def parse(cls, text: str) -> Link:
-        """`PUBLISH:LAG:LATENCY[:JITTER[:SEED]]` in plant seconds, e.g. `2.5:2.5:5:0.5:1`."""
+        """`PUBLISH:LAG:LATENCY[:JITTER[:SEED[:STALL_EVERY:STALL]]]` in plant seconds, e.g.
+        `2.5:2.5:5:0.5:1` or, with a 100 s stall every 10 min, `2.5:2.5:5:0.5:1:600:100`."""
         parts = text.split(":")
+        if len(parts) not in (3, 4, 5, 7):
+            raise ValueError(f"{text!r}: PUBLISH:LAG:LATENCY[:JITTER[:SEED[:STALL_EVERY:STALL]]]")
         publish, lag, latency = (float(x) for x in parts[:3])
         jitter = float(parts[3]) if len(parts) > 3 else 0.0
         seed = int(parts[4]) if len(parts) > 4 else 0
-        return cls(publish, lag, latency, jitter, seed)
+        every, stall = (float(x) for x in parts[5:7]) if len(parts) == 7 else (0.0, 0.0)
+        if min(publish, lag, latency, jitter, seed, every, stall) < 0 or publish == 0:
+            raise ValueError(f"{text!r}: every figure non-negative, the publication period above 0")
+        if stall and stall >= every:
+            raise ValueError(f"{text!r}: a stall must be shorter than the time between two")
+        return cls(publish, lag, latency, jitter, seed, every, stall)
+
+    def stalled_until(self, due: float, phase: float) -> float:
+        """When a delivery due at `due` is read: at once, or at the end of the stall it falls in
+        (stall k spans `phase + k * stall_every_s` and `stall_s` after)."""
+        if not self.stall_s:
+            return due
+        into = (due - phase) % self.stall_every_s
+        return due - into + self.stall_s if into < self.stall_s else due
 
 
 @dataclass(slots=True)
@@ -112,6 +135,8 @@ def _run_linked(
     inbox: deque[tuple[float, float, dict[str, Any], float]] = deque()
     outbox: list[tuple[float, int, Action]] = []  # (due, order, action)
     draw = random.Random(link.seed)
+    # Its own draw, so that the jitter's stay what they were without stalls.
+    phase = random.Random(link.seed).uniform(0.0, link.stall_every_s) if link.stall_s else 0.0
 
     def jittered(value: float) -> float:
         return value * (1.0 + link.jitter * draw.uniform(-1.0, 1.0)) if link.jitter else value
@@ -131,11 +156,14 @@ def _run_linked(
             each_step(t)
         if supervisor is None:
             continue
-        due = max(t + jittered(link.telemetry_lag_s), inbox[-1][0] if inbox else t)
+        due = link.stalled_until(
+            max(t + jittered(link.telemetry_lag_s), inbox[-1][0] if inbox else t), phase
+        )
         inbox.append((due, t, plant.store.readings(), plant.store.newest_shown()))
         while inbox and inbox[0][0] <= t + 1e-9:
             _, source_time, readings, newest = inbox.popleft()
             supervisor.observe_all(readings, newest)
+            supervisor.behind_s = t - source_time
             actions = supervisor.step(source_time)
             if actions:
                 # The reply comes back like telemetry: the round trip the service measures.

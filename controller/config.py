@@ -46,6 +46,9 @@ class ControllerConfig:
     hardness_guard_n: float = 5.0  # and hardness within this of a hardness limit (N): the
     # checkweigher's hardness reading has a 2 % RSD, 2.4 N at 120 N; 5 N is two of them
     margin_s: float = 4.0  # seconds of press time added before and after a window
+    # Telemetry further behind the plant than this (plant s; the adapter's estimate, after a
+    # stall): no accept is sent, as it would land on tablets not yet judged. A reject is.
+    behind_hold_s: float = 10.0
     gate_lead_s: float = 3.0  # command the gate this early (actuation and one step)
     gate_confirm_s: float = 4.0  # the gate must report reject within this, or it is stuck
     mean_of_tablets: int = 10  # tablets averaged for weight and hardness: a 0.4 % RSD

@@ -9,6 +9,9 @@ twice (QoS 1), so the feed:
   (a duplicate or a late replay must not overwrite a newer reading);
 - decides (`Supervisor.step`) once per new second of telemetry: when a later second starts, or
   when the service says the burst is over (`flush`);
+- says how far behind the plant each decision is (`Supervisor.behind_s`): the plant's clock
+  runs on from the freshest telemetry's arrival at the telemetry's own speed, so a burst of
+  old seconds after a stall (the machine's neighbours took the CPU) is decided as late as it is;
 - watches the wall clock: when no telemetry has arrived for `stale_after_s`, the plant has
   gone quiet for the controller (fault 14). Its plant clock stopped with the telemetry, so the
   feed steps the supervisor at an extrapolated plant time, at least past the supervisor's own
@@ -95,6 +98,9 @@ class TelemetryFeed:
         self._arrival: float | None = None  # wall time of the last telemetry
         self._flow_start: tuple[float, float] | None = None  # (wall, plant) when it started
         self._speed = 1.0  # plant seconds per wall second, from the telemetry itself
+        # (wall, plant) of the freshest-looking arrival: the plant's clock runs on from it.
+        self._clock: tuple[float, float] | None = None
+        self._wall = 0.0  # wall time of the arrival being worked through
 
     @property
     def enabled(self) -> bool:
@@ -119,6 +125,10 @@ class TelemetryFeed:
         if self.stale:
             # The extrapolated times of the hold were guesses; the telemetry's clock rules again.
             self._decided = -math.inf
+        self._wall = wall
+        freshest = plant_seconds(samples[-1].source_ns)
+        if self._clock is None or freshest > self.plant_now(wall):
+            self._clock = (wall, freshest)
         for sample in samples:
             t = plant_seconds(sample.source_ns)
             second = math.floor(t)
@@ -133,6 +143,13 @@ class TelemetryFeed:
         self._arrived(wall)
         return decisions
 
+    def plant_now(self, wall: float) -> float:
+        """The plant's time at wall time `wall`, as the telemetry's clock says (-inf before any)."""
+        if self._clock is None:
+            return -math.inf
+        wall0, plant0 = self._clock
+        return plant0 + (wall - wall0) * self._speed
+
     def flush(self) -> Decision | None:
         """Decide the open second now (the burst it came in is over)."""
         return self._decide_open_second()
@@ -142,7 +159,7 @@ class TelemetryFeed:
         if self._arrival is None or wall - self._arrival < self.stale_after_s:
             return None
         self.stale = True
-        self._flow_start = None
+        self._flow_start = self._clock = None
         limit = self.supervisor.cfg.stale_telemetry_s + 1.0
         now = self.newest + max((wall - self._arrival) * self._speed, limit)
         # Each check is a later plant time, so the supervisor's clock never runs backwards.
@@ -173,6 +190,8 @@ class TelemetryFeed:
 
     def _step(self, now: float, *, stale: bool) -> Decision:
         self._decided = max(self._decided, now)
+        behind = 0.0 if stale else self.plant_now(self._wall) - now
+        self.supervisor.behind_s = behind if behind > 0.0 else 0.0
         try:
             actions = self.supervisor.step(now)
         except Exception as error:

@@ -3,7 +3,9 @@
 The blend leaving the blender now reaches the dies after the feed frame's plug-flow delay (level
 over draw): a prediction out of spec opens a window of press time, plus a margin, and the gate
 serves it. A gate that does not follow (fault 13) stops the line and flags in genealogy what it
-let through; a line that diverts for too long is stopped with the reason (fail-safe).
+let through; a reject that lands late (a controller stalled, working through old telemetry) has
+what passed meanwhile flagged too; a line that diverts for too long is stopped with the reason
+(fail-safe). The gate is judged only on telemetry that shows its command has landed.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ if TYPE_CHECKING:
 
 HELD_STATES = (1, 4)  # starting, stopping: the line holds the gate at reject
 REJECT, ACCEPT = 1, 0  # diverter.position_sp
-FB_REJECT = 2  # diverter.position_pv
+FB_ACCEPT_PV, FB_REJECT = 0, 2  # diverter.position_pv (1: moving, which rejects)
 
 
 def _mean_of_last(values: deque[float], n: int) -> float:
@@ -53,6 +55,13 @@ class Gate:
         self.weight_trend: deque[tuple[float, float]] = deque()  # (source time, weight)
         self.gate_commanded: tuple[int, float] | None = None
         self.gate_sent_at: float | None = None  # a gate command whose effect is not yet seen
+        # Source time the gate's setpoint first showed the last command: a gate is judged on
+        # its position only once its command has arrived (after a stall the controller works
+        # through old telemetry, from before its commands could have landed).
+        self.gate_shown_at: float | None = None
+        # When a reject was decided that had not landed a reaction time later, the gate still
+        # at accept: the tablets pressed meanwhile are quarantined once it lands (`_late_reject`).
+        self.late_reject: float | None = None
         self.startup_bad_at: float | None = None  # blend last judged out of spec in start-up
         self.divert_since: float | None = None  # start of the current diversion
         self.accept_since: float | None = None  # start of the current spell at accept
@@ -74,13 +83,16 @@ class Gate:
             <= cfg.content_high_pct - cfg.guard_pct - extra
         )
 
-    def stand_by(self) -> None:
-        """The line is not producing: nothing to serve, no diversion running."""
-        self.gate_commanded = self.gate_sent_at = None
+    def stand_by(self, now: float) -> list[Action]:
+        """The line is not producing: nothing to serve, no diversion running. Returns the
+        quarantine of what a late reject let through, if one was pending."""
+        held_back = self._end_late_reject(now)
+        self.gate_commanded = self.gate_sent_at = self.gate_shown_at = None
         self.divert_since = self.accept_since = None
         self.planner.windows.clear()
         self.arriving.clear()
         self.at_dies = None
+        return held_back
 
     def judge_startup(self, now: float) -> None:
         """In start-up: the line diverts start-up material itself, but what fills the feed
@@ -240,22 +252,47 @@ class Gate:
         want = REJECT if window is not None else ACCEPT
         # What was last commanded rules over the setpoint's reading, which lags a command in
         # flight: a window that reopens before the accept just sent shows up needs its reject.
-        self._time_gate_command(current)
         commanded = self.gate_commanded[0] if self.gate_commanded is not None else current
+        if want == ACCEPT and commanded == REJECT and sv.behind_s > cfg.behind_hold_s:
+            # Decided on telemetry this far behind the plant, an accept would land on tablets
+            # not yet judged (`Link` 2.5:2.5:5:0.6:12:600:100: an accept decided in a backlog
+            # landed 74 plant s later, 3 s before the reject that followed it; 28 OOS tablets
+            # released in between): the gate stays at reject until the controller catches up.
+            want = REJECT
+        self._time_gate_command(current)
+        position = tel.v(self._pv_tag, FB_REJECT)
+        self._late_reject(now, position, actions)
         if want != commanded or (self.gate_commanded is None and want != current):
+            actions.extend(self._end_late_reject(now))
             reason = window.reason if window is not None else "diversion window has passed"
             value = "reject" if want == REJECT else "accept"
             actions.append(Action("setpoint", self._sp_tag, value, reason))
             self.gate_commanded = (want, now)
-            self.gate_sent_at = now
+            # Sent when the plant was `behind_s` further on: a stall is no latency of the link.
+            self.gate_sent_at = now + sv.behind_s
+            self.gate_shown_at = None
+            if want == REJECT and sv.enabled and sv.behind_s > cfg.behind_hold_s:
+                # Decided this far behind the plant, it lands after the tablets it is for.
+                self.late_reject = now
         elif self.gate_commanded is None:
             self.gate_commanded = (want, now)  # the setpoint already says so
+            self.gate_shown_at = now
+        if current != self.gate_commanded[0]:
+            # Not (or no longer) shown: what showed was an earlier command's, overtaken since.
+            self.gate_shown_at = None
+        elif self.gate_shown_at is None:
+            shown = tel.raw[self._sp_tag][2]
+            if shown >= self.gate_commanded[1]:
+                self.gate_shown_at = shown
         self._limit_diversion(now, want, actions)
         # A gate asked to reject that does not report reject is stuck: tablets that must not
-        # be accepted are reaching accept. Stop every drive now (domain.md, fault 13).
-        position = tel.v(self._pv_tag, FB_REJECT)
+        # be accepted are reaching accept. Stop every drive now (domain.md, fault 13). Judged
+        # once its setpoint shows the command, `gate_confirm_s` later.
+        shown_at = self.gate_shown_at
+        arrived = shown_at is not None and now - shown_at > cfg.gate_confirm_s
         stuck = (
             sv.enabled  # watching only, nobody asked the gate to move
+            and arrived
             and self.gate_commanded is not None
             and self.gate_commanded[0] == REJECT
             and position != FB_REJECT
@@ -266,6 +303,7 @@ class Gate:
         # rejected and the fault never reported): the line is stopped, not aborted.
         stuck_at_reject = (
             sv.enabled
+            and arrived
             and self.gate_commanded is not None
             and self.gate_commanded[0] == ACCEPT
             and position == FB_REJECT
@@ -288,6 +326,36 @@ class Gate:
         elif active and stuck_at_reject and sv.conds.get("diverter_stuck").raised_at == now:
             why = "diverter stuck at reject: every tablet is rejected; stopping the line"
             actions.append(Action("line", "stop", None, why))
+
+    def _late_reject(self, now: float, position: float, actions: list[Action]) -> None:
+        """A reject not shown by the gate's setpoint a reaction time after it was decided is
+        late: the tablets pressed while the gate still shows accept reached accept although the
+        controller wanted them rejected, beyond what its guard bands allow for. They are
+        quarantined once the reject lands, or its window ends (`_end_late_reject`). (A CI
+        machine's neighbours stalled the acceptance run's controller for seconds at 50x: it
+        worked through the backlog and its rejects landed 100 plant s late.)"""
+        commanded = self.gate_commanded
+        if (
+            self.sv.enabled
+            and commanded is not None
+            and commanded[0] == REJECT
+            and self.gate_shown_at is None
+            and position == FB_ACCEPT_PV
+            and now - commanded[1] > self.sv.reaction_s
+        ):
+            self.late_reject = commanded[1]
+        elif self.late_reject is not None and self.gate_shown_at is not None:
+            actions.extend(self._end_late_reject(now))
+
+    def _end_late_reject(self, now: float) -> list[Action]:
+        if self.late_reject is None or not self.sv.enabled:
+            self.late_reject = None
+            return []
+        decided, self.late_reject = self.late_reject, None
+        why = f"a reject decided at {decided:.1f} s landed {now - decided:.0f} s late"
+        start = max(decided - self.planner.margin_s, 0.0)
+        reason = f"{why}: tablets that reached accept meanwhile are held back"
+        return [Action("quarantine", "genealogy", (round(start, 3), round(now, 3)), reason)]
 
     def _time_gate_command(self, current: int) -> None:
         """How long the last gate command took to show in the gate's setpoint, in plant

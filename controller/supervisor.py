@@ -58,6 +58,9 @@ class Supervisor:
         self.producing_since: float | None = None
         self.command_latency_s = 0.0  # plant seconds from a command to its effect (see note_...)
         self.effect_latency_s = 0.0  # plant s from a decision to its effect, as telemetry shows
+        # How far the telemetry decided on is behind the plant, plant s, as the adapter
+        # estimates it (a stalled controller works through a backlog): 0 in lockstep.
+        self.behind_s = 0.0
         self._sent: dict[str, tuple[float, float]] = {}  # setpoint -> (value, decided at)
 
     # Input -------------------------------------------------------------------------------------
@@ -159,7 +162,7 @@ class Supervisor:
         self.blend.starting = state == STARTING
         if state not in PRODUCING_STATES:
             self.producing_since = None
-            self.gate.stand_by()
+            late = self.gate.stand_by(now)
             if state == STARTING:
                 self.blend.started_at = now
                 self.blend.update(now, dt)
@@ -167,7 +170,7 @@ class Supervisor:
             held = self.gate.check_held_gate(now, state)
             if state == STARTING and self.enabled and not held:
                 self.loops.run_start_up(now, held)
-            return held
+            return late + held if late else held
         if self.producing_since is None:
             self.producing_since = now
             self.gate.begin_production(now)
@@ -196,4 +199,5 @@ class Supervisor:
                 del sent[tag]  # refused, or overtaken by another change: not a measure
         for action in actions:
             if action.kind == "setpoint" and isinstance(action.value, int | float):
-                sent[action.target] = (float(action.value), now)
+                # Sent when the plant was `behind_s` further on (see `Gate._gate`).
+                sent[action.target] = (float(action.value), now + self.behind_s)

@@ -263,6 +263,47 @@ def test_through_the_running_stacks_timing_no_oos_tablet_is_released(link: str) 
     assert result.plant.ledger.oos_accepted_tablets == 0
 
 
+#: (link, what the controller did before it quarantined what a late reject let through and
+#: judged the gate only once its command had landed, late rejects quarantined now)
+STALLS = [
+    ("2.5:2.5:5:0.6:2:600:100", "108 released; the line stopped: 'does not move to accept'", 0),
+    ("2.5:2.5:5:0.6:2:600:200", "2,067 released", 1),
+    ("2.5:2.5:5:0.6:1:600:150", "159 released; the line stopped: 'does not move to accept'", 1),
+    ("2.5:2.5:5:0.6:6:600:100", "the line aborted: 'does not move to reject'", 3),
+]
+
+
+@pytest.mark.parametrize(("link", "before", "late_rejects"), STALLS, ids=[s[0] for s in STALLS])
+def test_a_stalled_controller_releases_no_oos_tablet_and_blames_no_gate(
+    link: str, before: str, late_rejects: int
+) -> None:
+    """A CI machine's neighbours stalled the acceptance run's controller for seconds at 50x
+    (`Link`'s last two figures: every 600 plant s it reads nothing for 100-200, then all of it at
+    once). Working through the backlog it decided on telemetry from before its own commands
+    could have landed: it took the gate for stuck and stopped or aborted the line, and its
+    rejects landed 100 plant s late, after the tablets had gone to accept."""
+    scenario = load_scenario(ROOT / "scenarios" / "acceptance.yaml")
+    result = run_campaign(scenario, controlled=True, link=Link.parse(link))
+    released = result.plant.ledger.oos_accepted_tablets
+    assert released == 0, f"{released:.0f} OOS tablets released (before the fix: {before})"
+    seized = next(e.at_s for e in scenario.events if e.kind == "diverter_stuck")
+    blamed = [a for a in result.log.alarms if a.name == "diverter_stuck" and a.time < seized]
+    assert not blamed, f"a sound gate judged stuck: {blamed[0].message} ({before})"
+    late = [r for _, a, r in result.log.actions if a.kind == "quarantine" and "late" in a.reason]
+    assert bool(late) == bool(late_rejects) and all(r.accepted for r in late)
+
+
+def test_a_link_with_a_stall_reads_nothing_during_it() -> None:
+    link = Link.parse("2.5:2.5:5:0:0:600:100")
+    assert link.stalled_until(130.0, phase=100.0) == 200.0  # inside the first stall: its end
+    assert link.stalled_until(250.0, phase=100.0) == 250.0  # between two stalls: at once
+    assert link.stalled_until(760.0, phase=100.0) == 800.0  # inside the second
+    assert Link.parse("2.5:2.5:5").stalled_until(130.0, phase=100.0) == 130.0
+    for bad in ("2.5:2.5", "2.5:2.5:5:0:0:600", "2.5:2.5:5:0:0:100:100", "0:2.5:5", "2.5:-1:5"):
+        with pytest.raises(ValueError):
+            Link.parse(bad)
+
+
 def test_a_fill_depth_actuator_left_still_is_stroked_and_its_stiction_found() -> None:
     """On target the weight loop asks for moves smaller than any stiction band worth finding:
     an actuator left still for `stroke_idle_s` is stroked, and a sticking one does not follow.

@@ -118,6 +118,51 @@ def test_stale_telemetry_holds_and_says_so_then_resumes() -> None:
     assert not feed.stale
 
 
+class Timed(Supervisor):
+    """A supervisor that notes how far behind the plant each decision was said to be."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.behind: list[tuple[float, float]] = []  # (decided at, behind_s)
+
+    def step(self, now: float) -> list[Action]:
+        self.behind.append((now, self.behind_s))
+        return super().step(now)
+
+
+def test_a_burst_of_old_telemetry_after_a_stall_is_decided_as_late_as_it_is() -> None:
+    """At 50x a controller stalled for 3 wall s gets 150 plant s of telemetry at once: each of
+    those seconds is decided 150 s or less behind the plant, not as if it were the plant's now
+    (the gate holds its accepts meanwhile: test_closed_loop's stalls)."""
+    plant = Plant(seed=3, warm_start=True)
+    edge = EdgeLike(plant)
+    supervisor = Timed()
+    feed = TelemetryFeed(supervisor, stale_after_s=10)
+    speed, wall = 50.0, 0.0
+    for batches in edge.run(plant.now + 300):  # steady: a plant second every 1/50 wall s
+        wall += 1 / speed
+        feed.take(batches, wall)
+        feed.flush()
+    steady = [b for _, b in supervisor.behind]
+    assert feed.speed == pytest.approx(speed, rel=0.01)
+    assert max(steady) <= 1.0  # a second is decided when the next one comes, at the latest
+    supervisor.behind.clear()
+    backlog = [b for batches in edge.run(plant.now + 150) for b in batches]
+    wall += 3.0  # stalled: the plant ran on 150 s
+    feed.take(backlog, wall)
+    feed.flush()
+    first, last = supervisor.behind[0], supervisor.behind[-1]
+    assert first[1] == pytest.approx(150.0, abs=2.0)
+    assert last[1] < 1.0
+    # Telemetry flows again at the plant's pace: decided on time.
+    supervisor.behind.clear()
+    for batches in edge.run(plant.now + 20):
+        wall += 1 / speed
+        feed.take(batches, wall)
+        feed.flush()
+    assert max(b for _, b in supervisor.behind) < 1.0
+
+
 def test_watching_only_alarms_but_sends_nothing() -> None:
     plant = bridging_plant()
     feed = TelemetryFeed(Supervisor(enabled=False), stale_after_s=10)
