@@ -424,9 +424,19 @@ def _oos_story(influxdb: InfluxDB) -> str:
         "AND source = 'twin' AND target = 'api_feeder.mass_flow_sp'"
     )
     trims = [(_clock(r["time"]), r["reason"]) for r in api][-12:]
+    # The gate's commands and quarantines around the first increase, as the twin audited them.
+    gate = influxdb.query(
+        f"SELECT target, new, reason, accepted FROM events WHERE site = '{SITE}' "
+        "AND kind = 'audit' AND source = 'twin' "
+        "AND (target = 'diverter.position_sp' OR target = 'genealogy' OR target = 'line')"
+    )
+    first = steps[0][0] if steps else ""
+    moves = [(_clock(r["time"]), r["target"], r["new"], r["reason"], r["accepted"]) for r in gate]
+    near = [m for m in moves if m[0] <= first][-6:] + [m for m in moves if m[0] > first][:6]
     return (
         f"{last} OOS tablets accepted; increases {steps[:8]}; faults {raised}; "
-        f"controller alarms {said}; last API trims {trims}"
+        f"controller alarms {said}; last API trims {trims}; the gate around the first "
+        f"increase {near}"
     )
 
 
