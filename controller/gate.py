@@ -54,7 +54,6 @@ class Gate:
         self.at_dies: tuple[float, float, float] | None = None
         self.weight_trend: deque[tuple[float, float]] = deque()  # (source time, weight)
         self.gate_commanded: tuple[int, float] | None = None
-        self.gate_sent: float | None = None  # plant time the last gate command was sent
         self.gate_sent_at: float | None = None  # a gate command whose effect is not yet seen
         # Source time the gate's setpoint first showed the last command: a gate is judged on
         # its position only once its command has arrived (after a stall the controller works
@@ -88,7 +87,7 @@ class Gate:
         """The line is not producing: nothing to serve, no diversion running. Returns the
         quarantine of what a late reject let through, if one was pending."""
         held_back = self._end_late_reject(now)
-        self.gate_commanded = self.gate_sent_at = self.gate_shown_at = self.gate_sent = None
+        self.gate_commanded = self.gate_sent_at = self.gate_shown_at = None
         self.divert_since = self.accept_since = None
         self.planner.windows.clear()
         self.arriving.clear()
@@ -270,7 +269,7 @@ class Gate:
             actions.append(Action("setpoint", self._sp_tag, value, reason))
             self.gate_commanded = (want, now)
             # Sent when the plant was `behind_s` further on: a stall is no latency of the link.
-            self.gate_sent_at = self.gate_sent = now + sv.behind_s
+            self.gate_sent_at = now + sv.behind_s
             self.gate_shown_at = None
             if want == REJECT and sv.enabled and sv.behind_s > cfg.behind_hold_s:
                 # Decided this far behind the plant, it lands after the tablets it is for.
@@ -290,17 +289,7 @@ class Gate:
         # be accepted are reaching accept. Stop every drive now (domain.md, fault 13). Judged
         # once its setpoint shows the command, `gate_confirm_s` later.
         shown_at = self.gate_shown_at
-        # Or its command never showed: refused, or lost on the way. Judged by a controller up
-        # to date with the plant, `effect_timeout_s` after it was sent: the gate does not do
-        # what it is asked either (without this a lost reject was never sent again).
-        sent = self.gate_sent
-        lost = (
-            shown_at is None
-            and sent is not None
-            and sv.behind_s <= cfg.behind_hold_s
-            and now - sent > cfg.effect_timeout_s
-        )
-        arrived = lost or (shown_at is not None and now - shown_at > cfg.gate_confirm_s)
+        arrived = shown_at is not None and now - shown_at > cfg.gate_confirm_s
         stuck = (
             sv.enabled  # watching only, nobody asked the gate to move
             and arrived

@@ -14,12 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from apps import closed_loop
 from apps.campaign import run_campaign
 from apps.closed_loop import Link, LoopLog, run
 from apps.scenario import Scenario, ScenarioEvent, load_scenario
 from controller import Action, ControllerConfig, Supervisor
-from core.commands import CommandResult, LineCommand
+from core.commands import LineCommand
 from core.faults import FaultSpec
 from twin import Plant
 
@@ -292,36 +291,6 @@ def test_a_stalled_controller_releases_no_oos_tablet_and_blames_no_gate(
     assert not blamed, f"a sound gate judged stuck: {blamed[0].message} ({before})"
     late = [r for _, a, r in result.log.actions if a.kind == "quarantine" and "late" in a.reason]
     assert bool(late) == bool(late_rejects) and all(r.accepted for r in late)
-
-
-LINE_ABORTED = ("line", "abort", True)
-
-
-def test_a_reject_that_never_lands_stops_the_line_and_quarantines(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """A gate command refused or lost on its way never shows in the setpoint, so the gate is
-    never judged on it; a controller up to date with the plant gives it `effect_timeout_s`, then
-    takes the gate for stuck: abort, and what reached accept since the reject was decided is
-    quarantined. (The command path drops the gate's rejects here: the in-process adapter's
-    `carry_out` refuses them, as an edge that lost them would never carry them out.)"""
-    refused: list[float] = []
-    carried_out = closed_loop.carry_out
-
-    def carry_out(plant: Plant, action: Action) -> CommandResult:
-        if action.target == "diverter.position_sp" and action.value == "reject":
-            refused.append(plant.now)
-            return CommandResult(False, "lost on the way (test)", plant.now, code="lost")
-        return carried_out(plant, action)
-
-    monkeypatch.setattr(closed_loop, "carry_out", carry_out)
-    plant = Plant(seed=3, warm_start=True)
-    plant.inject(FaultSpec("refill_disturbance", magnitude=0.6, duration_s=180, onset_s=ONSET_S))
-    log = run(plant, Supervisor(), ONSET_S + 900.0)
-    assert refused, "no reject was asked for: this proves nothing"
-    aborts = [t for t, a, r in log.actions if (a.kind, a.target, r.accepted) == LINE_ABORTED]
-    assert aborts and aborts[0] - refused[0] > Supervisor().cfg.effect_timeout_s
-    assert plant.ledger.oos_accepted_tablets == 0
 
 
 def test_a_link_with_a_stall_reads_nothing_during_it() -> None:
