@@ -353,9 +353,7 @@ class Gate:
             return []
         decided, self.late_reject = self.late_reject, None
         why = f"a reject decided at {decided:.1f} s landed {now - decided:.0f} s late"
-        start = max(decided - self.planner.margin_s, 0.0)
-        reason = f"{why}: tablets that reached accept meanwhile are held back"
-        return [Action("quarantine", "genealogy", (round(start, 3), round(now, 3)), reason)]
+        return [self.quarantine(decided, now, why, landed=True)]
 
     def _time_gate_command(self, current: int) -> None:
         """How long the last gate command took to show in the gate's setpoint, in plant
@@ -419,11 +417,12 @@ class Gate:
             ]
         return []
 
-    def quarantine(self, since: float, now: float, why: str) -> Action:
+    def quarantine(self, since: float, now: float, why: str, *, landed: bool = False) -> Action:
         """Flag in genealogy what a stuck gate let through (domain.md, fault 13): the tablets
-        pressed from `since` (less the diversion margin) until the abort sent now has taken
-        effect (a reaction time later; the plant cuts a window that ends in its future)."""
+        pressed from `since` (less the diversion margin) until the command sent now has taken
+        effect (a reaction time later; the plant cuts a window that ends in its future), or,
+        `landed`, until now, when telemetry already shows it has."""
         start = max(since - self.planner.margin_s, 0.0)
-        end = now + self.sv.reaction_s
+        end = now if landed else now + self.sv.reaction_s
         reason = f"{why}: tablets that may have reached accept are held back"
         return Action("quarantine", "genealogy", (round(start, 3), round(end, 3)), reason)

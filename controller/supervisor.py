@@ -61,7 +61,7 @@ class Supervisor:
         # How far the telemetry decided on is behind the plant, plant s, as the adapter
         # estimates it (a stalled controller works through a backlog): 0 in lockstep.
         self.behind_s = 0.0
-        self._sent: dict[str, tuple[float, float]] = {}  # setpoint -> (value, decided at)
+        self._sent: dict[str, tuple[float, float]] = {}  # setpoint -> (value, sent at)
 
     # Input -------------------------------------------------------------------------------------
     @property
