@@ -92,6 +92,14 @@ def carry_out(plant: Plant, action: Action) -> CommandResult:
     )
 
 
+def carried_out(plant: Plant, supervisor: Supervisor, action: Action) -> CommandResult:
+    """`carry_out`, telling the supervisor of a command the plant refused (its reply)."""
+    result = carry_out(plant, action)
+    if not result.accepted:
+        supervisor.command_failed(action, result.code)
+    return result
+
+
 def run(
     plant: Plant,
     supervisor: Supervisor | None,
@@ -117,7 +125,7 @@ def run(
             continue
         supervisor.observe_all(plant.store.readings(), plant.store.newest_shown())
         for action in supervisor.step(t):
-            log.actions.append((t, action, carry_out(plant, action)))
+            log.actions.append((t, action, carried_out(plant, supervisor, action)))
         log.alarms.extend(supervisor.take_alarms())
     return log
 
@@ -149,7 +157,8 @@ def _run_linked(
             outbox.sort(key=lambda o: (o[0], o[1]))
             while outbox and outbox[0][0] <= t:
                 action = outbox.pop(0)[2]
-                log.actions.append((t, action, carry_out(plant, action)))
+                assert supervisor is not None  # (only a supervisor's commands are in the outbox)
+                log.actions.append((t, action, carried_out(plant, supervisor, action)))
         t = min(until_s, t + jittered(link.publish_s))
         plant.advance(t)
         if each_step is not None:

@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 
 HELD_STATES = (1, 4)  # starting, stopping: the line holds the gate at reject
 REJECT, ACCEPT = 1, 0  # diverter.position_sp
+# Refusals that say nothing of the gate: the command did not reach the plant (the edge had no
+# OPC UA link), so it is sent again like a command that got no answer. Any other refusal (denied,
+# range, state, ...) is the plant's verdict on the command itself: sent again, it is refused again.
+TRANSIENT_REFUSALS = frozenset({"unavailable"})
 FB_ACCEPT_PV, FB_REJECT = 0, 2  # diverter.position_pv (1: moving, which rejects)
 
 
@@ -54,6 +58,7 @@ class Gate:
         self.at_dies: tuple[float, float, float] | None = None
         self.weight_trend: deque[tuple[float, float]] = deque()  # (source time, weight)
         self.gate_commanded: tuple[int, float] | None = None
+        self.gate_action: Action | None = None  # the command that set `gate_commanded`
         self.gate_sent_at: float | None = None  # a gate command whose effect is not yet seen
         # Source time the gate's setpoint first showed the last command: a gate is judged on
         # its position only once its command has arrived (after a stall the controller works
@@ -62,13 +67,16 @@ class Gate:
         # When a reject was decided that had not landed a reaction time later, the gate still
         # at accept: the tablets pressed meanwhile are quarantined once it lands (`_late_reject`).
         self.late_reject: float | None = None
+        # The gate command (REJECT or ACCEPT) the plant refused for good: the gate does not
+        # follow its commands, whatever it reports (`command_failed`).
+        self.gate_refused: int | None = None
         self.startup_bad_at: float | None = None  # blend last judged out of spec in start-up
         self.divert_since: float | None = None  # start of the current diversion
         self.accept_since: float | None = None  # start of the current spell at accept
         p, f, d = cfg.press, cfg.feed_frame, cfg.diverter
         self._weight_tag, self._hardness_tag = f"{p}.tablet_weight", f"{p}.hardness"
         self._rate_tag, self._level_tag = f"{p}.production_rate", f"{f}.level"
-        self._sp_tag, self._pv_tag = f"{d}.position_sp", f"{d}.position_pv"
+        self.sp_tag, self._pv_tag = f"{d}.position_sp", f"{d}.position_pv"
         self._depth_tags = (f"{p}.fill_depth_sp", f"{p}.fill_depth_pv")
         # The weight guard band, and half of it, in mg (worked out once: judged every step).
         self._w_low = cfg.target_weight_mg * (1 - cfg.weight_tolerance + cfg.weight_guard)
@@ -87,7 +95,8 @@ class Gate:
         """The line is not producing: nothing to serve, no diversion running. Returns the
         quarantine of what a late reject let through, if one was pending."""
         held_back = self._end_late_reject(now)
-        self.gate_commanded = self.gate_sent_at = self.gate_shown_at = None
+        self.gate_commanded = self.gate_sent_at = self.gate_shown_at = self.gate_action = None
+        self.gate_refused = None
         self.divert_since = self.accept_since = None
         self.planner.windows.clear()
         self.arriving.clear()
@@ -248,7 +257,7 @@ class Gate:
 
     def _gate(self, now: float, window: Window | None, actions: list[Action]) -> None:
         cfg, tel, sv = self.cfg, self.sv.tel, self.sv
-        current = int(tel.v(self._sp_tag, ACCEPT))
+        current = int(tel.v(self.sp_tag, ACCEPT))
         want = REJECT if window is not None else ACCEPT
         # What was last commanded rules over the setpoint's reading, which lags a command in
         # flight: a window that reopens before the accept just sent shows up needs its reject.
@@ -263,15 +272,20 @@ class Gate:
         position = tel.v(self._pv_tag, FB_REJECT)
         self._late_reject(now, position, actions)
         if want != commanded or (self.gate_commanded is None and want != current):
-            actions.extend(self._end_late_reject(now))
+            if want == ACCEPT:
+                # (A reject sent while one is late is the late one sent again, `command_failed`:
+                # still late until it lands.)
+                actions.extend(self._end_late_reject(now))
             reason = window.reason if window is not None else "diversion window has passed"
             value = "reject" if want == REJECT else "accept"
-            actions.append(Action("setpoint", self._sp_tag, value, reason))
+            self.gate_action = Action("setpoint", self.sp_tag, value, reason)
+            actions.append(self.gate_action)
             self.gate_commanded = (want, now)
             # Sent when the plant was `behind_s` further on: a stall is no latency of the link.
             self.gate_sent_at = now + sv.behind_s
-            self.gate_shown_at = None
-            if want == REJECT and sv.enabled and sv.behind_s > cfg.behind_hold_s:
+            self.gate_shown_at = self.gate_refused = None
+            late = sv.enabled and sv.behind_s > cfg.behind_hold_s
+            if want == REJECT and late and self.late_reject is None:
                 # Decided this far behind the plant, it lands after the tablets it is for.
                 self.late_reject = now
         elif self.gate_commanded is None:
@@ -281,7 +295,7 @@ class Gate:
             # Not (or no longer) shown: what showed was an earlier command's, overtaken since.
             self.gate_shown_at = None
         elif self.gate_shown_at is None:
-            shown = tel.raw[self._sp_tag][2]
+            shown = tel.raw[self.sp_tag][2]
             if shown >= self.gate_commanded[1]:
                 self.gate_shown_at = shown
         self._limit_diversion(now, want, actions)
@@ -290,7 +304,9 @@ class Gate:
         # once its setpoint shows the command, `gate_confirm_s` later.
         shown_at = self.gate_shown_at
         arrived = shown_at is not None and now - shown_at > cfg.gate_confirm_s
-        stuck = (
+        # A command the plant refused is a gate that does not follow, at once.
+        refused = self.gate_refused
+        stuck = refused == REJECT or (
             sv.enabled  # watching only, nobody asked the gate to move
             and arrived
             and self.gate_commanded is not None
@@ -301,7 +317,7 @@ class Gate:
         # One stuck at reject lets nothing out, but rejects every tablet for as long as it
         # sticks (random campaign 36 compound: seized while diverting, 8.5 kg of good product
         # rejected and the fault never reported): the line is stopped, not aborted.
-        stuck_at_reject = (
+        stuck_at_reject = refused == ACCEPT or (
             sv.enabled
             and arrived
             and self.gate_commanded is not None
@@ -314,12 +330,21 @@ class Gate:
             "diverter_stuck",
             stuck or stuck_at_reject,
             0.0,
-            "diverter does not move to reject: aborting the line"
-            if stuck
-            else "diverter does not move to accept: stopping the line",
+            lambda: (
+                (
+                    "the plant refused to move the diverter"
+                    if refused is not None
+                    else "diverter does not move"
+                )
+                + (" to reject: aborting the line" if stuck else " to accept: stopping the line")
+            ),
         )
         if active and stuck:
-            why = "diverter stuck at accept while material must be rejected"
+            why = (
+                "the plant refused the gate's reject while material must be rejected"
+                if refused is not None
+                else "diverter stuck at accept while material must be rejected"
+            )
             actions.append(Action("line", "abort", None, why))
             since = self.gate_commanded[1] if self.gate_commanded is not None else now
             actions.append(self.quarantine(since, now, why))
@@ -343,7 +368,8 @@ class Gate:
             and position == FB_ACCEPT_PV
             and now - commanded[1] > self.sv.reaction_s
         ):
-            self.late_reject = commanded[1]
+            if self.late_reject is None:  # (a reject sent again is late from the first)
+                self.late_reject = commanded[1]
         elif self.late_reject is not None and self.gate_shown_at is not None:
             actions.extend(self._end_late_reject(now))
 
@@ -355,6 +381,28 @@ class Gate:
         why = f"a reject decided at {decided:.1f} s landed {now - decided:.0f} s late"
         return [self.quarantine(decided, now, why, landed=True)]
 
+    def command_failed(self, action: Action, code: str | None) -> None:
+        """The plant refused the gate command `action` (`code` says why) or never answered it
+        (None). Without this, a reject lost or refused on the way never showed in the gate's
+        setpoint, so the gate was never judged and the reject never sent again: the tablets it
+        was for reached accept, with no alarm.
+
+        - Refused for good: the gate does not follow its commands. The next decision takes it
+          for stuck: abort (and quarantine) for a reject, stop for an accept.
+        - Lost (or refused on the way, `TRANSIENT_REFUSALS`): sent again at the next decision;
+          a reject is late from when it was first decided, and what reached accept until it
+          lands is quarantined (`_late_reject`).
+        """
+        commanded = self.gate_commanded
+        if action is not self.gate_action or commanded is None or not self.sv.enabled:
+            return  # overtaken by a later command, or nobody is acting
+        if code is not None and code not in TRANSIENT_REFUSALS:
+            self.gate_refused = commanded[0]
+            return
+        if commanded[0] == REJECT and self.late_reject is None:
+            self.late_reject = commanded[1]
+        self.gate_commanded = self.gate_sent_at = self.gate_shown_at = self.gate_action = None
+
     def _time_gate_command(self, current: int) -> None:
         """How long the last gate command took to show in the gate's setpoint, in plant
         seconds: the telemetry's lag, the command's way to the plant and the publication
@@ -362,7 +410,7 @@ class Gate:
         sent = self.gate_sent_at
         if sent is None or self.gate_commanded is None or current != self.gate_commanded[0]:
             return
-        shown = self.sv.tel.raw[self._sp_tag][2]
+        shown = self.sv.tel.raw[self.sp_tag][2]
         if shown > sent:
             self.gate_sent_at = None
             self.sv.note_effect_latency(shown - sent - self.sv.interval_s)

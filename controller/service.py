@@ -362,6 +362,10 @@ class ControllerService:
             )
         else:
             self.counters.unanswered += 1
+        if reply is None or not reply.accepted:
+            # The supervisor must know its command did not land: a gate command is sent
+            # again, or the gate taken for stuck (`Gate.command_failed`).
+            self.supervisor.command_failed(pending.action, reply.code if reply else None)
         self._audit(pending.sent, reply)
 
     def _on_mode(self, payload: bytes) -> None:
@@ -445,6 +449,7 @@ class ControllerService:
                     _describe(pending.action),
                     self.settings.reply_timeout_s,
                 )
+                self.supervisor.command_failed(pending.action, None)
                 self._audit(pending.sent, None)
 
     # Acting --------------------------------------------------------------------------------------
@@ -528,6 +533,7 @@ class ControllerService:
         sent = SentCommand(request, plant_time, old, self._user)
         if client is None:
             self._audit_unsent(sent, "not connected")
+            self.supervisor.command_failed(action, None)  # never left: lost
             return
         correlation = uuid.uuid4().bytes
         props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
@@ -539,6 +545,7 @@ class ControllerService:
         def refused(why: str) -> None:
             self._pending.pop(correlation, None)
             self._audit_unsent(sent, why)
+            self.supervisor.command_failed(action, None)  # never left: lost
 
         topic = self.topics.command(request.kind, self._user)
         if not self._publish(topic, encode_command(request), props, refused):

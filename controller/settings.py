@@ -45,7 +45,8 @@ class ControllerSettings(BaseSettings):
 
     # wall seconds without telemetry after which the controller holds (fault 14)
     stale_after_s: float = Field(default=10.0, gt=0.0)
-    # wall seconds to wait for a command's reply before recording it as unanswered
+    # wall seconds to wait for a command's reply before recording it as unanswered (a gate
+    # command is then sent again: it was lost on the way)
     reply_timeout_s: float = Field(default=10.0, gt=0.0)
     # wall seconds to wait for the rest of a burst of batches before deciding on a second
     settle_s: float = Field(default=0.05, ge=0.0, le=1.0)

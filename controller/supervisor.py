@@ -122,6 +122,12 @@ class Supervisor:
         extra = self.interval_s - 1.0
         planner.margin_s = self.cfg.margin_s + (0.0 if extra < 0.0 else extra)  # max(extra, 0.0)
 
+    def command_failed(self, action: Action, code: str | None) -> None:
+        """The plant refused `action` (`code`, its reply's, says why) or never answered it
+        (None). The gate's own commands are acted on (`Gate.command_failed`); a loop's setpoint
+        is sent again by its loop while it is still wanted."""
+        self.gate.command_failed(action, code)
+
     def take_alarms(self) -> list[Alarm]:
         return self.conds.take()
 

@@ -179,6 +179,11 @@ class Edge:
     broker: Mosquitto
     plant: Plant
     accept: bool = True
+    # How the gate's rejects are answered, one entry per reject from the first: a refusal
+    # code (the plant's no: not carried out) or "drop" (no answer at all: lost on the way).
+    # Rejects beyond the list are accepted.
+    gate_rejects: list[str] = field(default_factory=list)
+    rejects_seen: int = 0
     commands: queue.Queue[tuple[str, CommandRequest, Any]] = field(default_factory=queue.Queue)
     received: list[tuple[str, CommandRequest, Any]] = field(default_factory=list)
 
@@ -199,8 +204,16 @@ class Edge:
         assert correlation is not None and response_topic is not None
         entry = (msg.topic, request, props)
         self.received.append(entry)
-        self.commands.put(entry)
-        reply = CommandReply(self.accept, "accepted" if self.accept else "state", "test", 0)
+        code = "accepted" if self.accept else "state"
+        if request.tag == "diverter.position_sp" and request.value == "reject":
+            self.rejects_seen += 1
+            if self.rejects_seen <= len(self.gate_rejects):
+                code = self.gate_rejects[self.rejects_seen - 1]
+        if code == "drop":
+            return
+        if code == "accepted":
+            self.commands.put(entry)  # carried out on the twin by the test, in lock step
+        reply = CommandReply(code == "accepted", code, "test", 0)
         out = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         out.CorrelationData = correlation
         client.publish(response_topic, encode_reply(reply), qos=1, properties=out)
@@ -232,6 +245,43 @@ def events(broker: Mosquitto) -> tuple[mqtt.Client, list[Event]]:
     return c, seen
 
 
+def lock_step(
+    edge: Edge, service: ControllerService, seconds: float, *, wait_for_timeouts: bool = False
+) -> None:
+    """Publish `seconds` of plant time one second at a time, each decided and its commands
+    carried out on the twin before the next (with `wait_for_timeouts`, a command left
+    unanswered is first given up on by the service: its reply timeout is wall time)."""
+    plant = edge.plant
+    end = plant.now + seconds
+    while plant.now < end:
+        edge.publish_second(plant.now + 1.0)
+        second = edge.feed.plant_ns(plant.now) / 1e9
+
+        # Lock step: the controller has decided this second, and its commands are here.
+        def decided(t: float = second) -> bool:
+            return service.feed._decided >= t
+
+        wait_until(decided, 5, f"a decision on {second}")
+        wait_until(lambda: len(edge.received) >= service.counters.commands, 5, "the commands")
+        if wait_for_timeouts:
+            wait_until(lambda: not service._pending, 15, "every reply, or its timeout")
+        while not edge.commands.empty():
+            _, request, _ = edge.commands.get()
+            if request.kind == "alarm":  # the controller's own alarm conditions
+                continue
+            if request.kind == "line":
+                action = Action("line", request.action, None, request.reason)
+            elif request.kind == "quarantine":
+                window = (
+                    (request.start_ns - edge.feed.start_ns) / 1e9,
+                    (request.end_ns - edge.feed.start_ns) / 1e9,
+                )
+                action = Action("quarantine", "genealogy", window, request.reason)
+            else:
+                action = Action("setpoint", request.tag, request.value, request.reason)
+            carry_out(plant, action)
+
+
 def bridging_plant(onset_s: float = 60.0) -> Plant:
     plant = Plant(seed=1, warm_start=True)
     plant.inject(FaultSpec("bridging", magnitude=0.8, duration_s=300, onset_s=plant.now + onset_s))
@@ -245,26 +295,7 @@ def test_closed_loop_over_mqtt_diverts_a_bridging_fault(broker: Mosquitto) -> No
     watcher, seen = events(broker)
     with running(settings(broker)) as service:
         wait_until(service.connected.is_set, 10, "the controller to connect")
-        end = plant.now + 480
-        while plant.now < end:
-            edge.publish_second(plant.now + 1.0)
-            second = edge.feed.plant_ns(plant.now) / 1e9
-
-            # Lock step: the controller has decided this second, and its commands are here.
-            def decided(t: float = second) -> bool:
-                return service.feed._decided >= t
-
-            wait_until(decided, 5, f"a decision on {second}")
-            wait_until(lambda: len(edge.received) >= service.counters.commands, 5, "the commands")
-            while not edge.commands.empty():
-                _, request, _ = edge.commands.get()
-                if request.kind == "alarm":  # the controller's own alarm conditions
-                    continue
-                if request.kind == "line":
-                    action = Action("line", request.action, None, request.reason)
-                else:
-                    action = Action("setpoint", request.tag, request.value, request.reason)
-                carry_out(plant, action)
+        lock_step(edge, service, 480)
         wait_until(lambda: not service._pending, 5, "every reply")
     # The watcher's events are messages of their own: waited for before it stops listening.
     wait_until(lambda: any(e.target == "bridging" for e in seen), 5, "the bridging alarm")
@@ -296,6 +327,54 @@ def test_closed_loop_over_mqtt_diverts_a_bridging_fault(broker: Mosquitto) -> No
                             old=as_text(e.old), new=as_text(e.new), reason=e.reason,
                             accepted=e.accepted, result=e.result) for e in own]  # fmt: skip
     assert verify_chain(records) == (len(own), 1)
+
+
+def test_a_gate_that_refuses_its_reject_aborts_the_line(broker: Mosquitto) -> None:
+    """The plant refuses the gate's reject (denied: the controller's account may not move it):
+    a gate that does not follow its commands, whatever it reports. The line is aborted at the
+    next decision and what reached accept is quarantined: nothing out of spec released, and the
+    operator told why. (Before, a reject that never showed in the gate's setpoint was never
+    judged: the tablets it was for were released, with no alarm.)"""
+    plant = bridging_plant()
+    edge = Edge(broker, plant, gate_rejects=["denied"])
+    with running(settings(broker)) as service:
+        wait_until(service.connected.is_set, 10, "the controller to connect")
+        lock_step(edge, service, 480)
+        wait_until(lambda: not service._pending, 5, "every reply")
+    edge.close()
+    sent = [r for _, r, _ in edge.received if r.kind != "alarm"]
+    first_reject = next(
+        i for i, r in enumerate(sent) if r.tag == "diverter.position_sp" and r.value == "reject"
+    )
+    after = sent[first_reject + 1 :]
+    assert any(r.kind == "line" and r.action == "abort" for r in after), after[:10]
+    assert any(r.kind == "quarantine" for r in after), after[:10]
+    raised = [r for _, r, _ in edge.received if r.kind == "alarm" and r.alarm == "diverter_stuck"]
+    assert raised and "refused" in raised[0].reason, raised
+    assert plant.state == "faulted"
+    # (Sent ahead of the lean blend's arrival, the reject's refusal stops the line before it
+    # reaches the press.)
+    assert plant.ledger.oos_accepted_tablets == 0
+
+
+def test_a_lost_gate_reject_is_sent_again(broker: Mosquitto) -> None:
+    """The gate's first reject gets no answer (lost on the way, never carried out): once the
+    service gives up on it (its reply timeout) the reject is sent again, and the tablets that
+    reached accept until it landed are quarantined. The line goes on."""
+    plant = bridging_plant()
+    edge = Edge(broker, plant, gate_rejects=["drop"])
+    with running(settings(broker, reply_timeout_s=0.5)) as service:
+        wait_until(service.connected.is_set, 10, "the controller to connect")
+        lock_step(edge, service, 480, wait_for_timeouts=True)
+        assert service.counters.unanswered >= 1
+    edge.close()
+    sent = [r for _, r, _ in edge.received if r.kind != "alarm"]
+    rejects = [i for i, r in enumerate(sent) if r.tag == "diverter.position_sp"]
+    assert len(rejects) >= 2 and sent[rejects[1]].value == "reject", [sent[i] for i in rejects]
+    assert any(r.kind == "quarantine" for r in sent[rejects[1] :])
+    assert not any(r.kind == "line" and r.action == "abort" for r in sent)
+    assert plant.ledger.oos_tablets > 0
+    assert plant.ledger.oos_accepted_tablets == 0
 
 
 def test_refused_commands_are_audited_as_refused(broker: Mosquitto) -> None:
