@@ -12,7 +12,11 @@ twice (QoS 1), so the feed:
 - says how far behind the plant each decision is (`Supervisor.behind_s`): the plant's clock
   runs on from the freshest telemetry's arrival at the telemetry's own speed, so a burst of
   old seconds after a stall (the machine's neighbours took the CPU) is decided as late as it is;
-- watches the wall clock: when no telemetry has arrived for `stale_after_s`, the plant has
+- follows a plant that restarted: its source times begin again from its new start, behind
+  what the old run reached (at 50x, hours behind). Telemetry that runs on for `stale_after_s`
+  entirely behind what was seen is a restarted plant, followed afresh with a new supervisor;
+  old samples that do not run on are a replay, dropped;
+- watches the wall clock: when no new telemetry has arrived for `stale_after_s`, the plant has
   gone quiet for the controller (fault 14). Its plant clock stopped with the telemetry, so the
   feed steps the supervisor at an extrapolated plant time, at least past the supervisor's own
   staleness limit, and the supervisor holds and raises `stale_telemetry`.
@@ -91,6 +95,7 @@ class TelemetryFeed:
         self.last_rejection = ""  # why the last one was rejected
         self.newest = -math.inf  # newest source time seen, plant s
         self.stale = False
+        self.restarts = 0  # times the plant was found restarted and followed afresh
         self._seen: dict[str, float] = {}  # tag -> newest source time observed
         self._second: int | None = None  # the open second (floor of its source time)
         self._second_time = -math.inf  # newest source time in the open second
@@ -101,6 +106,9 @@ class TelemetryFeed:
         # (wall, plant) of the freshest-looking arrival: the plant's clock runs on from it.
         self._clock: tuple[float, float] | None = None
         self._wall = 0.0  # wall time of the arrival being worked through
+        # (wall, source time) of the first of a run of arrivals with nothing newer than what was
+        # seen: a restarted plant, or a replay (`_went_back`).
+        self._behind_since: tuple[float, float] | None = None
 
     @property
     def enabled(self) -> bool:
@@ -129,6 +137,7 @@ class TelemetryFeed:
         freshest = plant_seconds(samples[-1].source_ns)
         if self._clock is None or freshest > self.plant_now(wall):
             self._clock = (wall, freshest)
+        dropped = self.dropped
         for sample in samples:
             t = plant_seconds(sample.source_ns)
             second = math.floor(t)
@@ -140,7 +149,12 @@ class TelemetryFeed:
             if self._second is None or second >= self._second:
                 self._second = second
                 self._second_time = max(self._second_time, t)
-        self._arrived(wall)
+        if self.dropped - dropped < len(samples):  # something new: the plant is heard
+            self._behind_since = None
+            self._arrived(wall)
+        elif self._went_back(samples[-1], wall):
+            self._follow_restarted_plant()
+            return self.take(batches, wall)
         return decisions
 
     def plant_now(self, wall: float) -> float:
@@ -167,6 +181,29 @@ class TelemetryFeed:
         return self._step(now, stale=True)
 
     # Internals ---------------------------------------------------------------------------------
+    def _went_back(self, freshest_sample: Sample, wall: float) -> bool:
+        """Whether the plant restarted, given an arrival with nothing newer than what was seen
+        of its tags: so has every one for `stale_after_s` before it, while its source times ran
+        on (a replay of old telemetry does not run on)."""
+        freshest = plant_seconds(freshest_sample.source_ns)
+        if self._behind_since is None:
+            self._behind_since = (wall, freshest)
+            return False
+        since, first = self._behind_since
+        return wall - since >= self.stale_after_s and freshest > first
+
+    def _follow_restarted_plant(self) -> None:
+        """Start afresh on a restarted plant: what the supervisor knew (its averages, alarms,
+        gate and timers, all in the old run's plant time) belongs to another run."""
+        old = self.supervisor
+        self.supervisor = type(old)(old.cfg, enabled=old.enabled)
+        self.restarts += 1
+        self.newest = -math.inf
+        self._seen.clear()
+        self._second, self._second_time, self._decided = None, -math.inf, -math.inf
+        self._arrival = self._flow_start = self._clock = self._behind_since = None
+        self.stale = False
+
     def _observe(self, sample: Sample, t: float) -> None:
         if t <= self._seen.get(sample.tag, -math.inf):
             self.dropped += 1

@@ -144,8 +144,9 @@ class ControllerService:
     ) -> None:
         self.settings = settings
         self.topics = SiteTopics(settings.site_id)
-        self.supervisor = Supervisor(config, enabled=settings.enabled)
-        self.feed = TelemetryFeed(self.supervisor, settings.stale_after_s)
+        self.feed = TelemetryFeed(
+            Supervisor(config, enabled=settings.enabled), settings.stale_after_s
+        )
         self.counters = Counters()
         self.state = "idle"
         self.connected = asyncio.Event()  # set while a session is up (tests wait on it)
@@ -159,6 +160,11 @@ class ControllerService:
         self._failing = False  # the supervisor's last step raised
         self._errors_seen: set[str] = set()
         self._ignored_mode = b""  # digest of the last mode switch ignored (said once)
+
+    @property
+    def supervisor(self) -> Supervisor:
+        """The feed's: a restarted plant is followed with a fresh one (`TelemetryFeed`)."""
+        return self.feed.supervisor
 
     # The reconnection loop ----------------------------------------------------------------------
     async def run(self) -> None:
@@ -287,9 +293,15 @@ class ControllerService:
                     if batch is not None:
                         batches.append(batch)
             if batches:
-                rejected = self.feed.rejected
+                rejected, restarts = self.feed.rejected, self.feed.restarts
                 for decision in self.feed.take(batches, self._monotonic()):
                     self._act(decision)
+                if self.feed.restarts > restarts:
+                    log.warning(
+                        "the plant restarted: its telemetry ran on for %g s behind what was "
+                        "seen; following it afresh",
+                        self.settings.stale_after_s,
+                    )
                 if self.feed.rejected > rejected:
                     self._bad_payload("telemetry", f"sample refused: {self.feed.last_rejection}")
             if lost is not None:

@@ -43,7 +43,8 @@ class ControllerSettings(BaseSettings):
     retry_initial_s: float = Field(default=1.0, gt=0.0)
     retry_max_s: float = Field(default=30.0, gt=0.0)
 
-    # wall seconds without telemetry after which the controller holds (fault 14)
+    # wall seconds without telemetry after which the controller holds (fault 14); telemetry that
+    # runs on this long behind what was seen is a restarted plant, followed afresh
     stale_after_s: float = Field(default=10.0, gt=0.0)
     # wall seconds to wait for a command's reply before recording it as unanswered (a gate
     # command is then sent again: it was lost on the way)

@@ -253,6 +253,7 @@ def lock_step(
     unanswered is first given up on by the service: its reply timeout is wall time)."""
     plant = edge.plant
     end = plant.now + seconds
+    earlier = service.counters.commands - len(edge.received)  # sent to another edge
     while plant.now < end:
         edge.publish_second(plant.now + 1.0)
         second = edge.feed.plant_ns(plant.now) / 1e9
@@ -262,7 +263,9 @@ def lock_step(
             return service.feed._decided >= t
 
         wait_until(decided, 5, f"a decision on {second}")
-        wait_until(lambda: len(edge.received) >= service.counters.commands, 5, "the commands")
+        wait_until(
+            lambda: earlier + len(edge.received) >= service.counters.commands, 5, "the commands"
+        )
         if wait_for_timeouts:
             wait_until(lambda: not service._pending, 15, "every reply, or its timeout")
         while not edge.commands.empty():
@@ -374,6 +377,34 @@ def test_a_lost_gate_reject_is_sent_again(broker: Mosquitto) -> None:
     assert any(r.kind == "quarantine" for r in sent[rejects[1] :])
     assert not any(r.kind == "line" and r.action == "abort" for r in sent)
     assert plant.ledger.oos_tablets > 0
+    assert plant.ledger.oos_accepted_tablets == 0
+
+
+def test_a_restarted_plant_is_followed_afresh(broker: Mosquitto) -> None:
+    """The twin restarted: its source times begin again from its new start, far behind what the
+    old run reached ahead of the wall clock. The controller follows it afresh once its telemetry
+    has run on for `stale_after_s` behind what was seen (before, it dropped all of it as late:
+    deaf, and not even stale, for as long as the old run had lasted)."""
+    old = Edge(broker, Plant(seed=3, warm_start=True))
+    with running(settings(broker, stale_after_s=1.0)) as service:
+        wait_until(service.connected.is_set, 10, "the controller to connect")
+        lock_step(old, service, 600)
+        first = service.supervisor
+        old.close()
+        plant = bridging_plant()
+        edge = Edge(broker, plant)
+        edge.feed.start_ns = old.feed.start_ns + round(60e9)  # 540 plant s behind
+        deadline = time.monotonic() + 30
+        while service.feed.restarts == 0:  # a wall-clock rule: published until it holds
+            assert time.monotonic() < deadline, "the restarted plant was never followed"
+            edge.publish_second(plant.now + 1.0)
+            time.sleep(0.05)
+        assert service.supervisor is not first
+        lock_step(edge, service, 480)
+        wait_until(lambda: not service._pending, 5, "every reply")
+    edge.close()
+    rejects = [r for _, r, _ in edge.received if r.tag == "diverter.position_sp"]
+    assert rejects and rejects[0].value == "reject"
     assert plant.ledger.oos_accepted_tablets == 0
 
 

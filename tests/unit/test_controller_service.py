@@ -163,6 +163,65 @@ def test_a_burst_of_old_telemetry_after_a_stall_is_decided_as_late_as_it_is() ->
     assert max(b for _, b in supervisor.behind) < 1.0
 
 
+def test_a_restarted_plant_is_followed_afresh() -> None:
+    """The twin restarted (`docker compose restart twin`) at 50x: its plant time begins at 0
+    again, mapped to UTC from its new start, so its source times are hours older than the ones
+    the old run reached ahead of the wall clock. Every sample is older than what the feed has of
+    its tag: dropped as a late replay, the controller was deaf (and not stale: telemetry kept
+    coming) for as long as the old run had lasted. A source whose telemetry has run on for
+    `stale_after_s` entirely behind what was seen has restarted: the feed follows it with a
+    fresh supervisor (the old one's state belongs to another run of the plant)."""
+    speed, wall = 50.0, 0.0
+    old = EdgeLike(Plant(seed=3, warm_start=True))
+    feed = TelemetryFeed(Supervisor(), stale_after_s=5)
+    for batches in old.run(old.plant.now + 3000):  # an hour's run: 60 wall s at 50x
+        wall += 1 / speed
+        feed.take(batches, wall)
+        feed.flush()
+    first = feed.supervisor
+    # Restarted 60 wall s after the old one started: 2,940 plant s behind what it reached.
+    plant = bridging_plant()
+    new = EdgeLike(plant, start_ns=old.start_ns + round(60e9))
+    sent: list[Action] = []
+    decided: list[float] = []
+    for batches in new.run(plant.now + 600):
+        wall += 1 / speed
+        for decision in [*feed.take(batches, wall), *filter(None, [feed.flush()])]:
+            decided.append(decision.time)
+            sent += decision.actions
+    assert feed.restarts == 1 and feed.supervisor is not first
+    # Followed again once its telemetry had run on for stale_after_s (250 plant s at 50x), and
+    # from then on every second, at the new run's source times.
+    assert decided and decided[0] - new.start_ns / 1e9 <= plant.now - 600 + 260
+    assert decided == sorted(decided) and decided[-1] == pytest.approx(
+        new.start_ns / 1e9 + plant.now
+    )
+    assert any(a.target == "diverter.position_sp" and a.value == "reject" for a in sent)
+    assert not feed.stale
+
+
+def test_old_telemetry_replayed_alone_is_not_a_restart() -> None:
+    """Old samples that do not run on (a replay loop of what was seen, a second client
+    republishing old messages) are no restarted plant: the feed keeps its supervisor, drops
+    them, and holds as stale when nothing new comes."""
+    plant = Plant(seed=3, warm_start=True)
+    edge = EdgeLike(plant)
+    runs = list(edge.run(plant.now + 60))
+    feed = TelemetryFeed(Supervisor(), stale_after_s=5)
+    wall = 0.0
+    for batches in runs:
+        wall += 1.0
+        feed.take(batches, wall)
+        feed.flush()
+    first = feed.supervisor
+    for _ in range(20):
+        wall += 1.0
+        assert feed.take(runs[0], wall) == []  # the first second, over and over
+    assert feed.restarts == 0 and feed.supervisor is first
+    held = feed.check_stale(wall)
+    assert held is not None and held.stale
+
+
 def test_watching_only_alarms_but_sends_nothing() -> None:
     plant = bridging_plant()
     feed = TelemetryFeed(Supervisor(enabled=False), stale_after_s=10)
