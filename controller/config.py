@@ -46,6 +46,12 @@ class ControllerConfig:
     hardness_guard_n: float = 5.0  # and hardness within this of a hardness limit (N): the
     # checkweigher's hardness reading has a 2 % RSD, 2.4 N at 120 N; 5 N is two of them
     margin_s: float = 4.0  # seconds of press time added before and after a window
+    judge_ahead_s: float = 2.0  # s: the blend on its way to the dies is judged at the tablet
+    # weight this long before the gate must be told of it (its arrival less the margin and
+    # the gate's lead): two decisions in lockstep, so one late decision still commands it
+    judge_weight_moved: float = 0.005  # fraction of target: it is judged at the weight then
+    # when the mean of ten has moved this far since the blend left the blender (2 mg: 2.7 SDs
+    # of the difference of two means of ten at the checkweigher's 0.4 % RSD; 0.5 % LC)
     # Telemetry further behind the plant than this (plant s; the adapter's estimate, after a
     # stall): no accept is sent, as it would land on tablets not yet judged. A reject is.
     behind_hold_s: float = 10.0
