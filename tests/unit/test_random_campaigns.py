@@ -22,8 +22,10 @@ from twin import Plant
 
 # 48 compound: a load cell's drift and a small NIR bias hiding it (181 OOS tablets released
 # before the probe's suspicion had to last); 4 compound: an excipient feeder's noise under the
-# API feeder's bridge
-SEEDS = [(1, False), (2, True), (4, True), (48, True)]
+# API feeder's bridge; 70 compound (out of the tuning seeds 1-60): a -4.3 % load cell's drift
+# under 66 % NIR dropout, the probe blamed before the feed factor showed it (445 tablets at
+# 105 % LC released, the drift never diagnosed)
+SEEDS = [(1, False), (2, True), (4, True), (48, True), (70, True)]
 IDS = [f"{seed}{' compound' if compound else ''}" for seed, compound in SEEDS]
 MAX_FALSE_ALARMS_PER_H = 1.0  # the goal (issue 13)
 MAX_STANDARD_DIVERTED_RATIO = 1.5  # the goal (issue 13)
