@@ -76,6 +76,8 @@ class Gate:
         # The gate command (REJECT or ACCEPT) the plant refused for good: the gate does not
         # follow its commands, whatever it reports (`command_failed`).
         self.gate_refused: int | None = None
+        # Quarantines lost on the way, to be sent again at the next decision (`command_failed`)
+        self.unsent_holds: list[Action] = []
         self.startup_bad_at: float | None = None  # blend last judged out of spec in start-up
         self.divert_since: float | None = None  # start of the current diversion
         self.accept_since: float | None = None  # start of the current spell at accept
@@ -421,7 +423,14 @@ class Gate:
         - Lost (or refused on the way, `TRANSIENT_REFUSALS`): sent again at the next decision;
           a reject is late from when it was first decided, and what reached accept until it
           lands is quarantined (`_late_reject`).
+
+        A quarantine lost on the way is sent again (`take_unsent_holds`): flagging a window
+        twice holds nothing twice. One refused stays refused (its audit record says why).
         """
+        if action.kind == "quarantine":
+            if (code is None or code in TRANSIENT_REFUSALS) and self.sv.enabled:
+                self.unsent_holds.append(action)
+            return
         commanded = self.gate_commanded
         if action is not self.gate_action or commanded is None or not self.sv.enabled:
             return  # overtaken by a later command, or nobody is acting
@@ -431,6 +440,11 @@ class Gate:
         if commanded[0] == REJECT and self.late_reject is None:
             self.late_reject = commanded[1]
         self.gate_commanded = self.gate_sent_at = self.gate_shown_at = self.gate_action = None
+
+    def take_unsent_holds(self) -> list[Action]:
+        """The quarantines lost on the way since the last decision, to send again now."""
+        holds, self.unsent_holds = self.unsent_holds, []
+        return holds
 
     def _time_gate_command(self, current: int) -> None:
         """How long the last gate command took to show in the gate's setpoint, in plant

@@ -176,11 +176,13 @@ class Supervisor:
             held = self.gate.check_held_gate(now, state)
             if state == STARTING and self.enabled and not held:
                 self.loops.run_start_up(now, held)
-            return late + held if late else held
+            resend = self.gate.take_unsent_holds() if self.gate.unsent_holds else []
+            return resend + late + held if resend or late else held
         if self.producing_since is None:
             self.producing_since = now
             self.gate.begin_production(now)
-        actions: list[Action] = []
+        # (A quarantine lost on the way goes first: `Gate.command_failed`.)
+        actions: list[Action] = self.gate.take_unsent_holds() if self.gate.unsent_holds else []
         self.blend.update(now, dt)
         self.blend.check_agreement(now)
         self.gate.divert(now, actions)
