@@ -101,8 +101,9 @@ class Gate:
 
     def stand_by(self, now: float) -> list[Action]:
         """The line is not producing: nothing to serve, no diversion running. Returns the
-        quarantine of what a late reject let through, if one was pending."""
-        held_back = self._end_late_reject(now)
+        quarantines to send: those lost on the way (`command_failed`), and what a late reject
+        let through, if one was pending."""
+        held_back = self._resend_holds() + self._end_late_reject(now)
         self.gate_commanded = self.gate_sent_at = self.gate_shown_at = self.gate_action = None
         self.gate_refused = None
         self.divert_since = self.accept_since = None
@@ -140,7 +141,10 @@ class Gate:
             )
 
     def divert(self, now: float, actions: list[Action]) -> None:
-        """Judge what reaches the press and drive the gate."""
+        """Judge what reaches the press and drive the gate (quarantines lost on the way first:
+        `command_failed`)."""
+        if self.unsent_holds:
+            actions.extend(self._resend_holds())
         cfg, tel, sv = self.cfg, self.sv.tel, self.sv
         weights = self.weights
         # (Each reading looked up once, not by `Telemetry.good` then `.v`: every decision.)
@@ -424,7 +428,7 @@ class Gate:
           a reject is late from when it was first decided, and what reached accept until it
           lands is quarantined (`_late_reject`).
 
-        A quarantine lost on the way is sent again (`take_unsent_holds`): flagging a window
+        A quarantine lost on the way is sent again at the next decision: flagging a window
         twice holds nothing twice. One refused stays refused (its audit record says why).
         """
         if action.kind == "quarantine":
@@ -441,7 +445,7 @@ class Gate:
             self.late_reject = commanded[1]
         self.gate_commanded = self.gate_sent_at = self.gate_shown_at = self.gate_action = None
 
-    def take_unsent_holds(self) -> list[Action]:
+    def _resend_holds(self) -> list[Action]:
         """The quarantines lost on the way since the last decision, to send again now."""
         holds, self.unsent_holds = self.unsent_holds, []
         return holds

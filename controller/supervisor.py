@@ -124,8 +124,8 @@ class Supervisor:
 
     def command_failed(self, action: Action, code: str | None) -> None:
         """The plant refused `action` (`code`, its reply's, says why) or never answered it
-        (None). The gate's own commands are acted on (`Gate.command_failed`); a loop's setpoint
-        is sent again by its loop while it is still wanted."""
+        (None). The gate's commands and quarantines are acted on (`Gate.command_failed`); a
+        loop's setpoint is sent again by its loop while it is still wanted."""
         self.gate.command_failed(action, code)
 
     def take_alarms(self) -> list[Alarm]:
@@ -168,7 +168,7 @@ class Supervisor:
         self.blend.starting = state == STARTING
         if state not in PRODUCING_STATES:
             self.producing_since = None
-            late = self.gate.stand_by(now)
+            quarantines = self.gate.stand_by(now)
             if state == STARTING:
                 self.blend.started_at = now
                 self.blend.update(now, dt)
@@ -176,13 +176,11 @@ class Supervisor:
             held = self.gate.check_held_gate(now, state)
             if state == STARTING and self.enabled and not held:
                 self.loops.run_start_up(now, held)
-            resend = self.gate.take_unsent_holds() if self.gate.unsent_holds else []
-            return resend + late + held if resend or late else held
+            return quarantines + held if quarantines else held
         if self.producing_since is None:
             self.producing_since = now
             self.gate.begin_production(now)
-        # (A quarantine lost on the way goes first: `Gate.command_failed`.)
-        actions: list[Action] = self.gate.take_unsent_holds() if self.gate.unsent_holds else []
+        actions: list[Action] = []
         self.blend.update(now, dt)
         self.blend.check_agreement(now)
         self.gate.divert(now, actions)
