@@ -78,6 +78,8 @@ class Gate:
         self.gate_refused: int | None = None
         # Quarantines lost on the way, to be sent again at the next decision (`command_failed`)
         self.unsent_holds: list[Action] = []
+        # Quarantines the plant refused for good, with its reason: alarmed at the next decision
+        self.refused_holds: list[tuple[Action, str]] = []
         self.startup_bad_at: float | None = None  # blend last judged out of spec in start-up
         self.divert_since: float | None = None  # start of the current diversion
         self.accept_since: float | None = None  # start of the current spell at accept
@@ -103,7 +105,7 @@ class Gate:
         """The line is not producing: nothing to serve, no diversion running. Returns the
         quarantines to send: those lost on the way (`command_failed`), and what a late reject
         let through, if one was pending."""
-        held_back = self._resend_holds() + self._end_late_reject(now)
+        held_back = self._resend_holds(now) + self._end_late_reject(now)
         self.gate_commanded = self.gate_sent_at = self.gate_shown_at = self.gate_action = None
         self.gate_refused = None
         self.divert_since = self.accept_since = None
@@ -143,8 +145,8 @@ class Gate:
     def divert(self, now: float, actions: list[Action]) -> None:
         """Judge what reaches the press and drive the gate (quarantines lost on the way first:
         `command_failed`)."""
-        if self.unsent_holds:
-            actions.extend(self._resend_holds())
+        if self.unsent_holds or self.refused_holds:
+            actions.extend(self._resend_holds(now))
         cfg, tel, sv = self.cfg, self.sv.tel, self.sv
         weights = self.weights
         # (Each reading looked up once, not by `Telemetry.good` then `.v`: every decision.)
@@ -429,11 +431,16 @@ class Gate:
           lands is quarantined (`_late_reject`).
 
         A quarantine lost on the way is sent again at the next decision: flagging a window
-        twice holds nothing twice. One refused stays refused (its audit record says why).
+        twice holds nothing twice. One refused for good is not sent again (the plant would
+        refuse it again) but raises `quarantine_refused` at the next decision: the tablets it
+        was for are released unless someone holds them by hand (before, its only trace was its
+        audit record).
         """
         if action.kind == "quarantine":
             if (code is None or code in TRANSIENT_REFUSALS) and self.sv.enabled:
                 self.unsent_holds.append(action)
+            elif code is not None and code not in TRANSIENT_REFUSALS:
+                self.refused_holds.append((action, code))
             return
         commanded = self.gate_commanded
         if action is not self.gate_action or commanded is None or not self.sv.enabled:
@@ -445,8 +452,19 @@ class Gate:
             self.late_reject = commanded[1]
         self.gate_commanded = self.gate_sent_at = self.gate_shown_at = self.gate_action = None
 
-    def _resend_holds(self) -> list[Action]:
-        """The quarantines lost on the way since the last decision, to send again now."""
+    def _resend_holds(self, now: float) -> list[Action]:
+        """The quarantines lost on the way since the last decision, to send again now; and an
+        alarm for each one refused for good."""
+        for action, code in self.refused_holds:
+            start, end = action.value
+            self.sv.conds.alarm(
+                now,
+                "quarantine_refused",
+                True,
+                f"the plant refused the quarantine of {start:.0f}-{end:.0f} s ({code}): the "
+                "tablets pressed then are not held; hold them by hand",
+            )
+        self.refused_holds.clear()
         holds, self.unsent_holds = self.unsent_holds, []
         return holds
 

@@ -242,6 +242,10 @@ CONTROLLER_EXTRA: dict[str, tuple[Priority, str]] = {
     "stale_telemetry": (Priority.HIGH, "Telemetry stale: the controller holds its setpoints"),
     "diverting_too_long": (Priority.CRITICAL, "Diverting longer than allowed: line stopped"),
     "controller_error": (Priority.HIGH, "The supervisor failed and holds its setpoints"),
+    "quarantine_refused": (
+        Priority.CRITICAL,
+        "A quarantine was refused: tablets the controller holds back are not held",
+    ),
 }
 LINE_FAULTED = "line.faulted"
 

@@ -649,3 +649,28 @@ def test_the_deployed_acl_lets_the_controller_publish_events() -> None:
         finally:
             controller.loop_stop()
             watcher.loop_stop()
+
+
+def test_a_refused_quarantine_raises_a_critical_alarm(broker: Mosquitto) -> None:
+    """The reject is lost, and the plant refuses the quarantine of what reached accept until
+    its resend landed (e.g. a genealogy that cannot flag the window): it is not sent again,
+    and the controller raises `quarantine_refused` with the window, so the tablets are held by
+    hand. (Before, its only trace was an audit record the operator never sees.)"""
+    plant = bridging_plant()
+    edge = Edge(broker, plant, gate_rejects=["drop"], quarantines=["denied"])
+    watcher, seen = events(broker)
+    with running(settings(broker, reply_timeout_s=0.5)) as service:
+        wait_until(service.connected.is_set, 10, "the controller to connect")
+        lock_step(edge, service, 480, wait_for_timeouts=True)
+        wait_until(
+            lambda: any(e.kind == "alarm" and e.target == "quarantine_refused" for e in seen),
+            5,
+            "the alarm event",
+        )
+    edge.close()
+    watcher.loop_stop()
+    holds = [r for _, r, _ in edge.received if r.kind == "quarantine"]
+    assert len(holds) == 1  # refused for good: not sent again
+    alarm = next(e for e in seen if e.kind == "alarm" and e.target == "quarantine_refused")
+    assert alarm.action == "raise" and "(denied)" in alarm.reason
+    assert plant.ledger.tablets_quarantined == 0
