@@ -173,7 +173,9 @@ class Reconciliation:
         feed_factor, hopper = ctx.feed_factor, ctx.hopper
         gap = blend.unexplained(blend.disagreement.value or 0.0)
         gravimetric = ctx.gravimetric
-        bridged = conds.active("bridging")
+        # (Each condition fetched once: neither is updated before its last use below.)
+        load_cell_cond, bridge = conds.get("load_cell_drift"), conds.get("bridging")
+        bridged = bridge.active
         # The API feeder's learnt feed factor is disturbed by its own refills (densified
         # powder), not by the other feeders': theirs come every few minutes and would hide a
         # drift for most of the time.
@@ -202,7 +204,7 @@ class Reconciliation:
             self.fast.update(feed_factor, ctx.dt)
             if math.isfinite(hopper):
                 self.fast_hopper.update(hopper, ctx.dt)
-            if not (conds.active("load_cell_drift") or conds.active("feed_factor_drift")):
+            if not (load_cell_cond.active or conds.active("feed_factor_drift")):
                 # While a load cell drifts, the feed factor it seems to have is measured
                 # against the one before the drift: the compensation and the fail-safe's
                 # explanation of the NIR's gap both rest on it. Nor is a diagnosed drift's
@@ -221,8 +223,6 @@ class Reconciliation:
                     # off is a fault's, diagnosed or not (random campaign 8 compound: a
                     # missed load cell drift's, learnt, read as a drift for hours after).
                     self.curve.update(hopper, feed_factor, ctx.dt)
-        load_cell_cond = conds.get("load_cell_drift")
-        bridge = conds.get("bridging")
         reference: float | None = None  # the feed factor the drift is measured against
         quiet_s = cfg.feed_factor_cusum_quiet_s
         if (
@@ -332,7 +332,7 @@ class Reconciliation:
         if disagreeing and not was_disagreeing and not blend.nir_suspect:
             blend.suspect_probe(gap)
             conds.alarm(now, "nir_bias", True, "NIR reconciled against the feeders: biased")
-        was_drifting = conds.active("load_cell_drift")
+        was_drifting = load_cell_cond.active
         # A feeding hopper's reading falls by what the feeder feeds, unless it is refilled: one
         # that jumps, up or further down, between refills is a load cell re-tared, true again
         # at once (random campaign 5: its compensation, kept until the drift test cleared,
