@@ -123,7 +123,7 @@ def run(
             each_step(t)
         if supervisor is None:
             continue
-        supervisor.observe_all(plant.store.readings(), plant.store.newest_shown())
+        supervisor.observe_plant(plant.store.show, plant.store.newest_shown())
         for action in supervisor.step(t):
             log.actions.append((t, action, carried_out(plant, supervisor, action)))
         log.alarms.extend(supervisor.take_alarms())

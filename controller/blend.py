@@ -158,7 +158,8 @@ class Blend:
         feed_factor, span = v(self._api_tags[0]), self._api_feed_factor
         if math.isfinite(feed_factor) and v(self._api_tags[1], 0) == 0:
             span.append(feed_factor)
-            if span.high - span.low > cfg.bridging_fall * span.high:
+            high = span.high  # (a property: read once)
+            if high - span.low > cfg.bridging_fall * high:
                 self.api_stepped_at = now
         else:
             span.clear()  # volumetric: the feed factor is not learnt

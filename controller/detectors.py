@@ -30,6 +30,12 @@ class Context:
     settled: bool  # producing long enough for learnt baselines to mean something
     steady: bool  # no bridge now or lately, the API drive not saturated
     quiet: bool  # steady, and no feeder refilled lately
+    # The API feeder's readings three detectors use, each read once a run (`Telemetry.v`
+    # costs a call; measured with the rest of `Detectors.run`'s: see there)
+    feed_factor: float = math.nan
+    gravimetric: bool = False  # its mode reads gravimetric (0)
+    hopper: float = math.nan
+    drive: float = math.nan
 
 
 class Bridging:
@@ -41,8 +47,8 @@ class Bridging:
     def __init__(self, sv: Supervisor) -> None:
         self.sv, cfg = sv, sv.cfg
         api = cfg.api_feeder
-        self.tags = (f"{api}.drive_command", f"{api}.mass_flow_sp", f"{api}.mass_flow_pv")
-        self.ff_tag, self.mode_tag = f"{api}.feed_factor", f"{api}.mode"
+        # (Its feed factor, mode and drive come in the `Context`.)
+        self.tags = (f"{api}.mass_flow_sp", f"{api}.mass_flow_pv")
         self.history: deque[tuple[float, float]] = deque()  # (time, learnt feed factor)
         self.before: float | None = None  # the feed factor before a fast fall, while it lasts
         self.fell_at = -math.inf
@@ -63,12 +69,12 @@ class Bridging:
         gap = blend.unexplained(max(blend.disagreement.value or 0.0, gap_now))
         return gap > self.sv.cfg.reconcile_limit_pct
 
-    def _fell(self, now: float) -> bool:
+    def _fell(self, ctx: Context) -> bool:
         """Whether the learnt feed factor fell fast and has not come back."""
-        sv, cfg = self.sv, self.sv.cfg
-        ff = sv.tel.v(self.ff_tag)
+        sv, cfg, now = self.sv, self.sv.cfg, ctx.now
+        ff = ctx.feed_factor
         history = self.history
-        if not (math.isfinite(ff) and sv.tel.v(self.mode_tag, 0) == 0):
+        if not (math.isfinite(ff) and ctx.gravimetric):
             history.clear()  # volumetric: the feed factor is not learnt, nothing to compare
             return self.before is not None
         history.append((now, ff))
@@ -97,7 +103,7 @@ class Bridging:
             # factor coming back from a drift falls fast as well, but toward its usual value,
             # not under it.
             fell = ff < old * (1.0 - cfg.bridging_fall) and ff < (
-                sv.detectors.reconciliation.usual() or old
+                sv.detectors.reconciliation.usual(ctx.hopper) or old
             ) * (1.0 - cfg.bridging_fall)
             if quiet and old > 0 and fell and not self._rich():
                 self.before, self.fell_at = old, now
@@ -105,12 +111,12 @@ class Bridging:
 
     def update(self, ctx: Context, actions: list[Action]) -> None:
         sv, cfg, now = self.sv, self.sv.cfg, ctx.now
-        v, (drive_tag, sp_tag, pv_tag) = sv.tel.v, self.tags
-        drive, sp, pv = v(drive_tag), v(sp_tag), v(pv_tag)
+        v, (sp_tag, pv_tag) = sv.tel.v, self.tags
+        drive, sp, pv = ctx.drive, v(sp_tag), v(pv_tag)
         starved = drive >= cfg.bridging_drive_pct and pv < cfg.bridging_flow_share * sp
         if drive >= cfg.drive_saturated_pct:
             self.starved_at = now
-        fell = self._fell(now)
+        fell = self._fell(ctx)
         if sv.conds.update(
             now,
             "bridging",
@@ -148,8 +154,7 @@ class Reconciliation:
         self.fast_hopper = Ewma(cfg.feed_factor_fast_s)  # the hopper mass, averaged alike
         self.curve = FeedFactorCurve(cfg.feed_factor_curve_s, cfg.feed_factor_curve_span_kg)
         api = cfg.api_feeder
-        self.ff_tag, self.mode_tag = f"{api}.feed_factor", f"{api}.mode"
-        self.hopper_tag = f"{api}.hopper_mass"
+        self.hopper_tag = f"{api}.hopper_mass"  # (and its feed factor and mode: `Context`)
         self.api_sp_tag = f"{api}.mass_flow_sp"
         self.was_quiet = False
         self.hopper_before = math.nan  # the hopper's reading at the last decision
@@ -174,11 +179,12 @@ class Reconciliation:
     def update(self, ctx: Context, actions: list[Action]) -> None:
         sv, cfg, now = self.sv, self.sv.cfg, ctx.now
         conds, blend = sv.conds, sv.blend
-        feed_factor = sv.tel.v(self.ff_tag)
-        hopper = sv.tel.v(self.hopper_tag)
+        feed_factor, hopper = ctx.feed_factor, ctx.hopper
         gap = blend.unexplained(blend.disagreement.value or 0.0)
-        gravimetric = sv.tel.v(self.mode_tag, 0) == 0
-        bridged = conds.active("bridging")
+        gravimetric = ctx.gravimetric
+        # (Each condition fetched once: neither is updated before its last use below.)
+        load_cell_cond, bridge = conds.get("load_cell_drift"), conds.get("bridging")
+        bridged = bridge.active
         # The API feeder's learnt feed factor is disturbed by its own refills (densified
         # powder), not by the other feeders': theirs come every few minutes and would hide a
         # drift for most of the time.
@@ -207,7 +213,7 @@ class Reconciliation:
             self.fast.update(feed_factor, ctx.dt)
             if math.isfinite(hopper):
                 self.fast_hopper.update(hopper, ctx.dt)
-            if not (conds.active("load_cell_drift") or conds.active("feed_factor_drift")):
+            if not (load_cell_cond.active or conds.active("feed_factor_drift")):
                 # While a load cell drifts, the feed factor it seems to have is measured
                 # against the one before the drift: the compensation and the fail-safe's
                 # explanation of the NIR's gap both rest on it. Nor is a diagnosed drift's
@@ -226,8 +232,6 @@ class Reconciliation:
                     # off is a fault's, diagnosed or not (random campaign 8 compound: a
                     # missed load cell drift's, learnt, read as a drift for hours after).
                     self.curve.update(hopper, feed_factor, ctx.dt)
-        load_cell_cond = conds.get("load_cell_drift")
-        bridge = conds.get("bridging")
         reference: float | None = None  # the feed factor the drift is measured against
         quiet_s = cfg.feed_factor_cusum_quiet_s
         if (
@@ -337,7 +341,7 @@ class Reconciliation:
         if disagreeing and not was_disagreeing and not blend.nir_suspect:
             blend.suspect_probe(gap)
             conds.alarm(now, "nir_bias", True, "NIR reconciled against the feeders: biased")
-        was_drifting = conds.active("load_cell_drift")
+        was_drifting = load_cell_cond.active
         # A feeding hopper's reading falls by what the feeder feeds, unless it is refilled: one
         # that jumps, up or further down, between refills is a load cell re-tared, true again
         # at once (random campaign 5: its compensation, kept until the drift test cleared,
@@ -486,9 +490,10 @@ class FeederNoise:
                 baseline.update(rsd, ctx.dt)
         # The noisiest of the noisy feeders' ratios, 1.0 when none is (`max(ratios,
         # default=1.0)`, by comparison as in `Supervisor.step`).
-        active, worst = sv.conds.active, None
+        # (A feeder has a ratio once its condition has been updated: its condition is there.)
+        conditions, worst = sv.conds.items, None
         for feeder, ratio in self.ratio.items():
-            if active(self.names[feeder]) and (worst is None or ratio > worst):
+            if conditions[self.names[feeder]].active and (worst is None or ratio > worst):
                 worst = ratio
         sv.blend.noise_ratio = 1.0 if worst is None else worst
 
@@ -661,7 +666,9 @@ class Detectors:
         # One context, filled in afresh at each run (no detector keeps it)
         self._ctx = Context(0.0, 0.0, settled=False, steady=False, quiet=False)
         b, p, api = cfg.blender, cfg.press, cfg.api_feeder
-        self.drive_tag = f"{api}.drive_command"
+        self._api_tags = tuple(
+            f"{api}.{name}" for name in ("feed_factor", "mode", "hopper_mass", "drive_command")
+        )
         self.bridging = Bridging(sv)
         self.reconciliation = Reconciliation(sv)
         self.nir_dropout = NirDropout(sv)
@@ -714,13 +721,16 @@ class Detectors:
         settled = since is not None and now - since > cfg.settle_s
         ctx = self._ctx
         ctx.now, ctx.dt, ctx.settled, ctx.steady, ctx.quiet = now, dt, settled, False, False
+        v, tags = sv.tel.v, self._api_tags
+        ctx.feed_factor, ctx.gravimetric = v(tags[0]), v(tags[1], 0) == 0
+        ctx.hopper, ctx.drive = v(tags[2]), v(tags[3])
         self.bridging.update(ctx, actions)
         bridge = sv.conds.get("bridging")
         # Feeder statistics mean something only away from refills, bridges and a saturated drive.
         ctx.steady = (
             not bridge.active
             and now - bridge.cleared_at > cfg.steady_after_bridge_s
-            and sv.tel.v(self.drive_tag) < cfg.drive_saturated_pct
+            and ctx.drive < cfg.drive_saturated_pct
         )
         ctx.quiet = ctx.steady and now - sv.blend.last_refill > cfg.quiet_after_refill_s
         self.reconciliation.update(ctx, actions)

@@ -220,11 +220,10 @@ class RtdPredictor:
         per_tank = mean_residence_s / self.tanks
         # max(per_tank, 1e-3), by comparison: every decision (Supervisor.step says why)
         keep = math.exp(-dt / (1e-3 if per_tank < 1e-3 else per_tank))
-        upstream = ratio_pct
-        for i, value in enumerate(self.stages):
-            self.stages[i] = upstream + (value - upstream) * keep
-            upstream = self.stages[i]
-        return self.stages[-1]
+        upstream, stages = ratio_pct, self.stages
+        for i, value in enumerate(stages):
+            upstream = stages[i] = upstream + (value - upstream) * keep
+        return stages[-1]
 
     def shift(self, by_pct: float) -> None:
         """Move the whole blender's content by `by_pct` % w/w: its feed was misreported."""

@@ -22,7 +22,7 @@ time. The step only orchestrates; each job has its own unit:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from controller.actions import Action
@@ -86,6 +86,20 @@ class Supervisor:
         `newest`, its newest source time, when the sender knows it without a look at each."""
         self.tel.observe_all(readings, newest)
         nir = readings.get(self._nir_tag)
+        if nir is not None:
+            value, quality, source_time = nir
+            self.blend.observe_nir(float(value), quality == "good", source_time)
+
+    def observe_plant(
+        self, show: Callable[[dict[str, tuple[Any, str, float]]], None], newest: float
+    ) -> None:
+        """`observe_all` for an in-process plant's whole snapshot, which `show` writes straight
+        into the telemetry's table (no dict of its own in between: the in-process closed loop's
+        hot path); `newest`, its newest source time. The snapshot has every tag the plant
+        shows, the probe's included."""
+        tel = self.tel
+        tel.observe_shown(show, newest)
+        nir = tel.raw.get(self._nir_tag)
         if nir is not None:
             value, quality, source_time = nir
             self.blend.observe_nir(float(value), quality == "good", source_time)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
@@ -59,6 +59,14 @@ class Telemetry:
                 newest = max(map(_TIME, readings.values()))
             # max(self.newest, newest), by comparison (Supervisor.step says why)
             self.newest = newest if newest > self.newest else self.newest
+
+    def observe_shown(
+        self, show: Callable[[dict[str, tuple[Any, str, float]]], None], newest: float
+    ) -> None:
+        """Take a snapshot that `show` writes straight into `raw`, its newest source time
+        `newest` (`Supervisor.observe_plant`)."""
+        show(self.raw)
+        self.newest = newest if newest > self.newest else self.newest  # as in `observe_all`
 
     def v(self, name: str, default: float = math.nan) -> float:
         """A tag's value as a number, or `default` when there is none."""

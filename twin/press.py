@@ -10,7 +10,6 @@ true API content taken from the powder actually drawn from the feed frame.
 from __future__ import annotations
 
 import math
-import random
 
 from core.layout import ModuleSpec
 from core.parameters import PressParams
@@ -35,7 +34,9 @@ def kawakita_pressure_mpa(
         return 0.0
     if c >= p.kawakita_a:
         return MAX_PRESSURE_MPA
-    return min(MAX_PRESSURE_MPA, c / (p.kawakita_b_per_mpa * (p.kawakita_a - c)))
+    pressure = c / (p.kawakita_b_per_mpa * (p.kawakita_a - c))
+    # min(MAX_PRESSURE_MPA, pressure) by comparison, as in `Feeder.step` (NaN included)
+    return pressure if pressure < MAX_PRESSURE_MPA else MAX_PRESSURE_MPA
 
 
 def hardness_n(weight_mg: float, thickness_mm: float, area_mm2: float, p: PressParams) -> float:
@@ -43,13 +44,9 @@ def hardness_n(weight_mg: float, thickness_mm: float, area_mm2: float, p: PressP
     if weight_mg <= 0.0:
         return 0.0
     solid_fraction = weight_mg / (p.true_density_g_cm3 * area_mm2 * thickness_mm)
-    porosity = max(0.0, 1.0 - solid_fraction)
+    porosity = 1.0 - solid_fraction
+    porosity = porosity if porosity > 0.0 else 0.0  # max(0.0, porosity): see `Feeder.step`
     return p.hardness_max_n * math.exp(-p.hardness_porosity_k * porosity)
-
-
-def reading(rng: random.Random, value: float, rsd: float) -> float:
-    """An instrument reading of `value` with relative noise."""
-    return value * (1.0 + rng.gauss(0.0, rsd))
 
 
 class Press:
@@ -121,9 +118,10 @@ class Press:
     def step(self, now: float, dt: float) -> None:
         p = self.p
         line, frame = self.line, self.feed_frame
-        if not self.primed and line.starting and frame.level >= frame.p.start_level_kg:
+        starting = line.starting
+        if not self.primed and starting and frame.level >= frame.p.start_level_kg:
             self.primed = True
-        running = line.pressing and (self.primed or not line.starting)
+        running = line.pressing and (self.primed or not starting)
         target = self.turret_sp + self.turret_offset if running else 0.0
         limit = p.turret_accel_rpm_s * dt
         # max(-limit, min(limit, change)) by comparison, as in `Feeder.step` (which says why).
@@ -206,11 +204,13 @@ class Press:
             pre = (
                 kawakita_pressure_mpa(weight, p.pre_gap_mm + self.wear_mm, area, p) * area / 1000.0
             )
-            values[k[2]] = reading(rng, main, p.force_noise_rsd)
-            values[k[3]] = reading(rng, pre, p.force_noise_rsd)
-            values[k[4]] = reading(rng, weight, p.weight_noise_rsd)
+            # Instrument readings with relative noise, written out as in `Feeder.step`
+            gauss = rng.gauss
+            values[k[2]] = main * (1.0 + gauss(0.0, p.force_noise_rsd))
+            values[k[3]] = pre * (1.0 + gauss(0.0, p.force_noise_rsd))
+            values[k[4]] = weight * (1.0 + gauss(0.0, p.weight_noise_rsd))
             values[k[5]] = self._thickness
-            values[k[6]] = reading(rng, self._hardness, p.hardness_noise_rsd)
+            values[k[6]] = self._hardness * (1.0 + gauss(0.0, p.hardness_noise_rsd))
             values[k[9]] = self.last_content_pct
         else:
             # No tablets, nothing to weigh or squeeze: the instruments have no reading.

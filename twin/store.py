@@ -56,6 +56,11 @@ class TagStore:
         )
         self._shown_template: dict[str, Any] = dict.fromkeys(tag_id for tag_id, _ in self._shown)
         self._shown_modules = tuple(dict.fromkeys(module for _, module in self._shown))
+        by_module: dict[str, list[str]] = {}
+        for tag_id, module in self._shown:
+            by_module.setdefault(module, []).append(tag_id)
+        self._shown_by_module = tuple((module, tuple(tags)) for module, tags in by_module.items())
+        self._shown_ids = frozenset(self._shown_template)
 
     def snapshot(self, include_truth: bool = True) -> dict[str, TagValue]:
         good = Quality.GOOD
@@ -83,20 +88,29 @@ class TagStore:
 
     def readings(self) -> dict[str, tuple[Any, Quality, float]]:
         """What `snapshot(include_truth=False)` holds, as plain (value, quality, source time)
-        tuples: the in-process closed loop's hot path."""
-        good = Quality.GOOD
-        values, stamps = self.values, self.stamps
+        tuples."""
         # Filled in a copy of a dict that has every key already (never resized as it grows):
         # measured 78,800 -> 72,300 instructions a call.
-        readings = self._shown_template.copy()
-        for tag_id, module in self._shown:
-            readings[tag_id] = (values[tag_id], good, stamps[module])
-        # Few tags are not Good at any time: their quality is set over the Good default.
-        for tag_id, quality in self.quality.items():
-            reading = readings.get(tag_id)
-            if reading is not None:
-                readings[tag_id] = (reading[0], quality, reading[2])
+        readings: dict[str, Any] = self._shown_template.copy()
+        self.show(readings)
         return readings
+
+    def show(self, into: dict[str, tuple[Any, str, float]]) -> None:
+        """Write what `readings()` holds into `into` (a controller's table of readings): the
+        in-process closed loop's hot path, with no dict of its own in between, and each
+        module's stamp looked up once, not once a tag (measured, with the table's update:
+        94,300 -> 71,700 instructions a call)."""
+        good, values, stamps = Quality.GOOD, self.values, self.stamps
+        for module, tags in self._shown_by_module:
+            stamp = stamps[module]
+            for tag_id in tags:
+                into[tag_id] = (values[tag_id], good, stamp)
+        # Few tags are not Good at any time: their quality is set over the Good default.
+        if self.quality:
+            shown, module_of = self._shown_ids, self._module_of
+            for tag_id, quality in self.quality.items():
+                if tag_id in shown:
+                    into[tag_id] = (values[tag_id], quality, stamps[module_of[tag_id]])
 
     def newest_shown(self) -> float:
         """The newest source time in `readings()`: one per module, not one per tag (measured:
