@@ -153,7 +153,7 @@ class TelemetryFeed:
             self._behind_since = None
             self._arrived(wall)
         elif self._went_back(samples[-1], wall):
-            self._follow_restarted_plant()
+            self._follow_restarted_plant(freshest)
             return self.take(batches, wall)
         return decisions
 
@@ -192,11 +192,18 @@ class TelemetryFeed:
         since, first = self._behind_since
         return wall - since >= self.stale_after_s and freshest > first
 
-    def _follow_restarted_plant(self) -> None:
-        """Start afresh on a restarted plant: what the supervisor knew (its averages, alarms,
-        gate and timers, all in the old run's plant time) belongs to another run."""
+    def _follow_restarted_plant(self, now: float) -> None:
+        """Start afresh on a restarted plant (`now`: its newest source time): what the
+        supervisor knew (its averages, alarms, gate and timers, all in the old run's plant time)
+        belongs to another run. The alarms the old run left raised are cleared with the first
+        decision on the new one: nothing would ever clear them (a diagnosis of the old run is
+        no news of the new)."""
         old = self.supervisor
         self.supervisor = type(old)(old.cfg, enabled=old.enabled)
+        for name in sorted(old.conds.standing):
+            self.supervisor.conds.alarm(
+                now, name, False, "the plant restarted: its last run's diagnosis no longer holds"
+            )
         self.restarts += 1
         self.newest = -math.inf
         self._seen.clear()

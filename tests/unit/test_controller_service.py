@@ -200,6 +200,34 @@ def test_a_restarted_plant_is_followed_afresh() -> None:
     assert not feed.stale
 
 
+def test_a_restarted_plant_clears_the_alarms_its_last_run_left_raised() -> None:
+    """The old run's probe was biased when the twin restarted: its `nir_bias` alarm, raised,
+    would have stood for good (the new supervisor knows nothing of it, so nothing clears it).
+    It is cleared with the first decisions on the new run."""
+    speed, wall = 50.0, 0.0
+    plant = Plant(seed=3, warm_start=True)
+    plant.inject(FaultSpec("nir_bias", magnitude=1.0, duration_s=5000, onset_s=plant.now + 900))
+    old = EdgeLike(plant)
+    feed = TelemetryFeed(Supervisor(), stale_after_s=5)
+    before: list[Alarm] = []
+    for batches in old.run(plant.now + 1800):
+        wall += 1 / speed
+        for decision in [*feed.take(batches, wall), *filter(None, [feed.flush()])]:
+            before += decision.alarms
+    assert any(a.name == "nir_bias" and a.raised for a in before)
+    # Restarted 20 wall s after the old one started: some 800 plant s behind what it reached.
+    new = EdgeLike(Plant(seed=3, warm_start=True), start_ns=old.start_ns + round(20e9))
+    after: list[Alarm] = []
+    for batches in new.run(new.plant.now + 600):
+        wall += 1 / speed
+        for decision in [*feed.take(batches, wall), *filter(None, [feed.flush()])]:
+            after += decision.alarms
+    assert feed.restarts == 1
+    nir = [a for a in after if a.name == "nir_bias"]
+    assert nir and not nir[0].raised and "restarted" in nir[0].message
+    assert nir[0].time >= new.start_ns / 1e9  # on the new run's clock
+
+
 def test_old_telemetry_replayed_alone_is_not_a_restart() -> None:
     """Old samples that do not run on (a replay loop of what was seen, a second client
     republishing old messages) are no restarted plant: the feed keeps its supervisor, drops
