@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import platform
+import sys
 import time
 from dataclasses import replace
 from typing import Any
@@ -87,6 +89,11 @@ def main() -> None:
         "bare_simpy_x_real_time": round(plant_s / bare),
         "closed_loop_over_bare_simpy": round(bare / loop_cpu, 4),
         "settings_changed": {},  # the controller's and the twin's defaults
+        # The interpreter: its build moves every figure here (measured on one machine, the
+        # same tree: Debian's python3 3.11.2 ran the closed loop 6 % faster, bare SimPy 22 %,
+        # than a pyenv 3.11.7 built without profile-guided optimization)
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "python_executable": sys.executable,
     }
     if args.profile:
         result["profile_top"] = profile_top(replace(scenario, hours=min(args.hours, 2.0)))
