@@ -14,7 +14,7 @@ from collections import deque
 from controller.conditions import Conditions
 from controller.config import ControllerConfig
 from controller.estimators import Ewma, RobustNir, RobustSpread, RtdPredictor, SlidingRange
-from controller.telemetry import Telemetry
+from controller.telemetry import Shared, Telemetry
 
 
 def explains(offset: float | None, gap: float, limit: float, share: float) -> bool:
@@ -29,8 +29,11 @@ class Blend:
     """The two estimates of the blend, the feeders' refills and flow statistics, and the
     probe's standing (`nir_suspect`)."""
 
-    def __init__(self, cfg: ControllerConfig, telemetry: Telemetry, conditions: Conditions) -> None:
+    def __init__(
+        self, cfg: ControllerConfig, telemetry: Telemetry, conditions: Conditions, shared: Shared
+    ) -> None:
         self.cfg, self.tel, self.conds = cfg, telemetry, conditions
+        self.shared = shared  # the API feeder's feed factor and mode, read by `Supervisor.step`
         self.nir = RobustNir(
             window=cfg.nir_median_of,
             spike_pct=cfg.nir_spike_pct,
@@ -86,7 +89,6 @@ class Blend:
             (f, f"{f}.mass_flow_pv", f"{f}.mass_flow_sp", f"{f}.refill_lot", f"{f}.refilling")
             for f in feeders
         ]
-        self._api_tags = (f"{cfg.api_feeder}.feed_factor", f"{cfg.api_feeder}.mode")
         self._residence_tag = f"{cfg.blender}.residence_time"
 
     @property
@@ -110,7 +112,7 @@ class Blend:
     def update(self, now: float, dt: float) -> None:
         """Both estimates at plant time `now`, `dt` after the last."""
         cfg, tel = self.cfg, self.tel
-        v, raw = tel.v, tel.raw
+        raw = tel.raw
         refilled_at, refill_peak, counts = self.refilled_at, self.refill_peak, self.flow_count
         flows = {}
         nan = math.nan
@@ -155,8 +157,9 @@ class Blend:
                 if since_refill <= cfg.refill_peak_window_s:
                     refill_peak[feeder] = max(refill_peak.get(feeder, 0.0), abs(error))
 
-        feed_factor, span = v(self._api_tags[0]), self._api_feed_factor
-        if math.isfinite(feed_factor) and v(self._api_tags[1], 0) == 0:
+        shared, span = self.shared, self._api_feed_factor
+        feed_factor = shared.feed_factor
+        if math.isfinite(feed_factor) and shared.gravimetric:
             span.append(feed_factor)
             high = span.high  # (a property: read once)
             if high - span.low > cfg.bridging_fall * high:

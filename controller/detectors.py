@@ -155,7 +155,6 @@ class Reconciliation:
         self.curve = FeedFactorCurve(cfg.feed_factor_curve_s, cfg.feed_factor_curve_span_kg)
         api = cfg.api_feeder
         self.hopper_tag = f"{api}.hopper_mass"  # (and its feed factor and mode: `Context`)
-        self.api_sp_tag = f"{api}.mass_flow_sp"
         self.was_quiet = False
         self.hopper_before = math.nan  # the hopper's reading at the last decision
         # One-sided cumulative sums of the learnt feed factor's excess over the curve beyond
@@ -348,7 +347,7 @@ class Reconciliation:
         # set the API 34 % high and 400 s of tablets at 114 % LC were diverted).
         moved = hopper - self.hopper_before if math.isfinite(self.hopper_before) else 0.0
         self.hopper_before = hopper
-        fed = sv.tel.v(self.api_sp_tag, 0.0) * ctx.dt / 3600.0
+        fed = sv.shared.api_sp * ctx.dt / 3600.0
         if was_drifting and api_refill < now and abs(moved + fed) > cfg.retare_jump_kg:
             conds.update(
                 now, "load_cell_drift", False, 0.0, "", "API load cell re-tared: reads true"
@@ -515,9 +514,10 @@ class Mismatch:
         self.sv, self.name, self.sp_tag, self.pv_tag = sv, name, sp_tag, pv_tag
         self.off, self.delay_s, self.message = off, delay_s, message
 
-    def update(self, ctx: Context, actions: list[Action]) -> bool:
+    def update(self, ctx: Context, sp: float, pv: float) -> bool:
+        """Judge the drive on its setpoint `sp` and measured value `pv` (read by the caller:
+        the fill depth's are `Shared`)."""
         sv, cfg = self.sv, self.sv.cfg
-        sp, pv = sv.tel.v(self.sp_tag), sv.tel.v(self.pv_tag)
         if self.off == "impeller":
             present = pv < cfg.impeller_share * sp
         elif self.off == "turret":
@@ -538,11 +538,10 @@ class Density:
     def __init__(self, sv: Supervisor) -> None:
         self.sv = sv
         self.base = Ewma(sv.cfg.density_base_s)
-        self.depth_tag = f"{sv.cfg.press}.fill_depth_pv"
 
     def update(self, ctx: Context, actions: list[Action]) -> None:
         sv, cfg = self.sv, self.sv.cfg
-        depth = sv.tel.v(self.depth_tag)
+        depth = sv.shared.depth_pv
         if not (sv.gate.weights and math.isfinite(depth) and depth > 0):
             return
         ratio = sv.gate.weight_mean / depth
@@ -666,9 +665,8 @@ class Detectors:
         # One context, filled in afresh at each run (no detector keeps it)
         self._ctx = Context(0.0, 0.0, settled=False, steady=False, quiet=False)
         b, p, api = cfg.blender, cfg.press, cfg.api_feeder
-        self._api_tags = tuple(
-            f"{api}.{name}" for name in ("feed_factor", "mode", "hopper_mass", "drive_command")
-        )
+        # (Its feed factor and mode are `Shared`.)
+        self._api_tags = (f"{api}.hopper_mass", f"{api}.drive_command")
         self.bridging = Bridging(sv)
         self.reconciliation = Reconciliation(sv)
         self.nir_dropout = NirDropout(sv)
@@ -721,9 +719,9 @@ class Detectors:
         settled = since is not None and now - since > cfg.settle_s
         ctx = self._ctx
         ctx.now, ctx.dt, ctx.settled, ctx.steady, ctx.quiet = now, dt, settled, False, False
-        v, tags = sv.tel.v, self._api_tags
-        ctx.feed_factor, ctx.gravimetric = v(tags[0]), v(tags[1], 0) == 0
-        ctx.hopper, ctx.drive = v(tags[2]), v(tags[3])
+        v, tags, shared = sv.tel.v, self._api_tags, sv.shared
+        ctx.feed_factor, ctx.gravimetric = shared.feed_factor, shared.gravimetric
+        ctx.hopper, ctx.drive = v(tags[0]), v(tags[1])
         self.bridging.update(ctx, actions)
         bridge = sv.conds.get("bridging")
         # Feeder statistics mean something only away from refills, bridges and a saturated drive.
@@ -736,9 +734,10 @@ class Detectors:
         self.reconciliation.update(ctx, actions)
         self.nir_dropout.update(ctx, actions)
         self.feeder_noise.update(ctx, actions)
-        self.impeller.update(ctx, actions)
-        self.turret.update(ctx, actions)
-        if self.stiction.update(ctx, actions):
+        impeller, turret = self.impeller, self.turret
+        impeller.update(ctx, v(impeller.sp_tag), v(impeller.pv_tag))
+        turret.update(ctx, v(turret.sp_tag), v(turret.pv_tag))
+        if self.stiction.update(ctx, shared.depth_sp, shared.depth_pv):
             sv.loops.weight_deadband = max(sv.loops.weight_deadband, cfg.stiction_deadband_mg)
         else:
             sv.loops.weight_deadband = cfg.weight_deadband_mg

@@ -87,7 +87,6 @@ class Gate:
         self._weight_tag, self._hardness_tag = f"{p}.tablet_weight", f"{p}.hardness"
         self._rate_tag, self._level_tag = f"{p}.production_rate", f"{f}.level"
         self.sp_tag, self._pv_tag = f"{d}.position_sp", f"{d}.position_pv"
-        self._depth_tags = (f"{p}.fill_depth_sp", f"{p}.fill_depth_pv")
         # The weight guard band, and half of it, in mg (worked out once: judged every step).
         self._w_low = cfg.target_weight_mg * (1 - cfg.weight_tolerance + cfg.weight_guard)
         self._w_high = cfg.target_weight_mg * (1 + cfg.weight_tolerance - cfg.weight_guard)
@@ -200,7 +199,7 @@ class Gate:
                     break
             # A sticking fill depth, when it slips, lands on its setpoint in one jump, faster
             # than the gate can follow: judge the tablets it would make then, too.
-            sp, pv = tel.v(self._depth_tags[0]), tel.v(self._depth_tags[1])
+            sp, pv = sv.shared.depth_sp, sv.shared.depth_pv
             if pv > 0.0 and abs(sp / pv - 1.0) * weight > step:
                 slipped = content_pct(last * sp / pv, concentration_then, cfg.label_claim_mg)
                 if not self.content_ok(slipped, extra_then):

@@ -33,8 +33,8 @@ class Loops:
         self.draining = False  # the impeller is held down while the blender's hold-up drains
         self.drain_set_at = 0.0  # when the drain last set the impeller (its ramp runs from it)
         self._depth_tags = (f"{cfg.press}.fill_depth_sp", f"{cfg.press}.fill_depth_pv")
-        # Read every decision by the drain: named once.
-        self._feed_sp_tags = tuple(f"{f}.mass_flow_sp" for f in self.feeders)
+        # Read every decision by the drain: named once (the API feeder's is `Shared.api_sp`).
+        self._feed_sp_tags = tuple(f"{f}.mass_flow_sp" for f in cfg.other_feeders)
         b = cfg.blender
         self._blender_tags = (f"{b}.throughput", f"{b}.speed_sp", f"{b}.speed_pv")
 
@@ -71,7 +71,7 @@ class Loops:
         back once it has followed or the stiction test has had its time. True while a test
         runs (the weight loop waits)."""
         cfg, sv = self.cfg, self.sv
-        sp, pv = sv.tel.v(self._depth_tags[0]), sv.tel.v(self._depth_tags[1])
+        sp, pv = sv.shared.depth_sp, sv.shared.depth_pv
         if not (math.isfinite(sp) and math.isfinite(pv)):
             return False
         if self.stroke is not None:
@@ -123,6 +123,7 @@ class Loops:
         throughput_tag, sp_tag, pv_tag = self._blender_tags
         outflow = tel.v(throughput_tag, 0.0)
         feed = 0.0
+        feed += self.sv.shared.api_sp
         for tag in self._feed_sp_tags:
             feed += tel.v(tag, 0.0)
         limit = cfg.drain_flow_ratio * feed
