@@ -86,18 +86,6 @@ class Bridging:
             if recovered or self._rich() or now - self.fell_at > cfg.bridging_fall_hold_s:
                 self.before = None
         else:
-            refill = sv.blend.refilled_at.get(cfg.api_feeder, -math.inf)
-            load_cell = sv.conds.get("load_cell_drift")
-            # A load cell drifting, or read true again, moves the feed factor the feeder seems
-            # to have. Densified powder after a refill falls back too, but toward its usual
-            # feed factor, not under it (the test below): a refill's wake is only the window
-            # that still holds its volumetric stretch (random campaign 79: a 14 % bridge 92 s
-            # after a refill, unseen in the refill's 300-s quiet time, was learnt as a drift).
-            quiet = (
-                now - refill > cfg.bridging_fall_window_s
-                and not load_cell.active
-                and now - load_cell.cleared_at > cfg.quiet_after_refill_s
-            )
             old = history[0][1]
             # Below its usual value too (the feed-factor curve's at this hopper mass): a feed
             # factor coming back from a drift falls fast as well, but toward its usual value,
@@ -105,8 +93,22 @@ class Bridging:
             fell = ff < old * (1.0 - cfg.bridging_fall) and ff < (
                 sv.detectors.reconciliation.usual(ctx.hopper) or old
             ) * (1.0 - cfg.bridging_fall)
-            if quiet and old > 0 and fell and not self._rich():
-                self.before, self.fell_at = old, now
+            if fell and old > 0:  # (rarely: the quiet test's look-ups only then)
+                refill = sv.blend.refilled_at.get(cfg.api_feeder, -math.inf)
+                load_cell = sv.conds.get("load_cell_drift")
+                # A load cell drifting, or read true again, moves the feed factor the feeder
+                # seems to have. Densified powder after a refill falls back too, but toward its
+                # usual feed factor, not under it (the test above): a refill's wake is only the
+                # window that still holds its volumetric stretch (random campaign 79: a 14 %
+                # bridge 92 s after a refill, unseen in the refill's 300-s quiet time, was
+                # learnt as a drift).
+                quiet = (
+                    now - refill > cfg.bridging_fall_window_s
+                    and not load_cell.active
+                    and now - load_cell.cleared_at > cfg.quiet_after_refill_s
+                )
+                if quiet and not self._rich():
+                    self.before, self.fell_at = old, now
         return self.before is not None
 
     def update(self, ctx: Context, actions: list[Action]) -> None:
@@ -381,7 +383,8 @@ class Reconciliation:
                 conds.alarm(
                     now, "nir_bias", False, "the API feeder's load cell explains the NIR's gap"
                 )
-            sv.loops.compensate_load_cell(was_drifting, load_cell, change, actions)
+            if was_drifting or load_cell:  # (else nothing to compensate: a call saved)
+                sv.loops.compensate_load_cell(was_drifting, load_cell, change, actions)
         else:
             # After a refill the learnt feed factor carries the densified powder's: the
             # verdict and the compensation stand until it is over (standard campaign: a
@@ -639,8 +642,17 @@ class RefillDisturbance:
         sv, cfg, now = self.sv, self.sv.cfg, ctx.now
         windows = sv.gate.planner.windows
         blend = sv.blend
-        recent = [f for f, t in blend.refilled_at.items() if now - t < cfg.refill_window_s]
-        if any(blend.refill_peak.get(f, 0.0) > cfg.refill_spike for f in recent):
+        # A feeder refilled lately whose flow's bump went past `refill_spike` (a loop, not a
+        # list and a generator: measured with `Loops.run`'s, see there)
+        disturbed = False
+        for feeder, refilled in blend.refilled_at.items():
+            if (
+                now - refilled < cfg.refill_window_s
+                and blend.refill_peak.get(feeder, 0.0) > cfg.refill_spike
+            ):
+                disturbed = True
+                break
+        if disturbed:
             sv.conds.update(
                 now,
                 "refill_disturbance",
