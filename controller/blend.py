@@ -134,7 +134,8 @@ class Blend:
             if busy or lot != self.refill_lots.get(feeder, lot):
                 refilled_at[feeder] = now
                 refill_peak[feeder] = 0.0
-                self.last_refill = max(self.last_refill, now)
+                last = self.last_refill  # max(last, now) by comparison: see Supervisor.step
+                self.last_refill = now if now > last else last
             self.refill_lots[feeder] = lot
             if reading is not None and reading[1] == "good":
                 # Flow against its own setpoint, so the controller's trims are not noise.
@@ -155,7 +156,8 @@ class Blend:
                     self.flow_noise[feeder].append(error - mean.value, now)
                 mean.update(error, dt)
                 if since_refill <= cfg.refill_peak_window_s:
-                    refill_peak[feeder] = max(refill_peak.get(feeder, 0.0), abs(error))
+                    peak, size = refill_peak.get(feeder, 0.0), abs(error)
+                    refill_peak[feeder] = size if size > peak else peak  # max(peak, size)
 
         shared, span = self.shared, self._api_feed_factor
         feed_factor = shared.feed_factor

@@ -84,10 +84,13 @@ class Telemetry:
 
     def v(self, name: str, default: float = math.nan) -> float:
         """A tag's value as a number, or `default` when there is none."""
-        reading = self.raw.get(name)
-        if reading is None:
+        # A subscript, not `dict.get` (a method call): some thirty a decision, and every tag
+        # is there but before the first snapshot (measured, with `Conditions`' alike: the
+        # closed loop's instructions a plant second 685,200 -> 680,100)
+        try:
+            value = self.raw[name][0]
+        except KeyError:
             return default
-        value = reading[0]
         return default if value is None else float(value)
 
     def has(self, name: str) -> bool:
