@@ -61,6 +61,7 @@ class Blend:
         # is spectra lost (Supervisor: decisions well inside the probe's period)
         self.every_spectrum = False
         self.nir_suspect = False
+        self._disagree = conditions.watch("estimates_disagree")  # (the fail-safe's)
         self.probe_offset: float | None = None  # % w/w the probe is believed off, if suspect
         self.load_cell_gap: float | None = None  # NIR - feeders a drifting load cell explains
         self.nir_value: float | None = None
@@ -421,7 +422,7 @@ class Blend:
             blend_sd = math.sqrt(spread * spread - cfg.nir_uncertainty_pct**2)
             lc = cfg.target_weight_mg / cfg.label_claim_mg
             extra = max(extra, cfg.blend_spread_guard * blend_sd * lc)
-        if conds.active("estimates_disagree") and c_nir is not None and c_feeders is not None:
+        if self._disagree.active and c_nir is not None and c_feeders is not None:
             # Fail-safe: one of the two is wrong and nothing says which. Judge the blend by the
             # one further from target, with the guard band widened by half the disagreement.
             # The probe less a diagnosed offset is one more opinion (random campaign 30
@@ -520,7 +521,7 @@ class Blend:
             )
         if (
             not present
-            and self.conds.active("estimates_disagree")
+            and self._disagree.active
             and now - self.refilled_at.get(self.cfg.api_feeder, -math.inf)
             < self.cfg.refill_peak_window_s
         ):
@@ -529,15 +530,17 @@ class Blend:
             # probe's offset). The other feeders refill every few minutes and move the ratio
             # little: holding on theirs held the fail-safe, and the diversion, for good.
             present = True
-        self.conds.update(
-            now,
-            "estimates_disagree",
-            present,
-            self.cfg.failsafe_confirm_s,
-            lambda: (
-                f"NIR and feeders disagree by {gap or 0.0:+.2f} % w/w (combined uncertainty "
-                f"{limit:.2f}) and no diagnosed fault explains it: judging the blend by the worse "
-                "of the two, guard band widened"
-            ),
-            "NIR and feeders agree again, or a diagnosis explains their gap",
-        )
+        cond = self._disagree
+        if present or cond.active or cond.since is not None:  # (else no change: `watch`)
+            self.conds.update(
+                now,
+                "estimates_disagree",
+                present,
+                self.cfg.failsafe_confirm_s,
+                lambda: (
+                    f"NIR and feeders disagree by {gap or 0.0:+.2f} % w/w (combined uncertainty "
+                    f"{limit:.2f}) and no diagnosed fault explains it: judging the blend by the "
+                    "worse of the two, guard band widened"
+                ),
+                "NIR and feeders agree again, or a diagnosis explains their gap",
+            )

@@ -83,6 +83,7 @@ class Gate:
         self.startup_bad_at: float | None = None  # blend last judged out of spec in start-up
         self.divert_since: float | None = None  # start of the current diversion
         self.accept_since: float | None = None  # start of the current spell at accept
+        self._stuck = sv.conds.watch("diverter_stuck")
         p, f, d = cfg.press, cfg.feed_frame, cfg.diverter
         self._weight_tag, self._hardness_tag = f"{p}.tablet_weight", f"{p}.hardness"
         self._rate_tag, self._level_tag = f"{p}.production_rate", f"{f}.level"
@@ -364,20 +365,27 @@ class Gate:
             and position == FB_REJECT
             and now - self.gate_commanded[1] > cfg.gate_confirm_s + sv.reaction_s
         )
-        active = sv.conds.update(
-            now,
-            "diverter_stuck",
-            stuck or stuck_at_reject,
-            0.0,
-            lambda: (
-                (
-                    "the plant refused to move the diverter"
-                    if refused is not None
-                    else "diverter does not move"
-                )
-                + (" to reject: aborting the line" if stuck else " to accept: stopping the line")
-            ),
-        )
+        cond, present = self._stuck, stuck or stuck_at_reject
+        active = False  # (unless an update could change something: `Conditions.watch`)
+        if present or cond.active or cond.since is not None:
+            active = sv.conds.update(
+                now,
+                "diverter_stuck",
+                present,
+                0.0,
+                lambda: (
+                    (
+                        "the plant refused to move the diverter"
+                        if refused is not None
+                        else "diverter does not move"
+                    )
+                    + (
+                        " to reject: aborting the line"
+                        if stuck
+                        else " to accept: stopping the line"
+                    )
+                ),
+            )
         if active and stuck:
             why = (
                 "the plant refused the gate's reject while material must be rejected"

@@ -53,6 +53,7 @@ class Supervisor:
         self.detectors = Detectors(self)
         self._nir_tag = f"{cfg.nir}.api_pct"
         self._state_tag = f"{cfg.line}.state"
+        self._stale = self.conds.watch("stale_telemetry")
         p, api = cfg.press, cfg.api_feeder
         self._shared_tags = (
             f"{p}.fill_depth_sp",
@@ -178,10 +179,11 @@ class Supervisor:
         # spectra only when telemetry comes well inside the probe's period.
         self.blend.every_spectrum = self.interval_s <= cfg.nir_period_s / 2
         self._set_gate_lead()
-        if self.conds.update(
+        stale, cond = now - self.tel.newest > cfg.stale_telemetry_s, self._stale
+        if (stale or cond.active or cond.since is not None) and self.conds.update(  # (`watch`)
             now,
             "stale_telemetry",
-            now - self.tel.newest > cfg.stale_telemetry_s,
+            stale,
             0.0,
             "telemetry is stale: holding the last good setpoints",
             "telemetry is flowing again",
