@@ -117,7 +117,8 @@ def run(
         return _run_linked(plant, supervisor, until_s, link, each_step, log)
     t = plant.now
     while t < until_s:
-        t = min(until_s, t + step_s)
+        t += step_s
+        t = t if t < until_s else until_s  # min(until_s, t + step_s), by comparison
         plant.advance(t)
         if each_step is not None:
             each_step(t)

@@ -14,7 +14,7 @@ from collections import deque
 from controller.conditions import Conditions
 from controller.config import ControllerConfig
 from controller.estimators import Ewma, RobustNir, RobustSpread, RtdPredictor, SlidingRange
-from controller.telemetry import Telemetry
+from controller.telemetry import Shared, Telemetry
 
 
 def explains(offset: float | None, gap: float, limit: float, share: float) -> bool:
@@ -29,8 +29,11 @@ class Blend:
     """The two estimates of the blend, the feeders' refills and flow statistics, and the
     probe's standing (`nir_suspect`)."""
 
-    def __init__(self, cfg: ControllerConfig, telemetry: Telemetry, conditions: Conditions) -> None:
+    def __init__(
+        self, cfg: ControllerConfig, telemetry: Telemetry, conditions: Conditions, shared: Shared
+    ) -> None:
         self.cfg, self.tel, self.conds = cfg, telemetry, conditions
+        self.shared = shared  # the API feeder's feed factor and mode, read by `Supervisor.step`
         self.nir = RobustNir(
             window=cfg.nir_median_of,
             spike_pct=cfg.nir_spike_pct,
@@ -58,6 +61,7 @@ class Blend:
         # is spectra lost (Supervisor: decisions well inside the probe's period)
         self.every_spectrum = False
         self.nir_suspect = False
+        self._disagree = conditions.watch("estimates_disagree")  # (the fail-safe's)
         self.probe_offset: float | None = None  # % w/w the probe is believed off, if suspect
         self.load_cell_gap: float | None = None  # NIR - feeders a drifting load cell explains
         self.nir_value: float | None = None
@@ -86,7 +90,6 @@ class Blend:
             (f, f"{f}.mass_flow_pv", f"{f}.mass_flow_sp", f"{f}.refill_lot", f"{f}.refilling")
             for f in feeders
         ]
-        self._api_tags = (f"{cfg.api_feeder}.feed_factor", f"{cfg.api_feeder}.mode")
         self._residence_tag = f"{cfg.blender}.residence_time"
 
     @property
@@ -110,7 +113,7 @@ class Blend:
     def update(self, now: float, dt: float) -> None:
         """Both estimates at plant time `now`, `dt` after the last."""
         cfg, tel = self.cfg, self.tel
-        v, raw = tel.v, tel.raw
+        raw = tel.raw
         refilled_at, refill_peak, counts = self.refilled_at, self.refill_peak, self.flow_count
         flows = {}
         nan = math.nan
@@ -132,7 +135,8 @@ class Blend:
             if busy or lot != self.refill_lots.get(feeder, lot):
                 refilled_at[feeder] = now
                 refill_peak[feeder] = 0.0
-                self.last_refill = max(self.last_refill, now)
+                last = self.last_refill  # max(last, now) by comparison: see Supervisor.step
+                self.last_refill = now if now > last else last
             self.refill_lots[feeder] = lot
             if reading is not None and reading[1] == "good":
                 # Flow against its own setpoint, so the controller's trims are not noise.
@@ -153,10 +157,12 @@ class Blend:
                     self.flow_noise[feeder].append(error - mean.value, now)
                 mean.update(error, dt)
                 if since_refill <= cfg.refill_peak_window_s:
-                    refill_peak[feeder] = max(refill_peak.get(feeder, 0.0), abs(error))
+                    peak, size = refill_peak.get(feeder, 0.0), abs(error)
+                    refill_peak[feeder] = size if size > peak else peak  # max(peak, size)
 
-        feed_factor, span = v(self._api_tags[0]), self._api_feed_factor
-        if math.isfinite(feed_factor) and v(self._api_tags[1], 0) == 0:
+        shared, span = self.shared, self._api_feed_factor
+        feed_factor = shared.feed_factor
+        if math.isfinite(feed_factor) and shared.gravimetric:
             span.append(feed_factor)
             high = span.high  # (a property: read once)
             if high - span.low > cfg.bridging_fall * high:
@@ -416,7 +422,7 @@ class Blend:
             blend_sd = math.sqrt(spread * spread - cfg.nir_uncertainty_pct**2)
             lc = cfg.target_weight_mg / cfg.label_claim_mg
             extra = max(extra, cfg.blend_spread_guard * blend_sd * lc)
-        if conds.active("estimates_disagree") and c_nir is not None and c_feeders is not None:
+        if self._disagree.active and c_nir is not None and c_feeders is not None:
             # Fail-safe: one of the two is wrong and nothing says which. Judge the blend by the
             # one further from target, with the guard band widened by half the disagreement.
             # The probe less a diagnosed offset is one more opinion (random campaign 30
@@ -515,7 +521,7 @@ class Blend:
             )
         if (
             not present
-            and self.conds.active("estimates_disagree")
+            and self._disagree.active
             and now - self.refilled_at.get(self.cfg.api_feeder, -math.inf)
             < self.cfg.refill_peak_window_s
         ):
@@ -524,15 +530,17 @@ class Blend:
             # probe's offset). The other feeders refill every few minutes and move the ratio
             # little: holding on theirs held the fail-safe, and the diversion, for good.
             present = True
-        self.conds.update(
-            now,
-            "estimates_disagree",
-            present,
-            self.cfg.failsafe_confirm_s,
-            lambda: (
-                f"NIR and feeders disagree by {gap or 0.0:+.2f} % w/w (combined uncertainty "
-                f"{limit:.2f}) and no diagnosed fault explains it: judging the blend by the worse "
-                "of the two, guard band widened"
-            ),
-            "NIR and feeders agree again, or a diagnosis explains their gap",
-        )
+        cond = self._disagree
+        if present or cond.active or cond.since is not None:  # (else no change: `watch`)
+            self.conds.update(
+                now,
+                "estimates_disagree",
+                present,
+                self.cfg.failsafe_confirm_s,
+                lambda: (
+                    f"NIR and feeders disagree by {gap or 0.0:+.2f} % w/w (combined uncertainty "
+                    f"{limit:.2f}) and no diagnosed fault explains it: judging the blend by the "
+                    "worse of the two, guard band widened"
+                ),
+                "NIR and feeders agree again, or a diagnosis explains their gap",
+            )

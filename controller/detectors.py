@@ -49,6 +49,7 @@ class Bridging:
         api = cfg.api_feeder
         # (Its feed factor, mode and drive come in the `Context`.)
         self.tags = (f"{api}.mass_flow_sp", f"{api}.mass_flow_pv")
+        self.cond = sv.conds.watch("bridging")
         self.history: deque[tuple[float, float]] = deque()  # (time, learnt feed factor)
         self.before: float | None = None  # the feed factor before a fast fall, while it lasts
         self.fell_at = -math.inf
@@ -78,7 +79,8 @@ class Bridging:
             history.clear()  # volumetric: the feed factor is not learnt, nothing to compare
             return self.before is not None
         history.append((now, ff))
-        while history and history[0][0] < now - cfg.bridging_fall_window_s:
+        oldest = now - cfg.bridging_fall_window_s
+        while history and history[0][0] < oldest:
             history.popleft()
         if self.before is not None:
             recovered = ff > self.before * (1.0 - cfg.bridging_fall / 2)
@@ -86,18 +88,6 @@ class Bridging:
             if recovered or self._rich() or now - self.fell_at > cfg.bridging_fall_hold_s:
                 self.before = None
         else:
-            refill = sv.blend.refilled_at.get(cfg.api_feeder, -math.inf)
-            load_cell = sv.conds.get("load_cell_drift")
-            # A load cell drifting, or read true again, moves the feed factor the feeder seems
-            # to have. Densified powder after a refill falls back too, but toward its usual
-            # feed factor, not under it (the test below): a refill's wake is only the window
-            # that still holds its volumetric stretch (random campaign 79: a 14 % bridge 92 s
-            # after a refill, unseen in the refill's 300-s quiet time, was learnt as a drift).
-            quiet = (
-                now - refill > cfg.bridging_fall_window_s
-                and not load_cell.active
-                and now - load_cell.cleared_at > cfg.quiet_after_refill_s
-            )
             old = history[0][1]
             # Below its usual value too (the feed-factor curve's at this hopper mass): a feed
             # factor coming back from a drift falls fast as well, but toward its usual value,
@@ -105,8 +95,24 @@ class Bridging:
             fell = ff < old * (1.0 - cfg.bridging_fall) and ff < (
                 sv.detectors.reconciliation.usual(ctx.hopper) or old
             ) * (1.0 - cfg.bridging_fall)
-            if quiet and old > 0 and fell and not self._rich():
-                self.before, self.fell_at = old, now
+            # (Rarely: the quiet test's look-ups only then. Measured, with the changes to
+            # `FeederNoise`: the closed loop's instructions a plant second 676,900 -> 673,700)
+            if fell and old > 0:
+                refill = sv.blend.refilled_at.get(cfg.api_feeder, -math.inf)
+                load_cell = sv.conds.get("load_cell_drift")
+                # A load cell drifting, or read true again, moves the feed factor the feeder
+                # seems to have. Densified powder after a refill falls back too, but toward its
+                # usual feed factor, not under it (the test above): a refill's wake is only the
+                # window that still holds its volumetric stretch (random campaign 79: a 14 %
+                # bridge 92 s after a refill, unseen in the refill's 300-s quiet time, was
+                # learnt as a drift).
+                quiet = (
+                    now - refill > cfg.bridging_fall_window_s
+                    and not load_cell.active
+                    and now - load_cell.cleared_at > cfg.quiet_after_refill_s
+                )
+                if quiet and not self._rich():
+                    self.before, self.fell_at = old, now
         return self.before is not None
 
     def update(self, ctx: Context, actions: list[Action]) -> None:
@@ -117,10 +123,12 @@ class Bridging:
         if drive >= cfg.drive_saturated_pct:
             self.starved_at = now
         fell = self._fell(ctx)
-        if sv.conds.update(
+        cond, present = self.cond, starved or fell
+        # (Updated only when that could change something: `Conditions.watch`.)
+        if (present or cond.active or cond.since is not None) and sv.conds.update(
             now,
             "bridging",
-            starved or fell,
+            present,
             cfg.bridging_confirm_s,
             lambda: (
                 f"API feeder at full drive delivers {pv:.2f} of {sp:.2f} kg/h: "
@@ -130,7 +138,7 @@ class Bridging:
                 f"{cfg.bridging_fall_window_s:.0f} s: bridging; the drive compensates"
             ),
         ):
-            raised = sv.conds.get("bridging").raised_at
+            raised = cond.raised_at
             if starved and now - raised > cfg.bridging_stop_s and sv.enabled:
                 why = f"API feeder bridged for {now - raised:.0f} s: stopping"
                 actions.append(Action("line", "stop", None, why))
@@ -155,7 +163,6 @@ class Reconciliation:
         self.curve = FeedFactorCurve(cfg.feed_factor_curve_s, cfg.feed_factor_curve_span_kg)
         api = cfg.api_feeder
         self.hopper_tag = f"{api}.hopper_mass"  # (and its feed factor and mode: `Context`)
-        self.api_sp_tag = f"{api}.mass_flow_sp"
         self.was_quiet = False
         self.hopper_before = math.nan  # the hopper's reading at the last decision
         # One-sided cumulative sums of the learnt feed factor's excess over the curve beyond
@@ -167,6 +174,12 @@ class Reconciliation:
         # A load cell was diagnosed while the probe was suspect: both faults are there (the
         # probe is not cleared by the load cell's signature: `blamed_wrongly`)
         self.both_faults = False
+        conds = sv.conds  # (its conditions, kept: `Conditions.watch`)
+        self.load_cell, self.drift = (
+            conds.watch("load_cell_drift"),
+            conds.watch("feed_factor_drift"),
+        )
+        self.disagrees, self.bridge = conds.watch("nir_disagrees"), conds.watch("bridging")
 
     def usual(self, hopper: float | None = None) -> float | None:
         """The feed factor the API feeder's powder usually has at this hopper mass (by
@@ -182,8 +195,7 @@ class Reconciliation:
         feed_factor, hopper = ctx.feed_factor, ctx.hopper
         gap = blend.unexplained(blend.disagreement.value or 0.0)
         gravimetric = ctx.gravimetric
-        # (Each condition fetched once: neither is updated before its last use below.)
-        load_cell_cond, bridge = conds.get("load_cell_drift"), conds.get("bridging")
+        load_cell_cond, bridge = self.load_cell, self.bridge
         bridged = bridge.active
         # The API feeder's learnt feed factor is disturbed by its own refills (densified
         # powder), not by the other feeders': theirs come every few minutes and would hide a
@@ -213,7 +225,7 @@ class Reconciliation:
             self.fast.update(feed_factor, ctx.dt)
             if math.isfinite(hopper):
                 self.fast_hopper.update(hopper, ctx.dt)
-            if not (load_cell_cond.active or conds.active("feed_factor_drift")):
+            if not (load_cell_cond.active or self.drift.active):
                 # While a load cell drifts, the feed factor it seems to have is measured
                 # against the one before the drift: the compensation and the fail-safe's
                 # explanation of the NIR's gap both rest on it. Nor is a diagnosed drift's
@@ -327,17 +339,20 @@ class Reconciliation:
             and not consistent
             and abs(change) < cfg.probe_feed_factor_limit
         )
-        was_disagreeing = conds.active("nir_disagrees")
-        disagreeing = conds.update(
-            now,
-            "nir_disagrees",
-            probe_suspect,
-            cfg.nir_disagrees_confirm_s,
-            lambda: (
-                f"NIR disagrees with the feeders by {gap:+.2f} % w/w and no feeder "
-                "explains it: probe fault, not trimming feeders on it"
-            ),
-        )
+        # (Each condition is updated only when that could change something: `Conditions.watch`.)
+        disagrees = self.disagrees
+        was_disagreeing, disagreeing = disagrees.active, False
+        if probe_suspect or was_disagreeing or disagrees.since is not None:
+            disagreeing = conds.update(
+                now,
+                "nir_disagrees",
+                probe_suspect,
+                cfg.nir_disagrees_confirm_s,
+                lambda: (
+                    f"NIR disagrees with the feeders by {gap:+.2f} % w/w and no feeder "
+                    "explains it: probe fault, not trimming feeders on it"
+                ),
+            )
         if disagreeing and not was_disagreeing and not blend.nir_suspect:
             blend.suspect_probe(gap)
             conds.alarm(now, "nir_bias", True, "NIR reconciled against the feeders: biased")
@@ -348,7 +363,7 @@ class Reconciliation:
         # set the API 34 % high and 400 s of tablets at 114 % LC were diverted).
         moved = hopper - self.hopper_before if math.isfinite(self.hopper_before) else 0.0
         self.hopper_before = hopper
-        fed = sv.tel.v(self.api_sp_tag, 0.0) * ctx.dt / 3600.0
+        fed = sv.shared.api_sp * ctx.dt / 3600.0
         if was_drifting and api_refill < now and abs(moved + fed) > cfg.retare_jump_kg:
             conds.update(
                 now, "load_cell_drift", False, 0.0, "", "API load cell re-tared: reads true"
@@ -364,25 +379,31 @@ class Reconciliation:
             blend.disagreement.value = None
             blend.retared_at = now
         elif now - api_refill > cfg.quiet_after_refill_s:
-            load_cell = conds.update(
-                now,
-                "load_cell_drift",
+            drifting = (
                 ctx.settled
                 and (consistent or blamed_wrongly)
-                and abs(change) > cfg.load_cell_change,
-                cfg.load_cell_confirm_s,
-                lambda: (
-                    f"API feeder reads {change:+.1%} more per % drive and NIR disagrees by "
-                    f"{raw_gap if blamed_wrongly else gap:+.2f} % w/w: its load cell is "
-                    "drifting; trusting NIR"
-                ),
+                and abs(change) > cfg.load_cell_change
             )
+            load_cell = False
+            if drifting or was_drifting or load_cell_cond.since is not None:
+                load_cell = conds.update(
+                    now,
+                    "load_cell_drift",
+                    drifting,
+                    cfg.load_cell_confirm_s,
+                    lambda: (
+                        f"API feeder reads {change:+.1%} more per % drive and NIR disagrees by "
+                        f"{raw_gap if blamed_wrongly else gap:+.2f} % w/w: its load cell is "
+                        "drifting; trusting NIR"
+                    ),
+                )
             if load_cell and not was_drifting and blamed_wrongly:
                 blend.suspect_probe(None)
                 conds.alarm(
                     now, "nir_bias", False, "the API feeder's load cell explains the NIR's gap"
                 )
-            sv.loops.compensate_load_cell(was_drifting, load_cell, change, actions)
+            if was_drifting or load_cell:  # (else nothing to compensate: a call saved)
+                sv.loops.compensate_load_cell(was_drifting, load_cell, change, actions)
         else:
             # After a refill the learnt feed factor carries the densified powder's: the
             # verdict and the compensation stand until it is over (standard campaign: a
@@ -399,26 +420,30 @@ class Reconciliation:
             nir_now, feeders_now = blend.nir_value, blend.feeders_value
             if nir_now is not None and feeders_now is not None:
                 summed = abs(blend.unexplained(nir_now - feeders_now)) < limit
-        conds.update(
-            now,
-            "feed_factor_drift",
-            # (The sums gather only in quiet times, and are held through a refill: past their
-            # limit they need no more quiet; random campaign 9, a refill 20 s before a 0.98 /h
-            # drift's confirmation, then 300 s of quiet, then the drift's end.)
+        # (The sums gather only in quiet times, and are held through a refill: past their
+        # limit they need no more quiet; random campaign 9, a refill 20 s before a 0.98 /h
+        # drift's confirmation, then 300 s of quiet, then the drift's end.)
+        drift = (
             ctx.settled
             and ((api_quiet and abs(change) > cfg.feed_factor_drift_change) or summed)
-            and abs(gap) < limit,
-            cfg.feed_factor_cusum_confirm_s if summed else cfg.feed_factor_drift_confirm_s,
-            lambda: (
-                f"API feeder needs {-change:+.1%} drive for its flow: feed factor "
-                "drifting (bulk density); the feeder compensates"
-                if not summed
-                else f"API feeder's feed factor "
-                f"{'above' if self.cusum_up > self.cusum_down else 'below'} its usual by over "
-                f"{cfg.feed_factor_cusum_allowance:.1%} for long (cumulative {cusum:.2f} s): "
-                "feed factor drifting (bulk density); the feeder compensates"
-            ),
+            and abs(gap) < limit
         )
+        if drift or self.drift.active or self.drift.since is not None:
+            conds.update(
+                now,
+                "feed_factor_drift",
+                drift,
+                cfg.feed_factor_cusum_confirm_s if summed else cfg.feed_factor_drift_confirm_s,
+                lambda: (
+                    f"API feeder needs {-change:+.1%} drive for its flow: feed factor "
+                    "drifting (bulk density); the feeder compensates"
+                    if not summed
+                    else f"API feeder's feed factor "
+                    f"{'above' if self.cusum_up > self.cusum_down else 'below'} its usual by "
+                    f"over {cfg.feed_factor_cusum_allowance:.1%} for long (cumulative "
+                    f"{cusum:.2f} s): feed factor drifting (bulk density); the feeder compensates"
+                ),
+            )
 
 
 class NirDropout:
@@ -426,19 +451,21 @@ class NirDropout:
 
     def __init__(self, sv: Supervisor) -> None:
         self.sv = sv
+        self.cond = sv.conds.watch("nir_dropout")
 
     def update(self, ctx: Context, actions: list[Action]) -> None:
-        sv, cfg = self.sv, self.sv.cfg
+        sv, cfg, cond = self.sv, self.sv.cfg, self.cond
         bad = sv.blend.nir.bad_fraction
-        active = sv.conds.active("nir_dropout")
+        active = cond.active
         dropping = bad > (cfg.dropout_clear if active else cfg.dropout_raise)
-        sv.conds.update(
-            ctx.now,
-            "nir_dropout",
-            dropping,
-            cfg.dropout_confirm_s,
-            lambda: f"{bad:.0%} of NIR spectra lost or spiky: using the robust estimate",
-        )
+        if dropping or active or cond.since is not None:  # (else no change: `watch`)
+            sv.conds.update(
+                ctx.now,
+                "nir_dropout",
+                dropping,
+                cfg.dropout_confirm_s,
+                lambda: f"{bad:.0%} of NIR spectra lost or spiky: using the robust estimate",
+            )
 
 
 def _noise_message(feeder: str, rsd: float, usual: float | None) -> str:
@@ -458,44 +485,58 @@ class FeederNoise:
         cfg = sv.cfg
         self.feeders = (cfg.api_feeder, *cfg.other_feeders)
         self.names = {feeder: f"feeder_noise:{feeder}" for feeder in self.feeders}
-        self.usual: dict[str, Ewma] = {}
+        # feeder -> its usual noise (learnt once it has a full window of flow readings)
+        self.usual = {feeder: Ewma(cfg.noise_base_s) for feeder in self.feeders}
         self.ratio: dict[str, float] = {}  # feeder -> its noise over its usual, when last judged
+        # Each feeder with its condition's name and its usual, and whether it is the API
+        # feeder: looked up once, not every decision (measured with the rest of `Detectors`:
+        # see `Bridging._fell`)
+        self._judged = tuple(
+            (
+                feeder,
+                self.names[feeder],
+                self.usual[feeder],
+                feeder == cfg.api_feeder,
+                sv.conds.watch(self.names[feeder]),
+            )
+            for feeder in self.feeders
+        )
 
     def update(self, ctx: Context, actions: list[Action]) -> None:
         sv, cfg, now = self.sv, self.sv.cfg, ctx.now
-        for feeder in self.feeders:
-            if sv.blend.flow_count.get(feeder, 0) < cfg.flow_window:
+        blend, conds = sv.blend, sv.conds
+        counts, refilled_at, flow_noise = blend.flow_count, blend.refilled_at, blend.flow_noise
+        for feeder, name, baseline, api, cond in self._judged:
+            if counts.get(feeder, 0) < cfg.flow_window:
                 continue
-            baseline = self.usual.get(feeder)
-            if baseline is None:
-                baseline = self.usual[feeder] = Ewma(cfg.noise_base_s)
-            name = self.names[feeder]
             # The noise counts only between the feeder's own refills: until then the verdict
             # stands (a noisy feeder stays noisy through a refill, and its guard band with
             # it). Its flow about its own setpoint is its own: another feeder's refill or
             # bridge does not make it noisy (random campaign 4 compound: an excipient feeder
             # 13.7x noisier for 19 minutes, unjudged under the API feeder's bridge).
-            own_refill = sv.blend.refilled_at.get(feeder, -math.inf)
-            if now - own_refill <= cfg.quiet_after_refill_s or (
-                feeder == cfg.api_feeder and not ctx.steady
-            ):
+            own_refill = refilled_at.get(feeder, -math.inf)
+            if now - own_refill <= cfg.quiet_after_refill_s or (api and not ctx.steady):
                 continue
-            rsd = sv.blend.flow_noise[feeder].sd
+            rsd = flow_noise[feeder].sd
             usual = baseline.value
             noisy = usual is not None and ctx.settled and rsd > cfg.noise_ratio * usual
             self.ratio[feeder] = rsd / usual if usual else 1.0
-            # (The message is worded only for a raise, and only a noisy feeder is raised.)
-            message = partial(_noise_message, feeder, rsd, usual) if noisy else ""
-            if not sv.conds.update(now, name, noisy, cfg.noise_confirm_s, message):
+            # (The message is worded only for a raise, and only a noisy feeder is raised; the
+            # condition is updated only when that could change something: `Conditions.watch`.)
+            active = False
+            if noisy or cond.active or cond.since is not None:
+                message = partial(_noise_message, feeder, rsd, usual) if noisy else ""
+                active = conds.update(now, name, noisy, cfg.noise_confirm_s, message)
+            if not active:
                 baseline.update(rsd, ctx.dt)
         # The noisiest of the noisy feeders' ratios, 1.0 when none is (`max(ratios,
         # default=1.0)`, by comparison as in `Supervisor.step`).
-        # (A feeder has a ratio once its condition has been updated: its condition is there.)
-        conditions, worst = sv.conds.items, None
+        # (A feeder's condition is there from the start: `Conditions.watch`.)
+        conditions, names, worst = conds.items, self.names, None
         for feeder, ratio in self.ratio.items():
-            if conditions[self.names[feeder]].active and (worst is None or ratio > worst):
+            if conditions[names[feeder]].active and (worst is None or ratio > worst):
                 worst = ratio
-        sv.blend.noise_ratio = 1.0 if worst is None else worst
+        blend.noise_ratio = 1.0 if worst is None else worst
 
 
 class Mismatch:
@@ -514,19 +555,21 @@ class Mismatch:
     ) -> None:
         self.sv, self.name, self.sp_tag, self.pv_tag = sv, name, sp_tag, pv_tag
         self.off, self.delay_s, self.message = off, delay_s, message
+        self.cond = sv.conds.watch(name)
 
-    def update(self, ctx: Context, actions: list[Action]) -> bool:
+    def update(self, ctx: Context, sp: float, pv: float) -> bool:
+        """Judge the drive on its setpoint `sp` and measured value `pv` (read by the caller:
+        the fill depth's are `Shared`)."""
         sv, cfg = self.sv, self.sv.cfg
-        sp, pv = sv.tel.v(self.sp_tag), sv.tel.v(self.pv_tag)
         if self.off == "impeller":
             present = pv < cfg.impeller_share * sp
         elif self.off == "turret":
             present = abs(pv - sp) > cfg.turret_offset_rpm
         else:
             present = abs(sp - pv) > cfg.stiction_mm
-        cond = sv.conds.items.get(self.name)
-        if not present and cond is not None and not cond.active and cond.since is None:
-            return False  # nothing to debounce: the update would change nothing
+        cond = self.cond
+        if not present and not cond.active and cond.since is None:
+            return False  # nothing to debounce: the update would change nothing (`watch`)
         return sv.conds.update(
             ctx.now, self.name, present, self.delay_s, lambda: self.message.format(pv=pv, sp=sp)
         )
@@ -538,11 +581,11 @@ class Density:
     def __init__(self, sv: Supervisor) -> None:
         self.sv = sv
         self.base = Ewma(sv.cfg.density_base_s)
-        self.depth_tag = f"{sv.cfg.press}.fill_depth_pv"
+        self.cond = sv.conds.watch("lot_density_change")
 
     def update(self, ctx: Context, actions: list[Action]) -> None:
         sv, cfg = self.sv, self.sv.cfg
-        depth = sv.tel.v(self.depth_tag)
+        depth = sv.shared.depth_pv
         if not (sv.gate.weights and math.isfinite(depth) and depth > 0):
             return
         ratio = sv.gate.weight_mean / depth
@@ -578,19 +621,22 @@ class Density:
                         "bulk density changed; the weight loop trims fill depth"
                     ),
                 )
-            elif (cond := sv.conds.get("lot_density_change")).since is not None:
+            elif (cond := self.cond).since is not None:
                 sv.conds.update(ctx.now, "lot_density_change", cond.active, 0.0, "")
             return
-        if not sv.conds.update(
-            ctx.now,
-            "lot_density_change",
-            present,
-            cfg.density_confirm_s,
-            lambda: (
-                f"{shift:+.1%} tablet weight per mm of fill depth: the blend's "
-                "bulk density changed; the weight loop trims fill depth"
-            ),
-        ):
+        cond, changed = self.cond, False
+        if present or cond.active or cond.since is not None:  # (else no change: `watch`)
+            changed = sv.conds.update(
+                ctx.now,
+                "lot_density_change",
+                present,
+                cfg.density_confirm_s,
+                lambda: (
+                    f"{shift:+.1%} tablet weight per mm of fill depth: the blend's "
+                    "bulk density changed; the weight loop trims fill depth"
+                ),
+            )
+        if not changed:
             self.base.update(ratio, ctx.dt)
 
 
@@ -602,6 +648,7 @@ class PunchWear:
         self.base = Ewma(sv.cfg.wear_base_s)
         p = sv.cfg.press
         self.tags = (f"{p}.thickness", f"{p}.main_gap_sp")
+        self.cond = sv.conds.watch("punch_wear")
 
     def update(self, ctx: Context, actions: list[Action]) -> None:
         sv, cfg = self.sv, self.sv.cfg
@@ -612,16 +659,20 @@ class PunchWear:
             return  # a restart: the verdict stands, the usual is not learnt from a start-up
         base = self.base.value
         wear_mm = thickness - (base or thickness / gap_sp) * gap_sp
-        if not sv.conds.update(
-            ctx.now,
-            "punch_wear",
-            wear_mm > cfg.wear_mm,
-            cfg.wear_confirm_s,
-            lambda: (
-                f"tablets {wear_mm:.3f} mm thicker than the punch gap explains: "
-                "punch wear; maintenance due, hardness loop compensating"
-            ),
-        ):
+        cond, present = self.cond, wear_mm > cfg.wear_mm
+        worn = False  # (unless an update could change something: `Conditions.watch`)
+        if present or cond.active or cond.since is not None:
+            worn = sv.conds.update(
+                ctx.now,
+                "punch_wear",
+                present,
+                cfg.wear_confirm_s,
+                lambda: (
+                    f"tablets {wear_mm:.3f} mm thicker than the punch gap explains: "
+                    "punch wear; maintenance due, hardness loop compensating"
+                ),
+            )
+        if not worn:
             self.base.update(thickness / gap_sp, ctx.dt)
 
 
@@ -635,13 +686,23 @@ class RefillDisturbance:
 
     def __init__(self, sv: Supervisor) -> None:
         self.sv = sv
+        self.cond = sv.conds.watch("refill_disturbance")
 
     def update(self, ctx: Context, actions: list[Action]) -> None:
         sv, cfg, now = self.sv, self.sv.cfg, ctx.now
         windows = sv.gate.planner.windows
         blend = sv.blend
-        recent = [f for f, t in blend.refilled_at.items() if now - t < cfg.refill_window_s]
-        if any(blend.refill_peak.get(f, 0.0) > cfg.refill_spike for f in recent):
+        # A feeder refilled lately whose flow's bump went past `refill_spike` (a loop, not a
+        # list and a generator: measured with `Loops.run`'s, see there)
+        disturbed = False
+        for feeder, refilled in blend.refilled_at.items():
+            if (
+                now - refilled < cfg.refill_window_s
+                and blend.refill_peak.get(feeder, 0.0) > cfg.refill_spike
+            ):
+                disturbed = True
+                break
+        if disturbed:
             sv.conds.update(
                 now,
                 "refill_disturbance",
@@ -649,7 +710,7 @@ class RefillDisturbance:
                 0.0,
                 "blend disturbed by a feeder refill: diverting the predicted window",
             )
-        elif not windows:
+        elif not windows and (self.cond.active or self.cond.since is not None):  # (`watch`)
             passed = "refill disturbance has passed"
             sv.conds.update(now, "refill_disturbance", False, cfg.refill_clear_s, "", passed)
 
@@ -666,9 +727,8 @@ class Detectors:
         # One context, filled in afresh at each run (no detector keeps it)
         self._ctx = Context(0.0, 0.0, settled=False, steady=False, quiet=False)
         b, p, api = cfg.blender, cfg.press, cfg.api_feeder
-        self._api_tags = tuple(
-            f"{api}.{name}" for name in ("feed_factor", "mode", "hopper_mass", "drive_command")
-        )
+        # (Its feed factor and mode are `Shared`.)
+        self._api_tags = (f"{api}.hopper_mass", f"{api}.drive_command")
         self.bridging = Bridging(sv)
         self.reconciliation = Reconciliation(sv)
         self.nir_dropout = NirDropout(sv)
@@ -721,11 +781,11 @@ class Detectors:
         settled = since is not None and now - since > cfg.settle_s
         ctx = self._ctx
         ctx.now, ctx.dt, ctx.settled, ctx.steady, ctx.quiet = now, dt, settled, False, False
-        v, tags = sv.tel.v, self._api_tags
-        ctx.feed_factor, ctx.gravimetric = v(tags[0]), v(tags[1], 0) == 0
-        ctx.hopper, ctx.drive = v(tags[2]), v(tags[3])
+        v, tags, shared = sv.tel.v, self._api_tags, sv.shared
+        ctx.feed_factor, ctx.gravimetric = shared.feed_factor, shared.gravimetric
+        ctx.hopper, ctx.drive = v(tags[0]), v(tags[1])
         self.bridging.update(ctx, actions)
-        bridge = sv.conds.get("bridging")
+        bridge = self.bridging.cond
         # Feeder statistics mean something only away from refills, bridges and a saturated drive.
         ctx.steady = (
             not bridge.active
@@ -736,9 +796,10 @@ class Detectors:
         self.reconciliation.update(ctx, actions)
         self.nir_dropout.update(ctx, actions)
         self.feeder_noise.update(ctx, actions)
-        self.impeller.update(ctx, actions)
-        self.turret.update(ctx, actions)
-        if self.stiction.update(ctx, actions):
+        impeller, turret = self.impeller, self.turret
+        impeller.update(ctx, v(impeller.sp_tag), v(impeller.pv_tag))
+        turret.update(ctx, v(turret.sp_tag), v(turret.pv_tag))
+        if self.stiction.update(ctx, shared.depth_sp, shared.depth_pv):
             sv.loops.weight_deadband = max(sv.loops.weight_deadband, cfg.stiction_deadband_mg)
         else:
             sv.loops.weight_deadband = cfg.weight_deadband_mg

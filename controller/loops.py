@@ -22,7 +22,10 @@ class Loops:
     def __init__(self, sv: Supervisor) -> None:
         self.sv = sv
         cfg = self.cfg = sv.cfg
-        self.last_run: dict[str, float] = {}
+        # loop -> plant time it last ran (-inf: never, or to run at its next decision)
+        self.last_run = dict.fromkeys(
+            ("weight", "rate", "concentration", "hardness", "speed"), -math.inf
+        )
         self.level_integral = 0.0
         self.weight_deadband = cfg.weight_deadband_mg  # widened while the fill depth sticks
         self.api_compensation = 1.0  # API share over the recipe's, while a load cell drifts
@@ -33,13 +36,13 @@ class Loops:
         self.draining = False  # the impeller is held down while the blender's hold-up drains
         self.drain_set_at = 0.0  # when the drain last set the impeller (its ramp runs from it)
         self._depth_tags = (f"{cfg.press}.fill_depth_sp", f"{cfg.press}.fill_depth_pv")
-        # Read every decision by the drain: named once.
-        self._feed_sp_tags = tuple(f"{f}.mass_flow_sp" for f in self.feeders)
+        # Read every decision by the drain: named once (the API feeder's is `Shared.api_sp`).
+        self._feed_sp_tags = tuple(f"{f}.mass_flow_sp" for f in cfg.other_feeders)
         b = cfg.blender
         self._blender_tags = (f"{b}.throughput", f"{b}.speed_sp", f"{b}.speed_pv")
 
     def _due(self, loop: str, now: float, period: float) -> bool:
-        if now - self.last_run.get(loop, -math.inf) >= period:
+        if now - self.last_run[loop] >= period:
             self.last_run[loop] = now
             return True
         return False
@@ -49,29 +52,36 @@ class Loops:
         gate = sv.gate
         draining = self._drain(now, actions)
         stroking = self._stroke_test(now, actions)
-        if (
-            self._due("weight", now, cfg.weight_period_s)
-            and not stroking
-            and len(gate.weights) >= cfg.mean_of_tablets
-        ):
-            self._weight(actions)
-        if self._due("rate", now, cfg.rate_period_s) and gate.weights:
-            self._rate(actions)
-        if self._due("concentration", now, cfg.concentration_period_s):
+        # `_due` written out: five loops every decision, most of them not due (measured: the
+        # closed loop's instructions a plant second, with three of the detectors' calls made only
+        # when they can change something: 699,600 -> 685,200)
+        last = self.last_run
+        if now - last["weight"] >= cfg.weight_period_s:
+            last["weight"] = now
+            if not stroking and len(gate.weights) >= cfg.mean_of_tablets:
+                self._weight(actions)
+        if now - last["rate"] >= cfg.rate_period_s:
+            last["rate"] = now
+            if gate.weights:
+                self._rate(actions)
+        if now - last["concentration"] >= cfg.concentration_period_s:
+            last["concentration"] = now
             self._concentration(now, actions)
-        if self._due("hardness", now, cfg.hardness_period_s) and len(gate.hardness) >= (
-            cfg.hardness_samples
-        ):
-            self._hardness(actions)
-        if self._due("speed", now, cfg.speed_period_s) and not draining:
-            self._speed(actions)
+        if now - last["hardness"] >= cfg.hardness_period_s:
+            last["hardness"] = now
+            if len(gate.hardness) >= cfg.hardness_samples:
+                self._hardness(actions)
+        if now - last["speed"] >= cfg.speed_period_s:
+            last["speed"] = now
+            if not draining:
+                self._speed(actions)
 
     def _stroke_test(self, now: float, actions: list[Action]) -> bool:
         """Stroke the fill-depth actuator when it has sat still for `stroke_idle_s`, and put it
         back once it has followed or the stiction test has had its time. True while a test
         runs (the weight loop waits)."""
         cfg, sv = self.cfg, self.sv
-        sp, pv = sv.tel.v(self._depth_tags[0]), sv.tel.v(self._depth_tags[1])
+        sp, pv = sv.shared.depth_sp, sv.shared.depth_pv
         if not (math.isfinite(sp) and math.isfinite(pv)):
             return False
         if self.stroke is not None:
@@ -123,6 +133,7 @@ class Loops:
         throughput_tag, sp_tag, pv_tag = self._blender_tags
         outflow = tel.v(throughput_tag, 0.0)
         feed = 0.0
+        feed += self.sv.shared.api_sp
         for tag in self._feed_sp_tags:
             feed += tel.v(tag, 0.0)
         limit = cfg.drain_flow_ratio * feed
@@ -130,7 +141,7 @@ class Loops:
             if limit <= 0.0 or outflow <= limit:
                 return False
             self.draining, self.drain_set_at = True, now
-            self.last_run.pop("rate", None)  # the press follows the blender's outflow now
+            self.last_run["rate"] = -math.inf  # the press follows the blender's outflow now
         sp, pv = tel.v(sp_tag), tel.v(pv_tag)
         if not (math.isfinite(sp) and math.isfinite(pv)) or pv <= 1.0:
             return True  # the impeller stands (the line stopped): nothing leaves

@@ -35,6 +35,20 @@ class _TagView(Mapping[str, Reading]):
         return len(self._raw)
 
 
+@dataclass(slots=True)
+class Shared:
+    """Readings several units use at each decision, read once by `Supervisor.step`: the fill
+    depth by the gate, the stroke test and two detectors, the API feeder's by the blend, the
+    drain and the detectors (each `Telemetry.v` costs a call and a lookup; measured with the
+    rest: see `Supervisor.step`)."""
+
+    depth_sp: float = math.nan  # the press's fill depth, set...
+    depth_pv: float = math.nan  # ...and measured
+    feed_factor: float = math.nan  # the API feeder's learnt feed factor
+    gravimetric: bool = False  # the API feeder's mode reads gravimetric (0)
+    api_sp: float = 0.0  # the API feeder's flow setpoint (0.0 when not shown)
+
+
 class Telemetry:
     """Tag readings as they arrive (value, quality, source time) and the newest source time."""
 
@@ -70,10 +84,13 @@ class Telemetry:
 
     def v(self, name: str, default: float = math.nan) -> float:
         """A tag's value as a number, or `default` when there is none."""
-        reading = self.raw.get(name)
-        if reading is None:
+        # A subscript, not `dict.get` (a method call): some thirty a decision, and every tag
+        # is there but before the first snapshot (measured, with `Conditions`' alike: the
+        # closed loop's instructions a plant second 685,200 -> 680,100)
+        try:
+            value = self.raw[name][0]
+        except KeyError:
             return default
-        value = reading[0]
         return default if value is None else float(value)
 
     def has(self, name: str) -> bool:
