@@ -531,7 +531,7 @@ class Blend:
             # little: holding on theirs held the fail-safe, and the diversion, for good.
             present = True
         cond = self._disagree
-        if present or cond.active or cond.since is not None:  # (else no change: `watch`)
+        if cond.moved_by(present):  # (else no change: `watch`)
             self.conds.update(
                 now,
                 "estimates_disagree",

@@ -26,6 +26,13 @@ class Condition:
     raised_at: float = field(default=-math.inf)
     cleared_at: float = field(default=-math.inf)
 
+    def moved_by(self, present: bool) -> bool:
+        """Whether `Conditions.update` with this signal would do anything: not when the signal
+        is absent, the condition inactive and not on its way to change. A detector that keeps
+        its condition (`Conditions.watch`) asks first, and skips the update and the message it
+        would word (nearly all of the dozen a decision)."""
+        return present or self.active or self.since is not None
+
 
 INACTIVE = Condition()  # what a condition never yet evaluated reads as (do not change it)
 

@@ -30,10 +30,9 @@ class Context:
     settled: bool  # producing long enough for learnt baselines to mean something
     steady: bool  # no bridge now or lately, the API drive not saturated
     quiet: bool  # steady, and no feeder refilled lately
-    # The API feeder's readings three detectors use, each read once a run (`Telemetry.v`
-    # costs a call; measured with the rest of `Detectors.run`'s: see there)
-    feed_factor: float = math.nan
-    gravimetric: bool = False  # its mode reads gravimetric (0)
+    # The API feeder's readings only detectors use, each read once a run (`Telemetry.v`
+    # costs a call; measured with the rest of `Detectors.run`'s: see there). Its feed factor
+    # and mode, which the blend uses too, are the supervisor's `Shared`.
     hopper: float = math.nan
     drive: float = math.nan
 
@@ -73,9 +72,9 @@ class Bridging:
     def _fell(self, ctx: Context) -> bool:
         """Whether the learnt feed factor fell fast and has not come back."""
         sv, cfg, now = self.sv, self.sv.cfg, ctx.now
-        ff = ctx.feed_factor
+        ff = sv.shared.feed_factor
         history = self.history
-        if not (math.isfinite(ff) and ctx.gravimetric):
+        if not (math.isfinite(ff) and sv.shared.gravimetric):
             history.clear()  # volumetric: the feed factor is not learnt, nothing to compare
             return self.before is not None
         history.append((now, ff))
@@ -125,7 +124,7 @@ class Bridging:
         fell = self._fell(ctx)
         cond, present = self.cond, starved or fell
         # (Updated only when that could change something: `Conditions.watch`.)
-        if (present or cond.active or cond.since is not None) and sv.conds.update(
+        if cond.moved_by(present) and sv.conds.update(
             now,
             "bridging",
             present,
@@ -192,9 +191,8 @@ class Reconciliation:
     def update(self, ctx: Context, actions: list[Action]) -> None:
         sv, cfg, now = self.sv, self.sv.cfg, ctx.now
         conds, blend = sv.conds, sv.blend
-        feed_factor, hopper = ctx.feed_factor, ctx.hopper
+        feed_factor, gravimetric, hopper = sv.shared.feed_factor, sv.shared.gravimetric, ctx.hopper
         gap = blend.unexplained(blend.disagreement.value or 0.0)
-        gravimetric = ctx.gravimetric
         load_cell_cond, bridge = self.load_cell, self.bridge
         bridged = bridge.active
         # The API feeder's learnt feed factor is disturbed by its own refills (densified
@@ -342,7 +340,7 @@ class Reconciliation:
         # (Each condition is updated only when that could change something: `Conditions.watch`.)
         disagrees = self.disagrees
         was_disagreeing, disagreeing = disagrees.active, False
-        if probe_suspect or was_disagreeing or disagrees.since is not None:
+        if disagrees.moved_by(probe_suspect):
             disagreeing = conds.update(
                 now,
                 "nir_disagrees",
@@ -385,7 +383,7 @@ class Reconciliation:
                 and abs(change) > cfg.load_cell_change
             )
             load_cell = False
-            if drifting or was_drifting or load_cell_cond.since is not None:
+            if load_cell_cond.moved_by(drifting):
                 load_cell = conds.update(
                     now,
                     "load_cell_drift",
@@ -428,7 +426,7 @@ class Reconciliation:
             and ((api_quiet and abs(change) > cfg.feed_factor_drift_change) or summed)
             and abs(gap) < limit
         )
-        if drift or self.drift.active or self.drift.since is not None:
+        if self.drift.moved_by(drift):
             conds.update(
                 now,
                 "feed_factor_drift",
@@ -458,7 +456,7 @@ class NirDropout:
         bad = sv.blend.nir.bad_fraction
         active = cond.active
         dropping = bad > (cfg.dropout_clear if active else cfg.dropout_raise)
-        if dropping or active or cond.since is not None:  # (else no change: `watch`)
+        if cond.moved_by(dropping):  # (else no change: `watch`)
             sv.conds.update(
                 ctx.now,
                 "nir_dropout",
@@ -524,7 +522,7 @@ class FeederNoise:
             # (The message is worded only for a raise, and only a noisy feeder is raised; the
             # condition is updated only when that could change something: `Conditions.watch`.)
             active = False
-            if noisy or cond.active or cond.since is not None:
+            if cond.moved_by(noisy):
                 message = partial(_noise_message, feeder, rsd, usual) if noisy else ""
                 active = conds.update(now, name, noisy, cfg.noise_confirm_s, message)
             if not active:
@@ -625,7 +623,7 @@ class Density:
                 sv.conds.update(ctx.now, "lot_density_change", cond.active, 0.0, "")
             return
         cond, changed = self.cond, False
-        if present or cond.active or cond.since is not None:  # (else no change: `watch`)
+        if cond.moved_by(present):  # (else no change: `watch`)
             changed = sv.conds.update(
                 ctx.now,
                 "lot_density_change",
@@ -661,7 +659,7 @@ class PunchWear:
         wear_mm = thickness - (base or thickness / gap_sp) * gap_sp
         cond, present = self.cond, wear_mm > cfg.wear_mm
         worn = False  # (unless an update could change something: `Conditions.watch`)
-        if present or cond.active or cond.since is not None:
+        if cond.moved_by(present):
             worn = sv.conds.update(
                 ctx.now,
                 "punch_wear",
@@ -710,7 +708,7 @@ class RefillDisturbance:
                 0.0,
                 "blend disturbed by a feeder refill: diverting the predicted window",
             )
-        elif not windows and (self.cond.active or self.cond.since is not None):  # (`watch`)
+        elif not windows and self.cond.moved_by(False):  # (`watch`)
             passed = "refill disturbance has passed"
             sv.conds.update(now, "refill_disturbance", False, cfg.refill_clear_s, "", passed)
 
@@ -782,7 +780,6 @@ class Detectors:
         ctx = self._ctx
         ctx.now, ctx.dt, ctx.settled, ctx.steady, ctx.quiet = now, dt, settled, False, False
         v, tags, shared = sv.tel.v, self._api_tags, sv.shared
-        ctx.feed_factor, ctx.gravimetric = shared.feed_factor, shared.gravimetric
         ctx.hopper, ctx.drive = v(tags[0]), v(tags[1])
         self.bridging.update(ctx, actions)
         bridge = self.bridging.cond

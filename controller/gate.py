@@ -367,7 +367,7 @@ class Gate:
         )
         cond, present = self._stuck, stuck or stuck_at_reject
         active = False  # (unless an update could change something: `Conditions.watch`)
-        if present or cond.active or cond.since is not None:
+        if cond.moved_by(present):
             active = sv.conds.update(
                 now,
                 "diverter_stuck",

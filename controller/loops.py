@@ -132,8 +132,7 @@ class Loops:
         cfg, tel = self.cfg, self.sv.tel
         throughput_tag, sp_tag, pv_tag = self._blender_tags
         outflow = tel.v(throughput_tag, 0.0)
-        feed = 0.0
-        feed += self.sv.shared.api_sp
+        feed = self.sv.shared.api_sp
         for tag in self._feed_sp_tags:
             feed += tel.v(tag, 0.0)
         limit = cfg.drain_flow_ratio * feed

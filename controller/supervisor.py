@@ -95,10 +95,7 @@ class Supervisor:
         """`observe` for a whole snapshot at once: tag -> (value, quality, source time);
         `newest`, its newest source time, when the sender knows it without a look at each."""
         self.tel.observe_all(readings, newest)
-        nir = readings.get(self._nir_tag)
-        if nir is not None:
-            value, quality, source_time = nir
-            self.blend.observe_nir(float(value), quality == "good", source_time)
+        self._observe_probe(readings)
 
     def observe_plant(
         self, show: Callable[[dict[str, tuple[Any, str, float]]], None], newest: float
@@ -107,9 +104,13 @@ class Supervisor:
         into the telemetry's table (no dict of its own in between: the in-process closed loop's
         hot path); `newest`, its newest source time. The snapshot has every tag the plant
         shows, the probe's included."""
-        tel = self.tel
-        tel.observe_shown(show, newest)
-        nir = tel.raw.get(self._nir_tag)
+        self.tel.observe_shown(show, newest)
+        self._observe_probe(self.tel.raw)
+
+    def _observe_probe(self, readings: Mapping[str, tuple[Any, str, float]]) -> None:
+        """Give the blend's NIR estimator the probe's reading in a snapshot just taken, if it
+        has one (`observe_all`, `observe_plant`)."""
+        nir = readings.get(self._nir_tag)
         if nir is not None:
             value, quality, source_time = nir
             self.blend.observe_nir(float(value), quality == "good", source_time)
@@ -180,7 +181,7 @@ class Supervisor:
         self.blend.every_spectrum = self.interval_s <= cfg.nir_period_s / 2
         self._set_gate_lead()
         stale, cond = now - self.tel.newest > cfg.stale_telemetry_s, self._stale
-        if (stale or cond.active or cond.since is not None) and self.conds.update(  # (`watch`)
+        if cond.moved_by(stale) and self.conds.update(  # (`watch`)
             now,
             "stale_telemetry",
             stale,
