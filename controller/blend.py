@@ -199,7 +199,17 @@ class Blend:
             # made the blend richer by as much, then 181 tablets released at 105 % LC).
             api_refill = self.refilled_at.get(cfg.api_feeder, -math.inf)
             half = cfg.reconcile_limit_pct / 2
-            if not (self.nir_suspect and abs(gap) < half and abs(c_nir - c_feeders) < half):
+            # Nor while the API feeder's feed factor is found drifting: a load cell's drift
+            # is seen so when the probe is suspect, and the feeders it moves are then no
+            # referee (random campaign 68 compound: a -2.6 % w/w probe believed again on
+            # agreement with feeders a -33 % load cell misled, 382 tablets at 123-130 % LC
+            # released).
+            if not (
+                self.nir_suspect
+                and abs(gap) < half
+                and abs(c_nir - c_feeders) < half
+                and not self.conds.active("feed_factor_drift")
+            ):
                 self._agree_since = None
             elif self._agree_since is None:
                 self._agree_since = now
@@ -255,12 +265,16 @@ class Blend:
         refilled = max(
             self.refilled_at.get(cfg.api_feeder, -math.inf), self.retared_at, self.started_at
         )
-        # A suspect probe is not judged again by small steps: one back by its offset is as
-        # like a drift the feeders cannot see (random campaign 48 compound: a load cell's
-        # drift making the blend richer by 0.28 % w/w in half a minute, taken for a -0.25 %
-        # w/w probe stepping back, 167 tablets at 105 % LC released). It is believed again on
-        # agreement that lasts, or on a step back the spike test sees.
-        if self.nir_suspect or now - refilled < cfg.refill_window_s + cfg.small_step_before_s:
+        # A suspect probe is judged again by a small step only when it is one back by its
+        # offset, flat before, with the API feeder's feed factor steadier still
+        # (`step_back_feed_factor_range`): a step back is as like a drift the feeders cannot
+        # see (random campaign 48 compound: a load cell's drift making the blend richer by
+        # 0.28 % w/w in half a minute, taken for a -0.25 % w/w probe stepping back, 167
+        # tablets at 105 % LC released), and such a drift moves the feed factor. Else it is
+        # believed again on agreement that lasts (random campaign 16 compound: a -0.48 % w/w
+        # bias's end, believed only when the averaged gap had come back 140 s later, diverted
+        # 0.8 kg of good tablets judged at 105 % LC).
+        if now - refilled < cfg.refill_window_s + cfg.small_step_before_s:
             self._small_step_since = None
             return
         big = self.nir.last_step
@@ -286,7 +300,15 @@ class Blend:
             # it with the blend, a ramp the RTD curves into a step (random campaign 1: a +34 %
             # drift's lean blend taken for a -0.35 % w/w probe step, 82 tablets released).
             span = self._api_feed_factor
-            moving = span.high - span.low > cfg.small_step_feed_factor_range * span.high
+            # (A step back by a suspect probe's offset is held to a steadier feed factor: a
+            # load cell's drift making the blend richer by the offset moved it 3 % in the
+            # minute before, random campaign 48 compound; 12 tablets at 105 % LC released.)
+            most = (
+                cfg.step_back_feed_factor_range
+                if self.nir_suspect
+                else cfg.small_step_feed_factor_range
+            )
+            moving = span.high - span.low > most * span.high
             if not flat or moving or abs(step) < cfg.small_step_pct:
                 step = 0.0
             else:
@@ -307,6 +329,22 @@ class Blend:
             return
         if now - self._small_step_since >= cfg.small_step_confirm_s:
             self._small_step_since = None
+            if self.nir_suspect:
+                offset = self.probe_offset
+                if (
+                    offset is not None
+                    and step * offset < 0
+                    and abs(step + offset) <= cfg.explained_share * abs(offset)
+                ):
+                    self.probe_stepped_back()
+                    self.conds.alarm(
+                        now,
+                        "nir_bias",
+                        False,
+                        f"NIR stepped back by {step:+.2f} % w/w against the feeders: reads "
+                        "true again",
+                    )
+                return
             self.small_step_at = now
             self.suspect_probe(step)
             self.conds.alarm(
@@ -329,6 +367,8 @@ class Blend:
         probe fault, 2 kg of good tablets diverted)."""
         self.suspect_probe(None)
         self.disagreement.value = None
+        # Nor is the step back judged again as a new small step away from the feeders.
+        self._gap_history.clear()
 
     def _judge_nir_step(self, now: float, c_nir: float | None, c_feeders: float | None) -> None:
         cfg = self.cfg

@@ -188,6 +188,9 @@ class ControllerConfig:
     # factor must stay within this over the last minute (its own noise spans 2-3 %; a load
     # cell drifting enough to step the blend by 0.25 % w/w in half a minute moves it 5 % and
     # more)
+    step_back_feed_factor_range: float = 0.02  # fraction: and within this for a suspect
+    # probe's step back by its offset, which a load cell's drift can mimic (random campaign
+    # 48 compound: 3 % in the minute before; a probe's bias ending: 1.2 %, campaign 16)
     small_step_confirm_s: float = 10.0  # s it must hold as the window slides: a ramp soon
     # enters the stretch before and fails the flatness
     reconcile_window_s: float = 60.0  # time constant of the NIR-feeder reconciliation
@@ -228,6 +231,9 @@ class ControllerConfig:
     retare_jump_kg: float = 0.005  # kg the API hopper's reading may move in one decision
     # between refills, beyond what the feeder feeds (0.6 g a second), before it counts as
     # re-tared
+    retare_relearn_s: float = 300.0  # s after a re-tare within which the compensation follows
+    # the feeder relearning its feed factor: a gravimetric feeder relearns in a minute or two
+    # (the twin's 30-s time constant: a 15 % error within 1 % in 80 s), a refill may hold it
     feed_factor_drift_change: float = 0.03  # fraction: 6x the recent average's spread about
     # the feed-factor curve (0.5 % on fault-free runs, at most 1.75 %; against a long-run
     # average, which the hopper's emptying moves, it was 1.4 % and up to 4.4 %)

@@ -381,7 +381,13 @@ class Loops:
             actions.append(Action("setpoint", f"{feeder}.mass_flow_sp", value, reason))
 
     def compensate_load_cell(
-        self, was: bool, now_active: bool, change: float, actions: list[Action]
+        self,
+        was: bool,
+        now_active: bool,
+        change: float,
+        actions: list[Action],
+        *,
+        relearning: bool = False,
     ) -> None:
         """A drifting load cell makes the feeder deliver 1/(1+change) of what it reports: set
         the recipe's API share times (1+change) at once (following the drift as it ramps), and
@@ -402,9 +408,14 @@ class Loops:
         recipe = total * cfg.label_claim_mg / cfg.target_weight_mg
         if now_active:
             self.api_compensation = factor
+            why = (
+                f"API load cell re-tared, its feeder's learnt feed factor still {change:+.1%}"
+                if relearning
+                else f"API load cell reads {change:+.1%}"
+            )
             reason = (
-                f"API load cell reads {change:+.1%}: setting the recipe's "
-                f"{recipe:.3f} kg/h {factor - 1:+.1%} to keep the true flow"
+                f"{why}: setting the recipe's {recipe:.3f} kg/h {factor - 1:+.1%} to keep the "
+                "true flow"
             )
             self.set_api_share(recipe * factor, reason, actions)
         else:

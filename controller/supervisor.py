@@ -208,6 +208,9 @@ class Supervisor:
                 self.blend.update(now, dt)
                 self.gate.judge_startup(now)
             held = self.gate.check_held_gate(now, state)
+            reconciliation = self.detectors.reconciliation
+            if reconciliation.relearning and state != STARTING:
+                reconciliation.end_relearning(held)
             if state == STARTING and self.enabled and not held:
                 self.loops.run_start_up(now, held)
             return quarantines + held if quarantines else held
