@@ -408,24 +408,40 @@ for _action in ("start", "stop", "abort", "reset"):
 @plant_command("run")
 def run_scenario(
     scenario_file: Annotated[Path, typer.Argument(help="Scenario YAML (see apps/scenario.py).")],
+    start: Annotated[
+        str,
+        typer.Option(
+            "--start",
+            help="Plant-clock time the scenario's times count from: now, or an ISO 8601 "
+            "time (UTC unless given) still ahead of the plant clock.",
+        ),
+    ] = "now",
     *,
     connection: Connection,
 ) -> None:
-    """Play a scenario's timeline on the running plant, at plant time from now.
+    """Play a scenario's timeline on the running plant, at plant time from now (or `--start`).
 
     Each event waits for the plant clock (the server's, whatever its speed factor) to reach its
     time after the start of the run, then is carried out and printed with its result. The
     scenario's seed, hours and warm_start belong to the server's configuration and are ignored.
     A refused event is printed and the run goes on; the exit code is then 1.
+
+    `--start` pins the run to the plant's own history rather than to when the command was
+    typed: an accelerated plant started with a fixed `PLANT_OPCUA_START_UTC` meets each fault at
+    the same point of its refill cycles, however long its start-up took on the wall clock.
     """
     try:
         scenario = load_scenario(scenario_file)
         for event in scenario.events:
             if event.action == "fault":
                 check_fault(event.kind, event.magnitude)
+        if start != "now":
+            parse_when(start, datetime.now(UTC), "--start")
     except (ScenarioError, ValueError) as error:
         raise fail(str(error)) from None
-    refused = connection.run(lambda plant: play(plant, scenario, console.print))
+    if start.strip().startswith("-"):
+        raise fail("--start: the run cannot begin in the plant's past; give now or a time ahead")
+    refused = connection.run(lambda plant: play(plant, scenario, console.print, start=start))
     if refused:
         raise fail(f"{refused} of {len(scenario.events)} events refused", 1)
 
@@ -435,11 +451,19 @@ async def play(
     scenario: Scenario,
     say: Callable[[str], object],
     monotonic: Callable[[], float] = time.monotonic,
+    start: str = "now",
 ) -> int:
-    """Carry out the scenario's events at their plant times; returns how many were refused."""
-    start = await plant.plant_clock()
-    say(f"{scenario.name}: {len(scenario.events)} events, plant clock {start.isoformat()}")
-    clock = _Clock(plant, start, monotonic())
+    """Carry out the scenario's events at their plant times, counted from `start` (see
+    `run_scenario`); returns how many were refused."""
+    now = _utc(await plant.plant_clock())
+    begin = parse_when(start, now, "--start")
+    if begin < now:
+        raise StartPassedError(
+            f"--start {begin.isoformat()} is past: the plant clock is at {now.isoformat()} "
+            "already; give a later time"
+        )
+    say(f"{scenario.name}: {len(scenario.events)} events, plant clock {begin.isoformat()}")
+    clock = _Clock(plant, begin, now, monotonic())
     refused = 0
     for event in scenario.events:
         elapsed = await clock.wait(event.at_s, monotonic)
@@ -455,25 +479,43 @@ async def play(
     return refused
 
 
-class _Clock:
-    """Waits for the plant clock, polling it no faster than it moves."""
+class StartPassedError(PlantError):
+    """`run --start` names a plant time the plant clock has passed: bad input, found late."""
 
-    def __init__(self, plant: OperatorClient, start: datetime, wall0: float) -> None:
-        self.plant, self.start, self.wall0 = plant, start, wall0
+    exit_code = BAD_INPUT
+
+
+class _Clock:
+    """Waits for the plant clock, polling it no faster than it moves: its speed is measured
+    from the first reading on (`origin`), not from the scenario's start, which may lie ahead."""
+
+    def __init__(
+        self, plant: OperatorClient, start: datetime, origin: datetime, wall0: float
+    ) -> None:
+        self.plant, self.start = plant, start
+        self.origin, self.wall0 = origin, wall0
         self.speed: float | None = None  # plant seconds per wall second, once measured
 
     async def wait(self, at_s: float, monotonic: Callable[[], float]) -> float:
-        last, moved_at = -1.0, monotonic()
+        last, moved_at = self.origin, monotonic()
         while True:
-            elapsed = (await self.plant.plant_clock() - self.start).total_seconds()
+            now = _utc(await self.plant.plant_clock())
             wall = monotonic()
+            elapsed = (now - self.start).total_seconds()
             if elapsed >= at_s:
                 return elapsed
-            if elapsed > last:
-                last, moved_at = elapsed, wall
-                if wall - self.wall0 > 0.5 and elapsed > 0:
-                    self.speed = elapsed / (wall - self.wall0)
+            if now > last:
+                last, moved_at = now, wall
+                ran = (now - self.origin).total_seconds()
+                if wall - self.wall0 > 0.5:
+                    self.speed = ran / (wall - self.wall0)
             elif wall - moved_at > STALL_S:
                 raise PlantError(f"the plant clock has stood still for {STALL_S:g} s")
             pause = (at_s - elapsed) / self.speed if self.speed else 0.2
             await asyncio.sleep(min(max(pause, 0.02), 1.0))
+
+
+def _utc(when: datetime) -> datetime:
+    """A source time made comparable to a given one (asyncua's are UTC, with or without the
+    offset by version)."""
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)

@@ -25,6 +25,12 @@ The controlled pod's controller is also stopped (SIGSTOP) for `STALL_WALL_S` at 
 loaded machine's neighbours stall it (a CI run released 458 OOS tablets that way): each stall
 is 150 plant s, at a time after the onset of a fault in `STALLED`, and the checks above hold
 through them.
+
+Both pods' plant clocks start at the same UTC time and the scenario is played from the same
+plant time in both (`plant fault run --start`), `SCENARIO_FROM_S` after the twins start: each
+fault meets the plant at the same point of its own history (a refill due, a hopper half full)
+in every run, whatever the start-up took on the wall clock. Played from when the players
+happened to start, that point moved by hundreds of plant seconds from run to run.
 """
 
 from __future__ import annotations
@@ -95,6 +101,10 @@ ESCAPES = {
 #: in process, release 108 and 86 OOS tablets (`Link`; tests/unit/test_closed_loop.py).
 STALLED = {"refill_disturbance": 200.0, "lot_density_change": 170.0}
 STALL_WALL_S = 3.0
+
+#: Plant seconds from the twins' start to the scenario's: the start-up to "ready" took 22-25 s
+#: of wall time here (1,100-1,250 plant s at 50x); the rest is margin for a slower machine.
+SCENARIO_FROM_S = 2400.0
 
 #: Detection not required within the window, with the reason. Stiction shows only when the weight
 #: loop happens to ask for a move inside the actuator's stick band; tests/unit/test_closed_loop.py
@@ -217,7 +227,8 @@ def truth_history(url: str, begin: datetime, end: datetime) -> list[tuple[dateti
 
 def stall_controller(pid: int, started: float) -> None:
     """Stop the controller for `STALL_WALL_S` in each fault of `STALLED`, on the wall clock
-    (the plant's runs on it: `started` is about when the scenario's plant clock began)."""
+    (the plant's runs on it: `started` is about when the scenario's plant clock begins, on
+    `time.monotonic`)."""
     for fault in (f for f in FAULTS if f.kind in STALLED):
         at = started + (fault.at_s + STALLED[fault.kind]) / SPEED
         time.sleep(max(0.0, at - time.monotonic()))
@@ -238,14 +249,18 @@ def stall_controller(pid: int, started: float) -> None:
 def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     need("mosquitto")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PLANT_")}
+    plant_zero = datetime.now(UTC).replace(microsecond=0)
+    scenario_start = plant_zero + timedelta(seconds=SCENARIO_FROM_S)
     env.update(
+        # Both twins' plant time 0 at the same UTC time: `SCENARIO_FROM_S`.
+        PLANT_OPCUA_START_UTC=plant_zero.isoformat(),
         # 2.5 plant seconds between publications at this speed (2 at 20x by default).
         PLANT_OPCUA_PUBLISH_PERIOD_S="0.05",
         # The server keeps every sample of the run: the ground truth InfluxDB is counted against.
-        PLANT_OPCUA_HISTORY_WINDOW_S=str(int(SCENARIO.hours * 3600 + 3600)),
+        PLANT_OPCUA_HISTORY_WINDOW_S=str(int(SCENARIO_FROM_S + SCENARIO.hours * 3600 + 3600)),
         PLANT_OPCUA_HISTORY_MAX_SAMPLES="500000",
     )
-    duration = str(SCENARIO.hours * 3600 / SPEED + 300)  # the demos' own deadline
+    duration = str((SCENARIO_FROM_S + SCENARIO.hours * 3600) / SPEED + 300)  # the demos' own
     args = ["--no-view", "--speed", str(SPEED), "--duration", duration]
     with running_influxdb() as influxdb:
         historian = {
@@ -273,19 +288,24 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
             # The operator plays the same scenario into both pods at once, as the README shows.
             players = {
                 name: subprocess.Popen(
-                    [pod.command[0], "fault", "run", str(SCENARIO_PATH)], env=pod.env,
-                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                    [pod.command[0], "fault", "run", str(SCENARIO_PATH),
+                     "--start", scenario_start.isoformat()],
+                    env=pod.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                 )
                 for name, pod in pods.items()
             }  # fmt: skip
+            plant_now, _ = fault_status(controlled.command, controlled.env)
+            to_start_s = (scenario_start - plant_now).total_seconds() / SPEED
             stalls = threading.Thread(
                 target=stall_controller,
-                args=(controlled.demo.pids()[f"controller-{SITE}"], time.monotonic()),
+                args=(controlled.demo.pids()[f"controller-{SITE}"], time.monotonic() + to_start_s),
                 daemon=True,
             )
             stalls.start()
             for name, player in players.items():
-                out, _ = player.communicate(timeout=SCENARIO.hours * 3600 / SPEED + 120)
+                out, _ = player.communicate(
+                    timeout=(SCENARIO_FROM_S + SCENARIO.hours * 3600) / SPEED + 120
+                )
                 print(f"{name}:\n{out}")
                 assert player.returncode == 0, out
                 started = re.search(r"plant clock (\S+)", out)

@@ -72,12 +72,12 @@ def test_inject_status_clear(server: RunningServer) -> None:
         "--magnitude",
         "0.5",
         "--duration",
-        "10m",
+        "1h",  # 36 s of wall time at 100x: still active when it is cleared on a busy machine
         "--reason",
         "cli test",
     )
     assert done.returncode == 0, done.stderr
-    assert "injected bridging on api_feeder (0.5 fraction, 10m): fault" in done.stdout
+    assert "injected bridging on api_feeder (0.5 fraction, 1h): fault" in done.stdout
     fault_id = int(done.stdout.rsplit("fault", 1)[1])
 
     status = fault(server, "status")
@@ -186,6 +186,36 @@ def test_run_plays_a_scenario_in_plant_time(tmp_path: Path) -> None:
             ("end of drill", 180),
         ):
             assert at - 10 <= records[reason].time - start <= at + 15, reason
+
+
+def test_run_from_a_given_plant_time_waits_for_it_and_refuses_a_past_one(tmp_path: Path) -> None:
+    scenario = tmp_path / "pinned.yaml"
+    scenario.write_text(
+        "name: pinned\n"
+        "events:\n"
+        "  - {at: 0, fault: nir_bias, magnitude: 0.5, reason: at the start}\n"
+        "  - {at: 30s, clear: nir_bias, reason: 30 s later}\n"
+    )
+    with serve(tmp_path, start_utc="2030-01-01T00:00:00Z") as running:
+        # The plant clock began at 2030-01-01T00:00:00Z: plant time t is that plus t seconds.
+        done = fault(running, "run", str(scenario), "--start", "2030-01-01T00:10:00Z")
+        assert done.returncode == 0, done.stderr
+        first = done.stdout.splitlines()[0]
+        assert first == "pinned: 2 events, plant clock 2030-01-01T00:10:00+00:00"
+        records = {r.reason: r.time for r in running.audit() if r.user == "alice"}
+        # Not from when the command started (the plant was at 0-300 s then) but from 600 s on;
+        # each as late as a busy machine makes it (3 wall s at this speed is 300 plant s).
+        assert 600 <= records["at the start"] < 900, records
+        assert 630 <= records["30 s later"] < 930, records
+
+        past = fault(running, "run", str(scenario), "--start", "2030-01-01T00:00:01Z")
+        assert past.returncode == 2
+        assert "is past: the plant clock is at 2030-01-01T00:" in one_line_error(past)
+        for bad in ("-5m", "tomorrow"):
+            refused = fault(running, "run", str(scenario), "--start", bad)
+            assert refused.returncode == 2, bad
+            assert "--start" in one_line_error(refused)
+        assert [r for r in running.audit() if r.user == "alice"][2:] == []
 
 
 def test_quarantine_flags_a_window_on_the_plant_clock(server: RunningServer) -> None:
