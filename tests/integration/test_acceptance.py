@@ -225,10 +225,26 @@ def truth_history(url: str, begin: datetime, end: datetime) -> list[tuple[dateti
     return asyncio.run(read())
 
 
-def stall_controller(pid: int, started: float) -> None:
+def plant_clock(url: str) -> datetime:
+    """The plant clock, read over OPC UA in this process (a `plant fault status` process took
+    over 30 s to start on a loaded machine)."""
+
+    async def read() -> datetime:
+        async with Client(url, timeout=30) as client:
+            ns = await client.get_namespace_index(NAMESPACE)
+            node = client.get_node(ua.NodeId(tag_node_name(SITE, REGISTRY["line.state"]), ns))
+            stamp: datetime | None = (await node.read_data_value()).SourceTimestamp
+            assert stamp is not None
+            return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=UTC)
+
+    return asyncio.run(read())
+
+
+def stall_controller(pid: int, url: str, scenario_start: datetime) -> None:
     """Stop the controller for `STALL_WALL_S` in each fault of `STALLED`, on the wall clock
-    (the plant's runs on it: `started` is about when the scenario's plant clock begins, on
-    `time.monotonic`)."""
+    (the plant's runs on it, from the plant clock read once)."""
+    now, wall = plant_clock(url), time.monotonic()
+    started = wall + (scenario_start - now).total_seconds() / SPEED
     for fault in (f for f in FAULTS if f.kind in STALLED):
         at = started + (fault.at_s + STALLED[fault.kind]) / SPEED
         time.sleep(max(0.0, at - time.monotonic()))
@@ -294,11 +310,13 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
                 )
                 for name, pod in pods.items()
             }  # fmt: skip
-            plant_now, _ = fault_status(controlled.command, controlled.env)
-            to_start_s = (scenario_start - plant_now).total_seconds() / SPEED
             stalls = threading.Thread(
                 target=stall_controller,
-                args=(controlled.demo.pids()[f"controller-{SITE}"], time.monotonic() + to_start_s),
+                args=(
+                    controlled.demo.pids()[f"controller-{SITE}"],
+                    controlled.env["PLANT_FAULT_URL"],
+                    scenario_start,
+                ),
                 daemon=True,
             )
             stalls.start()
