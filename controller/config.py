@@ -148,6 +148,9 @@ class ControllerConfig:
     # a command (each is an audit entry); the drive (2 s) follows a step well inside the
     # slowdown test's 10 s confirmation
     blender_speed_min_rpm: float = 100.0  # rpm, the bottom of the impeller setpoint's range
+    drain_drive_min: float = 0.1  # a slow drive's speed per rpm of setpoint is read as no less
+    # than this while it drains (the catalogue's slowdown goes to 90 %: 0.1); a drive still
+    # ramping after a step reads low for a few seconds and is asked for a little more meanwhile
     load_cell_max_compensation: float = 0.15  # the API setpoint follows a drifting load cell
     # by at most 15 %: beyond that the feeder is out of calibration, and diversion and the
     # fail-safe take over

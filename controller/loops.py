@@ -142,11 +142,20 @@ class Loops:
             self.draining, self.drain_set_at = True, now
             self.last_run["rate"] = -math.inf  # the press follows the blender's outflow now
         sp, pv = tel.v(sp_tag), tel.v(pv_tag)
-        if not (math.isfinite(sp) and math.isfinite(pv)) or pv <= 1.0:
+        if not (math.isfinite(sp) and math.isfinite(pv)) or pv <= 1.0 or sp <= 1.0:
             return True  # the impeller stands (the line stopped): nothing leaves
+        # The speeds below are the impeller's own; a drive diagnosed slow turns `drive` of its
+        # setpoint into speed, and is asked for that much more. Held down by its setpoint alone,
+        # a drive at 60 % ran at 130-150 rpm while it "drained", built the hold-up up again,
+        # was restored to 400 and dumped it again: the press swung between 12 and 35 rpm and,
+        # with the stack's lag, ran its hopper dry (acceptance run: 298 OOS tablets released
+        # in the slowdown's window, then a starved trip).
+        drive = 1.0
+        if self.sv.conds.active("impeller_slowdown"):
+            drive = laws.clamp(pv / sp, cfg.drain_drive_min, 1.0)
         # Outflow grows about as the impeller speed: ask for the speed that passes the limit.
         wanted = pv * limit / outflow if outflow > 0.0 else cfg.blender_speed_rpm
-        wanted = min(wanted, sp + cfg.drain_ramp_rpm_s * (now - self.drain_set_at))
+        wanted = min(wanted, sp * drive + cfg.drain_ramp_rpm_s * (now - self.drain_set_at))
         wanted = laws.clamp(wanted, cfg.blender_speed_min_rpm, cfg.blender_speed_rpm)
         if wanted >= cfg.blender_speed_rpm and outflow <= limit:
             self.draining = False
@@ -156,8 +165,9 @@ class Loops:
                 f"blender passes {outflow:.1f} kg/h of a {limit / cfg.drain_flow_ratio:.1f} kg/h "
                 f"feed: impeller held at {wanted:.0f} rpm while its hold-up drains"
             )
-        if abs(wanted - sp) >= cfg.drain_step_rpm or (not self.draining and wanted != sp):
-            actions.append(Action("setpoint", sp_tag, round(wanted, 1), why))
+        wanted_sp = laws.clamp(wanted / drive, cfg.blender_speed_min_rpm, cfg.blender_speed_max_rpm)
+        if abs(wanted_sp - sp) >= cfg.drain_step_rpm or (not self.draining and wanted_sp != sp):
+            actions.append(Action("setpoint", sp_tag, round(wanted_sp, 1), why))
             self.drain_set_at = now
         return self.draining
 

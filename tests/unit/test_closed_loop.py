@@ -419,6 +419,30 @@ def test_a_slow_impellers_hold_up_is_drained_without_overflowing_the_feed_frame(
     assert result.plant.ledger.oos_accepted_tablets == 0
 
 
+def test_a_slow_impeller_restored_late_drains_at_its_own_speed_not_its_setpoints() -> None:
+    """A 40 % impeller slowdown met through the stack's lag (telemetry 10 s old, commands 20 s
+    on the way): the hold-up built before the drive was restored to 400 rpm dumps at 27 kg/h,
+    over the drain's 26. The drain held the setpoint at 210-250 rpm, which the slow drive ran at
+    130-150: the hold-up built up again, the restore dumped it again, and the press swung
+    between 12.5 and 35 rpm until the slowdown ended (through the running stack, its hopper ran
+    dry: 298 OOS tablets released in the acceptance run's slowdown window, then a starved
+    trip). Held at the impeller's own speed, it drains once, within a minute."""
+    plant = Plant(seed=0, warm_start=True)
+    plant.inject(FaultSpec("impeller_slowdown", magnitude=0.4, duration_s=300, onset_s=600))
+    seen: list[tuple[float, float, float]] = []
+
+    def watch(now: float) -> None:
+        seen.append((now, plant.read("blender.speed_pv"), plant.read("press.turret_speed_sp")))
+
+    log = run(plant, Supervisor(), 900.0, each_step=watch, link=Link.parse("2.5:10:20"))
+    drains = [t for t, a, r in log.actions if "hold-up drains" in a.reason and r.accepted]
+    assert drains and drains[-1] - drains[0] < 60.0, drains  # it drained once, and not for long
+    after = [(pv, turret) for t, pv, turret in seen if drains[0] <= t < 900.0]
+    assert min(pv for pv, _ in after) > 200.0  # the impeller near its validated 250 rpm
+    assert min(turret for _, turret in after) > 18.0  # the press never slowed for a new hold-up
+    assert plant.ledger.oos_accepted_tablets == 0
+
+
 def raised_between(log: LoopLog, name: str, start: float, end: float) -> list[float]:
     return [a.time for a in log.alarms if a.name == name and a.raised and start <= a.time <= end]
 
