@@ -54,12 +54,12 @@ from apps.scenario import ScenarioEvent, load_scenario
 from apps.stack import read_secret
 from core.layout import load_layout
 from core.payload import decode_event
-from core.tags import build_registry
+from core.tags import LINE_STATES, build_registry
 from core.timebase import to_ns
 from opcua_server.address_space import tag_node_name
 from testkit.loss import Tally, influx_times, published_times, tally
 from testkit.servers import InfluxDB, Mosquitto, need, running_influxdb
-from tests.support.demo import DemoProcess, demo_command, fault_status
+from tests.support.demo import DemoProcess, demo_command
 from tests.support.mqtt import Collector, collect, wait_until
 
 pytestmark = pytest.mark.integration
@@ -225,17 +225,19 @@ def truth_history(url: str, begin: datetime, end: datetime) -> list[tuple[dateti
     return asyncio.run(read())
 
 
-def plant_clock(url: str) -> datetime:
-    """The plant clock, read over OPC UA in this process (a `plant fault status` process took
-    over 30 s to start on a loaded machine)."""
+def plant_status(url: str) -> tuple[datetime, str]:
+    """The plant clock and the line state, read over OPC UA in this process (a `plant fault
+    status` process took over 30 s to start on a loaded machine)."""
 
-    async def read() -> datetime:
+    async def read() -> tuple[datetime, str]:
         async with Client(url, timeout=30) as client:
             ns = await client.get_namespace_index(NAMESPACE)
             node = client.get_node(ua.NodeId(tag_node_name(SITE, REGISTRY["line.state"]), ns))
-            stamp: datetime | None = (await node.read_data_value()).SourceTimestamp
-            assert stamp is not None
-            return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=UTC)
+            data = await node.read_data_value()
+            stamp: datetime | None = data.SourceTimestamp
+            assert stamp is not None and data.Value is not None
+            state = LINE_STATES[int(data.Value.Value)]
+            return (stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=UTC)), state
 
     return asyncio.run(read())
 
@@ -243,7 +245,7 @@ def plant_clock(url: str) -> datetime:
 def stall_controller(pid: int, url: str, scenario_start: datetime) -> None:
     """Stop the controller for `STALL_WALL_S` in each fault of `STALLED`, on the wall clock
     (the plant's runs on it, from the plant clock read once)."""
-    now, wall = plant_clock(url), time.monotonic()
+    now, wall = plant_status(url)[0], time.monotonic()
     started = wall + (scenario_start - now).total_seconds() / SPEED
     for fault in (f for f in FAULTS if f.kind in STALLED):
         at = started + (fault.at_s + STALLED[fault.kind]) / SPEED
@@ -335,14 +337,14 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
                 end = pod.start + timedelta(hours=SCENARIO.hours)
 
                 def at_the_end(p: Pod = pod, t: datetime = end) -> bool:
-                    return fault_status(p.command, p.env)[0] >= t
+                    return plant_status(p.env["PLANT_FAULT_URL"])[0] >= t
 
                 wait_until(
                     at_the_end,
                     to_go_s / SPEED + 60, f"the end of the scenario in {name}'s plant time",
                     step=2.0,
                 )  # fmt: skip
-                pod.end, pod.line = fault_status(pod.command, pod.env)
+                pod.end, pod.line = plant_status(pod.env["PLANT_FAULT_URL"])
                 pod.truth = truth_history(
                     pod.env["PLANT_FAULT_URL"], pod.start - timedelta(hours=1), pod.end
                 )

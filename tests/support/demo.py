@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -94,15 +93,3 @@ def demo_command(demo: DemoProcess, site: str) -> tuple[list[str], dict[str, str
             name, _, value = word.partition("=")
             env[name] = value
     return [w for w in words if not ASSIGNMENT.match(w)], env
-
-
-def fault_status(command: list[str], env: dict[str, str]) -> tuple[datetime, str]:
-    """The plant clock and the line state, as `plant fault status` reports them."""
-    done = subprocess.run(
-        [command[0], "fault", "status"], env=env, capture_output=True, text=True, timeout=30,
-        check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    match = re.search(r"line: (\S+)\s+plant clock: (\S+)", done.stdout)
-    assert match, done.stdout
-    return datetime.fromisoformat(match.group(2)), match.group(1)
