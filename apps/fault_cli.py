@@ -241,6 +241,12 @@ def parse_when(text: str, now: datetime, option: str) -> datetime:
         raise ValueError(
             f"{option}: {text!r} is neither 'now', '-DURATION' (e.g. -10m) nor an ISO 8601 time"
         ) from None
+    return _utc(when)
+
+
+def _utc(when: datetime) -> datetime:
+    """A time without an offset taken as UTC: an ISO time as given, a source time as asyncua
+    gives it (with or without the offset by version)."""
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
@@ -360,8 +366,7 @@ def quarantine(
             raise fail(str(error)) from None
 
     async def work(plant: OperatorClient) -> tuple[datetime, datetime, int]:
-        now = await plant.plant_clock()
-        now = now if now.tzinfo is not None else now.replace(tzinfo=UTC)
+        now = _utc(await plant.plant_clock())
         return await plant.quarantine(
             parse_when(start, now, "--from"), parse_when(end, now, "--to"), reason
         )
@@ -435,8 +440,7 @@ def run_scenario(
         for event in scenario.events:
             if event.action == "fault":
                 check_fault(event.kind, event.magnitude)
-        if start != "now":
-            parse_when(start, datetime.now(UTC), "--start")
+        parse_when(start, datetime.now(UTC), "--start")  # the form, before connecting
     except (ScenarioError, ValueError) as error:
         raise fail(str(error)) from None
     if start.strip().startswith("-"):
@@ -513,9 +517,3 @@ class _Clock:
                 raise PlantError(f"the plant clock has stood still for {STALL_S:g} s")
             pause = (at_s - elapsed) / self.speed if self.speed else 0.2
             await asyncio.sleep(min(max(pause, 0.02), 1.0))
-
-
-def _utc(when: datetime) -> datetime:
-    """A source time made comparable to a given one (asyncua's are UTC, with or without the
-    offset by version)."""
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
