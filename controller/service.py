@@ -47,7 +47,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from controller.config import ControllerConfig
-from controller.feed import Decision, TelemetryFeed
+from controller.feed import Decision, TelemetryFeed, plant_seconds
 from controller.messages import (
     SOURCE,
     EventSequence,
@@ -124,6 +124,7 @@ class _Pending:
     sent: SentCommand
     since: float  # wall time it was sent
     action: Action = field(repr=False)
+    plant_at: float = -math.inf  # the plant's time then, by the telemetry's clock
 
 
 class ControllerService:
@@ -154,6 +155,10 @@ class ControllerService:
         self._seq = EventSequence()
         self._audit_chain = AuditChain(uuid.uuid4().hex)  # one chained audit log per run
         self._pending: dict[bytes, _Pending] = {}
+        # The newest source time of the telemetry taken off the connection so far, in the
+        # order it came (a burst's batches included, before the feed has them): when a reply
+        # comes, the plant's time as the connection has carried it (`_round_trip`).
+        self._heard = -math.inf
         self._client: aiomqtt.Client | None = None
         self._tasks: asyncio.TaskGroup | None = None  # the session's, for publishing
         self._was_up = False  # the last session got as far as CONNACK
@@ -292,11 +297,14 @@ class ControllerService:
                     batch = self._receive(item)
                     if batch is not None:
                         batches.append(batch)
+                        newest = max((sample.source_ns for sample in batch.samples), default=0)
+                        self._heard = max(self._heard, plant_seconds(newest))
             if batches:
                 rejected, restarts = self.feed.rejected, self.feed.restarts
                 for decision in self.feed.take(batches, self._monotonic()):
                     self._act(decision)
                 if self.feed.restarts > restarts:
+                    self._heard = self.feed.newest  # the new run's clock, behind the old one's
                     log.warning(
                         "the plant restarted: its telemetry ran on for %g s behind what was "
                         "seen; following it afresh",
@@ -353,10 +361,7 @@ class ControllerService:
         if pending is None:
             log.debug("reply with unknown correlation data (an earlier session's?)")
             return
-        # How long a command takes to act, in plant seconds: the gate must be asked that much
-        # earlier, and given that much longer to report, when the plant runs accelerated.
-        round_trip = (self._monotonic() - pending.since) * self.feed.speed
-        self.supervisor.note_command_latency(round_trip)
+        self.supervisor.note_command_latency(self._round_trip(pending))
         try:
             reply = decode_reply(message.payload)
         except Exception as error:  # PayloadError, or whatever else bad input raises
@@ -379,6 +384,28 @@ class ControllerService:
             # again, or the gate taken for stuck (`Gate.command_failed`).
             self.supervisor.command_failed(pending.action, reply.code if reply else None)
         self._audit(pending.sent, reply)
+
+    def _round_trip(self, pending: _Pending) -> float:
+        """How long a command took to act, in plant seconds: the gate must be asked that much
+        earlier, and given that much longer to report, when the plant runs accelerated.
+
+        The wall clock's round trip, unless the telemetry that came before the reply says the
+        plant moved on less meanwhile: then the reply waited for this process, not the link.
+        A controller stopped for 3 s at 50x (the acceptance test's stalls, a loaded machine's
+        neighbours), or working through a backlog of telemetry queued ahead of the reply,
+        read replies that had come back in a plant second as 50-150 s round trips; kept as the
+        link's latency (slowly forgotten), they stretched every diversion window's lead and
+        every reaction time for the next half hour of plant time: a 325-s window opened for a
+        weight trend, a lot density change left undiagnosed under it, and diversions long
+        enough for the fail-safe to stop the line. The telemetry's clock comes in steps of its
+        interval, so the plant's measure is allowed one interval more.
+        """
+        wall = (self._monotonic() - pending.since) * self.feed.speed
+        moved = self._heard - pending.plant_at
+        if not math.isfinite(moved):
+            return wall  # no telemetry yet, or none since: the wall clock is all there is
+        plant = max(moved, 0.0) + self.supervisor.interval_s
+        return min(wall, plant)
 
     def _on_mode(self, payload: bytes) -> None:
         if not payload.strip():
@@ -552,7 +579,8 @@ class ControllerService:
         props.ResponseTopic = self.topics.reply(self._user)
         props.CorrelationData = correlation
         self.counters.commands += 1
-        self._pending[correlation] = _Pending(sent, self._monotonic(), action)
+        wall = self._monotonic()
+        self._pending[correlation] = _Pending(sent, wall, action, self.feed.plant_now(wall))
 
         def refused(why: str) -> None:
             self._pending.pop(correlation, None)

@@ -134,8 +134,10 @@ def subscribe(c: mqtt.Client, topic_filter: str) -> None:
 
 # The controller service, on its own event loop ------------------------------------------------
 @contextmanager
-def running(settings: ControllerSettings) -> Iterator[ControllerService]:
-    service = ControllerService(settings)
+def running(
+    settings: ControllerSettings, monotonic: Callable[[], float] = time.monotonic
+) -> Iterator[ControllerService]:
+    service = ControllerService(settings, monotonic=monotonic)
     loop = asyncio.new_event_loop()
     task: list[asyncio.Task[None]] = []
 
@@ -188,6 +190,9 @@ class Edge:
     quarantines_seen: int = 0
     commands: queue.Queue[tuple[str, CommandRequest, Any]] = field(default_factory=queue.Queue)
     received: list[tuple[str, CommandRequest, Any]] = field(default_factory=list)
+    # While set, replies are kept (the commands are still carried out) until `release`.
+    hold_replies: bool = False
+    held: list[tuple[str, bytes, Properties]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.feed = EdgeLike(self.plant, SITE)
@@ -222,7 +227,17 @@ class Edge:
         reply = CommandReply(code == "accepted", code, "test", 0)
         out = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         out.CorrelationData = correlation
+        if self.hold_replies:
+            self.held.append((response_topic, encode_reply(reply), out))
+            return
         client.publish(response_topic, encode_reply(reply), qos=1, properties=out)
+
+    def release(self) -> int:
+        """Send the replies kept while `hold_replies` was set; returns how many."""
+        held, self.held = self.held, []
+        for topic, payload, props in held:
+            self.client.publish(topic, payload, qos=1, properties=props)
+        return len(held)
 
     def publish_second(self, until: float) -> int:
         """Advance the twin to `until` and publish what changed; returns how many batches."""
@@ -252,15 +267,23 @@ def events(broker: Mosquitto) -> tuple[mqtt.Client, list[Event]]:
 
 
 def lock_step(
-    edge: Edge, service: ControllerService, seconds: float, *, wait_for_timeouts: bool = False
+    edge: Edge,
+    service: ControllerService,
+    seconds: float,
+    *,
+    wait_for_timeouts: bool = False,
+    clock: Clock | None = None,
 ) -> None:
     """Publish `seconds` of plant time one second at a time, each decided and its commands
     carried out on the twin before the next (with `wait_for_timeouts`, a command left
-    unanswered is first given up on by the service: its reply timeout is wall time)."""
+    unanswered is first given up on by the service: its reply timeout is wall time; with
+    `clock`, the service's wall clock, moved on by a plant second at its speed first)."""
     plant = edge.plant
     end = plant.now + seconds
     earlier = service.counters.commands - len(edge.received)  # sent to another edge
     while plant.now < end:
+        if clock is not None:
+            clock.now += 1.0 / clock.speed
         edge.publish_second(plant.now + 1.0)
         second = edge.feed.plant_ns(plant.now) / 1e9
 
@@ -289,6 +312,18 @@ def lock_step(
             else:
                 action = Action("setpoint", request.tag, request.value, request.reason)
             carry_out(plant, action)
+
+
+@dataclass
+class Clock:
+    """A wall clock for the service that the test moves: a plant running at `speed` in lock
+    step, and stalls of the controller's process of a chosen length."""
+
+    speed: float
+    now: float = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def bridging_plant(onset_s: float = 60.0) -> Plant:
@@ -429,6 +464,52 @@ def test_a_restarted_plant_is_followed_afresh(broker: Mosquitto) -> None:
     rejects = [r for _, r, _ in edge.received if r.tag == "diverter.position_sp"]
     assert rejects and rejects[0].value == "reject"
     assert plant.ledger.oos_accepted_tablets == 0
+
+
+def test_a_reply_read_late_is_no_slow_link_but_one_the_plant_waited_for_is(
+    broker: Mosquitto,
+) -> None:
+    """A command's round trip is the plant's time it took, not the wall time until the
+    controller read the reply: stopped for 3 s at 50x right after a command (the acceptance
+    run's stalls; a loaded machine's neighbours), the controller read its reply after 150 plant
+    s of wall clock, though no telemetry had come before it. Taken for the link's latency, that
+    stretched every diversion window's lead and reaction time for half an hour of plant time
+    (a 325-s window; the line stopped by the fail-safe). A reply that comes after 20 plant
+    seconds of telemetry did take that long, and is measured so."""
+    clock = Clock(speed=50.0)
+    edge = Edge(broker, Plant(seed=1, warm_start=True))
+    with running(settings(broker), clock) as service:
+        wait_until(service.connected.is_set, 10, "the controller to connect")
+        lock_step(edge, service, 150, clock=clock)  # the feed measures the speed over 2 s
+        assert 45.0 < service.feed.speed < 55.0
+        sv = service.supervisor
+
+        def a_command_held(plant_seconds: float) -> None:
+            edge.hold_replies = True
+            for _ in range(int(plant_seconds)):
+                if edge.held:
+                    return
+                lock_step(edge, service, 1, clock=clock)
+            raise AssertionError(f"no command in {plant_seconds:g} plant s")
+
+        a_command_held(300)
+        # Stopped for 3 s: the reply came back at once, then 150 plant s of telemetry; all
+        # of it is read when the process runs again, the reply first.
+        clock.now += 3.0
+        edge.hold_replies = False
+        edge.release()
+        wait_until(lambda: not service._pending, 5, "every reply")
+        # The telemetry's interval, as the allowance for its steps: not 150 s.
+        assert sv.command_latency_s <= 2 * sv.interval_s + 1.0, sv.command_latency_s
+        lock_step(edge, service, 150)  # the backlog, read at once
+
+        a_command_held(300)
+        lock_step(edge, service, 20, clock=clock)  # the plant runs on, the reply is out
+        edge.hold_replies = False
+        edge.release()
+        wait_until(lambda: not service._pending, 5, "every reply")
+        assert 19.0 <= sv.command_latency_s <= 23.0, sv.command_latency_s
+    edge.close()
 
 
 def test_refused_commands_are_audited_as_refused(broker: Mosquitto) -> None:
