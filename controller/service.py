@@ -125,6 +125,7 @@ class _Pending:
     since: float  # wall time it was sent
     action: Action = field(repr=False)
     plant_at: float = -math.inf  # the plant's time then, by the telemetry's clock
+    behind_s: float = 0.0  # how far behind the plant the controller then was
 
 
 class ControllerService:
@@ -361,7 +362,9 @@ class ControllerService:
         if pending is None:
             log.debug("reply with unknown correlation data (an earlier session's?)")
             return
-        self.supervisor.note_command_latency(self._round_trip(pending))
+        round_trip = self._round_trip(pending)
+        if round_trip is not None:
+            self.supervisor.note_command_latency(round_trip)
         try:
             reply = decode_reply(message.payload)
         except Exception as error:  # PayloadError, or whatever else bad input raises
@@ -385,21 +388,26 @@ class ControllerService:
             self.supervisor.command_failed(pending.action, reply.code if reply else None)
         self._audit(pending.sent, reply)
 
-    def _round_trip(self, pending: _Pending) -> float:
+    def _round_trip(self, pending: _Pending) -> float | None:
         """How long a command took to act, in plant seconds: the gate must be asked that much
-        earlier, and given that much longer to report, when the plant runs accelerated.
+        earlier, and given that much longer to report, when the plant runs accelerated. None
+        when the command measured this process rather than the link.
 
         The wall clock's round trip, unless the telemetry that came before the reply says the
         plant moved on less meanwhile: then the reply waited for this process, not the link.
-        A controller stopped for 3 s at 50x (the acceptance test's stalls, a loaded machine's
-        neighbours), or working through a backlog of telemetry queued ahead of the reply,
-        read replies that had come back in a plant second as 50-150 s round trips; kept as the
-        link's latency (slowly forgotten), they stretched every diversion window's lead and
-        every reaction time for the next half hour of plant time: a 325-s window opened for a
-        weight trend, a lot density change left undiagnosed under it, and diversions long
-        enough for the fail-safe to stop the line. The telemetry's clock comes in steps of its
-        interval, so the plant's measure is allowed one interval more.
+        And none for a command sent while the controller worked through a backlog
+        (`behind_hold_s`): it waited for the rest of the backlog to be published, and its
+        reply queued behind the telemetry that came meanwhile. A controller stopped for 3 s
+        at 50x (the acceptance test's stalls, a loaded machine's neighbours) read such
+        replies as 150-plant-s round trips; kept as the link's latency (slowly forgotten),
+        they stretched every diversion window's lead and every reaction time for the next
+        half hour of plant time: a 325-s window opened for a weight trend, a lot density
+        change left undiagnosed under it. Its lateness is `behind_s`'s, which the gate holds
+        for. The telemetry's clock comes in steps of its interval, so the plant's measure is
+        allowed one interval more.
         """
+        if pending.behind_s > self.supervisor.cfg.behind_hold_s:
+            return None
         wall = (self._monotonic() - pending.since) * self.feed.speed
         moved = self._heard - pending.plant_at
         if not math.isfinite(moved):
@@ -580,7 +588,9 @@ class ControllerService:
         props.CorrelationData = correlation
         self.counters.commands += 1
         wall = self._monotonic()
-        self._pending[correlation] = _Pending(sent, wall, action, self.feed.plant_now(wall))
+        self._pending[correlation] = _Pending(
+            sent, wall, action, self.feed.plant_now(wall), self.supervisor.behind_s
+        )
 
         def refused(why: str) -> None:
             self._pending.pop(correlation, None)
