@@ -393,22 +393,24 @@ class ControllerService:
         earlier, and given that much longer to report, when the plant runs accelerated. None
         when the command measured this process rather than the link.
 
-        The wall clock's round trip, unless the telemetry that came before the reply says the
-        plant moved on less meanwhile: then the reply waited for this process, not the link.
-        And none for a command sent while the controller worked through a backlog
-        (`behind_hold_s`): it waited for the rest of the backlog to be published, and its
-        reply queued behind the telemetry that came meanwhile. A controller stopped for 3 s
-        at 50x (the acceptance test's stalls, a loaded machine's neighbours) read such
-        replies as 150-plant-s round trips; kept as the link's latency (slowly forgotten),
-        they stretched every diversion window's lead and every reaction time for the next
-        half hour of plant time: a 325-s window opened for a weight trend, a lot density
-        change left undiagnosed under it. Its lateness is `behind_s`'s, which the gate holds
-        for. The telemetry's clock comes in steps of its interval, so the plant's measure is
-        allowed one interval more.
+        Timed from when the command left (`_send`'s `leaving`), to the reply:
+        - none when the command was sent, or its reply read, while the controller worked
+          through a backlog (more than `behind_hold_s` behind the plant): its publication
+          waited for the backlog, and its reply queued behind the telemetry that came
+          meanwhile. That lateness is `behind_s`'s, which the gate holds for;
+        - else the wall clock's, unless the telemetry read before the reply says the plant
+          moved on less: then the reply waited for this process, not the link (the
+          telemetry's clock comes in steps of its interval: one interval more is allowed).
+        A controller stopped for 3 s at 50x (the acceptance test's stalls, a loaded machine's
+        neighbours) read such replies as 150-plant-s round trips; kept as the link's latency
+        (slowly forgotten), they stretched every diversion window's lead and every reaction
+        time for the next half hour of plant time: a 325-s window opened for a weight trend,
+        a lot density change left undiagnosed under it.
         """
-        if pending.behind_s > self.supervisor.cfg.behind_hold_s:
+        now, hold = self._monotonic(), self.supervisor.cfg.behind_hold_s
+        if pending.behind_s > hold or self.feed.plant_now(now) - self._heard > hold:
             return None
-        wall = (self._monotonic() - pending.since) * self.feed.speed
+        wall = (now - pending.since) * self.feed.speed
         moved = self._heard - pending.plant_at
         if not math.isfinite(moved):
             return wall  # no telemetry yet, or none since: the wall clock is all there is
@@ -597,8 +599,16 @@ class ControllerService:
             self._audit_unsent(sent, why)
             self.supervisor.command_failed(action, None)  # never left: lost
 
+        def leaving() -> None:
+            # Timed from when it leaves, not from the decision: the publication waits for the
+            # rest of the decisions' burst, and for this process should it be stopped between.
+            pending = self._pending.get(correlation)
+            if pending is not None:
+                pending.since = self._monotonic()
+                pending.plant_at = self.feed.plant_now(pending.since)
+
         topic = self.topics.command(request.kind, self._user)
-        if not self._publish(topic, encode_command(request), props, refused):
+        if not self._publish(topic, encode_command(request), props, refused, leaving):
             refused("not connected")
             return
         log.debug("sent %s", _describe(action))
@@ -636,15 +646,17 @@ class ControllerService:
         payload: bytes,
         properties: Properties | None = None,
         refused: Callable[[str], None] | None = None,
+        leaving: Callable[[], None] | None = None,
     ) -> bool:
         """Hand a message (QoS 1) to the broker without waiting for its PUBACK; False when
-        there is no session. `refused` hears why, should the client refuse it at once."""
+        there is no session. `refused` hears why, should the client refuse it at once;
+        `leaving` is called as it goes out."""
         client, tasks = self._client, self._tasks
         if client is None or tasks is None:
             return False
         try:
             # Tasks start in the order they are made: messages go out in the order sent.
-            tasks.create_task(self._deliver(client, topic, payload, properties, refused))
+            tasks.create_task(self._deliver(client, topic, payload, properties, refused, leaving))
         except RuntimeError:  # the session is ending
             return False
         return True
@@ -656,7 +668,10 @@ class ControllerService:
         payload: bytes,
         properties: Properties | None,
         refused: Callable[[str], None] | None,
+        leaving: Callable[[], None] | None = None,
     ) -> None:
+        if leaving is not None:
+            leaving()
         try:
             await client.publish(topic, payload, qos=QOS, properties=properties, timeout=math.inf)
         except MqttCodeError as error:  # refused at once (no connection, queue full...)
