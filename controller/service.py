@@ -122,10 +122,11 @@ class Counters:
 @dataclass(slots=True)
 class _Pending:
     sent: SentCommand
-    since: float  # wall time it was sent
+    since: float  # wall time it left (`_send`'s `leaving`; until then, of its decision)
     action: Action = field(repr=False)
     plant_at: float = -math.inf  # the plant's time then, by the telemetry's clock
-    behind_s: float = 0.0  # how far behind the plant the controller then was
+    behind_s: float = 0.0  # how far behind the plant its decision was
+    run: int = 0  # the plant's run it was sent to (`TelemetryFeed.restarts`)
 
 
 class ControllerService:
@@ -298,7 +299,7 @@ class ControllerService:
                     batch = self._receive(item)
                     if batch is not None:
                         batches.append(batch)
-                        newest = max((sample.source_ns for sample in batch.samples), default=0)
+                        newest = max((s.source_ns for s in batch.samples), default=0)
                         self._heard = max(self._heard, plant_seconds(newest))
             if batches:
                 rejected, restarts = self.feed.rejected, self.feed.restarts
@@ -407,13 +408,20 @@ class ControllerService:
         time for the next half hour of plant time: a 325-s window opened for a weight trend,
         a lot density change left undiagnosed under it.
         """
-        now, hold = self._monotonic(), self.supervisor.cfg.behind_hold_s
-        if pending.behind_s > hold or self.feed.plant_now(now) - self._heard > hold:
+        now, hold, feed = self._monotonic(), self.supervisor.cfg.behind_hold_s, self.feed
+        if pending.run != feed.restarts:
+            return None  # sent to a plant's earlier run, on its clock
+        wall = (now - pending.since) * feed.speed
+        if feed.stale:
+            return wall  # no telemetry: the plant's clock is not known, the wall's is all
+        if pending.behind_s > hold or feed.plant_now(now) - self._heard > hold:
+            # (A gap upstream, the edge's or the broker's, reads as lateness here too and
+            # hides that one reply's wait; a link that stays slow is measured by the replies
+            # that follow, read while the telemetry keeps coming.)
             return None
-        wall = (now - pending.since) * self.feed.speed
         moved = self._heard - pending.plant_at
         if not math.isfinite(moved):
-            return wall  # no telemetry yet, or none since: the wall clock is all there is
+            return wall  # it left before the plant's clock was known
         plant = max(moved, 0.0) + self.supervisor.interval_s
         return min(wall, plant)
 
@@ -590,8 +598,12 @@ class ControllerService:
         props.CorrelationData = correlation
         self.counters.commands += 1
         wall = self._monotonic()
+        plant_now = self.feed.plant_now(wall)
+        # Behind by its own decision's time: the supervisor's `behind_s` is the last of the
+        # burst's decisions, the least behind.
+        behind = plant_now - plant_time if plant_now - plant_time > 0.0 else 0.0
         self._pending[correlation] = _Pending(
-            sent, wall, action, self.feed.plant_now(wall), self.supervisor.behind_s
+            sent, wall, action, plant_now, behind, self.feed.restarts
         )
 
         def refused(why: str) -> None:
