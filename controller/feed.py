@@ -47,6 +47,7 @@ class Decision:
     actions: list[Action] = field(default_factory=list)
     alarms: list[Alarm] = field(default_factory=list)
     stale: bool = False  # decided on the wall clock, with no fresh telemetry
+    behind_s: float = 0.0  # how far behind the plant it was decided (`Supervisor.behind_s`)
     error: str = ""  # the supervisor failed on this step: it held (nothing sent)
 
 
@@ -235,7 +236,8 @@ class TelemetryFeed:
     def _step(self, now: float, *, stale: bool) -> Decision:
         self._decided = max(self._decided, now)
         behind = 0.0 if stale else self.plant_now(self._wall) - now
-        self.supervisor.behind_s = behind if behind > 0.0 else 0.0
+        behind = behind if behind > 0.0 else 0.0
+        self.supervisor.behind_s = behind
         try:
             actions = self.supervisor.step(now)
         except Exception as error:
@@ -243,9 +245,14 @@ class TelemetryFeed:
             # controller down: this second it holds, and the service says why.
             why = f"{type(error).__name__}: {error}"
             return Decision(
-                time=now, actions=[], alarms=self.supervisor.take_alarms(), stale=stale, error=why
+                time=now,
+                actions=[],
+                alarms=self.supervisor.take_alarms(),
+                stale=stale,
+                error=why,
+                behind_s=behind,
             )
-        return Decision(now, actions, self.supervisor.take_alarms(), stale)
+        return Decision(now, actions, self.supervisor.take_alarms(), stale, behind_s=behind)
 
     def _arrived(self, wall: float) -> None:
         if self._flow_start is None:

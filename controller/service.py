@@ -539,7 +539,7 @@ class ControllerService:
                 )
             self._report_alarm(alarm)  # after the controller's own records of it
         for action in decision.actions:
-            self._send(action, decision.time)
+            self._send(action, decision.time, decision.behind_s)
 
     def _supervisor_failed(self, decision: Decision) -> None:
         """Say (once per episode and kind of failure) that the supervisor failed and held;
@@ -582,7 +582,7 @@ class ControllerService:
         if self._publish(topic, encode_command(request), props):
             self.counters.alarm_reports += 1
 
-    def _send(self, action: Action, plant_time: float) -> None:
+    def _send(self, action: Action, plant_time: float, behind_s: float) -> None:
         client = self._client
         request = request_of(action)
         reading = self.supervisor.tags.get(action.target) if action.kind == "setpoint" else None
@@ -598,12 +598,10 @@ class ControllerService:
         props.CorrelationData = correlation
         self.counters.commands += 1
         wall = self._monotonic()
-        plant_now = self.feed.plant_now(wall)
-        # Behind by its own decision's time: the supervisor's `behind_s` is the last of the
-        # burst's decisions, the least behind.
-        behind = plant_now - plant_time if plant_now - plant_time > 0.0 else 0.0
+        # Its own decision's lateness, not the supervisor's `behind_s`: that is the last of
+        # the burst's decisions', the least behind.
         self._pending[correlation] = _Pending(
-            sent, wall, action, plant_now, behind, self.feed.restarts
+            sent, wall, action, self.feed.plant_now(wall), behind_s, self.feed.restarts
         )
 
         def refused(why: str) -> None:
