@@ -15,7 +15,15 @@ figures from a loaded machine can be compared as ratios.
 CPU time (`time.process_time`) is the figure: a shared machine's other work lengthens the wall
 time, not the CPU time, of a single-threaded run. Wall time is reported beside it.
 
-    python -m bench.closed_loop [--hours 8] [--repeat 3] [--profile]
+The image ships the twin's units and the controller's decision modules compiled with mypyc
+(setup.py); a checkout's venv runs them as pure Python. `compiled` in the JSON says which was
+measured. As shipped, in the image built by scripts/build-image (this folder mounted):
+
+    buildah run --isolation chroot -v "$PWD/bench:/data/bench:ro" \
+        -v "$PWD/scenarios:/data/scenarios:ro" "$(buildah from --pull=never pcmm-twin:local)" \
+        -- python -m bench.closed_loop --scenario scenarios/standard_campaign.yaml
+
+    python -m bench.closed_loop [--hours 8] [--repeat 3] [--profile] [--scenario FILE]
 """
 
 from __future__ import annotations
@@ -26,8 +34,11 @@ import platform
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+import controller.blend
+import twin.feeder
 from apps.campaign import run_campaign
 from apps.scenario import STANDARD_CAMPAIGN, Scenario, load_scenario
 from bench.twin import bare_simpy, own_time_top
@@ -54,13 +65,24 @@ def profile_top(scenario: Scenario, top: int = 12) -> list[dict[str, Any]]:
     return own_time_top(lambda: run_campaign(scenario, controlled=True), top)
 
 
+def compiled() -> bool:
+    """Whether the twin's units and the controller's modules run compiled (setup.py)."""
+    return all(
+        m.__file__ is not None and m.__file__.endswith(".so")
+        for m in (controller.blend, twin.feeder)
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hours", type=float, default=8.0)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="and where the time goes")
+    parser.add_argument(
+        "--scenario", type=Path, default=STANDARD_CAMPAIGN, help="the standard campaign's file"
+    )
     args = parser.parse_args()
-    scenario = replace(load_scenario(STANDARD_CAMPAIGN), hours=args.hours)
+    scenario = replace(load_scenario(args.scenario), hours=args.hours)
     plant_s = args.hours * 3600.0
     best: dict[str, tuple[float, float]] = {}
     bare = min(bare_simpy(args.hours) for _ in range(args.repeat))
@@ -89,6 +111,7 @@ def main() -> None:
         "bare_simpy_x_real_time": round(plant_s / bare),
         "closed_loop_over_bare_simpy": round(bare / loop_cpu, 4),
         "settings_changed": {},  # the controller's and the twin's defaults
+        "compiled": compiled(),
         # The interpreter: its build moves every figure here (measured on one machine, the
         # same tree: Debian's python3 3.11.2 ran the closed loop 6 % faster, bare SimPy 22 %,
         # than a pyenv 3.11.7 built without profile-guided optimization)

@@ -169,7 +169,7 @@ class Blend:
                 self.api_stepped_at = now
         else:
             span.clear()  # volumetric: the feed factor is not learnt
-        total = sum(flows.values())
+        total = sum(flows.values(), 0.0)
         ratio = 100.0 * flows[cfg.api_feeder] / total if total > 0 else math.nan
         residence = tel.v(self._residence_tag, cfg.residence_default_s) or cfg.residence_default_s
         before = self.rtd.value
@@ -292,10 +292,10 @@ class Blend:
         step = 0.0
         least = cfg.small_step_min_readings
         if len(recent) >= least and len(early) >= least and len(late) >= least:
-            before = (sum(early) + sum(late)) / (len(early) + len(late))
-            step = sum(recent) / len(recent) - before
+            before = (sum(early, 0.0) + sum(late, 0.0)) / (len(early) + len(late))
+            step = sum(recent, 0.0) / len(recent) - before
             # Flat before it (no ramp running into it), and not explained by the feeders.
-            flat = abs(sum(late) / len(late) - sum(early) / len(early)) < abs(step) / 4
+            flat = abs(sum(late, 0.0) / len(late) - sum(early, 0.0) / len(early)) < abs(step) / 4
             # Nor while the API feeder's learnt feed factor moves: a load cell drifting moves
             # it with the blend, a ramp the RTD curves into a step (random campaign 1: a +34 %
             # drift's lean blend taken for a -0.35 % w/w probe step, 82 tablets released).
@@ -397,7 +397,9 @@ class Blend:
                         f"{gap:+.2f} off the feeders: probe fault, not trimming feeders on it",
                     )
         step = self.nir.last_step
-        if step is None or step is self.judged_step:
+        # (By value, not identity: compiled, the tuple is built afresh at each read. Two steps
+        # are never equal: each has its own source time.)
+        if step is None or step == self.judged_step:
             return
         # Each step is judged once, however far apart the decisions are: telemetry of an
         # accelerated plant comes every few plant seconds, not every second.
@@ -519,10 +521,10 @@ class Blend:
                 target = self.target_pct
                 if abs(corrected - target) > abs(estimate - target):
                     estimate = corrected
-            elif c_nir is not None and c_nir is held and self.nir_value is None:
+            elif c_nir is not None and self.nir_value is None:  # the probe's last, held above
                 target = self.target_pct
-                if abs(held - target) > abs(estimate - target):
-                    estimate = held
+                if abs(c_nir - target) > abs(estimate - target):
+                    estimate = c_nir
             return estimate, extra + cfg.feeder_guard_pct
         return None, extra + cfg.feeder_guard_pct
 

@@ -158,8 +158,8 @@ class RobustNir:
             if len(residuals) < 10:
                 self._noise_sd = 0.0
             else:
-                mean = sum(residuals) / len(residuals)
-                squares = sum([(r - mean) ** 2 for r in residuals])
+                mean = sum(residuals, 0.0) / len(residuals)
+                squares = sum([(r - mean) ** 2 for r in residuals], 0.0)
                 self._noise_sd = math.sqrt(squares / (len(residuals) - 1))
         return self._noise_sd
 

@@ -38,7 +38,7 @@ def _mean_of_last(values: deque[float], n: int) -> float:
     `Supervisor.step`, which says why)."""
     count = len(values)
     first = count - n if count - n > 0 else 0
-    return sum(islice(values, first, None)) / (count if count < n else n)
+    return sum(islice(values, first, None), 0.0) / (count if count < n else n)
 
 
 class Gate:
@@ -278,13 +278,13 @@ class Gate:
         n = len(trend)
         if n < cfg.weight_trend_min:
             return None
-        t_mean = sum(t for t, _ in trend) / n
-        w_mean = sum(w for _, w in trend) / n
-        stt = sum((t - t_mean) ** 2 for t, _ in trend)
-        slope = sum((t - t_mean) * (w - w_mean) for t, w in trend) / stt
+        t_mean = sum((t for t, _ in trend), 0.0) / n
+        w_mean = sum((w for _, w in trend), 0.0) / n
+        stt = sum(((t - t_mean) ** 2 for t, _ in trend), 0.0)
+        slope = sum(((t - t_mean) * (w - w_mean) for t, w in trend), 0.0) / stt
         now_w = w_mean + slope * (trend[-1][0] - t_mean)
         residual = math.sqrt(
-            sum((w - w_mean - slope * (t - t_mean)) ** 2 for t, w in trend) / max(n - 2, 1)
+            sum(((w - w_mean - slope * (t - t_mean)) ** 2 for t, w in trend), 0.0) / max(n - 2, 1)
         )
         rise = slope * horizon_s
         # Significant: the rise over the horizon beats the slope's own error over it, twice.

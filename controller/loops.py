@@ -231,7 +231,7 @@ class Loops:
     def _hardness(self, actions: list[Action]) -> None:
         cfg = self.cfg
         readings = self.sv.gate.hardness
-        hardness = sum(readings) / len(readings)
+        hardness = sum(readings, 0.0) / len(readings)
         gap = self.sv.tel.v(f"{cfg.press}.main_gap_sp")
         new = laws.hardness_trim(
             gap,
@@ -267,7 +267,7 @@ class Loops:
         weight = laws.clamp(
             weight, cfg.target_weight_mg * (1 - tol), cfg.target_weight_mg * (1 + tol)
         )
-        total = sum(tel.v(f"{f}.mass_flow_sp", 0.0) for f in self.feeders)
+        total = sum((tel.v(f"{f}.mass_flow_sp", 0.0) for f in self.feeders), 0.0)
         # What reaches the press is what leaves the blender: while its hold-up builds up (a
         # slow impeller) that is less than the feeders give.
         outflow = tel.v(f"{cfg.blender}.throughput", total)
@@ -336,7 +336,7 @@ class Loops:
             return
         api_sp = tel.v(f"{api}.mass_flow_sp")
         others = {f: tel.v(f"{f}.mass_flow_sp") for f in cfg.other_feeders}
-        total = api_sp + sum(others.values())
+        total = api_sp + sum(others.values(), 0.0)
         new = laws.concentration_trim(
             api_sp,
             total,
@@ -366,7 +366,7 @@ class Loops:
     def _restore_recipe(self, actions: list[Action]) -> None:
         cfg, tel = self.cfg, self.sv.tel
         api_sp = tel.v(f"{cfg.api_feeder}.mass_flow_sp")
-        total = api_sp + sum(tel.v(f"{f}.mass_flow_sp") for f in cfg.other_feeders)
+        total = api_sp + sum((tel.v(f"{f}.mass_flow_sp") for f in cfg.other_feeders), 0.0)
         recipe = total * self.sv.blend.target_pct / 100.0 * self.api_compensation
         if abs(recipe - api_sp) >= cfg.concentration_step_kgh:
             reason = (
@@ -379,12 +379,12 @@ class Loops:
         """Set the API feeder, taking the difference from the other feeders: total constant."""
         cfg, tel = self.cfg, self.sv.tel
         others = {f: tel.v(f"{f}.mass_flow_sp") for f in cfg.other_feeders}
-        total = tel.v(f"{cfg.api_feeder}.mass_flow_sp") + sum(others.values())
+        total = tel.v(f"{cfg.api_feeder}.mass_flow_sp") + sum(others.values(), 0.0)
         new_api = laws.clamp(new_api, 0.0, total)
         actions.append(
             Action("setpoint", f"{cfg.api_feeder}.mass_flow_sp", round(new_api, 4), reason)
         )
-        rest = sum(others.values())
+        rest = sum(others.values(), 0.0)
         for feeder, sp in others.items():
             share = sp / rest if rest else 1.0 / len(others)
             value = round((total - new_api) * share, 4)
@@ -414,7 +414,7 @@ class Loops:
         elif now_active == was:
             return
         tel = self.sv.tel
-        total = sum(tel.v(f"{f}.mass_flow_sp", 0.0) for f in self.feeders)
+        total = sum((tel.v(f"{f}.mass_flow_sp", 0.0) for f in self.feeders), 0.0)
         recipe = total * cfg.label_claim_mg / cfg.target_weight_mg
         if now_active:
             self.api_compensation = factor

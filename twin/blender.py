@@ -57,7 +57,7 @@ class Blender:
 
     @property
     def holdup(self) -> float:
-        return sum(self.tank_mass)
+        return sum(self.tank_mass, 0.0)
 
     def step(self, now: float, dt: float) -> None:
         # Every plant second, five tanks: the vectors (all of one length, `Components.empty`'s)
@@ -70,7 +70,7 @@ class Blender:
 
         tanks, masses, inlet = self.tanks, self.tank_mass, self.inlet
         if inlet[-1] > 0.0:  # powder arrived (its bulk volume is the last slot)
-            masses[0] += sum(inlet) - inlet[-1]
+            masses[0] += sum(inlet, 0.0) - inlet[-1]
             tanks[0] = [x + y for x, y in zip(tanks[0], inlet, strict=False)]
             inlet[:] = self._empty  # in place: the feeders hold this list
 

@@ -140,7 +140,7 @@ class Ledger:
 
     @property
     def total_fed_kg(self) -> float:
-        return sum(self.fed_kg.values())
+        return sum(self.fed_kg.values(), 0.0)
 
     @property
     def in_spec_pct(self) -> float:
