@@ -37,9 +37,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import controller.blend
-import twin.feeder
 from apps.campaign import run_campaign
+from apps.compiled import compiled
 from apps.scenario import STANDARD_CAMPAIGN, Scenario, load_scenario
 from bench.twin import bare_simpy, own_time_top
 
@@ -63,14 +62,6 @@ def timed(scenario: Scenario, controlled: bool, alarm_board: bool) -> tuple[floa
 def profile_top(scenario: Scenario, top: int = 12) -> list[dict[str, Any]]:
     """The functions with the most own time in a controlled run, as scored."""
     return own_time_top(lambda: run_campaign(scenario, controlled=True), top)
-
-
-def compiled() -> bool:
-    """Whether the twin's units and the controller's modules run compiled (setup.py)."""
-    return all(
-        m.__file__ is not None and m.__file__.endswith(".so")
-        for m in (controller.blend, twin.feeder)
-    )
 
 
 def main() -> None:

@@ -20,9 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import controller.blend
-import twin.feeder
 from apps.campaign import run_campaign
+from apps.compiled import compiled
 from apps.random_campaign import random_campaign
 from apps.scenario import Scenario, load_scenario
 
@@ -54,13 +53,6 @@ def digest(name: str) -> dict[str, Any]:
         "diverted_kg": ledger.mass_diverted,
         "true_oos_kg": ledger.oos_mass,
     }
-
-
-def compiled() -> bool:
-    return all(
-        m.__file__ is not None and m.__file__.endswith(".so")
-        for m in (controller.blend, twin.feeder)
-    )
 
 
 if __name__ == "__main__":
