@@ -309,6 +309,18 @@ class Blend:
                 else cfg.small_step_feed_factor_range
             )
             moving = span.high - span.low > most * span.high
+            # And sharp: a probe steps between two spectra, so the median of three jumps from
+            # one level to the other at once, and the gaps left out in between lie at either
+            # level. A blend the RTD moves ramps through them (random campaigns 109 and 118
+            # compound, outside the seeds the rules were worked out on: load cells drifting -28
+            # and -22 % made the blend richer by 0.3 % w/w within a minute, taken for a probe's
+            # step: 28 and 126 tablets at 105-106 % LC released).
+            if flat and not moving and abs(step) >= cfg.small_step_pct:
+                near, far = before + step / 4, before + 3 * step / 4
+                low, high = (near, far) if step > 0 else (far, near)
+                middle_gaps = [g for t, g in history if before_to <= t < recent_from]
+                between = sum(1 for g in middle_gaps if low < g < high)
+                moving = between > cfg.small_step_between_share * len(middle_gaps)
             if not flat or moving or abs(step) < cfg.small_step_pct:
                 step = 0.0
             else:

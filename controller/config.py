@@ -196,6 +196,12 @@ class ControllerConfig:
     # 48 compound: 3 % in the minute before; a probe's bias ending: 1.2 %, campaign 16)
     small_step_confirm_s: float = 10.0  # s it must hold as the window slides: a ramp soon
     # enters the stretch before and fails the flatness
+    small_step_between_share: float = 0.4  # of the gaps in the stretch left out between the
+    # two, the share that may lie between the levels before and after (over a quarter of the
+    # step from both): a probe's step leaves there only the median of three's transition, a
+    # spectrum or two (random campaign 16 compound, -0.48 % w/w: at most 4 of 20 decisions);
+    # the RTD's ramp of a drifting load cell half of them and more (campaigns 109 and 118
+    # compound: 10-17 of 20)
     reconcile_window_s: float = 60.0  # time constant of the NIR-feeder reconciliation
     reconcile_limit_pct: float = 0.3  # % w/w disagreement that calls for a diagnosis
     bridging_stop_s: float = 900.0  # stop the line if the API feeder has not recovered by then
