@@ -249,8 +249,9 @@ class Blend:
 
     def _judge_small_step(self, now: float, gap: float) -> None:
         """A step of the NIR against the feeders too small for the spike test (under its
-        0.5 % w/w): the gap's mean over the last `small_step_recent_s` against its mean over
-        a flat stretch before, `small_step_gap_s` earlier. The blender's RTD makes every real
+        0.5 % w/w): the gap's mean over the last `small_step_recent_s` against the stretch
+        before, `small_step_gap_s` earlier (its mean, or its line when it ramps), and sharp:
+        the gaps in between at one level or the other. The blender's RTD makes every real
         change of the blend a ramp of a minute or more, which the feeders see too; a probe
         that fouls or loses its calibration steps between two spectra (random campaign 16
         compound: a -0.48 % w/w bias, unseen for ten minutes, diverted 3.3 kg of good
@@ -260,8 +261,14 @@ class Blend:
         horizon = now - cfg.small_step_recent_s - cfg.small_step_gap_s - cfg.small_step_before_s
         while history and history[0][0] < horizon:
             history.popleft()
-        if self._small_step_since is None and abs(gap - history[0][1]) < cfg.small_step_pct / 2:
-            return  # nothing like a step since the oldest: nothing else need be worked out
+        if (
+            self._small_step_since is None
+            and abs(gap - history[0][1]) < cfg.small_step_pct / 2
+            and abs(gap - history[len(history) // 2][1]) < cfg.small_step_pct / 2
+        ):
+            # Nothing like a step since the oldest, nor since the middle (a step can bring a
+            # ramp's gap back to where it was): nothing else need be worked out
+            return
         refilled = max(
             self.refilled_at.get(cfg.api_feeder, -math.inf), self.retared_at, self.started_at
         )
@@ -293,9 +300,22 @@ class Blend:
         least = cfg.small_step_min_readings
         if len(recent) >= least and len(early) >= least and len(late) >= least:
             before = (sum(early, 0.0) + sum(late, 0.0)) / (len(early) + len(late))
-            step = sum(recent, 0.0) / len(recent) - before
-            # Flat before it (no ramp running into it), and not explained by the feeders.
-            flat = abs(sum(late, 0.0) / len(late) - sum(early, 0.0) / len(early)) < abs(step) / 4
+            recent_mean = sum(recent, 0.0) / len(recent)
+            step = recent_mean - before
+            # Flat before it, the step is measured against its mean; on a ramp, against its
+            # line (below). Not explained by the feeders either (further down).
+            rise = sum(late, 0.0) / len(late) - sum(early, 0.0) / len(early)
+            flat = abs(rise) < abs(step) / 4
+            slope = 0.0  # of the line the gap followed before (flat: its mean)
+            if not flat:
+                # A probe can step while the blend ramps (random campaign 146 compound, outside
+                # the tuning seeds: +0.39 % w/w as a load cell's drift made the blend leaner;
+                # against the mean before, no step, and 555 tablets at 94.8-95.0 % LC were
+                # released): measured against the ramp's line carried on, and sharp against it
+                # too (below). A ramp that bends or eases is no step: against its line the
+                # gap moves away gradually, and fails the sharpness.
+                slope = rise / (cfg.small_step_before_s / 2)
+                step = recent_mean - (before + slope * (now - cfg.small_step_recent_s / 2 - middle))
             # Nor while the API feeder's learnt feed factor moves: a load cell drifting moves
             # it with the blend, a ramp the RTD curves into a step (random campaign 1: a +34 %
             # drift's lean blend taken for a -0.35 % w/w probe step, 82 tablets released).
@@ -315,13 +335,15 @@ class Blend:
             # compound, outside the seeds the rules were worked out on: load cells drifting -28
             # and -22 % made the blend richer by 0.3 % w/w within a minute, taken for a probe's
             # step: 28 and 126 tablets at 105-106 % LC released).
-            if flat and not moving and abs(step) >= cfg.small_step_pct:
+            if not moving and abs(step) >= cfg.small_step_pct:
                 near, far = before + step / 4, before + 3 * step / 4
                 low, high = (near, far) if step > 0 else (far, near)
-                middle_gaps = [g for t, g in history if before_to <= t < recent_from]
+                middle_gaps = [
+                    g - slope * (t - middle) for t, g in history if before_to <= t < recent_from
+                ]
                 between = sum(1 for g in middle_gaps if low < g < high)
                 moving = between > cfg.small_step_between_share * len(middle_gaps)
-            if not flat or moving or abs(step) < cfg.small_step_pct:
+            if moving or abs(step) < cfg.small_step_pct:
                 step = 0.0
             else:
                 around = [c for t, c in self.feeder_history if t >= horizon]
