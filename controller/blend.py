@@ -335,6 +335,7 @@ class Blend:
             # compound, outside the seeds the rules were worked out on: load cells drifting -28
             # and -22 % made the blend richer by 0.3 % w/w within a minute, taken for a probe's
             # step: 28 and 126 tablets at 105-106 % LC released).
+            ramped = False
             if not moving and abs(step) >= cfg.small_step_pct:
                 near, far = before + step / 4, before + 3 * step / 4
                 low, high = (near, far) if step > 0 else (far, near)
@@ -342,8 +343,8 @@ class Blend:
                     g - slope * (t - middle) for t, g in history if before_to <= t < recent_from
                 ]
                 between = sum(1 for g in middle_gaps if low < g < high)
-                moving = between > cfg.small_step_between_share * len(middle_gaps)
-            if moving or abs(step) < cfg.small_step_pct:
+                ramped = between > cfg.small_step_between_share * len(middle_gaps)
+            if moving or ramped or abs(step) < cfg.small_step_pct:
                 step = 0.0
             else:
                 around = [c for t, c in self.feeder_history if t >= horizon]

@@ -194,8 +194,8 @@ class ControllerConfig:
     step_back_feed_factor_range: float = 0.02  # fraction: and within this for a suspect
     # probe's step back by its offset, which a load cell's drift can mimic (random campaign
     # 48 compound: 3 % in the minute before; a probe's bias ending: 1.2 %, campaign 16)
-    small_step_confirm_s: float = 10.0  # s it must hold as the window slides: a ramp soon
-    # enters the stretch before and fails the flatness
+    small_step_confirm_s: float = 10.0  # s it must hold as the window slides: a ramp's
+    # "step" grows or shrinks as it moves through the stretches, a probe's holds its size
     small_step_between_share: float = 0.4  # of the gaps in the stretch left out between the
     # two, the share that may lie between the levels before and after (over a quarter of the
     # step from both): a probe's step leaves there only the median of three's transition, a
