@@ -273,7 +273,7 @@ class Blend:
             self.refilled_at.get(cfg.api_feeder, -math.inf), self.retared_at, self.started_at
         )
         # A suspect probe is judged again by a small step only when it is one back by its
-        # offset, flat before, with the API feeder's feed factor steadier still
+        # offset, sharp, with the API feeder's feed factor steadier still
         # (`step_back_feed_factor_range`): a step back is as like a drift the feeders cannot
         # see (random campaign 48 compound: a load cell's drift making the blend richer by
         # 0.28 % w/w in half a minute, taken for a -0.25 % w/w probe stepping back, 167

@@ -176,15 +176,18 @@ class ControllerConfig:
     nir_spike_allowance: float = 3.0  # x what the feeders' prediction moves between spectra
     # that a reading may move before it is a spike
     # A probe step smaller than the spike test sees (fouling, a recalibration slip): the NIR
-    # less the feeders' estimate, its mean over the last seconds against a flat stretch before.
+    # less the feeders' estimate, its mean over the last seconds against the stretch before
+    # (its mean, or its line carried on when it ramps), and sharp (`small_step_between_share`).
     small_step_pct: float = 0.25  # % w/w: five times the probe's SD (0.05), fifteen times that
     # of a mean of ten spectra; the smallest bias the random campaigns score (0.5 % LC x 6 =
     # 0.3 % w/w) passes it
     small_step_recent_s: float = 10.0  # s of gap averaged after the step (five spectra)
     small_step_gap_s: float = 20.0  # s left out between the two: the median of three and the
     # RTD's fastest real ramp (a refill's) show within them
-    small_step_before_s: float = 30.0  # s of gap before, in two halves that must agree within
-    # a quarter of the step: a ramp running into it is no step (a load cell's, a drift's)
+    small_step_before_s: float = 30.0  # s of gap before, in two halves: agreeing within a
+    # quarter of the step, the step is measured against their mean; else against the line
+    # through them, as a probe can step while the blend ramps (a load cell's, a drift's ramp
+    # is no step: against its line it fails the sharpness)
     small_step_min_readings: int = 5  # gaps at least in each of the three stretches: a mean of
     # five spectra has under half the probe's SD, a step of 0.25 % w/w stands ten of those clear
     small_step_feed_factor_range: float = 0.04  # fraction: the API feeder's learnt feed
