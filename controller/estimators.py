@@ -234,6 +234,13 @@ class RtdPredictor:
         return self.stages[-1] if self.stages else None
 
 
+def arrival_time(now: float, level_kg: float, draw_kg_s: float) -> float | None:
+    """When powder leaving the blender now reaches the dies: the feed frame is plug flow."""
+    if draw_kg_s <= 0.0:
+        return None
+    return now + level_kg / draw_kg_s
+
+
 def content_pct(weight_mg: float, concentration_pct: float, label_claim_mg: float) -> float:
     """API content of a tablet, % of label claim."""
     return weight_mg * concentration_pct / label_claim_mg

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from controller.actions import Action
 from controller.diversion import DiversionPlanner, Window
-from controller.estimators import content_pct
+from controller.estimators import arrival_time, content_pct
 
 if TYPE_CHECKING:
     from controller.supervisor import Supervisor
@@ -52,24 +52,15 @@ class Gate:
         self.hardness: deque[float] = deque(maxlen=cfg.tablets_kept)
         self.weight_mean = float("nan")  # of the last few weights, set by `divert` each step
         self.content: float | None = None  # % LC predicted at the press, set by `divert`
-        # The mass the press has drawn from the feed frame (kg), summed a decision at a time.
-        # The feed frame is plug flow: powder reaches the dies once the press has drawn the
-        # mass that was ahead of it, however fast it draws meanwhile. (Timed at the draw when
-        # it left the blender, blend reached the dies 25 s after its window had closed when
-        # the press slowed to half its rate on a starving feed frame: random campaign 322
-        # compound, 165 tablets at 105-108 % LC released.)
-        self.drawn_kg = 0.0
-        self._drawn_at: float | None = None
-        # The blend on its way through the feed frame, (drawn mass at its arrival at the dies,
-        # % w/w, guard band % LC), judged in spec at the mean weight when it left the blender;
-        # and the one at the dies now: a tablet's content is its own weight times the blend in
-        # it.
+        # The blend on its way through the feed frame, (arrival at the dies, % w/w, guard band
+        # % LC), judged in spec at the mean weight when it left the blender; and the one at
+        # the dies now: a tablet's content is its own weight times the blend in it.
         self.arriving: deque[tuple[float, float, float]] = deque()
         self.at_dies: tuple[float, float, float] | None = None
         # The blend that left the blender, not judged yet, by arrival at the dies (a heap of
-        # (drawn mass at its arrival, % w/w, guard band % LC, mean tablet weight mg when it
-        # left)): judged at the last moment the gate can still be told, at the weight then if
-        # it has moved since (`_judge_blend`).
+        # (arrival, % w/w, guard band % LC, mean tablet weight mg when it left)): judged at
+        # the last moment the gate can still be told, at the weight then if it has moved since
+        # (`_judge_blend`).
         self.to_judge: list[tuple[float, float, float, float]] = []
         self.weight_trend: deque[tuple[float, float]] = deque()  # (source time, weight)
         self.gate_commanded: tuple[int, float] | None = None
@@ -122,7 +113,6 @@ class Gate:
         self.arriving.clear()
         self.to_judge.clear()
         self.at_dies = None
-        self._drawn_at = None
         return held_back
 
     def judge_startup(self, now: float) -> None:
@@ -174,36 +164,28 @@ class Gate:
         self.weight_mean = weight = _mean_of_last(weights, n)
         rate = tel.v(self._rate_tag, 0.0)
         draw = rate / 3600.0 * weight * 1e-6
-        drawn_at = self._drawn_at
-        if drawn_at is None or now > drawn_at:
-            if drawn_at is not None:
-                self.drawn_kg += draw * (now - drawn_at)
-            self._drawn_at = now
-        drawn = self.drawn_kg
         level = tel.v(self._level_tag, cfg.level_sp_kg)
         concentration, extra = sv.blend.trusted()
         planner = self.planner
         self.content = None
-        # Where the powder the spectrum saw (`nir_lag_s` ago) stands in the plug flow: behind
-        # the feed frame's content, less what the press has drawn since.
-        arrives_at = drawn + level - draw * cfg.nir_lag_s
+        arrives = arrival_time(now - cfg.nir_lag_s, level, draw) or now
         if concentration is None:
             planner.flag(now, "no trustworthy estimate of the blend: diverting")
             # And the blend leaving the blender now, unjudged, when it reaches the press (not
             # only what is pressed now: random campaign 280 compound, its blend at 122-137 %
             # LC released after each such stretch).
-            heapq.heappush(self.to_judge, (arrives_at, math.nan, extra, weight))
+            heapq.heappush(self.to_judge, (arrives, math.nan, extra, weight))
         else:
             self.content = content_pct(weight, concentration, cfg.label_claim_mg)
-            heapq.heappush(self.to_judge, (arrives_at, concentration, extra, weight))
-        self._judge_blend(now, weight, draw)
+            heapq.heappush(self.to_judge, (arrives, concentration, extra, weight))
+        self._judge_blend(now, weight)
         arriving = self.arriving
         at_dies = self.at_dies
-        while arriving and arriving[0][0] <= drawn:
+        while arriving and arriving[0][0] <= now:
             at_dies = arriving.popleft()
         self.at_dies = at_dies
         last = weights[-1]
-        if at_dies is not None and drawn - at_dies[0] <= cfg.margin_s * draw:
+        if at_dies is not None and now - at_dies[0] <= cfg.margin_s:
             # Blend judged in spec at the mean weight when it left the blender is pressed now
             # at the newest weight: a fill depth that slips (stiction) or a density step moves
             # the weight from one tablet to the next, the mean of ten some seconds later
@@ -257,7 +239,7 @@ class Gate:
         # with the timing's call below, measured: 680,100 -> 676,900 instructions a plant second.)
         self._gate(now, planner.active(now) if planner.windows else None, actions)
 
-    def _judge_blend(self, now: float, weight: float, draw: float) -> None:
+    def _judge_blend(self, now: float, weight: float) -> None:
         """Judge the blend that reaches the dies next once the gate must be told of it: its
         arrival less the planner's margin and lead, and `judge_ahead_s`. At the mean tablet
         weight when it left the blender, unless the weight has moved since by more than
@@ -272,11 +254,8 @@ class Gate:
         cfg, planner, pending = self.cfg, self.planner, self.to_judge
         ahead = planner.margin_s + planner.lead_s + cfg.judge_ahead_s
         moved = cfg.judge_weight_moved * cfg.target_weight_mg
-        drawn = self.drawn_kg
-        # (At the draw now: the gate is told `ahead` s before the blend arrives.)
-        while pending and pending[0][0] - drawn <= ahead * draw:
-            arrives_at, concentration, extra, weight_then = heapq.heappop(pending)
-            arrives = now + (arrives_at - drawn) / draw if draw > 0.0 else now
+        while pending and pending[0][0] - ahead <= now:
+            arrives, concentration, extra, weight_then = heapq.heappop(pending)
             if math.isnan(concentration):
                 planner.flag(arrives, "blend with no trustworthy estimate at the press")
                 continue
@@ -285,7 +264,7 @@ class Gate:
             if not self.content_ok(content, extra):
                 planner.flag(arrives, f"predicted content {content:.1f} % LC at the press")
             else:
-                self.arriving.append((arrives_at, concentration, extra))
+                self.arriving.append((arrives, concentration, extra))
 
     def _follow_weight(self, time: float, weight: float) -> None:
         trend = self.weight_trend

@@ -15,6 +15,7 @@ from controller.estimators import (
     RobustSpread,
     RtdPredictor,
     SlidingRange,
+    arrival_time,
     content_pct,
 )
 from core.rtd import tanks_in_series_cdf
@@ -129,7 +130,9 @@ def test_rtd_predictor_has_the_tanks_in_series_step_response() -> None:
         assert out[t - 1] == pytest.approx(expected, abs=0.03)
 
 
-def test_content() -> None:
+def test_arrival_and_content() -> None:
+    assert arrival_time(100.0, 0.25, 0.25 / 45.0) == pytest.approx(145.0)
+    assert arrival_time(100.0, 0.25, 0.0) is None
     assert content_pct(400.0, 10.0, 40.0) == pytest.approx(100.0)
 
 
