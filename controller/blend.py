@@ -548,29 +548,6 @@ class Blend:
                 # an estimate judged by the feeders while a load cell drifted, and a tablet at
                 # 108 % LC released).
                 c_nir = held
-            elif (
-                c_nir is None
-                and held is not None
-                and self.tel.newest - self.nir.last_good > cfg.nir_hold_s
-                and (
-                    abs(self._probe_less_offset(held) - estimate) > self.failsafe_limit
-                    or conds.active("load_cell_drift")
-                    or conds.active("feed_factor_drift")
-                    or conds.active("bridging")
-                )
-            ):
-                # Longer quiet, the feeders' estimate stands alone, unconfirmed: not believed
-                # when the last independent measurement contradicted it beyond their combined
-                # uncertainty, nor while the API feeder's feed factor is off its usual. A load
-                # cell's drift shows there as a bridge's or a bulk density's would, and only
-                # the NIR tells them apart; of the three, it alone makes the feeders' estimate
-                # wrong. The content is unknown until the probe speaks again (random campaigns
-                # 248 and 280 compound, outside the seeds the rules were worked out on: under
-                # 96 and 99.7 % NIR dropout, load cells drifting -9 and -43 % made the blend
-                # rich, taken for a feed factor's drift and a bridge; judged by the feeders
-                # alone between spectra, 448 and 682 tablets at 105-107 and 122-137 % LC
-                # released).
-                return None, extra + cfg.feeder_guard_pct
             if c_nir is not None and self.nir_suspect and self.probe_offset is not None:
                 # The probe less its diagnosed offset is a second opinion: through a transient
                 # the feeders' RTD prediction follows the blend only in part (random campaign
@@ -596,11 +573,6 @@ class Blend:
                     estimate = c_nir
             return estimate, extra + cfg.feeder_guard_pct
         return None, extra + cfg.feeder_guard_pct
-
-    def _probe_less_offset(self, c_nir: float) -> float:
-        """The NIR's estimate less a suspect probe's diagnosed offset."""
-        offset = self.probe_offset
-        return c_nir - offset if self.nir_suspect and offset is not None else c_nir
 
     def _leading(self, c_nir: float) -> float:
         """The NIR's median or its newest accepted spectrum, whichever is further from target.

@@ -170,8 +170,7 @@ class ControllerConfig:
     # the spectra between them were lost (telemetry jitters by under half a period)
     nir_hold_s: float = 60.0  # s the last NIR estimate stays a second opinion beside the
     # feeders once the probe is unavailable: one mean residence time, within which the blend
-    # at the outlet cannot have moved far from it. Past it, feeders that estimate contradicted,
-    # or an API feed factor off its usual, leave the blend unknown (`Blend.trusted`)
+    # at the outlet cannot have moved far from it
     nir_step_window_s: float = 30.0  # feeders' movement around a NIR step that explains it
     nir_step_explained: float = 0.3  # a step is the blend when the feeders moved 30 % of it
     nir_spike_allowance: float = 3.0  # x what the feeders' prediction moves between spectra

@@ -168,15 +168,11 @@ class Gate:
         concentration, extra = sv.blend.trusted()
         planner = self.planner
         self.content = None
-        arrives = arrival_time(now - cfg.nir_lag_s, level, draw) or now
         if concentration is None:
             planner.flag(now, "no trustworthy estimate of the blend: diverting")
-            # And the blend leaving the blender now, unjudged, when it reaches the press (not
-            # only what is pressed now: random campaign 280 compound, its blend at 122-137 %
-            # LC released after each such stretch).
-            heapq.heappush(self.to_judge, (arrives, math.nan, extra, weight))
         else:
             self.content = content_pct(weight, concentration, cfg.label_claim_mg)
+            arrives = arrival_time(now - cfg.nir_lag_s, level, draw) or now
             heapq.heappush(self.to_judge, (arrives, concentration, extra, weight))
         self._judge_blend(now, weight)
         arriving = self.arriving
@@ -256,9 +252,6 @@ class Gate:
         moved = cfg.judge_weight_moved * cfg.target_weight_mg
         while pending and pending[0][0] - ahead <= now:
             arrives, concentration, extra, weight_then = heapq.heappop(pending)
-            if math.isnan(concentration):
-                planner.flag(arrives, "blend with no trustworthy estimate at the press")
-                continue
             at = weight if abs(weight - weight_then) > moved else weight_then
             content = content_pct(at, concentration, cfg.label_claim_mg)
             if not self.content_ok(content, extra):
