@@ -126,6 +126,14 @@ class Conditions:
             cond.since = None
         return cond.active
 
+    def hold(self, name: str, dt: float) -> None:
+        """Stop a pending change's debounce clock for `dt`: time in which its detector's measure
+        can neither confirm nor refute it (`Density` while the line diverts) counts for neither,
+        so that the change is made on `delay_s` of evidence, gathered in pieces."""
+        cond = self.items.get(name)
+        if cond is not None and cond.since is not None:
+            cond.since += dt
+
     def take(self) -> list[Alarm]:
         alarms, self.alarms = self.alarms, []
         return alarms

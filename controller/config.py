@@ -302,6 +302,11 @@ class ControllerConfig:
     # of the blend's mass and the excipient 0.55 g/cm3, so a bridge that takes all the API out
     # moves the blend's bulk density 5 %, a refill's bump or a load cell's drift far less; the
     # weight loop's own transients (ten tablets' weight against the fill depth now) add 2-3 %
+    density_shift_diverting: float = 0.05  # fraction of weight per mm that is a new density
+    # while the line diverts, the blend quiet (no refill or starved feeder lately): only the
+    # weight loop's transients, 2-3 %, are in it (the acceptance run's denser lot, +6.5 %,
+    # kept the gate diverting on and off for 280 s after its onset in process, and its
+    # alarm, judged by the 8 % limit, came after the fault's 600 s window in one CI run)
     density_confirm_s: float = 30.0  # s, three weight-loop periods
     density_base_s: float = 1800.0  # s, time constant of the usual weight per mm
     wear_mm: float = 0.02  # mm thicker than the punch gap explains: wear

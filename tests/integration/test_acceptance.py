@@ -149,6 +149,17 @@ class Pod:
                 raised.add(event.target)
         return raised
 
+    def raised_after(self, kind: str, onset: datetime) -> float | None:
+        """Plant seconds from `onset` to the first raise of `kind`'s alarm after it: how late
+        a detection was that missed its window (None: never raised)."""
+        assert self.alarms is not None
+        for payload in self.alarms.payloads():
+            event = decode_event(payload)
+            when = datetime.fromtimestamp(event.time_ns / 1e9, tz=UTC)
+            if event.action == "raise" and event.target == kind and when >= onset:
+                return (when - onset).total_seconds()
+        return None
+
     def faulted_before(self, end: datetime) -> list[str]:
         """When the line faulted (an abort or a trip: it stays down without a reset) before
         `end`, with the alarm's message: a later fault then falls on a stopped line."""
@@ -416,9 +427,11 @@ def test_each_fault_is_handled_and_no_oos_tablet_accepted(run: Run, fault: Scena
     assert oos == 0, f"{oos:.0f} OOS tablets accepted with the controller in charge"
     if fault.kind not in SLOW_TO_DETECT:
         faulted = controlled.faulted_before(end)
+        late = controlled.raised_after(fault.kind, begin)
         assert fault.kind in raised, (
             f"no {fault.kind} alarm from the controller: {sorted(raised)}"
             + (f"; the line had faulted at {', '.join(faulted)}" if faulted else "")
+            + (f"; raised {late:.0f} s after the onset" if late is not None else "; never raised")
         )
     if fault.kind in ESCAPES:
         assert escaped > 0, "the baseline accepted no OOS tablet: this fault proves nothing"
