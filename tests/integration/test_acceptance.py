@@ -424,7 +424,11 @@ def test_each_fault_is_handled_and_no_oos_tablet_accepted(run: Run, fault: Scena
     print(f"{fault.describe()}: controlled {oos:.0f} OOS accepted, alarms {sorted(raised)}; "
           f"baseline {escaped:.0f} OOS accepted")  # fmt: skip
     assert controlled.truth and baseline.truth, "no ground truth read back"
-    assert oos == 0, f"{oos:.0f} OOS tablets accepted with the controller in charge"
+    # (Below zero: a quarantine in this window took back tablets accepted in an earlier one,
+    # whose own check has failed.)
+    assert oos <= 0, f"{oos:.0f} OOS tablets accepted with the controller in charge: " + _oos_story(
+        run.influxdb
+    )
     if fault.kind not in SLOW_TO_DETECT:
         faulted = controlled.faulted_before(end)
         late = controlled.raised_after(fault.kind, begin)
