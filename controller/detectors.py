@@ -695,7 +695,7 @@ class Density:
                     # A verdict on its way waits, its clock stopped, while the shift still
                     # says it: the acceptance run's denser lot (+6.5 %) made the gate divert
                     # on and off for minutes, and each window began the 30 s afresh; raised
-                    # 390 s after the onset in 3 of 12 in-process runs through the stack's
+                    # 360-396 s after the onset in 3 of 16 in-process runs through the stack's
                     # timing, never within the 600 s of its window in one CI run.
                     sv.conds.hold("lot_density_change", ctx.dt)
                 else:

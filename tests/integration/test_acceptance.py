@@ -53,7 +53,7 @@ from asyncua import Client, ua
 from apps.scenario import ScenarioEvent, load_scenario
 from apps.stack import read_secret
 from core.layout import load_layout
-from core.payload import decode_event
+from core.payload import Event, decode_event
 from core.tags import LINE_STATES, build_registry
 from core.timebase import to_ns
 from opcua_server.address_space import tag_node_name
@@ -139,38 +139,37 @@ class Pod:
         inside = [v for t, v in self.truth if t < end]
         return (inside[-1] if inside else 0.0) - (before[-1] if before else 0.0)
 
-    def alarms_raised(self, begin: datetime, end: datetime) -> set[str]:
+    def raises(self) -> Iterator[tuple[datetime, Event]]:
+        """Every alarm raised, as the operator saw it on MQTT, with its plant time."""
         assert self.alarms is not None
-        raised = set()
         for payload in self.alarms.payloads():
             event = decode_event(payload)
-            when = datetime.fromtimestamp(event.time_ns / 1e9, tz=UTC)
-            if event.action == "raise" and begin <= when < end:
-                raised.add(event.target)
-        return raised
+            if event.action == "raise":
+                yield datetime.fromtimestamp(event.time_ns / 1e9, tz=UTC), event
+
+    def alarms_raised(self, begin: datetime, end: datetime) -> set[str]:
+        return {event.target for when, event in self.raises() if begin <= when < end}
 
     def raised_after(self, kind: str, onset: datetime) -> float | None:
         """Plant seconds from `onset` to the first raise of `kind`'s alarm after it: how late
         a detection was that missed its window (None: never raised)."""
-        assert self.alarms is not None
-        for payload in self.alarms.payloads():
-            event = decode_event(payload)
-            when = datetime.fromtimestamp(event.time_ns / 1e9, tz=UTC)
-            if event.action == "raise" and event.target == kind and when >= onset:
-                return (when - onset).total_seconds()
-        return None
+        return next(
+            (
+                (when - onset).total_seconds()
+                for when, event in self.raises()
+                if event.target == kind and when >= onset
+            ),
+            None,
+        )
 
     def faulted_before(self, end: datetime) -> list[str]:
         """When the line faulted (an abort or a trip: it stays down without a reset) before
         `end`, with the alarm's message: a later fault then falls on a stopped line."""
-        assert self.alarms is not None
-        times = []
-        for payload in self.alarms.payloads():
-            event = decode_event(payload)
-            when = datetime.fromtimestamp(event.time_ns / 1e9, tz=UTC)
-            if event.action == "raise" and event.target == "line.faulted" and when < end:
-                times.append(f"{when:%H:%M:%S} ({event.reason})")
-        return times
+        return [
+            f"{when:%H:%M:%S} ({event.reason})"
+            for when, event in self.raises()
+            if event.target == "line.faulted" and when < end
+        ]
 
     def stop(self) -> None:
         if self.alarms is not None:
