@@ -347,6 +347,13 @@ class Reconciliation:
         # (without the division the explanation grew 14 % too large for a 14 % drift, and the
         # fail-safe diverted 400 s of good tablets in random campaign 5).
         expected_gap = -c_feeders * change / (1.0 + change) if change > -1.0 else 0.0
+        # What judging by the feeders alone cannot rule out (`Blend.trusted`): unless a load
+        # cell is diagnosed and its gap put right.
+        blend.feeders_doubt = (
+            abs(expected_gap)
+            if abs(change) > cfg.feed_factor_drift_change and not load_cell_cond.active
+            else 0.0
+        )
         limit = cfg.reconcile_limit_pct
         consistent = abs(gap) > limit and abs(gap - expected_gap) < cfg.explained_share * abs(gap)
         # A probe blamed because no feeder signal explained its gap is cleared when one comes to

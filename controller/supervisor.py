@@ -219,7 +219,7 @@ class Supervisor:
             self.gate.begin_production(now)
         actions: list[Action] = []
         self.blend.update(now, dt)
-        self.blend.check_agreement(now)
+        self.blend.check_agreement(now, dt)
         self.gate.divert(now, actions)
         if self.enabled and not (actions and any(a.kind == "line" for a in actions)):
             self.loops.run(now, actions)
