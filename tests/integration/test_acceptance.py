@@ -435,6 +435,7 @@ def test_each_fault_is_handled_and_no_oos_tablet_accepted(run: Run, fault: Scena
             f"no {fault.kind} alarm from the controller: {sorted(raised)}"
             + (f"; the line had faulted at {', '.join(faulted)}" if faulted else "")
             + (f"; raised {late:.0f} s after the onset" if late is not None else "; never raised")
+            + _line_story(run.influxdb, end)
         )
     if fault.kind in ESCAPES:
         assert escaped > 0, "the baseline accepted no OOS tablet: this fault proves nothing"
@@ -494,6 +495,21 @@ def _oos_story(influxdb: InfluxDB) -> str:
         f"controller alarms {said}; last API trims {trims}; the gate around the first "
         f"increase {near}"
     )
+
+
+def _line_story(influxdb: InfluxDB, end: datetime) -> str:
+    """What kept a controller from raising an alarm: the line commands up to `end` and the
+    gate's last ones, as the twin audited them, with their reasons (a line stopped for
+    diverting too long makes nothing to detect a fault in)."""
+    rows = influxdb.query(
+        f"SELECT target, new, reason, accepted FROM events WHERE site = '{SITE}' "
+        "AND kind = 'audit' AND source = 'twin' "
+        f"AND (target = 'diverter.position_sp' OR target = 'line') AND time < {to_ns(end)}"
+    )
+    moves = [(_clock(r["time"]), r["target"], r["new"], r["reason"], r["accepted"]) for r in rows]
+    line = [m for m in moves if m[1] == "line"]
+    gate = [m for m in moves if m[1] != "line"][-6:]
+    return f"; line commands {line}; the gate's last commands {gate}"
 
 
 def _clock(time_ns: object) -> str:
