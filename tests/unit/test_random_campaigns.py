@@ -30,7 +30,9 @@ from twin import Plant
 # cell's drift made the blend leaner, never seen (555 tablets at 94.8-95.0 % LC released);
 # 202 compound (outside every seed a rule cites): a -0.55 % w/w probe step measured at -0.81
 # with a +21 % load cell's lean ramp in it, the blend judged 2.6 % LC too rich (123 tablets at
-# 94.4-95.0 % LC released)
+# 94.4-95.0 % LC released); 432 compound (never looked at before the rules for it): a -45 % load
+# cell's drift under 92 % NIR dropout, judged by the feeders alone (897 tablets at 105-135 % LC
+# released)
 SEEDS = [
     (1, False),
     (2, True),
@@ -40,6 +42,7 @@ SEEDS = [
     (118, True),
     (146, True),
     (202, True),
+    (432, True),
 ]
 IDS = [f"{seed}{' compound' if compound else ''}" for seed, compound in SEEDS]
 MAX_FALSE_ALARMS_PER_H = 1.0  # the goal (issue 13)
