@@ -117,15 +117,27 @@ class Supervisor:
 
     # Timing ------------------------------------------------------------------------------------
     def note_command_latency(self, plant_s: float) -> None:
-        """A command's round trip, in plant seconds: slowly forgotten, quickly raised."""
-        self.command_latency_s = max(plant_s, self.cfg.latency_forget * self.command_latency_s)
-        self._set_gate_lead()
+        """A command's round trip, in plant seconds: slowly forgotten, quickly raised. One
+        longer than `effect_timeout_s` times no link (`_is_latency`)."""
+        if self._is_latency(plant_s):
+            self.command_latency_s = max(plant_s, self.cfg.latency_forget * self.command_latency_s)
+            self._set_gate_lead()
 
     def note_effect_latency(self, plant_s: float) -> None:
         """A command's effect seen in telemetry this long after the decision (less one
-        telemetry interval): slowly forgotten, quickly raised."""
-        self.effect_latency_s = max(plant_s, self.cfg.latency_forget * self.effect_latency_s)
-        self._set_gate_lead()
+        telemetry interval): slowly forgotten, quickly raised; as above."""
+        if self._is_latency(plant_s):
+            self.effect_latency_s = max(plant_s, self.cfg.latency_forget * self.effect_latency_s)
+            self._set_gate_lead()
+
+    def _is_latency(self, plant_s: float) -> bool:
+        """Whether a measured delay can be the link's: not beyond `effect_timeout_s`, past
+        which a setpoint not yet shown is taken for refused, not late. Such a delay is a
+        process stopped or an upstream gap (a gate command shown only when the setpoint next
+        changed, a reply timed by the wall clock while no telemetry came); kept, it set the
+        reaction time for the next hour of plant time (CI run of 01d7e25: "tablet weight
+        heading for 485 mg within 362 s", a reject on a trend projected six minutes ahead)."""
+        return plant_s <= self.cfg.effect_timeout_s
 
     @property
     def reaction_s(self) -> float:
