@@ -482,13 +482,8 @@ def _oos_story(influxdb: InfluxDB) -> str:
     )
     trims = [(_clock(r["time"]), r["reason"]) for r in api][-12:]
     # The gate's commands and quarantines around the first increase, as the twin audited them.
-    gate = influxdb.query(
-        f"SELECT target, new, reason, accepted FROM events WHERE site = '{SITE}' "
-        "AND kind = 'audit' AND source = 'twin' "
-        "AND (target = 'diverter.position_sp' OR target = 'genealogy' OR target = 'line')"
-    )
     first = steps[0][0] if steps else ""
-    moves = [(_clock(r["time"]), r["target"], r["new"], r["reason"], r["accepted"]) for r in gate]
+    moves = _audited(influxdb, ("diverter.position_sp", "genealogy", "line"))
     near = [m for m in moves if m[0] <= first][-6:] + [m for m in moves if m[0] > first][:6]
     return (
         f"{last} OOS tablets accepted; increases {steps[:8]}; faults {raised}; "
@@ -501,15 +496,24 @@ def _line_story(influxdb: InfluxDB, end: datetime) -> str:
     """What kept a controller from raising an alarm: the line commands up to `end` and the
     gate's last ones, as the twin audited them, with their reasons (a line stopped for
     diverting too long makes nothing to detect a fault in)."""
-    rows = influxdb.query(
-        f"SELECT target, new, reason, accepted FROM events WHERE site = '{SITE}' "
-        "AND kind = 'audit' AND source = 'twin' "
-        f"AND (target = 'diverter.position_sp' OR target = 'line') AND time < {to_ns(end)}"
-    )
-    moves = [(_clock(r["time"]), r["target"], r["new"], r["reason"], r["accepted"]) for r in rows]
+    moves = _audited(influxdb, ("diverter.position_sp", "line"), end)
     line = [m for m in moves if m[1] == "line"]
     gate = [m for m in moves if m[1] != "line"][-6:]
     return f"; line commands {line}; the gate's last commands {gate}"
+
+
+def _audited(
+    influxdb: InfluxDB, targets: tuple[str, ...], before: datetime | None = None
+) -> list[tuple[str, str, object, str, object]]:
+    """The commands on `targets` the twin audited (before `before`, when given): (clock,
+    target, new value, reason, accepted)."""
+    which = " OR ".join(f"target = '{target}'" for target in targets)
+    until = f" AND time < {to_ns(before)}" if before is not None else ""
+    rows = influxdb.query(
+        f"SELECT target, new, reason, accepted FROM events WHERE site = '{SITE}' "
+        f"AND kind = 'audit' AND source = 'twin' AND ({which}){until}"
+    )
+    return [(_clock(r["time"]), r["target"], r["new"], r["reason"], r["accepted"]) for r in rows]
 
 
 def _clock(time_ns: object) -> str:
