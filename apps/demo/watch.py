@@ -238,9 +238,11 @@ class Watcher:
         password: str,
         on_event: Callable[[Event], None] | None = None,
         user: str = "operator",
+        telemetry: bool = True,
     ) -> None:
         self.board = board
         self.on_event = on_event
+        self.telemetry = telemetry  # False: events and status only (no view to fill)
         self.connected = threading.Event()
         self.port = port
         config = MqttConfig("127.0.0.1", port, user, password, f"demo-view-{id(self):x}")
@@ -253,13 +255,8 @@ class Watcher:
         self._thread: threading.Thread | None = None
 
     def _on_connect(self, client: mqtt.Client, flags: object, properties: object) -> None:
-        client.subscribe(
-            [
-                (topics.ALL_TELEMETRY, 0),
-                (topics.ALL_EVENTS, 1),
-                (f"{topics.ROOT}/+/status/+", 1),
-            ]
-        )
+        wanted = [(topics.ALL_EVENTS, 1), (f"{topics.ROOT}/+/status/+", 1)]
+        client.subscribe([(topics.ALL_TELEMETRY, 0), *wanted] if self.telemetry else wanted)
         self.connected.set()
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:

@@ -4,7 +4,9 @@ Two pods run side by side, each as `plant demo --no-view` runs it: Mosquitto (de
 config and ACL), the twin behind its OPC UA server, the edge and the supervisory controller,
 each its own process, accelerated. In the first the controller is in charge and a historian
 writes to InfluxDB 1.x (testkit, through the test-only v2 write proxy); in the second the
-controller only watches (`--watch-only`): the baseline. The operator plays
+controller only watches (`--watch-only`), without a historian (`--no-historian`: its truth is
+read from its OPC UA server, and a second historian and InfluxDB took a quarter of one of the
+machine's two cores): the baseline. The operator plays
 scenarios/acceptance.yaml into both at once with `plant fault run`, using the command and
 credentials each demo printed: each fault of shared/domain.md (1-13) has a window of plant time
 before the next one starts. Then:
@@ -302,7 +304,10 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
             states["controlled"],
         )
         baseline = Pod(
-            DemoProcess([*args, "--watch-only", "--state-dir", str(states["baseline"])], env),
+            DemoProcess(
+                [*args, "--watch-only", "--no-historian", "--state-dir", str(states["baseline"])],
+                env,
+            ),
             states["baseline"],
         )
         pods = {"controlled": controlled, "baseline": baseline}
@@ -310,6 +315,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
             for pod in pods.values():
                 pod.demo.wait_for(r"^ready: \d+ processes healthy", 120)
                 pod.command, pod.env = demo_command(pod.demo, SITE)
+            assert not {"historian", "influxd"} & set(baseline.demo.pids()), baseline.demo.pids()
             controlled.alarms = collect(
                 broker_of(controlled), "operator", f"pcmm/v1/{SITE}/events/alarm"
             )
