@@ -196,6 +196,25 @@ def test_demo_without_mosquitto_says_so_in_one_line(tmp_path: Path) -> None:
     assert "no mosquitto at" in done.stderr
 
 
+def test_demo_without_historian_starts_neither_it_nor_influxd(
+    demo_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`--no-historian` wins over an InfluxDB named in the environment and over a local
+    `influxd` (this machine has one): the loop runs without either."""
+    args = ["--no-view", "--no-historian", "--speed", "20", "--duration", "600"]
+    demo = DemoProcess([*args, "--state-dir", str(tmp_path / "demo")], demo_env)
+    try:
+        demo.wait_for(r"^ready: \d+ processes healthy", READY_TIMEOUT_S)
+        assert set(demo.pids()) == {"mosquitto", "opcua-site1", "edge-site1", "controller-site1"}
+        assert demo.wait_for(r"^historian off \(--no-historian\)$", 1)
+        demo.proc.send_signal(signal.SIGINT)
+        assert demo.proc.wait(60) == 0, demo.text()[-3000:]
+    finally:
+        if demo.proc.poll() is None:
+            demo.proc.send_signal(signal.SIGKILL)
+            demo.proc.wait(10)
+
+
 def brightness(rgb: float | tuple[int, ...]) -> int:
     """The sum of an RGB colour's channels. `getcolors` is typed for any image mode (a one-band
     image's colour is a number); the screenshot is converted to RGB."""
