@@ -254,8 +254,18 @@ class Gate:
             arrives, concentration, extra, weight_then = heapq.heappop(pending)
             at = weight if abs(weight - weight_then) > moved else weight_then
             content = content_pct(at, concentration, cfg.label_claim_mg)
+            where = "at the press"
+            if self.content_ok(content, extra) and abs(at - cfg.target_weight_mg) > moved:
+                # Off target, the weight loop is taking the weight back: by the time the blend
+                # is pressed the tablets may weigh anything up to the target, and the mean of
+                # ten trails them (acceptance scenario, a denser lot's end: judged at 385-392
+                # mg, pressed at 390-396, content 1-2 % LC above the prediction; through the
+                # running stack, under a busy neighbour, 14 OOS tablets released at 105 % LC
+                # on a prediction of 104.6). So the blend must also pass at the target weight.
+                content = content_pct(cfg.target_weight_mg, concentration, cfg.label_claim_mg)
+                where = "at the target weight"
             if not self.content_ok(content, extra):
-                planner.flag(arrives, f"predicted content {content:.1f} % LC at the press")
+                planner.flag(arrives, f"predicted content {content:.1f} % LC {where}")
             else:
                 self.arriving.append((arrives, concentration, extra))
 

@@ -60,3 +60,19 @@ def test_a_weight_that_moves_only_within_its_noise_leaves_the_judgement_as_it_wa
     # (95.5 % LC) it would not be; the mean of ten moves 1.5 mg, under `judge_weight_moved`.
     wobble = [386.4 if s < 40 else 387.9 for s in range(120)]
     assert _rejects(monkeypatch, wobble, 9.85)
+
+
+@pytest.mark.parametrize(
+    ("weight", "concentration"),
+    [
+        (386.0, 10.6),  # 102.3 % LC at 386 mg, 106.0 % LC at the 400 mg target
+        (414.0, 9.3),  # 96.3 % LC at 414 mg, 93.0 % LC at the target
+    ],
+)
+def test_blend_in_spec_only_at_a_weight_off_target_is_diverted(
+    monkeypatch: pytest.MonkeyPatch, weight: float, concentration: float
+) -> None:
+    # The weight loop is taking the weight back to target: the tablets the blend is pressed into
+    # may weigh anything up to it by then (acceptance scenario, a denser lot's end: judged at
+    # 385-392 mg, pressed at 390-396, 1-2 % LC above the prediction).
+    assert _rejects(monkeypatch, [weight] * 120, concentration)
