@@ -246,7 +246,8 @@ class Gate:
         brings it back within two minutes, while the blend's API per volume, and so the
         tablets' content, hardly moves (random campaigns 18 and 36 compound: blend judged at
         380-390 mg, pressed at 395-399 mg, read 94-96 % LC; the tablets held 96-99 % LC: 0.6
-        and 0.5 kg of good tablets diverted)."""
+        and 0.5 kg of good tablets diverted). Judged off target, it must also pass at the
+        target weight, which the weight loop is taking the tablets back to by then."""
         cfg, planner, pending = self.cfg, self.planner, self.to_judge
         ahead = planner.margin_s + planner.lead_s + cfg.judge_ahead_s
         moved = cfg.judge_weight_moved * cfg.target_weight_mg

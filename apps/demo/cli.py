@@ -416,7 +416,7 @@ def watch(
         out.print(f"event {event.site} {event.kind}: {describe(event)}")
 
     # Without the view only events are printed: the telemetry is not subscribed to (decoding
-    # it took 7 % of a core per demo at 50x, in the acceptance test's two pods).
+    # it took 7 % of a core per demo at 50x, measured in the acceptance test's run).
     watcher = Watcher(
         board,
         demo.mqtt_port,
