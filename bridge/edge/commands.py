@@ -341,7 +341,8 @@ class CommandExecutor:
                 parent=alarms,
                 method_id=f"{alarms}.Report",
             )
-            return f"alarm {request.alarm}: {request.action}d", {"alarm": request.alarm}
+            done = "raised" if request.action == "raise" else "cleared"
+            return f"alarm {request.alarm}: {done}", {"alarm": request.alarm}
         action = request.action
         if action == "shelve":
             action = "timed_shelve" if request.duration_s > 0 else "one_shot_shelve"

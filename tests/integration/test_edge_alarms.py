@@ -12,6 +12,7 @@ raises its own diagnosis the same way.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -102,8 +103,13 @@ def test_transitions_reach_mqtt_and_influxdb_once_and_alarm_commands_work(
             raised = CommandRequest(
                 "alarm", action="raise", alarm="nir_bias", reason="NIR biased by +0.4 % w/w"
             )
-            assert controller.call(raised).accepted
+            answer = controller.call(raised)
+            assert (answer.accepted, answer.reason) == (True, "alarm nir_bias: raised")
             assert conditions.state("controller.nir_bias").active
+            cleared = replace(raised, action="clear", reason="NIR and feeders agree again")
+            answer = controller.call(cleared)
+            assert (answer.accepted, answer.reason) == (True, "alarm nir_bias: cleared")
+            assert not conditions.state("controller.nir_bias").active
             wait_until(lambda: has_all(alarms, running), 30, "the new transitions", step=0.2)
             by_action = {(e.action, e.target): e for e in transitions(alarms)}
             acked = by_action[("acknowledge", "equipment.punch_wear")]
