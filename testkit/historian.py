@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from apps.health import Broker, UnhealthyError, require_online
 from apps.launcher import Child
 from testkit.servers import InfluxDB, Mosquitto
 
@@ -57,3 +59,34 @@ class HistorianProcess(Child):
     def __init__(self, env: dict[str, str], log: Path, prefix: Sequence[str] = ()) -> None:
         argv = [*prefix, plant_executable(), "bridge", "historian"]
         super().__init__(name="historian", argv=argv, env=env, cwd=None, log=log)
+
+    def wait_online(self, timeout_s: float = 60.0) -> None:
+        """Until the historian says `online`, as `plant demo` and the compose file wait for it
+        before starting a source: it says so on the connection it subscribed on, after the
+        subscription, so from then on the broker routes every message to its session. What a
+        source publishes before that matches no subscription, and the broker drops it."""
+        env = self.env or {}
+
+        def setting(name: str) -> str:
+            return env[f"PLANT_HISTORIAN_{name}"]
+
+        broker = Broker(
+            setting("MQTT_HOST"),
+            int(setting("MQTT_PORT")),
+            setting("MQTT_USERNAME"),
+            setting("MQTT_PASSWORD"),
+            setting("SITE_ID"),
+        )
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                require_online(broker, "historian", 2.0)
+                return
+            except UnhealthyError as error:
+                if not self.running:
+                    tail = self.log.read_text()[-2000:]
+                    raise AssertionError(f"the historian exited: {tail}") from None
+                if time.monotonic() > deadline:
+                    why = f"historian not online in {timeout_s:g} s: {error}"
+                    raise AssertionError(why) from None
+                time.sleep(0.2)

@@ -226,3 +226,26 @@ def test_the_central_profile_bridges_every_site_to_two_central_historians(
     data = [source(v) for h in historians for v in h["volumes"] if "/data" in str(v)]
     assert len(set(data)) == 2  # a spool each
     assert all(h["restart"] == "unless-stopped" for h in historians)
+
+
+@pytest.mark.parametrize("profiles", ["", "site2", "central"])
+def test_every_source_starts_after_the_historians_that_store_it(
+    profiles: str, tmp_path: Path
+) -> None:
+    """The edges and the controller wait for their historians to be healthy (subscribed), as
+    `plant demo` does: before a historian's first subscription there is no session for the
+    broker to queue for, and it drops what a source publishes (seen: a controller started
+    before the historian lost its first records)."""
+    services = _resolved(tmp_path, COMPOSE_PROFILES=profiles)["services"]
+    stores = {
+        "edge": ["historian"],
+        "controller": ["historian"],
+        "edge-site2": ["historian"],
+        "edge-site2-central": ["historian-central-1", "historian-central-2"],
+    }
+    sources = [name for name in stores if name in services]
+    assert sources, profiles
+    for name in sources:
+        depends = services[name]["depends_on"]
+        for historian in stores[name]:
+            assert depends[historian]["condition"] == "service_healthy", (name, historian)

@@ -65,8 +65,7 @@ def test_transitions_reach_mqtt_and_influxdb_once_and_alarm_commands_work(
             tmp_path / "historian.log",
         )
         historian.start()
-        # A message published before the historian subscribes never reaches it.
-        wait_until(lambda: "connected to" in historian.text(), 30, "the historian's session")
+        historian.wait_online()  # a message published before it subscribes never reaches it
         alarms = collect(mosquitto, "operator", SiteTopics(SITE).event("alarm"))
         edge = EdgeProcess(edge_env(running, mosquitto, tmp_path), tmp_path / "edge.log")
         operator = Requester(mosquitto, "operator")

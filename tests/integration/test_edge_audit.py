@@ -90,6 +90,7 @@ def test_audit_records_made_while_no_edge_listened_arrive_once_without_a_gap(
             tmp_path / "historian.log",
         )
         historian.start()
+        historian.wait_online()
         audit = collect(mosquitto, "operator", SiteTopics(SITE).audit("twin"))
         edge = EdgeProcess(edge_env(running, mosquitto, tmp_path), tmp_path / "edge.log")
         try:
@@ -178,6 +179,7 @@ def test_fault_events_fired_while_no_edge_listened_are_stored_once(
             tmp_path / "historian.log",
         )
         historian.start()
+        historian.wait_online()
         edge = EdgeProcess(edge_env(running, mosquitto, tmp_path), tmp_path / "edge.log")
         query = f"SELECT * FROM events WHERE site = '{SITE}' AND kind = 'fault'"
         alarms = running.server._alarms  # the server's own record of its fault events

@@ -20,6 +20,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -31,6 +32,7 @@ from apps.stored import Source, controller_actions, controller_alarms, events, k
 from controller import Alarm
 from core.alarm_measures import AlarmRecord, measures
 from core.alarms import Transition
+from core.audit_chain import as_text
 from core.commands import CommandResult, LineCommand
 from core.faults import FaultSpec
 from testkit.historian import HistorianProcess, historian_env
@@ -109,6 +111,7 @@ def stack(
             tmp_path / "edge.log",
         )
         historian.start()
+        historian.wait_online()  # else what the edge and the controller send first is dropped
         edge.start()
         controller = ControllerProcess(mosquitto, tmp_path / "controller.log")
         try:
@@ -247,7 +250,9 @@ def test_scores_from_influxdb_match_the_twins_own_for_a_campaign_through_the_sta
     try:
         wait_until(stored_as_carried_out, 30, "the controller's actions stored", step=0.5)
     except AssertionError:
-        raise AssertionError(f"(stored, carried out): {counts[-3:]}") from None
+        raise AssertionError(
+            f"(stored, carried out): {counts[-3:]}; {_actions_compared(running, source)}"
+        ) from None
     assert k.actions_accepted > 0
 
     # Completeness: per tag, stored against the server's own record of what it published.
@@ -289,3 +294,28 @@ async def _apply(running: RunningServer, command: LineCommand) -> CommandResult:
 
 def _alarms(source: Source) -> list[Alarm]:
     return controller_alarms(events(source))
+
+
+def _actions_compared(running: RunningServer, source: Source) -> str:
+    """Which of the commands the plant carried out for the controller its stored records lack,
+    and the gaps in its stored sequence numbers (a record lost on the way, or never sent)."""
+    mine = controller_actions(events(source))
+    stored = Counter((a.get("target"), a.get("new")) for a in mine if a.get("accepted") is True)
+    missing = []
+    for r in running.audit():
+        if r.user == "controller via edge" and r.accepted:
+            key = (r.target, as_text(r.new))
+            if stored[key] > 0:
+                stored[key] -= 1
+            else:
+                missing.append(f"#{r.seq} {r.target} = {key[1]} at {r.time:.2f}")
+    seqs = sorted(int(a["seq"]) for a in mine)
+    gaps = [s for s in range(seqs[0], seqs[-1] + 1) if s not in set(seqs)] if seqs else []
+    refused = [f"#{a['seq']} {a.get('target')}: {a.get('result')}" for a in mine
+               if a.get("accepted") is not True]  # fmt: skip
+    return (
+        f"carried out, not stored as accepted: {missing[:5]}; not accepted by its records: "
+        f"{refused[:5]}; its sequence numbers missing: {gaps[:10]}, the first stored "
+        f"{seqs[:1]}; stored extra: "
+        f"{[k for k, n in stored.items() if n > 0][:5]}"
+    )

@@ -47,6 +47,7 @@ def test_outages_and_crashes_lose_and_duplicate_nothing(
         )
         edge = EdgeProcess(edge_env(running, mosquitto, tmp_path), tmp_path / "edge.log")
         historian.start()
+        historian.wait_online()
         edge.start()
         try:
             _scenario(running, mosquitto, influxdb, historian, edge)
