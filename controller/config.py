@@ -68,6 +68,10 @@ class ControllerConfig:
     weight_trend_min: int = 6  # readings at least in that span (one every 2.5 plant s at 50x)
     weight_trend_sigmas: float = 2.0  # the trend's rise over the horizon must beat its own
     # standard error this many times (95 %): a flat weight's noise fits slopes too
+    hardness_trend_from_n: float = 20.0  # N: the hardness's trend (over the weight's span,
+    # readings and sigmas) is fitted only once the newest reading is this far off its
+    # setpoint: eight reading SDs (2.4 N), 25 N short of either guard limit (75 and 165 N); a
+    # ramp toward a limit passes there first, and the fit costs CPU
     weight_step: float = 0.01  # fraction: the newest weight this far off the mean of ten is a
     # step (a slip, a density change), 2.5 checkweigher SDs: the blend at the dies is judged
     # again at it

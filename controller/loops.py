@@ -32,7 +32,8 @@ class Loops:
         self.feeders = (cfg.api_feeder, *cfg.other_feeders)
         self.depth_pv = math.nan  # the fill depth's position when last seen to move...
         self.still_since = -math.inf  # ...and since when it has not
-        self.stroke: tuple[float, float] | None = None  # (started, setpoint before) of a test
+        # (started, setpoint before, setpoint of the test) of a stroke test under way
+        self.stroke: tuple[float, float, float] | None = None
         self.draining = False  # the impeller is held down while the blender's hold-up drains
         self.drain_set_at = 0.0  # when the drain last set the impeller (its ramp runs from it)
         self._depth_tags = (f"{cfg.press}.fill_depth_sp", f"{cfg.press}.fill_depth_pv")
@@ -85,8 +86,8 @@ class Loops:
         if not (math.isfinite(sp) and math.isfinite(pv)):
             return False
         if self.stroke is not None:
-            started, before = self.stroke
-            followed = abs(pv - (before + cfg.stroke_mm)) < cfg.stiction_mm / 2
+            started, before, target = self.stroke
+            followed = abs(pv - target) < cfg.stiction_mm / 2
             if followed or now - started > cfg.stiction_confirm_s + sv.reaction_s:
                 self.stroke = None
                 self.depth_pv, self.still_since = pv, now
@@ -104,8 +105,13 @@ class Loops:
             return False
         idle = now - self.still_since > cfg.stroke_idle_s
         if idle and not sv.gate.planner.windows and not sv.conds.active("fill_depth_stiction"):
-            self.stroke = (now, sp)
-            target = round(sp + cfg.stroke_mm, 4)
+            # From where the actuator is, not where it was asked to be: a step it has not made
+            # (smaller than `stiction_mm`) would add to the stroke and carry it over a band
+            # wider than the stroke (random campaign 202 compound: a 0.0552-mm band, the
+            # setpoint 0.007 mm ahead of the position; a stroke of 0.057 mm slipped it, and
+            # the test read "followed").
+            target = round(pv + cfg.stroke_mm, 4)
+            self.stroke = (now, sp, target)
             why = f"fill-depth stroke test: still for {now - self.still_since:.0f} s"
             actions.append(Action("setpoint", self._depth_tags[0], target, why))
             return True

@@ -214,7 +214,7 @@ class Supervisor:
             shared.api_sp = v(tags[4], 0.0)
         if state not in PRODUCING_STATES:
             self.producing_since = None
-            quarantines = self.gate.stand_by(now)
+            quarantines = self.gate.stand_by(now, starting=state == STARTING)
             if state == STARTING:
                 self.blend.started_at = now
                 self.blend.update(now, dt)

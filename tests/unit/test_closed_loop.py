@@ -325,6 +325,24 @@ def test_a_fill_depth_actuator_left_still_is_stroked_and_its_stiction_found() ->
     assert plant.ledger.mass_diverted_on_command == 0.0
 
 
+def test_a_stroke_is_measured_from_where_the_actuator_is_not_where_it_was_asked_to_be() -> None:
+    """A step the actuator has not made (under `stiction_mm`, so no mismatch) would add to the
+    stroke and carry it over a band wider than the stroke (random campaign 202 compound: a
+    0.0552-mm band, the setpoint 0.007 mm ahead; a 0.057-mm stroke slipped it: "followed")."""
+    cfg = ControllerConfig()
+    sv = Supervisor(cfg)
+    loops, shared = sv.loops, sv.shared
+    shared.depth_sp, shared.depth_pv = 10.007, 10.0  # the last 0.007-mm step not made
+    loops.depth_pv, loops.still_since = 10.0, 0.0
+    actions: list[Action] = []
+    assert loops._stroke_test(cfg.stroke_idle_s + 1.0, actions)
+    assert [a.value for a in actions] == [round(10.0 + cfg.stroke_mm, 4)]
+    shared.depth_sp = actions[0].value  # it stays where it stuck
+    actions.clear()
+    assert loops._stroke_test(cfg.stroke_idle_s + 2.0 + cfg.stiction_confirm_s + 10.0, actions)
+    assert [(a.value, "did not follow" in a.reason) for a in actions] == [(10.007, True)]
+
+
 def test_a_re_tared_load_cell_is_believed_at_once_and_its_compensation_eased_off() -> None:
     """A drifting load cell's reading of the hopper jumps back when it is re-tared: the
     diagnosis clears in the same decision, not once the drift test clears. The compensation
