@@ -136,10 +136,7 @@ class Gate:
         frame in the last minute of start-up is pressed once production begins: judge it.
         Its tablets are weighed as production's are: their weight is where production begins."""
         cfg = self.cfg
-        reading = self.sv.tel.raw.get(self._weight_tag)
-        if reading is not None and reading[1] == "good" and reading[0] is not None:
-            self.weights.append(float(reading[0]))
-            self.weight_trend.follow(reading[2], self.weights[-1], self.sv.interval_s)
+        self._weigh()
         concentration, extra = self.sv.blend.trusted()
         content = (
             None
@@ -170,11 +167,7 @@ class Gate:
             actions.extend(self._resend_holds(now))
         cfg, tel, sv = self.cfg, self.sv.tel, self.sv
         weights = self.weights
-        # (Each reading looked up once, not by `Telemetry.good` then `.v`: every decision.)
-        reading = tel.raw.get(self._weight_tag)
-        if reading is not None and reading[1] == "good":
-            weights.append(math.nan if reading[0] is None else float(reading[0]))
-            self.weight_trend.follow(reading[2], weights[-1], sv.interval_s)
+        self._weigh()
         reading = tel.raw.get(self._hardness_tag)
         if reading is not None and reading[1] == "good":
             self.hardness.append(math.nan if reading[0] is None else float(reading[0]))
@@ -269,6 +262,14 @@ class Gate:
         # (With no window, none to serve: `active` is not called, which it would only say;
         # with the timing's call below, measured: 680,100 -> 676,900 instructions a plant second.)
         self._gate(now, planner.active(now) if planner.windows else None, actions)
+
+    def _weigh(self) -> None:
+        """Keep the newest tablet weight reading, if good, and follow its trend."""
+        # (Looked up once, not by `Telemetry.good` then `.v`: every decision.)
+        reading = self.sv.tel.raw.get(self._weight_tag)
+        if reading is not None and reading[1] == "good":
+            self.weights.append(math.nan if reading[0] is None else float(reading[0]))
+            self.weight_trend.follow(reading[2], self.weights[-1], self.sv.interval_s)
 
     def _judge_blend(self, now: float, weight: float) -> None:
         """Judge the blend that reaches the dies next once the gate must be told of it: its
