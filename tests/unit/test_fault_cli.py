@@ -13,6 +13,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from apps import fault_cli
 from apps.fault_cli import FaultCliSettings, check_fault, format_duration, format_time, parse_when
 from apps.fault_cli import app as fault_app
 from apps.kpi_cli import kpi
@@ -45,8 +46,11 @@ def test_check_fault() -> None:
         check_fault("bridging", float("nan"))
 
 
-def test_list_shows_the_catalogue_with_units() -> None:
-    result = runner.invoke(fault_app, ["list"], env={"COLUMNS": "200"})
+def test_list_shows_the_catalogue_with_units(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Wide enough for the table not to wrap: set on the console, whose width is fixed when it is
+    # made (at import) if COLUMNS is set then, as it is in a pytest-xdist worker (80).
+    monkeypatch.setattr(fault_cli.console, "width", 200)
+    result = runner.invoke(fault_app, ["list"])
     assert result.exit_code == 0
     for fault in CATALOGUE.values():
         assert fault.kind in result.output
