@@ -372,6 +372,11 @@ class ControllerConfig:
     # The press hopper this low cannot guarantee full dies: a step's draw at 35 rpm is 12 g,
     # so 50 g is about four seconds of tablets; below it the weight is not assured: divert.
     level_low_kg: float = 0.05
+    # The feed frame is plug flow: blend reaches the dies once the press has drawn what lies
+    # ahead of it, so an arrival worked out at one press rate comes later at a lower one. A
+    # rate this much off the one the arrivals were timed at moves them (fraction; the rate
+    # follows the turret's speed, steady to well under this between its changes).
+    retime_rate_change: float = 0.02
     # Start-up material is diverted by the line itself, but the feed frame's content when
     # production begins was blended in start-up's last minute: blend judged out of spec that
     # recently (plus the feed frame's plug-flow delay) is diverted when production begins.

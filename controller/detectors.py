@@ -408,7 +408,7 @@ class Reconciliation:
                 ),
             )
         if disagreeing and not was_disagreeing and not blend.nir_suspect:
-            blend.suspect_probe(gap)
+            blend.suspect_probe(gap, by_elimination=True)
             conds.alarm(now, "nir_bias", True, "NIR reconciled against the feeders: biased")
         was_drifting = load_cell_cond.active
         # A feeding hopper's reading falls by what the feeder feeds, unless it is refilled: one

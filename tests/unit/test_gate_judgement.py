@@ -124,3 +124,46 @@ def test_a_hardness_ramp_is_diverted_before_it_crosses_its_limit(
     # Readings that only scatter around the setpoint, however widely, are left alone.
     scatter = [120.0 + (-1) ** s * 30.0 for s in range(120)]
     assert not _rejects(monkeypatch, [400.0] * len(scatter), 10.0, scatter)
+
+
+def _gate_commands(
+    mp: pytest.MonkeyPatch, lean_until_s: float, rate_at: list[float]
+) -> list[tuple[float, object]]:
+    """Drive the gate a plant second per rate in `rate_at`, the blend out of spec (9.0 % w/w:
+    90 % LC at 400 mg) until `lean_until_s`, in spec (10.0) after: the gate's commands."""
+    sv = Supervisor(CFG)
+    clock = [0.0]
+    mp.setattr(sv.blend, "trusted", lambda: (9.0 if clock[0] <= lean_until_s else 10.0, 0.0))
+    p, d = CFG.press, CFG.diverter
+    commands: list[tuple[float, object]] = []
+    for second, rate in enumerate(rate_at):
+        now = clock[0] = float(second)
+        readings = _telemetry(now, 400.0)
+        readings[f"{p}.production_rate"] = (rate, "good", now)
+        sv.tel.observe_all(readings)
+        actions: list[Action] = []
+        sv.gate.divert(now, actions)
+        commands += [(now, a.value) for a in actions if a.target == f"{d}.position_sp"]
+    return commands
+
+
+def test_a_press_slowed_while_lean_blend_is_in_the_feed_frame_keeps_the_reject_longer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The feed frame is plug flow: halve the press's rate and the blend already in it takes
+    twice as long to reach the dies from then on (random campaign 438 compound: the turret
+    slowed from 23 to 11 rpm while a bridge's lean blend was in the feed frame; the reject
+    ended on the old timing, 73 tablets at 94.5-95.0 % LC released)."""
+    transit = CFG.level_sp_kg / (RATE / 3600.0 * 400e-6)  # 40 s at RATE
+    lean_until, slowed = 20.0, 30.0
+    steady = _gate_commands(monkeypatch, lean_until, [RATE] * 200)
+    halved = _gate_commands(monkeypatch, lean_until, [RATE] * int(slowed) + [RATE / 2] * 170)
+    # The last lean blend left the blender (seen `nir_lag_s` late) at 20 - 2 s, due at the
+    # dies at 18 + 40 s at the steady rate; halved at 30 s, the 28 s it still had to go take
+    # 56 s: it arrives at 86 s.
+    due = lean_until - CFG.nir_lag_s + transit
+    arrives = slowed + 2 * (due - slowed)
+    assert [value for _, value in steady] == ["reject", "accept"]
+    assert steady[1][0] < arrives  # (so that this can fail)
+    assert [value for _, value in halved] == ["reject", "accept"]
+    assert halved[1][0] >= arrives + CFG.margin_s, (halved, arrives)

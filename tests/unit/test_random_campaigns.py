@@ -32,7 +32,8 @@ from twin import Plant
 # with a +21 % load cell's lean ramp in it, the blend judged 2.6 % LC too rich (123 tablets at
 # 94.4-95.0 % LC released); 432 compound (never looked at before the rules for it): a -45 % load
 # cell's drift under 92 % NIR dropout, judged by the feeders alone (897 tablets at 105-135 % LC
-# released)
+# released); 458 compound (looked at only after the rules for the seeds above): a probe step
+# whose offset took in a load cell's drift beside it (1,314 tablets at 105.0-105.4 % LC released)
 SEEDS = [
     (1, False),
     (2, True),
@@ -43,6 +44,7 @@ SEEDS = [
     (146, True),
     (202, True),
     (432, True),
+    (458, True),
 ]
 IDS = [f"{seed}{' compound' if compound else ''}" for seed, compound in SEEDS]
 MAX_FALSE_ALARMS_PER_H = 1.0  # the goal (issue 13)
@@ -76,6 +78,25 @@ def test_the_goals_hold_on_a_random_campaign(
     assert kpis.diverted_kg <= 3.0 * kpis.true_oos_kg
     assert detected == detectable  # every fault detectable at its magnitude
     assert kpis.false_alarms_per_h <= MAX_FALSE_ALARMS_PER_H
+
+
+# Campaigns that released OOS tablets and no longer do, while they still miss another goal
+# (issue 13, open): 438 compound, the turret slowed while a bridge's lean blend was in the feed
+# frame (73 tablets at 94.5-95.0 % LC released on the old timing; diverts 3.6x the true OOS
+# mass, a denser lot of +2.5 % not detected); 454 compound, a sound probe blamed by elimination
+# while a feed factor drift and a load cell's cancelled (2,591 tablets at 108-112 % LC released;
+# the feed factor drift not detected).
+RELEASED_BEFORE = [(438, True), (454, True)]
+
+
+@pytest.mark.parametrize(
+    ("seed", "compound"), RELEASED_BEFORE, ids=["438 compound", "454 compound"]
+)
+def test_no_oos_tablet_is_released_where_a_campaign_misses_another_goal(
+    seed: int, compound: bool
+) -> None:
+    kpis, _, _ = scores(seed, compound)
+    assert kpis.oos_accepted == 0
 
 
 def test_over_all_campaigns_diversion_stays_within_one_and_a_half_times_the_true_oos(
