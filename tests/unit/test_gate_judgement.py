@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from controller import ControllerConfig
@@ -26,28 +28,45 @@ def _telemetry(now: float, weight: float) -> dict[str, tuple[object, str, float]
     }
 
 
+def _gate_commands(
+    mp: pytest.MonkeyPatch,
+    weights: list[float],
+    concentration: Callable[[float], float],
+    hardness: list[float] | None = None,
+    rates: list[float] | None = None,
+) -> list[tuple[float, object]]:
+    """Drive the gate one plant second per weight reading (and hardness reading and press
+    rate, if given), the blend at `concentration(plant second)` % w/w; the gate's commands,
+    (plant second, value)."""
+    sv = Supervisor(CFG)
+    clock = [0.0]
+    mp.setattr(sv.blend, "trusted", lambda: (concentration(clock[0]), 0.0))
+    p, d = CFG.press, CFG.diverter
+    commands: list[tuple[float, object]] = []
+    for second, weight in enumerate(weights):
+        now = clock[0] = float(second)
+        readings = _telemetry(now, weight)
+        if hardness is not None:
+            readings[f"{p}.hardness"] = (hardness[second], "good", now)
+        if rates is not None:
+            readings[f"{p}.production_rate"] = (rates[second], "good", now)
+        sv.tel.observe_all(readings)
+        actions: list[Action] = []
+        sv.gate.divert(now, actions)
+        commands += [(now, a.value) for a in actions if a.target == f"{d}.position_sp"]
+    return commands
+
+
 def _rejects(
     mp: pytest.MonkeyPatch,
     weights: list[float],
     concentration: float,
     hardness: list[float] | None = None,
 ) -> list[float]:
-    """Drive the gate one plant second per weight reading (and hardness reading, if given),
-    the blend at `concentration` % w/w throughout; the times a reject was commanded."""
-    sv = Supervisor(CFG)
-    mp.setattr(sv.blend, "trusted", lambda: (concentration, 0.0))
-    p, d = CFG.press, CFG.diverter
-    rejects: list[float] = []
-    for second, weight in enumerate(weights):
-        now = float(second)
-        readings = _telemetry(now, weight)
-        if hardness is not None:
-            readings[f"{p}.hardness"] = (hardness[second], "good", now)
-        sv.tel.observe_all(readings)
-        actions: list[Action] = []
-        sv.gate.divert(now, actions)
-        rejects += [now for a in actions if a.target == f"{d}.position_sp" and a.value == "reject"]
-    return rejects
+    """`_gate_commands` with the blend at `concentration` % w/w throughout: the times a reject
+    was commanded."""
+    commands = _gate_commands(mp, weights, lambda _: concentration, hardness)
+    return [now for now, value in commands if value == "reject"]
 
 
 def test_blend_judged_at_a_weight_the_loop_has_since_restored_is_not_diverted(
@@ -126,27 +145,6 @@ def test_a_hardness_ramp_is_diverted_before_it_crosses_its_limit(
     assert not _rejects(monkeypatch, [400.0] * len(scatter), 10.0, scatter)
 
 
-def _gate_commands(
-    mp: pytest.MonkeyPatch, lean_until_s: float, rate_at: list[float]
-) -> list[tuple[float, object]]:
-    """Drive the gate a plant second per rate in `rate_at`, the blend out of spec (9.0 % w/w:
-    90 % LC at 400 mg) until `lean_until_s`, in spec (10.0) after: the gate's commands."""
-    sv = Supervisor(CFG)
-    clock = [0.0]
-    mp.setattr(sv.blend, "trusted", lambda: (9.0 if clock[0] <= lean_until_s else 10.0, 0.0))
-    p, d = CFG.press, CFG.diverter
-    commands: list[tuple[float, object]] = []
-    for second, rate in enumerate(rate_at):
-        now = clock[0] = float(second)
-        readings = _telemetry(now, 400.0)
-        readings[f"{p}.production_rate"] = (rate, "good", now)
-        sv.tel.observe_all(readings)
-        actions: list[Action] = []
-        sv.gate.divert(now, actions)
-        commands += [(now, a.value) for a in actions if a.target == f"{d}.position_sp"]
-    return commands
-
-
 def test_a_press_slowed_while_lean_blend_is_in_the_feed_frame_keeps_the_reject_longer(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -156,8 +154,14 @@ def test_a_press_slowed_while_lean_blend_is_in_the_feed_frame_keeps_the_reject_l
     ended on the old timing, 73 tablets at 94.5-95.0 % LC released)."""
     transit = CFG.level_sp_kg / (RATE / 3600.0 * 400e-6)  # 40 s at RATE
     lean_until, slowed = 20.0, 30.0
-    steady = _gate_commands(monkeypatch, lean_until, [RATE] * 200)
-    halved = _gate_commands(monkeypatch, lean_until, [RATE] * int(slowed) + [RATE / 2] * 170)
+    weights = [400.0] * 200
+
+    def blend(second: float) -> float:  # 90 % LC at 400 mg until `lean_until`, 100 after
+        return 9.0 if second <= lean_until else 10.0
+
+    steady = _gate_commands(monkeypatch, weights, blend, rates=[RATE] * 200)
+    halved = [RATE] * int(slowed) + [RATE / 2] * 170
+    halved_commands = _gate_commands(monkeypatch, weights, blend, rates=halved)
     # The last lean blend left the blender (seen `nir_lag_s` late) at 20 - 2 s, due at the
     # dies at 18 + 40 s at the steady rate; halved at 30 s, the 28 s it still had to go take
     # 56 s: it arrives at 86 s.
@@ -165,5 +169,5 @@ def test_a_press_slowed_while_lean_blend_is_in_the_feed_frame_keeps_the_reject_l
     arrives = slowed + 2 * (due - slowed)
     assert [value for _, value in steady] == ["reject", "accept"]
     assert steady[1][0] < arrives  # (so that this can fail)
-    assert [value for _, value in halved] == ["reject", "accept"]
-    assert halved[1][0] >= arrives + CFG.margin_s, (halved, arrives)
+    assert [value for _, value in halved_commands] == ["reject", "accept"]
+    assert halved_commands[1][0] >= arrives + CFG.margin_s, (halved_commands, arrives)
