@@ -269,12 +269,13 @@ class Gate:
     def _retime(self, now: float, rate: float) -> None:
         """Move every arrival still ahead when the press's rate has moved since they were
         timed: what lies ahead of the blend in the feed frame is drawn at the new rate, so
-        the time left scales by old rate / new rate. A diversion window keeps its far side
-        where that is the safer one: a slower press stretches its end, a faster one brings
-        its start forward (random campaign 438 compound, outside the seeds the rules were
+        the time left scales by old rate / new rate, for the diversion windows' edges as for
+        the blend's arrivals (random campaign 438 compound, outside the seeds the rules were
         worked out on: the turret slowed from 23 to 11 rpm while a bridge's lean blend was in
         the feed frame; the window closed on its old timing and 73 tablets at 94.5-95.0 % LC
-        were released)."""
+        were released). Both edges move, both ways: a window that only ever grew (its end
+        moved out when the press slowed, its start in when it sped up) never closed under a
+        rate that swung 20 % every second, where both edges moved it closes on time."""
         timed = self.timed_rate
         if rate <= 0.0:
             return  # stopped: nothing moves, and the line's stop resets the arrivals
@@ -293,10 +294,7 @@ class Gate:
         self.to_judge = [(moved(a), c, e, w) for a, c, e, w in self.to_judge]
         self.arriving = deque((moved(a), c, e) for a, c, e in self.arriving)
         for window in self.planner.windows:
-            if ratio > 1.0:
-                window.end = moved(window.end)
-            else:
-                window.start = moved(window.start)
+            window.start, window.end = moved(window.start), moved(window.end)
 
     def _weigh(self) -> None:
         """Keep the newest tablet weight reading, if good, and follow its trend."""

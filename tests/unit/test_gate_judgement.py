@@ -171,3 +171,24 @@ def test_a_press_slowed_while_lean_blend_is_in_the_feed_frame_keeps_the_reject_l
     assert steady[1][0] < arrives  # (so that this can fail)
     assert [value for _, value in halved_commands] == ["reject", "accept"]
     assert halved_commands[1][0] >= arrives + CFG.margin_s, (halved_commands, arrives)
+
+
+def test_a_press_rate_that_swings_every_second_neither_ends_the_reject_early_nor_holds_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A rate that swings between full and 80 % every second (no turret does that; a noisy or
+    hostile reading can): the lean blend arrives when the press has drawn what lay ahead of
+    it, at the swinging rate, and the reject ends a margin after that. A window whose end
+    moved out at each slow second and never back stayed at reject for good."""
+    n, lean_until, from_s = 300, 20.0, 26
+    rates = [RATE * (0.8 if s > from_s and s % 2 else 1.0) for s in range(n)]
+    commands = _gate_commands(
+        monkeypatch, [400.0] * n, lambda s: 9.0 if s <= lean_until else 10.0, rates=rates
+    )
+    # Due at the dies once the press has drawn 40 s of full-rate powder from 18 s on.
+    ahead, arrives = CFG.level_sp_kg / (RATE / 3600.0 * 400e-6), lean_until - CFG.nir_lag_s
+    while ahead > 0:
+        ahead -= rates[int(arrives)] / RATE
+        arrives += 1.0
+    assert [value for _, value in commands] == ["reject", "accept"], commands
+    assert arrives + CFG.margin_s <= commands[1][0] <= arrives + 3 * CFG.margin_s
