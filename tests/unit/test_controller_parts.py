@@ -102,6 +102,64 @@ def test_robust_nir_follows_a_step_and_reports_it() -> None:
     assert nir.estimate(20.0) == pytest.approx(10.8)
 
 
+def test_robust_nir_reports_a_step_whose_spectra_come_far_apart() -> None:
+    """Under heavy dropout (a good spectrum every 16 s, the rest lost), a probe's step is
+    still a step: its spectra are set aside until four agree, over more than the minute
+    after which a quiet probe starts afresh. Before, the fourth was taken for a fresh start
+    and the step went unreported (random campaign 6 compound)."""
+    nir = RobustNir()
+    for i in range(5):
+        nir.update(10.0, True, 2.0 * i)
+    t = 8.0
+    for _ in range(4):
+        for _ in range(7):
+            t += 2.0
+            nir.update(0.0, False, t)  # lost
+        t += 2.0
+        nir.update(13.3, True, t)
+    assert nir.last_step is not None
+    assert nir.last_step[0] == t and nir.last_step[1] == pytest.approx(3.3)
+    assert nir.estimate(t) == pytest.approx(13.3)
+
+
+def test_robust_nir_reports_a_step_a_quiet_spell_cut_short() -> None:
+    """Two spectra of a step set aside, then none for 96 s (90 % dropout), then more at the
+    new level: the readings on both sides of the spell are the step, taken four at a time as
+    the set-aside ones are (the probe's own noise spreads five of them over 0.32 % w/w)."""
+    nir = RobustNir()
+    for i in range(5):
+        nir.update(10.0, True, 2.0 * i)
+    for t, value in ((12.0, 13.52), (40.0, 13.40), (136.0, 13.33), (138.0, 13.20)):
+        nir.update(value, True, t)
+    assert nir.last_step is None  # 13.52 to 13.20: too far apart to be one level yet
+    nir.update(13.43, True, 146.0)
+    assert nir.last_step is not None
+    assert nir.last_step[0] == 146.0 and nir.last_step[1] == pytest.approx(3.365)
+
+
+def test_robust_nir_takes_a_spike_before_a_quiet_spell_for_no_step() -> None:
+    nir = RobustNir()
+    for i in range(5):
+        nir.update(10.0, True, 2.0 * i)
+    nir.update(13.5, True, 12.0)  # a spike, then nothing for over a minute
+    for i in range(8):
+        nir.update(10.02, True, 90.0 + 2.0 * i)
+    assert nir.last_step is None
+    assert nir.estimate(104.0) == pytest.approx(10.02)
+
+
+def test_robust_nir_starts_afresh_after_a_quiet_minute() -> None:
+    """No good spectrum at all for over a minute (a stopped line): the blend seen next is no
+    step from the one seen before."""
+    nir = RobustNir()
+    for i in range(5):
+        nir.update(10.0, True, 2.0 * i)
+    for i in range(4):
+        nir.update(13.3, True, 70.0 + 2.0 * i)
+    assert nir.last_step is None
+    assert nir.estimate(76.0) == pytest.approx(13.3)
+
+
 def test_robust_nir_accepts_fast_moves_the_feeders_explain() -> None:
     nir = RobustNir()
     for i in range(5):
