@@ -216,11 +216,26 @@ class Loops:
         pv = self.sv.tel.v(f"{cfg.press}.fill_depth_pv")
         if new is not None and weight > 0 and pv > 0 and abs(sp - pv) > cfg.stiction_mm:
             # A sticking actuator, once it slips, lands on the setpoint in one jump: keep the
-            # setpoint where the tablets it will make stay inside the weight guard.
-            low = pv * cfg.target_weight_mg * (1 - cfg.weight_tolerance + cfg.weight_guard) / weight
-            high = (
-                pv * cfg.target_weight_mg * (1 + cfg.weight_tolerance - cfg.weight_guard) / weight
-            )
+            # setpoint where the tablets it will make stay inside the weight guard. And, while
+            # they are inside it now, inside the hardness guard at the punch gap now
+            # (`hardness_weight_slope`): tablets out of their weight need the slip, and the
+            # gap loop has moved the gap to their weight (a lighter lot, 373 mg at 117 N: a
+            # setpoint kept where a slip stayed under 165 N could not break the stiction, and
+            # the line diverted until the fail-safe stopped it).
+            heaviest = cfg.target_weight_mg * (1 + cfg.weight_tolerance - cfg.weight_guard)
+            lightest = cfg.target_weight_mg * (1 - cfg.weight_tolerance + cfg.weight_guard)
+            low, high = pv * lightest / weight, pv * heaviest / weight
+            readings = self.sv.gate.hardness
+            hardness = sum(readings, 0.0) / len(readings) if readings else math.nan
+            # (NaN hardness: no reading, or one lost)
+            if lightest <= weight <= heaviest and hardness > 0.0:
+                guard, slope = cfg.hardness_guard_n, cfg.hardness_weight_slope
+                softest = math.log((cfg.hardness_low_n + guard) / hardness) / slope
+                hardest = math.log((cfg.hardness_high_n - guard) / hardness) / slope
+                deepest, shallowest = pv * (1.0 + hardest), pv * (1.0 + softest)
+                # (Where no weight keeps both in their guards, the weight's own is kept.)
+                if max(low, shallowest) <= min(high, deepest):
+                    low, high = max(low, shallowest), min(high, deepest)
             new = laws.clamp(new, low, high)
             if abs(new - sp) < cfg.fill_depth_step_mm:
                 return
