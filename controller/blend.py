@@ -66,6 +66,9 @@ class Blend:
         self.nir_suspect = False
         self._disagree = conditions.watch("estimates_disagree")  # (the fail-safe's)
         self.probe_offset: float | None = None  # % w/w the probe is believed off, if suspect
+        # (offset % w/w, plant time) of the last suspicion cleared on agreement alone: a step
+        # back by it is that bias's end, not a new fault (`ends_bias_believed_over`)
+        self.believed_over: tuple[float, float] | None = None
         self.blamed_by_elimination = False  # the probe is suspect with no evidence of its own
         self.load_cell_gap: float | None = None  # NIR - feeders a drifting load cell explains
         # % w/w the feeders' estimate would be off if the API feeder's feed factor, off its
@@ -230,9 +233,7 @@ class Blend:
                 and now - stepped > cfg.reconcile_window_s
                 and now - api_refill > cfg.refill_window_s
             ):
-                self._agree_since = None
-                self.suspect_probe(None)
-                self.conds.alarm(now, "nir_bias", False, "NIR agrees with the feeders again")
+                self.believe_again_on_agreement(now)
         if c_nir is not None:
             self.nir_slow.update(c_nir, dt)
         self.nir_value, self.feeders_value = c_nir, c_feeders
@@ -406,6 +407,8 @@ class Blend:
                     )
                 return
             self.small_step_at = now
+            if self.ends_bias_believed_over(now, step):
+                return
             self.suspect_probe(step)
             self.conds.alarm(
                 now,
@@ -422,6 +425,47 @@ class Blend:
         self.nir_suspect = offset is not None
         self.probe_offset = offset
         self.blamed_by_elimination = by_elimination and offset is not None
+        self.believed_over = None
+
+    def believe_again_on_agreement(self, now: float) -> None:
+        """A suspect probe has agreed with the feeders long enough: believed again, its offset
+        remembered (`ends_bias_believed_over`)."""
+        self._agree_since = None
+        offset = self.probe_offset
+        self.suspect_probe(None)
+        if offset is not None:
+            self.believed_over = (offset, now)
+        self.conds.alarm(now, "nir_bias", False, "NIR agrees with the feeders again")
+
+    def ends_bias_believed_over(self, now: float, step: float) -> bool:
+        """A step (% w/w) of a probe not suspect undoes the offset it was believed over on
+        agreement alone, lately (`believed_over_memory_s`): that bias's end, the probe reads
+        true, and what agreed with it was a fault of the feeders'. Said so once; the
+        reconciliation then compares the two afresh (random campaign 618 compound, outside
+        the seeds the rules were worked out on: a +0.35 % w/w bias believed over as a load
+        cell's +6 % drift brought the feeders to it; its end 5 s later taken for a new
+        -0.39 % w/w fault, and the blend judged by the probe less it, 3.9 % LC too rich, until
+        the load cell was diagnosed: 386 tablets at 94.3-95.0 % LC released)."""
+        over = self.believed_over
+        if (
+            self.nir_suspect
+            or over is None
+            or now - over[1] > self.cfg.believed_over_memory_s
+            or step * over[0] >= 0
+            or abs(step + over[0]) > self.cfg.explained_share * abs(over[0])
+        ):
+            return False
+        self.believed_over = None
+        self._gap_history.clear()  # nor judged again as a new small step (`probe_stepped_back`)
+        self.conds.alarm(
+            now,
+            "nir_bias",
+            False,
+            f"NIR stepped back by {step:+.2f} % w/w, the offset it was believed over on "
+            "agreement: its bias has ended, it reads true, and the feeders that agreed with it "
+            "are off",
+        )
+        return True
 
     def probe_stepped_back(self) -> None:
         """The probe stepped back by its offset: believed again, and the NIR and the feeders
@@ -480,7 +524,11 @@ class Blend:
                 )
             elif c_nir is not None and c_feeders is not None and not self.nir_suspect:
                 gap = c_nir - c_feeders
-                if size * gap > 0 and abs(gap - size) <= cfg.explained_share * abs(size):
+                if (
+                    size * gap > 0
+                    and abs(gap - size) <= cfg.explained_share * abs(size)
+                    and not self.ends_bias_believed_over(now, size)
+                ):
                     # Off by the smaller of the two: a gap beyond the step is no probe's
                     # (random campaign 458 compound, outside the seeds the rules were worked
                     # out on: a +1.64 % w/w probe step over a load cell drifting -4.9 % since
@@ -526,7 +574,11 @@ class Blend:
         since = step_time - cfg.nir_step_window_s
         around = [c for t, c in self.feeder_history if t >= since]
         moved = max(around) - min(around) if around else 0.0
-        if not self.nir_suspect and moved < cfg.nir_step_explained * abs(size):
+        if (
+            not self.nir_suspect
+            and moved < cfg.nir_step_explained * abs(size)
+            and not self.ends_bias_believed_over(now, size)
+        ):
             self.suspect_probe(size)
             self.conds.alarm(
                 now,
