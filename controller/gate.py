@@ -92,10 +92,13 @@ class Gate:
         self._weight_tag, self._hardness_tag = f"{p}.tablet_weight", f"{p}.hardness"
         self._rate_tag, self._level_tag = f"{p}.production_rate", f"{f}.level"
         self.sp_tag, self._pv_tag = f"{d}.position_sp", f"{d}.position_pv"
-        # The weight guard band, and half of it, in mg (worked out once: judged every step).
-        self._w_low = cfg.target_weight_mg * (1 - cfg.weight_tolerance + cfg.weight_guard)
-        self._w_high = cfg.target_weight_mg * (1 + cfg.weight_tolerance - cfg.weight_guard)
+        # The weight guard band, and half of it, in mg, and the hardness guard band in N: the
+        # tablets the gate accepts (worked out once: judged every step, by `Loops` too).
+        self.w_low = cfg.target_weight_mg * (1 - cfg.weight_tolerance + cfg.weight_guard)
+        self.w_high = cfg.target_weight_mg * (1 + cfg.weight_tolerance - cfg.weight_guard)
         self._w_half = cfg.target_weight_mg * cfg.weight_guard / 2
+        self.h_low = cfg.hardness_low_n + cfg.hardness_guard_n
+        self.h_high = cfg.hardness_high_n - cfg.hardness_guard_n
 
     def content_ok(self, content: float, extra: float) -> bool:
         cfg = self.cfg
@@ -227,7 +230,7 @@ class Gate:
                     )
         if level < cfg.level_low_kg:
             planner.flag(now, f"press hopper at {level:.3f} kg: die fill not assured")
-        w_low, w_high = self._w_low, self._w_high
+        w_low, w_high = self.w_low, self.w_high
         # The mean reacts to a density step a few tablets late: the newest reading alone, at
         # half the guard, catches the step itself.
         half = self._w_half
@@ -246,8 +249,7 @@ class Gate:
                 )
         if self.hardness:
             hardness = _mean_of_last(self.hardness, n)
-            guard = cfg.hardness_guard_n
-            h_low, h_high = cfg.hardness_low_n + guard, cfg.hardness_high_n - guard
+            h_low, h_high = self.h_low, self.h_high
             if not h_low <= hardness <= h_high:
                 planner.flag(now, f"hardness {hardness:.0f} N near its limit")
             elif abs(self.hardness[-1] - cfg.hardness_sp_n) > cfg.hardness_trend_from_n:

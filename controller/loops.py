@@ -222,16 +222,16 @@ class Loops:
             # gap loop has moved the gap to their weight (a lighter lot, 373 mg at 117 N: a
             # setpoint kept where a slip stayed under 165 N could not break the stiction, and
             # the line diverted until the fail-safe stopped it).
-            heaviest = cfg.target_weight_mg * (1 + cfg.weight_tolerance - cfg.weight_guard)
-            lightest = cfg.target_weight_mg * (1 - cfg.weight_tolerance + cfg.weight_guard)
+            gate = self.sv.gate
+            lightest, heaviest = gate.w_low, gate.w_high
             low, high = pv * lightest / weight, pv * heaviest / weight
-            readings = self.sv.gate.hardness
+            readings = gate.hardness
             hardness = sum(readings, 0.0) / len(readings) if readings else math.nan
             # (NaN hardness: no reading, or one lost)
             if lightest <= weight <= heaviest and hardness > 0.0:
-                guard, slope = cfg.hardness_guard_n, cfg.hardness_weight_slope
-                softest = math.log((cfg.hardness_low_n + guard) / hardness) / slope
-                hardest = math.log((cfg.hardness_high_n - guard) / hardness) / slope
+                slope = cfg.hardness_weight_slope
+                softest = math.log(gate.h_low / hardness) / slope
+                hardest = math.log(gate.h_high / hardness) / slope
                 deepest, shallowest = pv * (1.0 + hardest), pv * (1.0 + softest)
                 # (Where no weight keeps both in their guards, the weight's own is kept.)
                 if max(low, shallowest) <= min(high, deepest):
