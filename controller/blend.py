@@ -439,20 +439,26 @@ class Blend:
 
     def ends_bias_believed_over(self, now: float, step: float) -> bool:
         """A step (% w/w) of a probe not suspect undoes the offset it was believed over on
-        agreement alone, lately (`believed_over_memory_s`): that bias's end, the probe reads
-        true, and what agreed with it was a fault of the feeders'. Said so once; the
-        reconciliation then compares the two afresh (random campaign 618 compound, outside
-        the seeds the rules were worked out on: a +0.35 % w/w bias believed over as a load
-        cell's +6 % drift brought the feeders to it; its end 5 s later taken for a new
-        -0.39 % w/w fault, and the blend judged by the probe less it, 3.9 % LC too rich, until
-        the load cell was diagnosed: 386 tablets at 94.3-95.0 % LC released)."""
-        over = self.believed_over
+        agreement alone, lately (`believed_over_memory_s`), and the API feeder's feed factor,
+        off its usual, says the feeders may be off by as much (`feeders_doubt`): that bias's
+        end, the probe reads true, and what agreed with it was a fault of the feeders'. Said
+        so once; the reconciliation then compares the two afresh (random campaign 618
+        compound, outside the seeds the rules were worked out on: a +0.35 % w/w bias believed
+        over as a load cell's +6 % drift brought the feeders to it; its end 5 s later taken
+        for a new -0.39 % w/w fault, the feeders' doubt at 0.37, and the blend judged by the
+        probe less it, 3.9 % LC too rich, until the load cell was diagnosed: 386 tablets at
+        94.3-95.0 % LC released). Feeders with nothing to doubt agreed because the bias had
+        ended unseen (under dropout): a step back by it then is a new probe fault, judged as
+        any (believed the bias's end, a -0.35 % w/w bias 400 s after was left to the
+        reconciliation, and the fail-safe diverted 3.6-4.0 kg where 0.7-1.3 kg did)."""
+        over, cfg = self.believed_over, self.cfg
         if (
             self.nir_suspect
             or over is None
-            or now - over[1] > self.cfg.believed_over_memory_s
+            or now - over[1] > cfg.believed_over_memory_s
             or step * over[0] >= 0
-            or abs(step + over[0]) > self.cfg.explained_share * abs(over[0])
+            or abs(step + over[0]) > cfg.explained_share * abs(over[0])
+            or self.feeders_doubt < cfg.explained_share * abs(step)
         ):
             return False
         self.believed_over = None
