@@ -259,9 +259,10 @@ class ControllerConfig:
     # slope (a third of a refill cycle)
     explained_share: float = 0.5  # a feeder signal explains a NIR gap to within half of it
     believed_over_memory_s: float = 1800.0  # s a probe offset believed over on agreement alone
-    # is remembered: a step back by it within this is that bias's end, not a new probe fault
-    # (a feeder's fault can bring the feeders to a biased probe; the catalogue's probe faults
-    # last up to half an hour). Later, a step back by it is judged as any step is
+    # is remembered: a step back by it within this, with the feeders in doubt by as much, is
+    # that bias's end, not a new probe fault (a feeder's fault can bring the feeders to a
+    # biased probe; the catalogue's probe faults last up to half an hour). Later, a step back
+    # by it is judged as any step is
     probe_feed_factor_limit: float = 0.02  # the NIR is blamed only if the feed factor moved
     # less than this (fraction): 2x its 1 % spread
     nir_disagrees_confirm_s: float = 60.0  # s, one reconciliation time constant
