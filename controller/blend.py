@@ -25,6 +25,12 @@ def explains(offset: float | None, gap: float, limit: float, share: float) -> bo
     return abs(gap - offset) <= limit + share * abs(offset)
 
 
+def undoes(step: float, offset: float, share: float) -> bool:
+    """A probe's step (% w/w) undoes an offset it was believed off by: of the other sign, and
+    of its size to within `share` of it."""
+    return step * offset < 0 and abs(step + offset) <= share * abs(offset)
+
+
 class Blend:
     """The two estimates of the blend, the feeders' refills and flow statistics, and the
     probe's standing (`nir_suspect`)."""
@@ -67,7 +73,7 @@ class Blend:
         self._disagree = conditions.watch("estimates_disagree")  # (the fail-safe's)
         self.probe_offset: float | None = None  # % w/w the probe is believed off, if suspect
         # (offset % w/w, plant time) of the last suspicion cleared on agreement alone: a step
-        # back by it is that bias's end, not a new fault (`ends_bias_believed_over`)
+        # back by it, with the feeders in doubt, is that bias's end (`ends_bias_believed_over`)
         self.believed_over: tuple[float, float] | None = None
         self.blamed_by_elimination = False  # the probe is suspect with no evidence of its own
         self.load_cell_gap: float | None = None  # NIR - feeders a drifting load cell explains
@@ -456,8 +462,7 @@ class Blend:
             self.nir_suspect
             or over is None
             or now - over[1] > cfg.believed_over_memory_s
-            or step * over[0] >= 0
-            or abs(step + over[0]) > cfg.explained_share * abs(over[0])
+            or not undoes(step, over[0], cfg.explained_share)
             or self.feeders_doubt < cfg.explained_share * abs(step)
         ):
             return False
@@ -489,8 +494,7 @@ class Blend:
         return (
             self.nir_suspect
             and offset is not None
-            and step * offset < 0
-            and abs(step + offset) <= self.cfg.explained_share * abs(offset)
+            and undoes(step, offset, self.cfg.explained_share)
         )
 
     def _judge_nir_step(self, now: float, c_nir: float | None, c_feeders: float | None) -> None:
