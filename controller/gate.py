@@ -85,6 +85,13 @@ class Gate:
         # Quarantines the plant refused for good, with its reason: alarmed at the next decision
         self.refused_holds: list[tuple[Action, str]] = []
         self.startup_bad_at: float | None = None  # blend last judged out of spec in start-up
+        # The blend judged in start-up, (plant s, % w/w, guard band % LC): judged there at the
+        # target weight, as the start-up's own tablets go to reject whatever they weigh. What
+        # of it is in the feed frame when production begins is pressed at production's
+        # weights: (until, lowest % w/w, highest, guard band) judges it at them, each second
+        # until the feed frame has passed it (`_judge_startup_blend`).
+        self.startup_blend: deque[tuple[float, float, float]] = deque()
+        self.startup_in_frame: tuple[float, float, float, float] | None = None
         self.divert_since: float | None = None  # start of the current diversion
         self.accept_since: float | None = None  # start of the current spell at accept
         self._stuck = sv.conds.watch("diverter_stuck")
@@ -120,7 +127,9 @@ class Gate:
         the gate judged at the 399.2 mg mean kept from before the stop; blend at 96 % LC
         there was pressed at 94.9: 127 tablets released)."""
         held_back = self._resend_holds(now) + self._end_late_reject(now)
+        self.startup_in_frame = None
         if not starting:
+            self.startup_blend.clear()
             self.weights.clear()
             self.hardness.clear()
             self.weight_trend.clear()
@@ -150,20 +159,41 @@ class Gate:
         )
         if content is None or not self.content_ok(content, extra):
             self.startup_bad_at = now
+        if concentration is not None:
+            blend = self.startup_blend
+            blend.append((now, concentration, extra))
+            kept = self._feed_frame_delay() + cfg.startup_judge_s
+            while now - blend[0][0] > kept:
+                blend.popleft()
 
-    def begin_production(self, now: float) -> None:
-        """Production begins: divert the feed frame's content if blend judged out of spec
-        during start-up may be in it (everything blended within its plug-flow delay)."""
+    def _feed_frame_delay(self) -> float:
+        """Plant s the press takes to draw the feed frame's content at its rate now (plug
+        flow), `startup_judge_s` while it draws nothing."""
         cfg, tel = self.cfg, self.sv.tel
-        bad_at, self.startup_bad_at = self.startup_bad_at, None
         level = tel.v(self._level_tag, cfg.level_sp_kg)
         rate = tel.v(self._rate_tag, 0.0)
         draw = rate / 3600.0 * cfg.target_weight_mg * 1e-6
-        delay = level / draw if draw > 0 else cfg.startup_judge_s
+        return level / draw if draw > 0 else cfg.startup_judge_s
+
+    def begin_production(self, now: float) -> None:
+        """Production begins: divert the feed frame's content if blend judged out of spec
+        during start-up may be in it (everything blended within its plug-flow delay), and
+        judge the rest at the weights production presses it at (`_judge_startup_blend`)."""
+        cfg = self.cfg
+        bad_at, self.startup_bad_at = self.startup_bad_at, None
+        delay = self._feed_frame_delay()
         if bad_at is not None and now - bad_at <= delay + cfg.startup_judge_s:
             self.planner.flag_span(
                 now, now + delay, "start-up blend out of spec is in the feed frame: diverting it"
             )
+        in_frame = [
+            (c, x) for t, c, x in self.startup_blend if now - t <= delay + cfg.startup_judge_s
+        ]
+        self.startup_blend.clear()
+        if in_frame:
+            lowest = min(c for c, _ in in_frame)
+            highest = max(c for c, _ in in_frame)
+            self.startup_in_frame = (now + delay, lowest, highest, max(x for _, x in in_frame))
 
     def divert(self, now: float, actions: list[Action]) -> None:
         """Judge what reaches the press and drive the gate (quarantines lost on the way first:
@@ -228,6 +258,8 @@ class Gate:
                     planner.flag(
                         now, f"content {slipped:.1f} % LC at the dies if the fill depth slips"
                     )
+        if self.startup_in_frame is not None:
+            self._judge_startup_blend(now, weight, last)
         if level < cfg.level_low_kg:
             planner.flag(now, f"press hopper at {level:.3f} kg: die fill not assured")
         w_low, w_high = self.w_low, self.w_high
@@ -268,6 +300,30 @@ class Gate:
         # with the timing's call below, measured: 680,100 -> 676,900 instructions a plant second.)
         self._gate(now, planner.active(now) if planner.windows else None, actions)
 
+    def _judge_startup_blend(self, now: float, weight: float, last: float) -> None:
+        """The blend judged in start-up, at the target weight, is in the feed frame when
+        production begins and is pressed at the weights production begins with, which the
+        start-up's die fill sets: judge its lowest and highest at them until the feed frame
+        has passed it (random campaign 8 compound, with a 1-s gate lead: production began at
+        415 mg; blend at 101.7 % LC at 400 mg was pressed at 105.2-105.6; 105 tablets
+        released). At the mean weight, and at the newest one when it has just stepped away
+        from the mean, as the blend at the dies (`divert`)."""
+        assert self.startup_in_frame is not None
+        until, lowest, highest, extra = self.startup_in_frame
+        if now > until:
+            self.startup_in_frame = None
+            return
+        cfg = self.cfg
+        step = cfg.weight_step * weight
+        for pressed_at in (weight, last) if abs(last - weight) > step else (weight,):
+            for concentration in (lowest, highest):
+                content = content_pct(pressed_at, concentration, cfg.label_claim_mg)
+                if not self.content_ok(content, extra):
+                    self.planner.flag(
+                        now, f"start-up blend {content:.1f} % LC at the dies ({pressed_at:.0f} mg)"
+                    )
+                    return
+
     def _retime(self, now: float, rate: float) -> None:
         """Move every arrival still ahead when the press's rate has moved since they were
         timed: what lies ahead of the blend in the feed frame is drawn at the new rate, so
@@ -297,6 +353,9 @@ class Gate:
         self.arriving = deque((moved(a), c, e) for a, c, e in self.arriving)
         for window in self.planner.windows:
             window.start, window.end = moved(window.start), moved(window.end)
+        if self.startup_in_frame is not None:
+            until, lowest, highest, extra = self.startup_in_frame
+            self.startup_in_frame = (moved(until), lowest, highest, extra)
 
     def _weigh(self) -> None:
         """Keep the newest tablet weight reading, if good, and follow its trend."""

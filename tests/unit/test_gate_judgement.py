@@ -192,3 +192,40 @@ def test_a_press_rate_that_swings_every_second_neither_ends_the_reject_early_nor
         arrives += 1.0
     assert [value for _, value in commands] == ["reject", "accept"], commands
     assert arrives + CFG.margin_s <= commands[1][0] <= arrives + 3 * CFG.margin_s
+
+
+@pytest.mark.parametrize(
+    ("weight", "concentration", "diverted"),
+    [
+        (415.0, 10.15, True),  # 101.5 % LC at the 400 mg target, 105.3 % LC at 415 mg
+        (385.0, 9.85, True),  # 98.5 % LC at the target, 94.8 % LC at 385 mg
+        (400.0, 10.15, False),  # the same blend, production at the target weight
+        (415.0, 9.70, False),  # 97.0 % LC at the target, 100.6 % LC at 415 mg
+    ],
+)
+def test_start_up_blend_in_the_feed_frame_is_judged_at_the_weight_production_begins_with(
+    monkeypatch: pytest.MonkeyPatch, weight: float, concentration: float, diverted: bool
+) -> None:
+    """Start-up judges its blend at the target weight: its own tablets go to reject whatever
+    they weigh. What is in the feed frame when production begins is pressed at the weight the
+    start-up's die fill set (random campaign 8 compound, with a 1-s gate lead: production began
+    at 415 mg, blend at 101.7 % LC at 400 mg was pressed at 105.2-105.6; 105 tablets released).
+    Then the blend has moved on: only the feed frame's start-up content is judged so."""
+    sv = Supervisor(CFG)
+    clock = [0.0]
+    monkeypatch.setattr(
+        sv.blend, "trusted", lambda: (concentration if clock[0] < 120 else 10.0, 0.0)
+    )
+    d = CFG.diverter
+    commands: list[tuple[float, object]] = []
+    for second, state in enumerate([1] * 120 + [2] * 120):
+        now = clock[0] = float(second)
+        sv.tel.observe_all({**_telemetry(now, weight), f"{CFG.line}.state": (state, "good", now)})
+        commands += [(now, a.value) for a in sv.step(now) if a.target == f"{d}.position_sp"]
+    if not diverted:
+        assert commands == []  # the gate already at accept
+        return
+    # From production's first second for the feed frame's 40 s of plug flow, and its margin.
+    (rejected, reject), (accepted, accept) = commands
+    assert (rejected, reject, accept) == (120.0, "reject", "accept")
+    assert 160.0 < accepted <= 160.0 + CFG.margin_s + 1.0, commands
