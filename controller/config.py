@@ -86,6 +86,15 @@ class ControllerConfig:
     # median of three can follow, the more so the noisier)
     noise_guard_max: float = 3.0  # ...up to this many times it: wider, and a noisy feeder
     # diverts more good tablets than the bad ones it catches
+    noise_guard_feeders_max: float = 10.0  # ...and up to this many times it when the blend is
+    # judged by the feeders while the probe gives no estimate: their RTD prediction follows
+    # the flows the feeders report, not a noisy feeder's swings. Measured against the true
+    # blend while a feeder was noisy (random campaigns 1-40), the feeders' error, 95th and 99th
+    # percentiles: 1.5 and 4.3 % LC at x4-8, 3.4 and 5.6 at x8-16, 7.2 at x16-32 (the probe's:
+    # 1.0-1.8 and 1.5-3.4 at any noise): about 0.5 % LC per unit. Past x10 the band (4.5 % LC
+    # and the feeders' own) is wider than half the spec: all they judge is diverted (random
+    # campaign 100 compound, with a 1-s gate lead: x20 noise under 30 % dropout, the feeders'
+    # estimate 10 % LC off the blend against a 5 % LC band; 14 tablets released)
     blend_spread_guard: float = 2.0  # x the blend's own SD (the NIR's spread about its running
     # median beyond the probe's uncertainty) added to the guard band: two SDs of a blend that
     # varies faster than its median follows

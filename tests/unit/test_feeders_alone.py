@@ -101,3 +101,25 @@ def test_the_feeders_alone_get_a_wider_guard_band_in_an_api_refills_wake() -> No
     blend.refilled_at[CFG.api_feeder] = blend.tel.newest - CFG.refill_window_s - 1.0
     _, later = blend.trusted()
     assert later == pytest.approx(quiet)
+
+
+def test_a_noisy_feeder_widens_the_feeders_guard_band_past_the_probes() -> None:
+    """The feeders' RTD prediction follows the flows they report, not a noisy feeder's swings:
+    judged by them, the guard band grows with the noise up to `noise_guard_feeders_max`; judged
+    by the probe, which sees the swings, only up to `noise_guard_max` (random campaign 100
+    compound, with a 1-s gate lead: x20 noise under 30 % dropout, the feeders' estimate 10 %
+    LC off the blend against a 5 % LC band; 14 tablets released)."""
+    blend = _blend()
+    _, quiet = blend.trusted()
+    blend.conds.update(blend.tel.newest, "feeder_noise:excipient_feeder", True, 0.0, "noisy")
+    widened = {}
+    for ratio in (3.0, 7.0, 20.0):
+        blend.noise_ratio = ratio
+        _, widened[ratio] = blend.trusted()
+    units = [min(r - 1.0, CFG.noise_guard_feeders_max) for r in (3.0, 7.0, 20.0)]
+    assert [widened[r] - quiet for r in (3.0, 7.0, 20.0)] == pytest.approx(
+        [CFG.noise_guard_pct * u for u in units]
+    )
+    blend.nir_value = 10.0  # the probe tells: its own band, capped lower
+    _, by_probe = blend.trusted()
+    assert by_probe == pytest.approx(CFG.noise_guard_pct * CFG.noise_guard_max)
