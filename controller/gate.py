@@ -239,19 +239,17 @@ class Gate:
             # (random campaign 44 compound: a blend at 9.5 % w/w judged at 400 mg, pressed at
             # 390 mg after a slip: 373 tablets at 92.5-94.4 % LC released).
             _, concentration_then, extra_then = at_dies
-            step = cfg.weight_step * weight
             # At the mean weight now (the weight it was judged at may have moved since), and
             # at the newest one when it has just stepped away from the mean.
-            for pressed_at in (weight, last) if abs(last - weight) > step else (weight,):
-                pressed = content_pct(pressed_at, concentration_then, cfg.label_claim_mg)
-                if not self.content_ok(pressed, extra_then):
-                    planner.flag(
-                        now, f"content {pressed:.1f} % LC at the dies ({pressed_at:.0f} mg)"
-                    )
-                    break
+            pressed = self._out_of_spec_pressed(weight, last, (concentration_then,), extra_then)
+            if pressed is not None:
+                planner.flag(
+                    now, f"content {pressed[0]:.1f} % LC at the dies ({pressed[1]:.0f} mg)"
+                )
             # A sticking fill depth, when it slips, lands on its setpoint in one jump, faster
             # than the gate can follow: judge the tablets it would make then, too.
             sp, pv = sv.shared.depth_sp, sv.shared.depth_pv
+            step = cfg.weight_step * weight
             if pv > 0.0 and abs(sp / pv - 1.0) * weight > step:
                 slipped = content_pct(last * sp / pv, concentration_then, cfg.label_claim_mg)
                 if not self.content_ok(slipped, extra_then):
@@ -259,7 +257,7 @@ class Gate:
                         now, f"content {slipped:.1f} % LC at the dies if the fill depth slips"
                     )
         if self.startup_in_frame is not None:
-            self._judge_startup_blend(now, weight, last)
+            self._judge_startup_blend(now, weight, last, self.startup_in_frame)
         if level < cfg.level_low_kg:
             planner.flag(now, f"press hopper at {level:.3f} kg: die fill not assured")
         w_low, w_high = self.w_low, self.w_high
@@ -300,29 +298,40 @@ class Gate:
         # with the timing's call below, measured: 680,100 -> 676,900 instructions a plant second.)
         self._gate(now, planner.active(now) if planner.windows else None, actions)
 
-    def _judge_startup_blend(self, now: float, weight: float, last: float) -> None:
+    def _out_of_spec_pressed(
+        self, weight: float, last: float, concentrations: tuple[float, ...], extra: float
+    ) -> tuple[float, float] | None:
+        """The first (% LC, mg) out of spec of the blend at `concentrations` (% w/w, guard band
+        `extra`) pressed at the mean weight `weight`, and at the newest one, `last`, when it
+        has just stepped away from the mean (by `weight_step`); None when all are in spec."""
+        cfg = self.cfg
+        stepped = abs(last - weight) > cfg.weight_step * weight
+        for pressed_at in (weight, last) if stepped else (weight,):
+            for concentration in concentrations:
+                content = content_pct(pressed_at, concentration, cfg.label_claim_mg)
+                if not self.content_ok(content, extra):
+                    return content, pressed_at
+        return None
+
+    def _judge_startup_blend(
+        self, now: float, weight: float, last: float, in_frame: tuple[float, float, float, float]
+    ) -> None:
         """The blend judged in start-up, at the target weight, is in the feed frame when
         production begins and is pressed at the weights production begins with, which the
         start-up's die fill sets: judge its lowest and highest at them until the feed frame
         has passed it (random campaign 8 compound, with a 1-s gate lead: production began at
         415 mg; blend at 101.7 % LC at 400 mg was pressed at 105.2-105.6; 105 tablets
         released). At the mean weight, and at the newest one when it has just stepped away
-        from the mean, as the blend at the dies (`divert`)."""
-        assert self.startup_in_frame is not None
-        until, lowest, highest, extra = self.startup_in_frame
+        from the mean, as the blend at the dies (`divert`). `in_frame`: `startup_in_frame`."""
+        until, lowest, highest, extra = in_frame
         if now > until:
             self.startup_in_frame = None
             return
-        cfg = self.cfg
-        step = cfg.weight_step * weight
-        for pressed_at in (weight, last) if abs(last - weight) > step else (weight,):
-            for concentration in (lowest, highest):
-                content = content_pct(pressed_at, concentration, cfg.label_claim_mg)
-                if not self.content_ok(content, extra):
-                    self.planner.flag(
-                        now, f"start-up blend {content:.1f} % LC at the dies ({pressed_at:.0f} mg)"
-                    )
-                    return
+        pressed = self._out_of_spec_pressed(weight, last, (lowest, highest), extra)
+        if pressed is not None:
+            self.planner.flag(
+                now, f"start-up blend {pressed[0]:.1f} % LC at the dies ({pressed[1]:.0f} mg)"
+            )
 
     def _retime(self, now: float, rate: float) -> None:
         """Move every arrival still ahead when the press's rate has moved since they were
