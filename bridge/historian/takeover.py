@@ -18,7 +18,9 @@ group's filters (nothing new is routed to it), subscribes to this historian's sy
 publishes a marker there: Mosquitto delivers a session's messages in the order it routed
 them, so when the marker comes back everything queued before it has arrived. The session is
 then ended with an MQTT 5 DISCONNECT with session expiry 0, and the broker stops queueing for
-the peer; the group is the survivors.
+the peer; the group is the survivors. What the peer had spooled (acknowledged) but not yet
+written when it died is in its spool file, which no takeover reaches: a historian started on
+that file writes it (README, "A historian that never comes back").
 
 If the peer comes back mid-takeover, the broker ends the takeover's connection (the same
 client id: the session is taken over) and the takeover gives up at once, without
