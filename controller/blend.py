@@ -734,6 +734,25 @@ class Blend:
             return estimate, extra + cfg.feeder_guard_pct
         return None, extra + cfg.feeder_guard_pct
 
+    def unconfirmed(self, concentration: float, extra: float) -> tuple[float, float] | None:
+        """How the fail-safe would judge blend judged now at `concentration` (% w/w, guard band
+        `extra` % LC) when the NIR and the feeders disagree now by more than their combined
+        uncertainty while the fail-safe does not hold yet: (the estimate furthest from target,
+        the band `trusted` would give it); None when they agree, or it already holds. The
+        fail-safe confirms on the gap's `reconcile_window_s` average, which lags the gap: what
+        was judged meanwhile is judged again when it is raised (`Gate._judge_doubted`)."""
+        c_nir, c_feeders = self.nir_value, self.feeders_value
+        if c_nir is None or c_feeders is None or self._disagree.active:
+            return None
+        gap = c_nir - c_feeders
+        size = -gap if gap < 0.0 else gap  # abs, as in `Supervisor.step`: every decision
+        if size <= self.failsafe_limit or self.diagnosed(gap):
+            return None
+        cfg, target = self.cfg, self.target_pct
+        worst = max((concentration, c_nir, c_feeders), key=lambda c: abs(c - target))
+        gap_lc = size * cfg.target_weight_mg / cfg.label_claim_mg
+        return worst, extra + cfg.failsafe_guard_pct + gap_lc / 2
+
     def _leading(self, c_nir: float) -> float:
         """The NIR's median or its newest accepted spectrum, whichever is further from target.
         On a fast ramp (a refill's, 0.3 % LC a plant second) the median of three lags its
@@ -746,6 +765,27 @@ class Blend:
             return c_nir
         target = self.target_pct
         return latest if abs(latest - target) > abs(c_nir - target) else c_nir
+
+    def diagnosed(self, gap: float) -> bool:
+        """Whether a diagnosed fault explains the gap between the NIR and the feeders now
+        (% w/w) with confirming evidence: a probe's offset, a load cell's drift, or both."""
+        limit, share = self.failsafe_limit, self.cfg.diagnosis_share
+        # A probe blamed by elimination explains nothing: its offset is the gap itself, so
+        # it would always "explain" it (random campaign 454 compound, outside the seeds the
+        # rules were worked out on: a +51 % feed factor drift and a -12.7 % load cell drift
+        # cancelled in the feed factor; the sound probe, 1.08 % w/w above the feeders, was
+        # blamed, the fail-safe cleared, and 2,591 tablets at 108-112 % LC were released
+        # on the feeders' word).
+        confirmed = self.nir_suspect and not self.blamed_by_elimination
+        probe = self.probe_offset if confirmed else None
+        load_cell = self.load_cell_gap
+        # Both at once (two sensor faults): the probe's offset and the load cell's gap add.
+        both = probe + load_cell if probe is not None and load_cell is not None else None
+        return (
+            explains(probe, gap, limit, share)
+            or explains(load_cell, gap, limit, share)
+            or explains(both, gap, limit, share)
+        )
 
     def check_agreement(self, now: float, dt: float) -> None:
         """Fail-safe: the NIR and the feeders disagree beyond their combined uncertainty and no
@@ -768,23 +808,7 @@ class Blend:
         if gap is not None and abs(gap) > limit:
             # The averaged gap says there is a disagreement; whether a diagnosis explains it is
             # judged on the gap now, which does not lag the fault's onset or end.
-            now_gap, share = c_nir - c_feeders, self.cfg.diagnosis_share
-            # A probe blamed by elimination explains nothing: its offset is the gap itself, so
-            # it would always "explain" it (random campaign 454 compound, outside the seeds the
-            # rules were worked out on: a +51 % feed factor drift and a -12.7 % load cell drift
-            # cancelled in the feed factor; the sound probe, 1.08 % w/w above the feeders, was
-            # blamed, the fail-safe cleared, and 2,591 tablets at 108-112 % LC were released
-            # on the feeders' word).
-            confirmed = self.nir_suspect and not self.blamed_by_elimination
-            probe = self.probe_offset if confirmed else None
-            load_cell = self.load_cell_gap
-            # Both at once (two sensor faults): the probe's offset and the load cell's gap add.
-            both = probe + load_cell if probe is not None and load_cell is not None else None
-            present = not (
-                explains(probe, now_gap, limit, share)
-                or explains(load_cell, now_gap, limit, share)
-                or explains(both, now_gap, limit, share)
-            )
+            present = not self.diagnosed(c_nir - c_feeders)
         if (
             not present
             and self._disagree.active

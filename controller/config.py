@@ -396,6 +396,9 @@ class ControllerConfig:
     # so a refill's short volumetric blip does not trip it, while 20 s of suspect material
     # is still inside the feed frame (30-60 s) when the gate is told
     failsafe_guard_pct: float = 1.0  # % LC added to the guard band while it holds
+    failsafe_lookback_s: float = 120.0  # s of blend judged before it is raised that is judged
+    # again by its rule when it is: the gap's 60-s average crosses the limit 60 ln(g/(g - L))
+    # s after a gap g opens, 97 s for a gap a quarter over it, then confirms for 20 s
     diagnosis_share: float = 0.05  # a diagnosis explains the gap now when the two differ by
     # no more than the combined uncertainty and 5 % of the diagnosed offset (its own error:
     # a step judged from four spectra, a load cell from a 2-min feed-factor average)
