@@ -16,8 +16,12 @@ its own condition when the test says (its timing is `check_agreement`'s, tested 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
+from apps.campaign import run_campaign
+from apps.random_campaign import random_campaign
 from controller import ControllerConfig
 from controller.actions import Action
 from controller.supervisor import Supervisor
@@ -104,3 +108,13 @@ def test_the_doubt_is_judged_by_the_fail_safes_rule() -> None:
     assert band == pytest.approx(0.25 + CFG.failsafe_guard_pct + (NIR - FEEDERS) * 10.0 / 2)
     blend.feeders_value = NIR - 0.9 * blend.failsafe_limit  # within their combined uncertainty
     assert blend.unconfirmed(NIR, 0.25) is None
+
+
+def test_random_campaign_48_compound_at_a_wider_margin_releases_nothing() -> None:
+    """The whole plant: the campaign the rule is for, at the `margin_s` (4.5 s) that released
+    237 tablets at 105.0-106.6 % LC before it. What the fail-safe's lag let through is held."""
+    campaign = random_campaign(48, compound=True)
+    config = replace(ControllerConfig(), margin_s=4.5)
+    ledger = run_campaign(campaign.scenario, controlled=True, config=config).plant.ledger
+    assert ledger.oos_accepted_tablets == 0
+    assert ledger.oos_quarantined_tablets > 200
