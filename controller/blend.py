@@ -612,7 +612,8 @@ class Blend:
         feeders_noise = 0.0
         if conds.any_active("feeder_noise"):
             # The blend varies faster than the NIR's median can follow, the more so the noisier
-            # the feeder: the guard band grows with the noise over its usual.
+            # the feeder: the guard band grows with the noise over its usual, up to a cap the
+            # probe's judgement needs and a higher one the feeders' alone does.
             units = max(self.noise_ratio - 1.0, 1.0)
             extra = cfg.noise_guard_pct * min(units, cfg.noise_guard_max)
             feeders_noise = cfg.noise_guard_pct * min(units, cfg.noise_guard_feeders_max) - extra
