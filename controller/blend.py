@@ -641,10 +641,9 @@ class Blend:
             if self.nir_suspect and self.probe_offset is not None:
                 opinions.append(probe - self.probe_offset)
             worst = max(opinions, key=lambda c: abs(c - target))
-            gap_lc = abs(probe - c_feeders) * cfg.target_weight_mg / cfg.label_claim_mg
             if worst == c_feeders and c_nir is None:
                 extra += feeders_noise
-            return worst, extra + cfg.failsafe_guard_pct + gap_lc / 2
+            return worst, self.failsafe_band(extra, abs(probe - c_feeders))
         if c_nir is not None and not self.nir_suspect:
             leading = self._leading(c_nir)
             calibration = self.gap_before_refill
@@ -749,10 +748,15 @@ class Blend:
         size = -gap if gap < 0.0 else gap  # abs, as in `Supervisor.step`: every decision
         if size <= self.failsafe_limit or self.diagnosed(gap):
             return None
-        cfg, target = self.cfg, self.target_pct
+        target = self.target_pct
         worst = max((concentration, c_nir, c_feeders), key=lambda c: abs(c - target))
-        gap_lc = size * cfg.target_weight_mg / cfg.label_claim_mg
-        return worst, extra + cfg.failsafe_guard_pct + gap_lc / 2
+        return worst, self.failsafe_band(extra, size)
+
+    def failsafe_band(self, extra: float, gap: float) -> float:
+        """The guard band (% LC) the fail-safe judges by: `extra` widened by its own guard and
+        half the two estimates' gap (% w/w, its size)."""
+        cfg = self.cfg
+        return extra + cfg.failsafe_guard_pct + gap * cfg.target_weight_mg / cfg.label_claim_mg / 2
 
     def _leading(self, c_nir: float) -> float:
         """The NIR's median or its newest accepted spectrum, whichever is further from target.

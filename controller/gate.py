@@ -354,12 +354,11 @@ class Gate:
             actions.append(self._hold_doubted(start, end))
 
     def _hold_doubted(self, start: float, end: float) -> Action:
-        reason = (
+        why = (
             "blend judged before the fail-safe confirmed the NIR and the feeders' "
-            "disagreement fails its rule: tablets that reached accept are held back"
+            "disagreement fails its rule"
         )
-        start = start if start > 0.0 else 0.0
-        return Action("quarantine", "genealogy", (round(start, 3), round(end, 3)), reason)
+        return self._hold(start, end, why)
 
     def _out_of_spec_pressed(
         self, weight: float, last: float, concentrations: tuple[float, ...], extra: float
@@ -726,7 +725,11 @@ class Gate:
         pressed from `since` (less the diversion margin) until the command sent now has taken
         effect (a reaction time later; the plant cuts a window that ends in its future), or,
         `landed`, until now, when telemetry already shows it has."""
-        start = max(since - self.planner.margin_s, 0.0)
         end = now if landed else now + self.sv.reaction_s
+        return self._hold(since - self.planner.margin_s, end, why)
+
+    def _hold(self, start: float, end: float, why: str) -> Action:
+        """The quarantine of the tablets pressed from `start` (not before the run's start) to
+        `end`, plant s."""
         reason = f"{why}: tablets that may have reached accept are held back"
-        return Action("quarantine", "genealogy", (round(start, 3), round(end, 3)), reason)
+        return Action("quarantine", "genealogy", (round(max(start, 0.0), 3), round(end, 3)), reason)
